@@ -1,0 +1,1 @@
+"""Sub-commands of the ``casebook`` CLI, one module each, each exposing ``register(subparsers)``."""

@@ -1,0 +1,68 @@
+"""Terminal rendering shared by sub-commands: a progress bar and plain tables."""
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+from typing import Sequence, TextIO
+
+
+class ProgressBar:
+    """Renders ``progress(done, total, message)`` calls as one self-updating line on a TTY.
+
+    On a non-TTY (CI logs, pipes) it prints at most one line every few seconds so logs stay short.
+    """
+
+    def __init__(self, label: str, stream: TextIO | None = None, unit: str = "files") -> None:
+        self.label = label
+        self.stream = stream or sys.stderr
+        self.unit = unit
+        self.start = time.monotonic()
+        self._last = 0.0
+        self._tty = self.stream.isatty()
+        self._dirty = False
+
+    def __call__(self, done: int, total: int, message: str = "") -> None:
+        now = time.monotonic()
+        finished = total > 0 and done >= total
+        if not finished and now - self._last < (0.1 if self._tty else 5.0):
+            return
+        self._last = now
+        elapsed = max(now - self.start, 1e-6)
+        rate = done / elapsed
+        width = shutil.get_terminal_size((100, 20)).columns
+        if total > 0:
+            frac = min(done / total, 1.0)
+            eta = (total - done) / rate if rate > 0 else 0.0
+            head = f"{self.label} {done}/{total} {self.unit} {rate:,.1f}/s eta {eta:,.0f}s "
+            barw = max(10, min(40, width - len(head) - 12))
+            bar = "#" * int(frac * barw) + "-" * (barw - int(frac * barw))
+            line = f"{head}[{bar}] {frac * 100:3.0f}%"
+        else:
+            line = f"{self.label} {done} {self.unit} {rate:,.1f}/s"
+        if message:
+            line += f" {message}"
+        line = line[: width - 1]
+        if self._tty:
+            self.stream.write("\r" + line.ljust(width - 1))
+            self._dirty = True
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self._tty and self._dirty:
+            self.stream.write("\n")
+            self.stream.flush()
+            self._dirty = False
+
+
+def print_table(headers: Sequence[str], rows: Sequence[Sequence[object]], stream: TextIO | None = None) -> None:
+    """Print an aligned plain-text table (no colours: logs and pipes stay readable)."""
+    stream = stream or sys.stdout
+    cells = [[str(h) for h in headers]] + [["" if c is None else str(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    for n, row in enumerate(cells):
+        stream.write("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() + "\n")
+        if n == 0:
+            stream.write("  ".join("-" * w for w in widths) + "\n")

@@ -1,0 +1,1 @@
+"""VTK adapters that subscribe to model events. The only layer that imports VTK."""
