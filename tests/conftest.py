@@ -48,3 +48,9 @@ def library_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("CASEBOOK_LIBRARY", str(lib))
     monkeypatch.setenv("CASEBOOK_CONFIG", str(tmp_path / "settings.toml"))
     return lib
+
+
+@pytest.fixture(scope="session")
+def need_shared():
+    """``need_shared("dicom", "dcm_qa_ct")`` -> Path, skipping (failing under CI) when absent."""
+    return require_shared
