@@ -1,0 +1,1086 @@
+"""On-disk HNSW vector index over the case store's embeddings, one index per encoder model.
+
+Why it looks the way it does:
+
+* The index is never the only copy. The case store keeps every embedding (``embedding`` table);
+  the hnswlib file is a cache that makes search fast. On open, the file is checked (header,
+  size, checksum, element count, label-set digest, model key and dimension) against a small JSON
+  sidecar and against the authoritative :class:`EmbeddingSource`; a missing, truncated, corrupt,
+  stale or foreign file is rebuilt (with progress and cancel) instead of being trusted.
+* Saves are atomic. Each save writes a new *generation* file (temp name, fsync, rename), then
+  atomically replaces the sidecar that names it (temp, fsync, rename, directory fsync). A crash
+  at any point leaves either the old or the new generation, never half a file.
+* hnswlib is not safe when ``add_items`` and ``knn_query`` run at the same time, but concurrent
+  queries are. A readers-writer lock lets any number of searches run together and gives writers
+  (add, delete, resize, ef change) exclusive access, so ingest while searching is safe.
+* Exact search is used automatically where it is cheaper or more reliable than the graph: small
+  collections, and filters narrow enough that the caller can hand over a small candidate label
+  set (pre-filter in SQLite, then brute force on those vectors). Otherwise HNSW runs with a
+  filter function and oversampling.
+* Vectors are L2-normalised float32; the score is the cosine similarity (inner product).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import re
+import struct
+import threading
+import time
+import zlib
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Collection, Iterable, Iterator, Protocol
+
+import hnswlib
+import numpy as np
+
+from .errors import Cancelled, QueryError, VectorIndexError
+
+log = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[int, int, str], None]
+
+FORMAT_VERSION = 1
+_HEADER = struct.Struct("<QQQQQQiIQQQdQ")  # hnswlib HierarchicalNSW::saveIndex header (96 bytes)
+_SAMPLE_BLOCKS = 64
+_SAMPLE_BLOCK_SIZE = 64 * 1024
+_FULL_CHECK_LIMIT = 256 * 1024 * 1024  # files up to this size get a full CRC on every open
+_DIGEST_P = 2147483647  # 2**31 - 1
+_DIGEST_K = 1103515245
+
+
+class SupportsCancel(Protocol):
+    def is_set(self) -> bool: ...
+
+
+def _no_progress(done: int, total: int, message: str) -> None:
+    """Progress sink for callers that do not want reports."""
+
+
+def _check_cancel(cancel: SupportsCancel | None) -> None:
+    if cancel is not None and cancel.is_set():
+        raise Cancelled("vector index operation cancelled")
+
+
+# --------------------------------------------------------------------------------------------
+# Label-set digest: cheap to compute both here (numpy) and in SQLite (plain SQL aggregates)
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LabelDigest:
+    """Order-independent fingerprint of a set of labels.
+
+    The SQL equivalent over the store's ``embedding`` table is
+    ``SELECT count(*), coalesce(sum(label), 0),
+    coalesce(sum(((label % 2147483647) * 1103515245) % 2147483647), 0) FROM embedding
+    WHERE model_id = ?`` so the store never has to ship every label to check staleness.
+    """
+
+    count: int
+    total: int
+    mix: int
+
+    @classmethod
+    def of(cls, labels: np.ndarray | Iterable[int]) -> "LabelDigest":
+        arr = np.asarray(labels if isinstance(labels, np.ndarray) else list(labels), dtype=np.int64)
+        if arr.size == 0:
+            return cls(0, 0, 0)
+        mix = ((arr % _DIGEST_P) * _DIGEST_K) % _DIGEST_P  # < 2**62: no int64 overflow
+        return cls(int(arr.size), int(arr.sum(dtype=np.int64)), int(mix.sum(dtype=np.int64)))
+
+    def as_list(self) -> list[int]:
+        return [self.count, self.total, self.mix]
+
+
+# --------------------------------------------------------------------------------------------
+# The authoritative embeddings
+# --------------------------------------------------------------------------------------------
+
+
+class EmbeddingSource(Protocol):
+    """Where the authoritative (label, vector) pairs of one model live (normally the case store).
+
+    The index only needs these four operations, so it never depends on the store's internals.
+    """
+
+    def digest(self) -> LabelDigest:
+        """Fingerprint of the live label set (cheap: called on every open)."""
+
+    def labels(self) -> np.ndarray:
+        """All live labels (int64); used only when the digest says the index is behind."""
+
+    def vectors(self, labels: np.ndarray) -> np.ndarray:
+        """Vectors (float32, one row per label, same order) of the given labels."""
+
+    def iter_batches(self, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """All live (labels, vectors) in batches, for a full rebuild."""
+
+
+class ArraySource:
+    """An :class:`EmbeddingSource` over in-memory arrays (benchmarks, tests, imports)."""
+
+    def __init__(self, labels: np.ndarray, vectors: np.ndarray) -> None:
+        self._labels = np.asarray(labels, dtype=np.int64)
+        self._vectors = np.asarray(vectors, dtype=np.float32)
+        if self._labels.ndim != 1 or self._vectors.ndim != 2 or len(self._labels) != len(self._vectors):
+            raise ValueError("labels must be 1-D and vectors 2-D with one row per label")
+        self._row = {int(l): i for i, l in enumerate(self._labels)}
+
+    def digest(self) -> LabelDigest:
+        return LabelDigest.of(self._labels)
+
+    def labels(self) -> np.ndarray:
+        return self._labels.copy()
+
+    def vectors(self, labels: np.ndarray) -> np.ndarray:
+        return self._vectors[[self._row[int(l)] for l in labels]]
+
+    def iter_batches(self, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        for s in range(0, len(self._labels), batch_size):
+            yield self._labels[s : s + batch_size], self._vectors[s : s + batch_size]
+
+
+# --------------------------------------------------------------------------------------------
+# Parameters, metadata, results
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class IndexParams:
+    """HNSW build and search parameters.
+
+    Defaults were chosen with ``benchmarks/search.py`` (clustered 512-d embeddings): M=16 and
+    ef_construction=200 reach recall@10 >= 0.98 at 1M vectors with ef well under 100;
+    :meth:`VectorIndex.tune_ef` then picks the smallest ef that meets ``target_recall`` on a
+    sample of the actual collection.
+    """
+
+    M: int = 16
+    ef_construction: int = 200
+    ef: int = 64
+    target_recall: float = 0.98
+    exact_below: int = 2_000  # whole collections up to this size: brute force (cheap, exact)
+    exact_candidates_below: int = 20_000  # pre-filtered candidate sets up to this size: brute force
+    max_ef: int = 1024
+    num_threads: int = 1  # per query; build uses all cores
+    initial_capacity: int = 1024
+
+
+@dataclass
+class IndexMeta:
+    """Contents of the JSON sidecar that names the current index generation."""
+
+    format: int
+    model_key: str
+    dim: int
+    space: str
+    M: int
+    ef_construction: int
+    ef: int
+    count: int  # live (not deleted) elements
+    element_count: int  # elements in the file, deleted included
+    max_elements: int
+    label_digest: list[int]
+    deleted: list[int]
+    index_file: str
+    file_size: int
+    crc32: int
+    sample_crc32: int
+    saved_at: float
+    recall_estimate: float | None = None
+
+    @classmethod
+    def from_json(cls, text: str) -> "IndexMeta":
+        data = json.loads(text)
+        names = {f for f in cls.__dataclass_fields__}
+        missing = names - set(data) - {"recall_estimate"}
+        if missing:
+            raise ValueError(f"sidecar lacks {sorted(missing)}")
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+@dataclass
+class SearchResult:
+    """Labels and cosine scores, best first; rows padded with label -1 / score -inf."""
+
+    labels: np.ndarray  # (n_queries, k) int64
+    scores: np.ndarray  # (n_queries, k) float32
+    method: str  # "exact" | "exact-candidates" | "hnsw" | "hnsw-filtered" | "empty"
+    reason: str = ""
+
+    def hits(self, row: int = 0) -> list[tuple[int, float]]:
+        """(label, score) pairs of one query row, padding dropped."""
+        keep = self.labels[row] >= 0
+        return [(int(l), float(s)) for l, s in zip(self.labels[row][keep], self.scores[row][keep])]
+
+
+@dataclass
+class OpenReport:
+    """What :meth:`VectorIndex.open` found and did, for the log, the audit and the GUI."""
+
+    action: str  # "loaded" | "caught-up" | "rebuilt" | "created"
+    reason: str = ""
+    added: int = 0
+    removed: int = 0
+    seconds: float = 0.0
+    details: dict = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------------------------
+# Readers-writer lock
+# --------------------------------------------------------------------------------------------
+
+
+class ReadWriteLock:
+    """Many readers or one writer; a waiting writer blocks new readers so ingest cannot starve."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._readers = 0
+        self._writer = False
+        self._writers_waiting = 0
+
+    @contextmanager
+    def read(self) -> Iterator[None]:
+        with self._cond:
+            while self._writer or self._writers_waiting:
+                self._cond.wait()
+            self._readers += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._readers -= 1
+                if self._readers == 0:
+                    self._cond.notify_all()
+
+    @contextmanager
+    def write(self) -> Iterator[None]:
+        with self._cond:
+            self._writers_waiting += 1
+            try:
+                while self._writer or self._readers:
+                    self._cond.wait()
+            finally:
+                self._writers_waiting -= 1
+            self._writer = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._writer = False
+                self._cond.notify_all()
+
+
+# --------------------------------------------------------------------------------------------
+# File helpers
+# --------------------------------------------------------------------------------------------
+
+
+def model_file_stem(model_key: str) -> str:
+    """File-system-safe name for a model key (keys look like ``name@version+sha``)."""
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", model_key).strip("._") or "model"
+    return f"{safe[:80]}-{zlib.crc32(model_key.encode()):08x}"
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without directory fds
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)
+
+
+def file_crc32(path: Path, chunk: int = 8 * 1024 * 1024) -> int:
+    """CRC-32 of a whole file (integrity against truncation and bit rot, not tampering)."""
+    crc = 0
+    with open(path, "rb") as fh:
+        while True:
+            buf = fh.read(chunk)
+            if not buf:
+                return crc
+            crc = zlib.crc32(buf, crc)
+
+
+def sampled_crc32(path: Path, size: int | None = None) -> int:
+    """CRC-32 over the header, the tail and evenly spaced blocks: a cheap check for big files."""
+    size = path.stat().st_size if size is None else size
+    crc = 0
+    with open(path, "rb") as fh:
+        if size <= _SAMPLE_BLOCKS * _SAMPLE_BLOCK_SIZE:
+            return zlib.crc32(fh.read())
+        step = (size - _SAMPLE_BLOCK_SIZE) // (_SAMPLE_BLOCKS - 1)
+        for i in range(_SAMPLE_BLOCKS):
+            fh.seek(i * step)
+            crc = zlib.crc32(fh.read(_SAMPLE_BLOCK_SIZE), crc)
+    return crc
+
+
+@dataclass(frozen=True)
+class HnswHeader:
+    element_count: int
+    max_elements: int
+    dim: int
+    M: int
+    ef_construction: int
+    min_file_size: int
+    size_per_element: int
+    offset_data: int
+
+
+def read_hnsw_header(path: Path) -> HnswHeader:
+    """Parse and sanity-check an hnswlib file header before hnswlib is allowed to load it.
+
+    hnswlib trusts its input; a truncated or foreign file can make it allocate wildly or crash,
+    so the header fields and the minimum file size they imply are checked here first.
+    """
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        raw = fh.read(_HEADER.size)
+    if len(raw) < _HEADER.size:
+        raise VectorIndexError(f"{path}: file is {size} bytes, shorter than an hnswlib header")
+    (off0, max_el, count, per_el, label_off, off_data, _maxlevel, _entry, _max_m, max_m0, m, _mult,
+     efc) = _HEADER.unpack(raw)
+    data_bytes = per_el - (max_m0 * 4 + 4) - 8
+    if (off0 != 0 or count > max_el or m == 0 or max_m0 != 2 * m or label_off != per_el - 8
+            or off_data != max_m0 * 4 + 4 or data_bytes <= 0 or data_bytes % 4):
+        raise VectorIndexError(f"{path}: not an hnswlib index (inconsistent header)")
+    min_size = _HEADER.size + count * per_el + count * 4
+    if size < min_size:
+        raise VectorIndexError(f"{path}: truncated ({size} bytes, at least {min_size} expected)")
+    return HnswHeader(count, max_el, data_bytes // 4, m, efc, min_size, per_el, off_data)
+
+
+class _FileVectors:
+    """Zero-copy view of the vectors and labels inside a saved hnswlib file (``np.memmap``).
+
+    hnswlib's own ``get_items`` copies through Python lists (about 60 us per vector), far too
+    slow for exact search over thousands of candidates; the level-0 block of the file is a plain
+    array of (links, vector, label) records, so the OS page cache serves the vectors directly.
+    """
+
+    def __init__(self, path: Path, header: HnswHeader) -> None:
+        dtype = np.dtype({"names": ["vec", "label"], "formats": [("<f4", (header.dim,)), "<u8"],
+                          "offsets": [header.offset_data, header.offset_data + header.dim * 4],
+                          "itemsize": header.size_per_element})
+        self.path = path
+        self.count = header.element_count
+        if self.count:
+            self._mm = np.memmap(path, dtype=dtype, mode="r", offset=_HEADER.size, shape=(self.count,))
+            labels = np.asarray(self._mm["label"], dtype=np.int64)
+        else:
+            self._mm = None
+            labels = np.empty(0, np.int64)
+        self._order = np.argsort(labels, kind="stable")
+        self._sorted = labels[self._order]
+
+    def rows(self, labels: np.ndarray) -> np.ndarray:
+        """Row of each label in the file, -1 where absent."""
+        pos = np.searchsorted(self._sorted, labels)
+        pos = np.minimum(pos, max(len(self._sorted) - 1, 0))
+        found = (len(self._sorted) > 0) & (self._sorted[pos] == labels) if len(self._sorted) else \
+            np.zeros(len(labels), bool)
+        return np.where(found, self._order[pos] if len(self._order) else -1, -1)
+
+    def vectors(self, rows: np.ndarray) -> np.ndarray:
+        if self._mm is None or len(rows) == 0:
+            return np.empty((len(rows), 0), np.float32)
+        if len(rows) > 1 and (np.diff(rows) == 1).all():
+            return np.array(self._mm["vec"][rows[0] : rows[-1] + 1], dtype=np.float32)
+        return np.array(self._mm["vec"][rows], dtype=np.float32)
+
+
+class _VectorStore:
+    """Vectors by label: the saved file (memmap) overlaid by those added since the last save."""
+
+    def __init__(self, dim: int, file: _FileVectors | None = None) -> None:
+        self.dim = dim
+        self.file = file
+        self.pending_labels = np.empty(0, np.int64)  # sorted
+        self.pending = np.empty((0, dim), np.float32)
+
+    def with_added(self, labels: np.ndarray, vecs: np.ndarray) -> "_VectorStore":
+        """A new store with ``labels`` (re)placed: copy-on-write so readers never see a half update."""
+        keep = ~np.isin(self.pending_labels, labels)
+        all_l = np.concatenate([self.pending_labels[keep], labels])
+        all_v = np.concatenate([self.pending[keep], vecs])
+        order = np.argsort(all_l, kind="stable")
+        out = _VectorStore(self.dim, self.file)
+        out.pending_labels, out.pending = all_l[order], all_v[order]
+        return out
+
+    def get(self, labels: np.ndarray) -> np.ndarray:
+        out = np.empty((len(labels), self.dim), np.float32)
+        done = np.zeros(len(labels), bool)
+        if len(self.pending_labels):
+            pos = np.minimum(np.searchsorted(self.pending_labels, labels), len(self.pending_labels) - 1)
+            hit = self.pending_labels[pos] == labels
+            out[hit] = self.pending[pos[hit]]
+            done |= hit
+        if not done.all():
+            if self.file is None:
+                raise VectorIndexError("vector missing from the index's vector store")
+            rows = self.file.rows(labels[~done])
+            if (rows < 0).any():
+                raise VectorIndexError("vector missing from the saved index file")
+            out[~done] = self.file.vectors(rows)
+        return out
+
+
+def normalise(vectors: np.ndarray, dim: int, what: str = "query") -> np.ndarray:
+    """L2-normalised float32 copy, 2-D; raises :class:`QueryError` on a bad shape or value."""
+    arr = np.asarray(vectors, dtype=np.float32)
+    if arr.ndim == 1:
+        arr = arr[None, :]
+    if arr.ndim != 2 or arr.shape[1] != dim:
+        got = arr.shape[-1] if arr.ndim >= 1 else 0
+        raise QueryError(f"{what} embedding has {got} values; this index holds {dim}-value embeddings")
+    if not np.isfinite(arr).all():
+        raise QueryError(f"{what} embedding contains NaN or infinite values")
+    norms = np.linalg.norm(arr, axis=1, keepdims=True)
+    if (norms == 0).any():
+        raise QueryError(f"{what} embedding is all zeros and has no direction")
+    return np.ascontiguousarray(arr / norms, dtype=np.float32)
+
+
+# --------------------------------------------------------------------------------------------
+# The index
+# --------------------------------------------------------------------------------------------
+
+
+class VectorIndex:
+    """An hnswlib index of one encoder model's embeddings, with its sidecar, in ``directory``.
+
+    Create or open it with :meth:`open`; all methods are thread-safe.
+    """
+
+    SPACE = "ip"
+
+    def __init__(self, directory: Path, model_key: str, dim: int, params: IndexParams) -> None:
+        self.directory = Path(directory)
+        self.model_key = model_key
+        self.dim = int(dim)
+        self.params = params
+        self.stem = model_file_stem(model_key)
+        self._lock = ReadWriteLock()
+        self._save_lock = threading.Lock()
+        self._index: hnswlib.Index | None = None
+        self._live = np.empty(0, dtype=np.int64)  # sorted live labels
+        self._deleted: set[int] = set()
+        self._generation = 0
+        self._dirty = False
+        self._exact_cache: tuple[np.ndarray, np.ndarray] | None = None
+        self._vectors = _VectorStore(self.dim)
+        self._meta: IndexMeta | None = None
+        self.recall_estimate: float | None = None
+        self.report = OpenReport("created")
+
+    # ---------------------------------------------------------------- paths
+    @property
+    def meta_path(self) -> Path:
+        return self.directory / f"{self.stem}.json"
+
+    def _index_path(self, generation: int) -> Path:
+        return self.directory / f"{self.stem}.{generation:06d}.hnsw"
+
+    # ---------------------------------------------------------------- opening
+    @classmethod
+    def open(
+        cls,
+        directory: Path | str,
+        model_key: str,
+        dim: int,
+        source: EmbeddingSource | None = None,
+        *,
+        params: IndexParams | None = None,
+        rebuild: bool = True,
+        verify: str = "auto",
+        progress: ProgressCallback | None = None,
+        cancel: SupportsCancel | None = None,
+    ) -> "VectorIndex":
+        """Open the index of ``model_key`` in ``directory``, repairing it from ``source`` if needed.
+
+        With a ``source`` the index is checked against it: a missing, corrupt, foreign or stale
+        file is rebuilt (``rebuild=True``) or reported as :class:`VectorIndexError`. A valid file
+        that is merely behind (labels added or removed since the last save) is caught up
+        incrementally. ``verify`` is ``"full"`` (CRC of the whole file), ``"sample"`` (header,
+        size and a sampled CRC: fast for multi-GB files) or ``"auto"`` (full up to 256 MB).
+        """
+        if dim <= 0:
+            raise VectorIndexError(f"model {model_key!r}: embedding size must be positive, not {dim}")
+        start = time.perf_counter()
+        progress = progress or _no_progress
+        self = cls(Path(directory), model_key, dim, params or IndexParams())
+        self.directory.mkdir(parents=True, exist_ok=True)
+        try:
+            self._load(verify)
+        except VectorIndexError as exc:
+            if source is None or not rebuild:
+                raise
+            if self.meta_path.exists():
+                log.warning("rebuilding vector index: %s", exc)
+            else:
+                log.info("building vector index: %s", exc)
+            self.rebuild(source, progress=progress, cancel=cancel)
+            self.report = OpenReport("rebuilt", reason=str(exc))
+        else:
+            self.report = OpenReport("loaded")
+            if source is not None:
+                self._reconcile(source, rebuild, progress, cancel)
+        self.report.seconds = time.perf_counter() - start
+        log.info("vector index %s: %s in %.2fs %s", self.stem, self.report.action, self.report.seconds,
+                 self.report.reason)
+        return self
+
+    @classmethod
+    def create(cls, directory: Path | str, model_key: str, dim: int,
+               params: IndexParams | None = None) -> "VectorIndex":
+        """A new empty index (nothing on disk until :meth:`save`)."""
+        self = cls(Path(directory), model_key, dim, params or IndexParams())
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._index = self._new_hnsw(self.params.initial_capacity)
+        return self
+
+    def _new_hnsw(self, capacity: int) -> hnswlib.Index:
+        idx = hnswlib.Index(space=self.SPACE, dim=self.dim)
+        idx.init_index(max_elements=max(int(capacity), 16), M=self.params.M,
+                       ef_construction=self.params.ef_construction)
+        idx.set_ef(self.params.ef)
+        idx.set_num_threads(self.params.num_threads)
+        return idx
+
+    def _read_meta(self) -> IndexMeta:
+        if not self.meta_path.exists():
+            raise VectorIndexError(f"{self.meta_path}: no index for model {self.model_key!r} yet")
+        try:
+            meta = IndexMeta.from_json(self.meta_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError, TypeError) as exc:
+            raise VectorIndexError(f"{self.meta_path}: unreadable index metadata: {exc}") from exc
+        if meta.format != FORMAT_VERSION:
+            raise VectorIndexError(f"{self.meta_path}: index format {meta.format}, expected {FORMAT_VERSION}")
+        if meta.model_key != self.model_key:
+            raise VectorIndexError(
+                f"{self.meta_path}: index was built by model {meta.model_key!r}, not {self.model_key!r}")
+        if meta.dim != self.dim:
+            raise VectorIndexError(f"{self.meta_path}: index holds {meta.dim}-value embeddings, "
+                                   f"model {self.model_key!r} makes {self.dim}")
+        if meta.space != self.SPACE:
+            raise VectorIndexError(f"{self.meta_path}: index space {meta.space!r}, expected {self.SPACE!r}")
+        return meta
+
+    def _load(self, verify: str) -> None:
+        meta = self._read_meta()
+        path = self.directory / meta.index_file
+        if not path.exists():
+            raise VectorIndexError(f"{path}: index file named by {self.meta_path.name} is missing")
+        size = path.stat().st_size
+        if size != meta.file_size:
+            raise VectorIndexError(f"{path}: {size} bytes on disk, {meta.file_size} when saved (truncated?)")
+        header = read_hnsw_header(path)
+        if header.dim != self.dim:
+            raise VectorIndexError(f"{path}: file holds {header.dim}-value vectors, expected {self.dim}")
+        if header.element_count != meta.element_count:
+            raise VectorIndexError(f"{path}: {header.element_count} elements in file, "
+                                   f"{meta.element_count} in metadata")
+        full = verify == "full" or (verify == "auto" and size <= _FULL_CHECK_LIMIT)
+        if full:
+            if file_crc32(path) != meta.crc32:
+                raise VectorIndexError(f"{path}: checksum mismatch (corrupt file)")
+        elif sampled_crc32(path, size) != meta.sample_crc32:
+            raise VectorIndexError(f"{path}: sampled checksum mismatch (corrupt file)")
+        idx = hnswlib.Index(space=self.SPACE, dim=self.dim)
+        try:
+            idx.load_index(str(path), max_elements=max(meta.max_elements, header.element_count))
+        except (RuntimeError, MemoryError, ValueError) as exc:
+            raise VectorIndexError(f"{path}: hnswlib cannot load it: {exc}") from exc
+        idx.set_ef(max(meta.ef, 1))
+        idx.set_num_threads(self.params.num_threads)
+        deleted = set(int(x) for x in meta.deleted)
+        ids = np.fromiter(idx.get_ids_list(), dtype=np.int64, count=idx.element_count)
+        live = np.sort(ids[~np.isin(ids, np.fromiter(deleted, dtype=np.int64, count=len(deleted)))])
+        if LabelDigest.of(live).as_list() != list(meta.label_digest):
+            raise VectorIndexError(f"{path}: labels in file do not match the saved label digest")
+        self._index = idx
+        self._vectors = _VectorStore(self.dim, _FileVectors(path, header))
+        self._meta = meta
+        self._live = live
+        self._deleted = deleted
+        self.params.ef = max(meta.ef, 1)
+        self.params.M = meta.M
+        self.params.ef_construction = meta.ef_construction
+        self.recall_estimate = meta.recall_estimate
+        self._generation = int(meta.index_file.rsplit(".", 2)[-2]) if meta.index_file.count(".") >= 2 else 0
+        self._dirty = False
+
+    def _reconcile(self, source: EmbeddingSource, rebuild: bool, progress: ProgressCallback,
+                   cancel: SupportsCancel | None) -> None:
+        """Bring a valid but stale index in line with the store (add new, delete removed labels)."""
+        want = source.digest()
+        if want == LabelDigest.of(self._live):
+            return
+        labels = np.unique(np.asarray(source.labels(), dtype=np.int64))
+        if LabelDigest.of(labels) != want:
+            log.warning("embedding source digest changed while reading its labels; using the labels")
+        missing = np.setdiff1d(labels, self._live, assume_unique=True)
+        gone = np.setdiff1d(self._live, labels, assume_unique=True)
+        reason = f"index behind the store: {len(missing)} to add, {len(gone)} to remove"
+        if len(missing) > max(len(labels) // 2, 10_000) and rebuild:
+            log.info("%s: rebuilding (%s)", self.stem, reason)
+            self.rebuild(source, progress=progress, cancel=cancel)
+            self.report = OpenReport("rebuilt", reason=reason)
+            return
+        if len(gone):
+            self.mark_deleted(gone)
+        total = len(missing)
+        for s in range(0, total, 10_000):
+            _check_cancel(cancel)
+            chunk = missing[s : s + 10_000]
+            self.add(chunk, source.vectors(chunk))
+            progress(min(s + len(chunk), total), total, "catching up index")
+        self.save()
+        self.report = OpenReport("caught-up", reason=reason, added=len(missing), removed=len(gone))
+
+    # ---------------------------------------------------------------- building
+    def rebuild(self, source: EmbeddingSource, *, progress: ProgressCallback | None = None,
+                cancel: SupportsCancel | None = None, batch_size: int = 10_000, tune: bool = True) -> None:
+        """Build a fresh index from every embedding of ``source``, save it, then swap it in.
+
+        Queries keep running against the old index until the swap; a cancel leaves it untouched.
+        """
+        progress = progress or _no_progress
+        digest = source.digest()
+        total = digest.count
+        fresh = self._new_hnsw(max(total, self.params.initial_capacity))
+        fresh.set_num_threads(max(os.cpu_count() or 1, 1))
+        seen: list[np.ndarray] = []
+        done = 0
+        progress(0, total, "building vector index")
+        for labels, vectors in source.iter_batches(batch_size):
+            _check_cancel(cancel)
+            labels = np.asarray(labels, dtype=np.int64)
+            if len(labels) == 0:
+                continue
+            vecs = normalise(vectors, self.dim, what="stored")
+            if done + len(labels) > fresh.get_max_elements():
+                fresh.resize_index(int((done + len(labels)) * 1.25))
+            fresh.add_items(vecs, labels)
+            seen.append(labels)
+            done += len(labels)
+            progress(min(done, max(total, done)), max(total, done), "building vector index")
+        _check_cancel(cancel)
+        fresh.set_num_threads(self.params.num_threads)
+        live = np.unique(np.concatenate(seen)) if seen else np.empty(0, dtype=np.int64)
+        with self._save_lock:
+            meta, store = self._write_generation(fresh, live, set())
+            with self._lock.write():
+                self._install(fresh, live, set(), meta, store)
+        if tune and len(live) > self.params.exact_below:
+            self.tune_ef(progress=progress, cancel=cancel)
+
+    # ---------------------------------------------------------------- writing
+    def add(self, labels: np.ndarray | Iterable[int], vectors: np.ndarray) -> None:
+        """Add (or replace) vectors under ``labels``; grows the index as needed."""
+        labels = np.asarray(list(labels) if not isinstance(labels, np.ndarray) else labels, dtype=np.int64)
+        vecs = normalise(vectors, self.dim, what="stored")
+        if labels.ndim != 1 or len(labels) != len(vecs):
+            raise QueryError(f"{len(labels)} labels for {len(vecs)} vectors")
+        if len(labels) == 0:
+            return
+        if (labels < 0).any():
+            raise QueryError("labels must be non-negative integers")
+        if len(np.unique(labels)) != len(labels):
+            raise QueryError("duplicate labels in one add")
+        with self._lock.write():
+            idx = self._require()
+            need = idx.element_count + len(labels)
+            if need > idx.get_max_elements():
+                new_cap = max(need, int(idx.get_max_elements() * 1.5))
+                log.debug("%s: resizing index to %d elements", self.stem, new_cap)
+                idx.resize_index(new_cap)
+            idx.add_items(vecs, labels, num_threads=max(min(os.cpu_count() or 1, 4), 1))
+            self._vectors = self._vectors.with_added(labels, vecs)
+            for l in labels.tolist():
+                self._deleted.discard(l)
+            self._live = np.union1d(self._live, labels)
+            self._exact_cache = None
+            self._dirty = True
+
+    def mark_deleted(self, labels: np.ndarray | Iterable[int]) -> int:
+        """Hide ``labels`` from every later search; returns how many were live."""
+        labels = np.unique(np.asarray(list(labels) if not isinstance(labels, np.ndarray) else labels,
+                                      dtype=np.int64))
+        with self._lock.write():
+            idx = self._require()
+            present = labels[np.isin(labels, self._live, assume_unique=True)]
+            for l in present.tolist():
+                idx.mark_deleted(l)
+                self._deleted.add(l)
+            if len(present):
+                self._live = np.setdiff1d(self._live, present, assume_unique=True)
+                self._exact_cache = None
+                self._dirty = True
+            return int(len(present))
+
+    def set_ef(self, ef: int) -> None:
+        with self._lock.write():
+            self.params.ef = int(ef)
+            self._require().set_ef(int(ef))
+
+    # ---------------------------------------------------------------- saving
+    def save(self) -> Path:
+        """Atomically write a new generation file and the sidecar naming it; drop the old one."""
+        with self._save_lock:
+            with self._lock.read():  # queries may go on; writers wait until the new file is in
+                idx = self._require()
+                meta, store = self._write_generation(idx, self._live, self._deleted)
+                self._install(idx, self._live, self._deleted, meta, store)
+            return self.directory / meta.index_file
+
+    def _install(self, idx: hnswlib.Index, live: np.ndarray, deleted: set[int], meta: IndexMeta,
+                 store: "_VectorStore") -> None:
+        # Plain attribute swaps: a concurrent reader sees either the old or the new state.
+        self._index, self._live, self._deleted = idx, live, set(deleted)
+        self._vectors, self._meta = store, meta
+        self._exact_cache = None
+        self._generation = int(meta.index_file.rsplit(".", 2)[-2])
+        self._dirty = False
+        for stale in self.directory.glob(f"{self.stem}.*.hnsw*"):
+            if stale.name != meta.index_file:
+                try:
+                    stale.unlink()
+                except OSError as exc:  # pragma: no cover - e.g. still mapped on Windows
+                    log.warning("%s: cannot remove old index generation: %s", stale, exc)
+
+    def _write_generation(self, idx: hnswlib.Index, live: np.ndarray,
+                          deleted: set[int]) -> tuple[IndexMeta, "_VectorStore"]:
+        """Write ``idx`` as the next generation: temp file, fsync, rename, then the sidecar."""
+        gen = self._generation + 1
+        final = self._index_path(gen)
+        tmp = final.with_name(final.name + ".tmp")
+        idx.save_index(str(tmp))
+        _fsync_file(tmp)
+        size = tmp.stat().st_size
+        meta = IndexMeta(
+            format=FORMAT_VERSION, model_key=self.model_key, dim=self.dim, space=self.SPACE,
+            M=self.params.M, ef_construction=self.params.ef_construction, ef=self.params.ef,
+            count=int(len(live)), element_count=int(idx.element_count),
+            max_elements=int(idx.get_max_elements()), label_digest=LabelDigest.of(live).as_list(),
+            deleted=sorted(deleted), index_file=final.name, file_size=size, crc32=file_crc32(tmp),
+            sample_crc32=sampled_crc32(tmp, size), saved_at=time.time(),
+            recall_estimate=self.recall_estimate,
+        )
+        os.replace(tmp, final)
+        self._write_meta(meta)  # the commit point
+        store = _VectorStore(self.dim, _FileVectors(final, read_hnsw_header(final)))
+        log.debug("%s: saved generation %d, %d live", self.stem, gen, meta.count)
+        return meta, store
+
+    def _write_meta(self, meta: IndexMeta) -> None:
+        meta_tmp = self.meta_path.with_name(self.meta_path.name + ".tmp")
+        with open(meta_tmp, "w", encoding="utf-8") as fh:
+            json.dump(asdict(meta), fh, indent=1)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(meta_tmp, self.meta_path)
+        _fsync_dir(self.directory)
+
+    def close(self) -> None:
+        """Save pending changes (if any) and release the memory."""
+        if self._index is not None and self._dirty:
+            self.save()
+        with self._lock.write():
+            self._index = None
+            self._exact_cache = None
+
+    def __enter__(self) -> "VectorIndex":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---------------------------------------------------------------- reading
+    def __len__(self) -> int:
+        return int(len(self._live))
+
+    @property
+    def live_labels(self) -> np.ndarray:
+        return self._live.copy()
+
+    @property
+    def deleted_labels(self) -> frozenset[int]:
+        return frozenset(self._deleted)
+
+    def __contains__(self, label: int) -> bool:
+        i = np.searchsorted(self._live, label)
+        return bool(i < len(self._live) and self._live[i] == label)
+
+    def get_vectors(self, labels: np.ndarray | Iterable[int]) -> np.ndarray:
+        """Stored (normalised) vectors of live labels; unknown or deleted labels raise QueryError."""
+        labels = np.asarray(list(labels) if not isinstance(labels, np.ndarray) else labels, dtype=np.int64)
+        with self._lock.read():
+            return self._get_vectors_locked(labels)
+
+    def _get_vectors_locked(self, labels: np.ndarray) -> np.ndarray:
+        if len(labels) == 0:
+            return np.empty((0, self.dim), dtype=np.float32)
+        ok = np.isin(labels, self._live)
+        if not ok.all():
+            raise QueryError(f"{int((~ok).sum())} label(s) not in the index (unknown or deleted), "
+                             f"e.g. {int(labels[~ok][0])}")
+        return self._vectors.get(labels)
+
+    def memory_bytes(self) -> int:
+        """Approximate resident size of the graph and vectors."""
+        idx = self._index
+        if idx is None:
+            return 0
+        per = self.dim * 4 + (2 * idx.M * 4 + 4) + 8 + 2 * 8  # level 0 + label map
+        upper = idx.M * 4 * 1.0 / math.log(max(idx.M, 2)) + 8  # expected upper-level links
+        return int(idx.get_max_elements() * per + idx.element_count * upper)
+
+    def search(
+        self,
+        queries: np.ndarray,
+        k: int = 10,
+        *,
+        candidates: np.ndarray | Collection[int] | None = None,
+        filter: Callable[[int], bool] | None = None,
+        exclude: Collection[int] | None = None,
+        mode: str = "auto",
+        ef: int | None = None,
+    ) -> SearchResult:
+        """The ``k`` nearest stored vectors (cosine) of each query row.
+
+        ``candidates`` restricts the answer to those labels (a pre-filter from SQLite); small
+        candidate sets are searched exactly. ``filter`` is a per-label predicate for HNSW.
+        ``exclude`` removes labels (e.g. the query's own slices). ``mode`` forces ``"exact"`` or
+        ``"hnsw"``; ``"auto"`` picks the cheaper that still meets the recall target.
+        """
+        if k <= 0:
+            raise QueryError(f"k must be positive, not {k}")
+        if mode not in ("auto", "exact", "hnsw"):
+            raise QueryError(f"unknown search mode {mode!r}")
+        q = normalise(queries, self.dim)
+        excl = np.asarray(sorted(set(int(x) for x in exclude)), dtype=np.int64) if exclude else None
+        with self._lock.read():
+            self._require()
+            live_n = len(self._live)
+            cand = None
+            if candidates is not None:
+                cand = np.unique(np.asarray(list(candidates) if not isinstance(candidates, np.ndarray)
+                                            else candidates, dtype=np.int64))
+                cand = cand[np.isin(cand, self._live, assume_unique=True)]
+                if excl is not None:
+                    cand = np.setdiff1d(cand, excl, assume_unique=True)
+                if len(cand) == 0:
+                    return self._empty(len(q), k, "no indexed embedding matches the filters")
+            if live_n == 0:
+                return self._empty(len(q), k, "the index is empty")
+            if cand is not None:
+                use_exact = len(cand) <= self.params.exact_candidates_below
+            else:
+                use_exact = live_n <= self.params.exact_below
+            use_exact = mode == "exact" or (mode == "auto" and use_exact)
+            if use_exact and filter is not None:
+                pool = cand if cand is not None else self._live
+                cand = pool[np.fromiter((bool(filter(int(l))) for l in pool), dtype=bool, count=len(pool))]
+                if excl is not None:
+                    cand = np.setdiff1d(cand, excl, assume_unique=True)
+                if len(cand) == 0:
+                    return self._empty(len(q), k, "no indexed embedding matches the filters")
+            if use_exact:
+                return self._exact(q, k, cand, excl)
+            return self._hnsw(q, k, cand, filter, excl, ef)
+
+    def _empty(self, n: int, k: int, reason: str) -> SearchResult:
+        return SearchResult(np.full((n, k), -1, np.int64), np.full((n, k), -np.inf, np.float32), "empty", reason)
+
+    def _exact_matrix(self, cand: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        if cand is not None:
+            return cand, self._get_vectors_locked(cand)
+        cache = self._exact_cache
+        if cache is None or len(cache[0]) != len(self._live):
+            labels = self._live.copy()
+            mats = [self._get_vectors_locked(labels[s : s + 50_000]) for s in range(0, len(labels), 50_000)]
+            cache = (labels, np.concatenate(mats) if mats else np.empty((0, self.dim), np.float32))
+            if len(labels) <= 4 * self.params.exact_below:
+                self._exact_cache = cache  # cheap to keep; dropped on every write
+        return cache
+
+    def _exact(self, q: np.ndarray, k: int, cand: np.ndarray | None, excl: np.ndarray | None) -> SearchResult:
+        labels, mat = self._exact_matrix(cand)
+        if excl is not None and cand is None:
+            keep = ~np.isin(labels, excl)
+            labels, mat = labels[keep], mat[keep]
+        method = "exact" if cand is None else "exact-candidates"
+        out_l = np.full((len(q), k), -1, np.int64)
+        out_s = np.full((len(q), k), -np.inf, np.float32)
+        if len(labels) == 0:
+            return SearchResult(out_l, out_s, method, "no indexed embedding left after exclusions")
+        kk = min(k, len(labels))
+        for s in range(0, len(q), 256):
+            sims = q[s : s + 256] @ mat.T
+            part = np.argpartition(-sims, kk - 1, axis=1)[:, :kk] if kk < len(labels) else \
+                np.tile(np.arange(len(labels)), (len(sims), 1))
+            top = np.take_along_axis(sims, part, axis=1)
+            order = np.argsort(-top, axis=1, kind="stable")
+            idx = np.take_along_axis(part, order, axis=1)
+            out_l[s : s + 256, :kk] = labels[idx]
+            out_s[s : s + 256, :kk] = np.take_along_axis(top, order, axis=1)
+        return SearchResult(out_l, out_s, method)
+
+    def _hnsw(self, q: np.ndarray, k: int, cand: np.ndarray | None, filter: Callable[[int], bool] | None,
+              excl: np.ndarray | None, ef: int | None) -> SearchResult:
+        idx = self._require()
+        live_n = len(self._live)
+        preds: list[Callable[[int], bool]] = []
+        frac = 1.0
+        if cand is not None:
+            cset = frozenset(cand.tolist())
+            preds.append(cset.__contains__)
+            frac = len(cand) / live_n
+        if excl is not None and len(excl):
+            eset = frozenset(excl.tolist())
+            preds.append(lambda l, _e=eset: l not in _e)
+        if filter is not None:
+            preds.append(filter)
+            frac = min(frac, 0.5)  # unknown selectivity: assume it halves the pool
+        if not preds:
+            pred = None
+        elif len(preds) == 1:
+            pred = preds[0]
+        else:
+            pred = lambda l, _p=tuple(preds): all(p(l) for p in _p)  # noqa: E731
+        kk = min(k, live_n if cand is None else len(cand))
+        base_ef = int(ef or self.params.ef)
+        # Oversample when filtering: the graph search must visit about k/frac nodes to find k.
+        want_ef = base_ef if pred is None else int(min(self.params.max_ef, max(base_ef, math.ceil(2 * kk / max(frac, 1e-6)))))
+        method = "hnsw" if pred is None else "hnsw-filtered"
+        out_l = np.full((len(q), k), -1, np.int64)
+        out_s = np.full((len(q), k), -np.inf, np.float32)
+        # hnswlib's ef is index-wide state; a per-call ef other than the current one is applied
+        # by a searcher-private copy of the setting (set_ef races with queries otherwise), so we
+        # only honour larger ef through k (hnswlib searches with max(ef, k)).
+        search_k = max(kk, min(want_ef, live_n)) if want_ef > idx.ef else kk
+        for row in range(len(q)):
+            got_l, got_s = self._knn_one(idx, q[row], search_k, kk, pred)
+            n = min(kk, len(got_l))
+            out_l[row, :n] = got_l[:n]
+            out_s[row, :n] = got_s[:n]
+        return SearchResult(out_l, out_s, method)
+
+    def _knn_one(self, idx: hnswlib.Index, q: np.ndarray, search_k: int, kk: int,
+                 pred: Callable[[int], bool] | None) -> tuple[np.ndarray, np.ndarray]:
+        k_try = search_k
+        while k_try >= 1:
+            try:
+                labels, dists = idx.knn_query(q, k=k_try, num_threads=1, filter=pred)
+                return labels[0].astype(np.int64), (1.0 - dists[0]).astype(np.float32)
+            except RuntimeError:
+                # Fewer than k reachable (small or heavily filtered collection): ask for fewer.
+                if k_try == 1:
+                    break
+                k_try = max(1, k_try // 2) if k_try > kk else k_try - max(1, k_try // 4)
+        return np.empty(0, np.int64), np.empty(0, np.float32)
+
+    def _require(self) -> hnswlib.Index:
+        if self._index is None:
+            raise VectorIndexError(f"vector index {self.stem} is closed")
+        return self._index
+
+    # ---------------------------------------------------------------- tuning and audit
+    def measure_recall(self, k: int = 10, sample: int = 200, ef: int | None = None,
+                       seed: int = 0) -> float:
+        """Recall@k of HNSW against exact search, querying with stored vectors (self excluded)."""
+        with self._lock.read():
+            live = self._live.copy()
+        if len(live) <= k + 1:
+            return 1.0
+        rng = np.random.default_rng(seed)
+        qlab = rng.choice(live, size=min(sample, len(live)), replace=False)
+        queries = self.get_vectors(qlab)
+        truth = self._exact_topk(queries, qlab, k)
+        return self._recall_at(queries, qlab, truth, k, ef or self.params.ef)
+
+    def _exact_topk(self, queries: np.ndarray, qlab: np.ndarray, k: int) -> np.ndarray:
+        with self._lock.read():
+            live = self._live.copy()
+            best_s = np.full((len(queries), k + 1), -np.inf, np.float32)
+            best_l = np.full((len(queries), k + 1), -1, np.int64)
+            for s in range(0, len(live), 50_000):
+                lab = live[s : s + 50_000]
+                sims = queries @ self._get_vectors_locked(lab).T
+                cat_s = np.concatenate([best_s, sims], axis=1)
+                cat_l = np.concatenate([best_l, np.broadcast_to(lab, sims.shape)], axis=1)
+                top = np.argpartition(-cat_s, k, axis=1)[:, : k + 1]
+                best_s = np.take_along_axis(cat_s, top, axis=1)
+                best_l = np.take_along_axis(cat_l, top, axis=1)
+        order = np.argsort(-best_s, axis=1)
+        best_l = np.take_along_axis(best_l, order, axis=1)
+        return np.array([[l for l in row if l != ql][:k] for row, ql in zip(best_l, qlab)], dtype=np.int64)
+
+    def _recall_at(self, queries: np.ndarray, qlab: np.ndarray, truth: np.ndarray, k: int, ef: int) -> float:
+        with self._lock.read():
+            idx = self._require()
+            hits = 0
+            search_k = max(k + 1, ef) if ef > idx.ef else k + 1  # hnswlib searches with max(ef, k)
+            for q, ql, t in zip(queries, qlab, truth):
+                l, _ = self._knn_one(idx, q, search_k, k + 1, None)
+                got = [x for x in l.tolist() if x != ql][:k]
+                hits += len(set(got) & set(t.tolist()))
+        return hits / max(truth.size, 1)
+
+    def tune_ef(self, target_recall: float | None = None, k: int = 10, sample: int = 200,
+                progress: ProgressCallback | None = None, cancel: SupportsCancel | None = None) -> int:
+        """Smallest ef whose recall@k against exact search meets the target on a sample."""
+        target = self.params.target_recall if target_recall is None else target_recall
+        progress = progress or _no_progress
+        with self._lock.read():
+            live = self._live.copy()
+        if len(live) <= k + 1:
+            return self.params.ef
+        rng = np.random.default_rng(0)
+        qlab = rng.choice(live, size=min(sample, len(live)), replace=False)
+        queries = self.get_vectors(qlab)
+        progress(0, 1, "measuring exact neighbours for ef tuning")
+        truth = self._exact_topk(queries, qlab, k)
+        chosen, recall = self.params.max_ef, 0.0
+        ladder = [e for e in (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024) if e <= self.params.max_ef]
+        for n, ef in enumerate(ladder):
+            _check_cancel(cancel)
+            self.set_ef(ef)
+            recall = self._recall_at(queries, qlab, truth, k, ef)
+            progress(n + 1, len(ladder), f"ef={ef} recall@{k}={recall:.3f}")
+            if recall >= target:
+                chosen = ef
+                break
+        else:
+            log.warning("%s: recall@%d %.3f < target %.3f even at ef=%d; rebuild with a larger M",
+                        self.stem, k, recall, target, chosen)
+        self.set_ef(chosen)
+        self.recall_estimate = recall
+        with self._save_lock:
+            meta = self._meta
+            if meta is not None and not self._dirty:  # file unchanged: only the sidecar moves
+                meta.ef, meta.recall_estimate = chosen, recall
+                self._write_meta(meta)
+        log.info("%s: ef=%d gives recall@%d=%.3f on %d sampled queries", self.stem, chosen, k, recall, len(qlab))
+        return chosen
