@@ -193,12 +193,14 @@ class IndexMeta:
     sample_crc32: int
     saved_at: float
     recall_estimate: float | None = None
+    labels_file: str = ""  # row-order labels (.npy): opening never has to scan the index file
+    labels_crc32: int = 0
 
     @classmethod
     def from_json(cls, text: str) -> "IndexMeta":
         data = json.loads(text)
         names = {f for f in cls.__dataclass_fields__}
-        missing = names - set(data) - {"recall_estimate"}
+        missing = names - set(data) - {"recall_estimate", "labels_file", "labels_crc32"}
         if missing:
             raise ValueError(f"sidecar lacks {sorted(missing)}")
         return cls(**{k: v for k, v in data.items() if k in names})
@@ -377,7 +379,7 @@ class _FileVectors:
     array of (links, vector, label) records, so the OS page cache serves the vectors directly.
     """
 
-    def __init__(self, path: Path, header: HnswHeader) -> None:
+    def __init__(self, path: Path, header: HnswHeader, labels: np.ndarray | None = None) -> None:
         dtype = np.dtype({"names": ["vec", "label"], "formats": [("<f4", (header.dim,)), "<u8"],
                           "offsets": [header.offset_data, header.offset_data + header.dim * 4],
                           "itemsize": header.size_per_element})
@@ -385,12 +387,22 @@ class _FileVectors:
         self.count = header.element_count
         if self.count:
             self._mm = np.memmap(path, dtype=dtype, mode="r", offset=_HEADER.size, shape=(self.count,))
-            labels = np.asarray(self._mm["label"], dtype=np.int64)
+            if labels is None:  # strided read: touches every page of the file
+                labels = np.asarray(self._mm["label"], dtype=np.int64)
         else:
             self._mm = None
             labels = np.empty(0, np.int64)
-        self._order = np.argsort(labels, kind="stable")
-        self._sorted = labels[self._order]
+        if len(labels) != self.count:
+            raise VectorIndexError(f"{path}: {len(labels)} labels for {self.count} stored vectors")
+        self.labels = np.asarray(labels, dtype=np.int64)  # row order
+        self._order = np.argsort(self.labels, kind="stable")
+        self._sorted = self.labels[self._order]
+
+    def block(self, start: int, stop: int) -> np.ndarray:
+        """Vectors of rows ``start:stop`` (contiguous: a sequential read of the file)."""
+        if self._mm is None:
+            return np.empty((0, 0), np.float32)
+        return np.asarray(self._mm["vec"][start:stop], dtype=np.float32)
 
     def rows(self, labels: np.ndarray) -> np.ndarray:
         """Row of each label in the file, -1 where absent."""
@@ -445,6 +457,14 @@ class _VectorStore:
         return out
 
 
+def _member(sorted_values: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Boolean mask: which of ``x`` are in the sorted array (faster than np.isin for big sets)."""
+    if len(sorted_values) == 0:
+        return np.zeros(len(x), bool)
+    pos = np.minimum(np.searchsorted(sorted_values, x), len(sorted_values) - 1)
+    return sorted_values[pos] == x
+
+
 def normalise(vectors: np.ndarray, dim: int, what: str = "query") -> np.ndarray:
     """L2-normalised float32 copy, 2-D; raises :class:`QueryError` on a bad shape or value."""
     arr = np.asarray(vectors, dtype=np.float32)
@@ -490,6 +510,11 @@ class VectorIndex:
         self._exact_cache: tuple[np.ndarray, np.ndarray] | None = None
         self._vectors = _VectorStore(self.dim)
         self._meta: IndexMeta | None = None
+        self._ready = threading.Event()
+        self._ready.set()
+        self._load_error: VectorIndexError | None = None
+        self._closed = False
+        self.graph_load_seconds = 0.0
         self.recall_estimate: float | None = None
         self.report = OpenReport("created")
 
@@ -513,6 +538,7 @@ class VectorIndex:
         params: IndexParams | None = None,
         rebuild: bool = True,
         verify: str = "auto",
+        background: bool = False,
         progress: ProgressCallback | None = None,
         cancel: SupportsCancel | None = None,
     ) -> "VectorIndex":
@@ -523,6 +549,9 @@ class VectorIndex:
         that is merely behind (labels added or removed since the last save) is caught up
         incrementally. ``verify`` is ``"full"`` (CRC of the whole file), ``"sample"`` (header,
         size and a sampled CRC: fast for multi-GB files) or ``"auto"`` (full up to 256 MB).
+        ``background=True`` returns as soon as the files are verified and the vectors mapped;
+        the HNSW graph loads in a thread and, until it is there, searches run exactly over the
+        memory-mapped vectors (slower per query, never wrong).
         """
         if dim <= 0:
             raise VectorIndexError(f"model {model_key!r}: embedding size must be positive, not {dim}")
@@ -531,7 +560,7 @@ class VectorIndex:
         self = cls(Path(directory), model_key, dim, params or IndexParams())
         self.directory.mkdir(parents=True, exist_ok=True)
         try:
-            self._load(verify)
+            self._load(verify, background and source is None)
         except VectorIndexError as exc:
             if source is None or not rebuild:
                 raise
@@ -586,7 +615,7 @@ class VectorIndex:
             raise VectorIndexError(f"{self.meta_path}: index space {meta.space!r}, expected {self.SPACE!r}")
         return meta
 
-    def _load(self, verify: str) -> None:
+    def _load(self, verify: str, background: bool = False) -> None:
         meta = self._read_meta()
         path = self.directory / meta.index_file
         if not path.exists():
@@ -606,20 +635,22 @@ class VectorIndex:
                 raise VectorIndexError(f"{path}: checksum mismatch (corrupt file)")
         elif sampled_crc32(path, size) != meta.sample_crc32:
             raise VectorIndexError(f"{path}: sampled checksum mismatch (corrupt file)")
-        idx = hnswlib.Index(space=self.SPACE, dim=self.dim)
-        try:
-            idx.load_index(str(path), max_elements=max(meta.max_elements, header.element_count))
-        except (RuntimeError, MemoryError, ValueError) as exc:
-            raise VectorIndexError(f"{path}: hnswlib cannot load it: {exc}") from exc
-        idx.set_ef(max(meta.ef, 1))
-        idx.set_num_threads(self.params.num_threads)
+        labels = None
+        if meta.labels_file:
+            lpath = self.directory / meta.labels_file
+            try:
+                if file_crc32(lpath) != meta.labels_crc32:
+                    raise VectorIndexError(f"{lpath}: checksum mismatch (corrupt labels file)")
+                labels = np.load(lpath, allow_pickle=False)
+            except (OSError, ValueError) as exc:
+                raise VectorIndexError(f"{lpath}: unreadable labels file: {exc}") from exc
+        fv = _FileVectors(path, header, labels)
         deleted = set(int(x) for x in meta.deleted)
-        ids = np.fromiter(idx.get_ids_list(), dtype=np.int64, count=idx.element_count)
-        live = np.sort(ids[~np.isin(ids, np.fromiter(deleted, dtype=np.int64, count=len(deleted)))])
+        dead = np.fromiter(deleted, dtype=np.int64, count=len(deleted))
+        live = np.sort(fv.labels[~np.isin(fv.labels, dead)])
         if LabelDigest.of(live).as_list() != list(meta.label_digest):
             raise VectorIndexError(f"{path}: labels in file do not match the saved label digest")
-        self._index = idx
-        self._vectors = _VectorStore(self.dim, _FileVectors(path, header))
+        self._vectors = _VectorStore(self.dim, fv)
         self._meta = meta
         self._live = live
         self._deleted = deleted
@@ -627,8 +658,48 @@ class VectorIndex:
         self.params.M = meta.M
         self.params.ef_construction = meta.ef_construction
         self.recall_estimate = meta.recall_estimate
-        self._generation = int(meta.index_file.rsplit(".", 2)[-2]) if meta.index_file.count(".") >= 2 else 0
+        self._generation = int(meta.index_file.rsplit(".", 2)[-2])
         self._dirty = False
+        self._index = None
+        if background:
+            self._ready.clear()
+            threading.Thread(target=self._load_graph, args=(path, meta, True), daemon=True,
+                             name=f"load-{self.stem}").start()
+        else:
+            self._load_graph(path, meta, False)
+
+    def _load_graph(self, path: Path, meta: IndexMeta, background: bool) -> None:
+        """Load the HNSW graph (hnswlib reads the whole file: about 1.5 s per million vectors)."""
+        start = time.perf_counter()
+        try:
+            idx = hnswlib.Index(space=self.SPACE, dim=self.dim)
+            idx.load_index(str(path), max_elements=max(meta.max_elements, meta.element_count))
+            idx.set_ef(max(self.params.ef, 1))
+            idx.set_num_threads(self.params.num_threads)
+        except (RuntimeError, MemoryError, ValueError) as exc:
+            err = VectorIndexError(f"{path}: hnswlib cannot load it: {exc}")
+            if not background:
+                raise err from exc
+            log.error("%s; searching exactly until it is rebuilt", err)
+            self._load_error = err
+            self._ready.set()
+            return
+        with self._lock.write():
+            if self._meta is meta and self._index is None:  # not replaced by a rebuild meanwhile
+                self._index = idx
+        self.graph_load_seconds = time.perf_counter() - start
+        self._ready.set()
+        log.debug("%s: graph loaded in %.2fs", self.stem, self.graph_load_seconds)
+
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        """Wait for a background graph load; True when HNSW search is available."""
+        self._ready.wait(timeout)
+        return self._index is not None
+
+    def _wait_writable(self) -> None:
+        self._ready.wait()
+        if self._index is None:
+            raise self._load_error or VectorIndexError(f"vector index {self.stem} is closed")
 
     def _reconcile(self, source: EmbeddingSource, rebuild: bool, progress: ProgressCallback,
                    cancel: SupportsCancel | None) -> None:
@@ -666,6 +737,7 @@ class VectorIndex:
         Queries keep running against the old index until the swap; a cancel leaves it untouched.
         """
         progress = progress or _no_progress
+        self._ready.wait()
         digest = source.digest()
         total = digest.count
         fresh = self._new_hnsw(max(total, self.params.initial_capacity))
@@ -692,6 +764,7 @@ class VectorIndex:
             meta, store = self._write_generation(fresh, live, set())
             with self._lock.write():
                 self._install(fresh, live, set(), meta, store)
+                self._load_error = None
         if tune and len(live) > self.params.exact_below:
             self.tune_ef(progress=progress, cancel=cancel)
 
@@ -708,6 +781,7 @@ class VectorIndex:
             raise QueryError("labels must be non-negative integers")
         if len(np.unique(labels)) != len(labels):
             raise QueryError("duplicate labels in one add")
+        self._wait_writable()
         with self._lock.write():
             idx = self._require()
             need = idx.element_count + len(labels)
@@ -727,6 +801,7 @@ class VectorIndex:
         """Hide ``labels`` from every later search; returns how many were live."""
         labels = np.unique(np.asarray(list(labels) if not isinstance(labels, np.ndarray) else labels,
                                       dtype=np.int64))
+        self._wait_writable()
         with self._lock.write():
             idx = self._require()
             present = labels[np.isin(labels, self._live, assume_unique=True)]
@@ -740,6 +815,7 @@ class VectorIndex:
             return int(len(present))
 
     def set_ef(self, ef: int) -> None:
+        self._wait_writable()
         with self._lock.write():
             self.params.ef = int(ef)
             self._require().set_ef(int(ef))
@@ -747,6 +823,7 @@ class VectorIndex:
     # ---------------------------------------------------------------- saving
     def save(self) -> Path:
         """Atomically write a new generation file and the sidecar naming it; drop the old one."""
+        self._wait_writable()
         with self._save_lock:
             with self._lock.read():  # queries may go on; writers wait until the new file is in
                 idx = self._require()
@@ -762,8 +839,9 @@ class VectorIndex:
         self._exact_cache = None
         self._generation = int(meta.index_file.rsplit(".", 2)[-2])
         self._dirty = False
-        for stale in self.directory.glob(f"{self.stem}.*.hnsw*"):
-            if stale.name != meta.index_file:
+        keep = {meta.index_file, meta.labels_file, self.meta_path.name}
+        for stale in self.directory.glob(f"{self.stem}.*"):
+            if stale.name not in keep and (".hnsw" in stale.name or ".labels.npy" in stale.name):
                 try:
                     stale.unlink()
                 except OSError as exc:  # pragma: no cover - e.g. still mapped on Windows
@@ -788,8 +866,17 @@ class VectorIndex:
             recall_estimate=self.recall_estimate,
         )
         os.replace(tmp, final)
+        fv = _FileVectors(final, read_hnsw_header(final))
+        labels_path = final.with_suffix(".labels.npy")
+        labels_tmp = labels_path.with_name(labels_path.name + ".tmp")
+        with open(labels_tmp, "wb") as fh:
+            np.save(fh, fv.labels.astype("<i8"))
+            fh.flush()
+            os.fsync(fh.fileno())
+        meta.labels_file, meta.labels_crc32 = labels_path.name, file_crc32(labels_tmp)
+        os.replace(labels_tmp, labels_path)
         self._write_meta(meta)  # the commit point
-        store = _VectorStore(self.dim, _FileVectors(final, read_hnsw_header(final)))
+        store = _VectorStore(self.dim, fv)
         log.debug("%s: saved generation %d, %d live", self.stem, gen, meta.count)
         return meta, store
 
@@ -804,11 +891,13 @@ class VectorIndex:
 
     def close(self) -> None:
         """Save pending changes (if any) and release the memory."""
+        self._ready.wait()
         if self._index is not None and self._dirty:
             self.save()
         with self._lock.write():
             self._index = None
             self._exact_cache = None
+            self._closed = True
 
     def __enter__(self) -> "VectorIndex":
         return self
@@ -881,7 +970,9 @@ class VectorIndex:
         q = normalise(queries, self.dim)
         excl = np.asarray(sorted(set(int(x) for x in exclude)), dtype=np.int64) if exclude else None
         with self._lock.read():
-            self._require()
+            if self._closed:
+                raise VectorIndexError(f"vector index {self.stem} is closed")
+            graph = self._index is not None  # False while the graph loads in the background
             live_n = len(self._live)
             cand = None
             if candidates is not None:
@@ -898,7 +989,7 @@ class VectorIndex:
                 use_exact = len(cand) <= self.params.exact_candidates_below
             else:
                 use_exact = live_n <= self.params.exact_below
-            use_exact = mode == "exact" or (mode == "auto" and use_exact)
+            use_exact = mode == "exact" or (mode == "auto" and use_exact) or not graph
             if use_exact and filter is not None:
                 pool = cand if cand is not None else self._live
                 cand = pool[np.fromiter((bool(filter(int(l))) for l in pool), dtype=bool, count=len(pool))]
@@ -913,39 +1004,61 @@ class VectorIndex:
     def _empty(self, n: int, k: int, reason: str) -> SearchResult:
         return SearchResult(np.full((n, k), -1, np.int64), np.full((n, k), -np.inf, np.float32), "empty", reason)
 
-    def _exact_matrix(self, cand: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        if cand is not None:
-            return cand, self._get_vectors_locked(cand)
-        cache = self._exact_cache
-        if cache is None or len(cache[0]) != len(self._live):
-            labels = self._live.copy()
-            mats = [self._get_vectors_locked(labels[s : s + 50_000]) for s in range(0, len(labels), 50_000)]
-            cache = (labels, np.concatenate(mats) if mats else np.empty((0, self.dim), np.float32))
-            if len(labels) <= 4 * self.params.exact_below:
-                self._exact_cache = cache  # cheap to keep; dropped on every write
-        return cache
+    def _blocks(self, block: int = 65_536) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """All live (labels, vectors), read sequentially from the mapped file, then the pending."""
+        store, live = self._vectors, self._live
+        if store.file is not None and store.file.count:
+            for s in range(0, store.file.count, block):
+                lab = store.file.labels[s : s + block]
+                keep = _member(live, lab)
+                if len(store.pending_labels):
+                    keep &= ~_member(store.pending_labels, lab)  # replaced since the save
+                if keep.any():
+                    yield lab[keep], store.file.block(s, s + block)[keep]
+        if len(store.pending_labels):
+            keep = _member(live, store.pending_labels)
+            if keep.any():
+                yield store.pending_labels[keep], store.pending[keep]
 
     def _exact(self, q: np.ndarray, k: int, cand: np.ndarray | None, excl: np.ndarray | None) -> SearchResult:
-        labels, mat = self._exact_matrix(cand)
-        if excl is not None and cand is None:
-            keep = ~np.isin(labels, excl)
-            labels, mat = labels[keep], mat[keep]
         method = "exact" if cand is None else "exact-candidates"
-        out_l = np.full((len(q), k), -1, np.int64)
+        if cand is not None:
+            blocks: Iterable[tuple[np.ndarray, np.ndarray]] = [(cand, self._get_vectors_locked(cand))]
+        elif len(self._live) <= 4 * self.params.exact_below:
+            cache = self._exact_cache
+            if cache is None:
+                parts = list(self._blocks())
+                cache = (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])) \
+                    if parts else (np.empty(0, np.int64), np.empty((0, self.dim), np.float32))
+                self._exact_cache = cache  # small; dropped on every write
+            blocks = [cache]
+        else:
+            blocks = self._blocks()
+        best_s = np.full((len(q), k), -np.inf, np.float32)
+        best_l = np.full((len(q), k), -1, np.int64)
+        for labels, mat in blocks:
+            if excl is not None and cand is None:
+                keep = ~_member(excl, labels)
+                labels, mat = labels[keep], mat[keep]
+            if len(labels) == 0:
+                continue
+            sims = q @ mat.T
+            cat_s = np.concatenate([best_s, sims], axis=1)
+            cat_l = np.concatenate([best_l, np.broadcast_to(labels, sims.shape)], axis=1)
+            top = np.argpartition(-cat_s, k - 1, axis=1)[:, :k] if cat_s.shape[1] > k else \
+                np.broadcast_to(np.arange(cat_s.shape[1]), (len(q), cat_s.shape[1]))
+            best_s = np.take_along_axis(cat_s, top, axis=1)
+            best_l = np.take_along_axis(cat_l, top, axis=1)
+        order = np.argsort(-best_s, axis=1, kind="stable")
         out_s = np.full((len(q), k), -np.inf, np.float32)
-        if len(labels) == 0:
+        out_l = np.full((len(q), k), -1, np.int64)
+        w = best_s.shape[1]
+        out_s[:, :w] = np.take_along_axis(best_s, order, axis=1)
+        out_l[:, :w] = np.take_along_axis(best_l, order, axis=1)
+        out_l[~np.isfinite(out_s)] = -1
+        if not (out_l >= 0).any():
             return SearchResult(out_l, out_s, method, "no indexed embedding left after exclusions")
-        kk = min(k, len(labels))
-        for s in range(0, len(q), 256):
-            sims = q[s : s + 256] @ mat.T
-            part = np.argpartition(-sims, kk - 1, axis=1)[:, :kk] if kk < len(labels) else \
-                np.tile(np.arange(len(labels)), (len(sims), 1))
-            top = np.take_along_axis(sims, part, axis=1)
-            order = np.argsort(-top, axis=1, kind="stable")
-            idx = np.take_along_axis(part, order, axis=1)
-            out_l[s : s + 256, :kk] = labels[idx]
-            out_s[s : s + 256, :kk] = np.take_along_axis(top, order, axis=1)
-        return SearchResult(out_l, out_s, method)
+        return SearchResult(out_l, out_s, method if self._index is not None or cand is not None else "exact-loading")
 
     def _hnsw(self, q: np.ndarray, k: int, cand: np.ndarray | None, filter: Callable[[int], bool] | None,
               excl: np.ndarray | None, ef: int | None) -> SearchResult:
@@ -976,9 +1089,8 @@ class VectorIndex:
         method = "hnsw" if pred is None else "hnsw-filtered"
         out_l = np.full((len(q), k), -1, np.int64)
         out_s = np.full((len(q), k), -np.inf, np.float32)
-        # hnswlib's ef is index-wide state; a per-call ef other than the current one is applied
-        # by a searcher-private copy of the setting (set_ef races with queries otherwise), so we
-        # only honour larger ef through k (hnswlib searches with max(ef, k)).
+        # hnswlib's ef is index-wide state and set_ef would race with other queries, so a larger
+        # per-call ef is requested through k (hnswlib searches with max(ef, k)) and trimmed.
         search_k = max(kk, min(want_ef, live_n)) if want_ef > idx.ef else kk
         for row in range(len(q)):
             got_l, got_s = self._knn_one(idx, q[row], search_k, kk, pred)
@@ -1042,21 +1154,11 @@ class VectorIndex:
         return q, self._exact_topk(q, np.full(len(q), -1, np.int64), k)
 
     def _exact_topk(self, queries: np.ndarray, qlab: np.ndarray, k: int) -> np.ndarray:
+        """Exact top-k labels per query, leaving out each query's own label (-1: none)."""
         with self._lock.read():
-            live = self._live.copy()
-            best_s = np.full((len(queries), k + 1), -np.inf, np.float32)
-            best_l = np.full((len(queries), k + 1), -1, np.int64)
-            for s in range(0, len(live), 50_000):
-                lab = live[s : s + 50_000]
-                sims = queries @ self._get_vectors_locked(lab).T
-                cat_s = np.concatenate([best_s, sims], axis=1)
-                cat_l = np.concatenate([best_l, np.broadcast_to(lab, sims.shape)], axis=1)
-                top = np.argpartition(-cat_s, k, axis=1)[:, : k + 1]
-                best_s = np.take_along_axis(cat_s, top, axis=1)
-                best_l = np.take_along_axis(cat_l, top, axis=1)
-        order = np.argsort(-best_s, axis=1)
-        best_l = np.take_along_axis(best_l, order, axis=1)
-        return np.array([[l for l in row if l != ql][:k] for row, ql in zip(best_l, qlab)], dtype=np.int64)
+            res = self._exact(queries, k + 1, None, None)
+        return np.array([[l for l in row if l != ql][:k] for row, ql in zip(res.labels.tolist(), qlab.tolist())],
+                        dtype=np.int64)
 
     def _recall_at(self, queries: np.ndarray, truth: np.ndarray, k: int, ef: int) -> float:
         with self._lock.read():

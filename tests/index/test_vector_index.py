@@ -303,3 +303,26 @@ def test_readers_writer_lock_excludes_writers() -> None:
         assert t.is_alive() and not inside  # writer waits for the reader
     t.join(timeout=2)
     assert inside == ["w"]
+
+
+def test_background_open_answers_exactly_until_graph_is_loaded(tmp_path: Path, data) -> None:
+    labels, vecs = data
+    VectorIndex.open(tmp_path, MODEL, DIM, ArraySource(labels, vecs)).close()
+    vi = VectorIndex.open(tmp_path, MODEL, DIM, background=True)
+    first = vi.search(vecs[42], k=3)  # graph may still be loading: answered exactly then
+    assert first.labels[0, 0] == labels[42] and first.method in ("exact-loading", "hnsw")
+    vi.add([10**9], vecs[:1])  # writers wait for the load instead of failing
+    assert vi.wait_ready(timeout=30)
+    assert vi.search(vecs[42], k=3).method == "hnsw" and len(vi) == 4001
+
+
+def test_corrupt_labels_sidecar_is_detected(tmp_path: Path, data) -> None:
+    labels, vecs = data
+    VectorIndex.open(tmp_path, MODEL, DIM, ArraySource(labels, vecs)).close()
+    npy = next(tmp_path.glob("*.labels.npy"))
+    raw = bytearray(npy.read_bytes())
+    raw[-3] ^= 0x01
+    npy.write_bytes(bytes(raw))
+    with pytest.raises(VectorIndexError, match="labels file"):
+        VectorIndex.open(tmp_path, MODEL, DIM)
+    assert VectorIndex.open(tmp_path, MODEL, DIM, ArraySource(labels, vecs)).report.action == "rebuilt"
