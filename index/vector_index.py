@@ -701,11 +701,20 @@ class VectorIndex:
         if self._index is None:
             raise self._load_error or VectorIndexError(f"vector index {self.stem} is closed")
 
+    @property
+    def needs_compaction(self) -> bool:
+        """True when deleted elements take over a quarter of the graph (memory and speed lost)."""
+        return len(self._deleted) > max(1000, (len(self._live) + len(self._deleted)) // 4)
+
     def _reconcile(self, source: EmbeddingSource, rebuild: bool, progress: ProgressCallback,
                    cancel: SupportsCancel | None) -> None:
         """Bring a valid but stale index in line with the store (add new, delete removed labels)."""
         want = source.digest()
         if want == LabelDigest.of(self._live):
+            if self.needs_compaction and rebuild:
+                reason = f"{len(self._deleted)} deleted elements: compacting"
+                self.rebuild(source, progress=progress, cancel=cancel)
+                self.report = OpenReport("rebuilt", reason=reason)
             return
         labels = np.unique(np.asarray(source.labels(), dtype=np.int64))
         if LabelDigest.of(labels) != want:

@@ -326,3 +326,15 @@ def test_corrupt_labels_sidecar_is_detected(tmp_path: Path, data) -> None:
     with pytest.raises(VectorIndexError, match="labels file"):
         VectorIndex.open(tmp_path, MODEL, DIM)
     assert VectorIndex.open(tmp_path, MODEL, DIM, ArraySource(labels, vecs)).report.action == "rebuilt"
+
+
+def test_heavily_deleted_index_is_compacted_on_open(tmp_path: Path, data) -> None:
+    labels, vecs = data
+    vi = VectorIndex.open(tmp_path, MODEL, DIM, ArraySource(labels, vecs))
+    vi.mark_deleted(labels[:1500])
+    assert vi.needs_compaction
+    vi.close()
+    again = VectorIndex.open(tmp_path, MODEL, DIM, ArraySource(labels[1500:], vecs[1500:]))
+    assert again.report.action == "rebuilt" and "compacting" in again.report.reason
+    assert not again.deleted_labels and len(again) == 2500
+    assert read_hnsw_header(next(tmp_path.glob("*.hnsw"))).element_count == 2500
