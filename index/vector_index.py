@@ -465,6 +465,17 @@ def _member(sorted_values: np.ndarray, x: np.ndarray) -> np.ndarray:
     return sorted_values[pos] == x
 
 
+def list_indexes(directory: Path | str) -> list[IndexMeta]:
+    """Sidecars of the indexes kept in ``directory`` (one per model), unreadable ones skipped."""
+    out = []
+    for p in sorted(Path(directory).glob("*.json")):
+        try:
+            out.append(IndexMeta.from_json(p.read_text(encoding="utf-8")))
+        except (OSError, ValueError, TypeError) as exc:
+            log.warning("%s: not an index sidecar: %s", p, exc)
+    return out
+
+
 def normalise(vectors: np.ndarray, dim: int, what: str = "query") -> np.ndarray:
     """L2-normalised float32 copy, 2-D; raises :class:`QueryError` on a bad shape or value."""
     arr = np.asarray(vectors, dtype=np.float32)
