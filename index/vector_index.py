@@ -1057,12 +1057,11 @@ class VectorIndex:
         best_s = np.full((len(q), k), -np.inf, np.float32)
         best_l = np.full((len(q), k), -1, np.int64)
         for labels, mat in blocks:
-            if excl is not None and cand is None:
-                keep = ~_member(excl, labels)
-                labels, mat = labels[keep], mat[keep]
             if len(labels) == 0:
                 continue
             sims = q @ mat.T
+            if excl is not None and cand is None:
+                sims[:, _member(excl, labels)] = -np.inf  # cheaper than copying the matrix
             cat_s = np.concatenate([best_s, sims], axis=1)
             cat_l = np.concatenate([best_l, np.broadcast_to(labels, sims.shape)], axis=1)
             top = np.argpartition(-cat_s, k - 1, axis=1)[:, :k] if cat_s.shape[1] > k else \

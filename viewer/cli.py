@@ -15,6 +15,7 @@ from typing import Sequence
 
 # Sub-command modules, in the order ``--help`` lists them.
 COMMAND_MODULES: tuple[str, ...] = (
+    "audit",
 )
 
 
