@@ -20,3 +20,7 @@ class QueryError(CaseIndexError):
 
 class Cancelled(CaseIndexError):
     """A long index operation was stopped through its cancel token."""
+
+
+class UnknownItemError(StoreError, QueryError):
+    """A study, series, model or tag id that the case store does not hold (or holds as deleted)."""

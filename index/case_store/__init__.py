@@ -1,1 +1,29 @@
-"""case_store."""
+"""The case store: patients, studies, series, reports, teaching fields and embeddings in SQLite.
+
+Open with :meth:`CaseStore.open`; the schema is migrated (alembic) on open. Inputs and outputs
+are the plain dataclasses of :mod:`.records`, never ORM objects.
+"""
+from .records import (
+    AddResult,
+    CaseFilter,
+    EmbeddingRow,
+    FileState,
+    InstanceRecord,
+    InstanceSummary,
+    ModelRecord,
+    PatientSummary,
+    Report,
+    SeriesSummary,
+    StackRecord,
+    StoreStats,
+    StudySummary,
+    TeachingInfo,
+    TextHit,
+)
+from .store import CaseStore, EmbeddingSet, StoreEmbeddingSource, fts_query
+
+__all__ = [
+    "AddResult", "CaseFilter", "CaseStore", "EmbeddingRow", "EmbeddingSet", "FileState", "InstanceRecord",
+    "InstanceSummary", "ModelRecord", "PatientSummary", "Report", "SeriesSummary", "StackRecord",
+    "StoreEmbeddingSource", "StoreStats", "StudySummary", "TeachingInfo", "TextHit", "fts_query",
+]

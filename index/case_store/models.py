@@ -1,0 +1,256 @@
+"""SQLAlchemy 2.0 ORM models of the case store (the schema at the newest migration).
+
+The schema itself is created and changed only by the alembic migrations in ``migrations/``;
+these classes describe it for queries. ``tests/index/test_case_store_migrations.py`` checks that
+the two agree.
+"""
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+
+from sqlalchemy import (
+    Boolean,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Patient(Base):
+    __tablename__ = "patient"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # PatientID, or "anon:<StudyInstanceUID>" when the header has none (never merge strangers)
+    patient_key: Mapped[str] = mapped_column(String, unique=True)
+    patient_id: Mapped[str] = mapped_column(String, default="")
+    name: Mapped[str] = mapped_column(String, default="")
+    sex: Mapped[str] = mapped_column(String, default="")
+    birth_date: Mapped[date | None] = mapped_column(Date, nullable=True)
+    created: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    studies: Mapped[list["Study"]] = relationship(back_populates="patient")
+
+
+class Study(Base):
+    __tablename__ = "study"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_uid: Mapped[str] = mapped_column(String, unique=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patient.id", ondelete="CASCADE"), index=True)
+    study_date: Mapped[date | None] = mapped_column(Date, nullable=True, index=True)
+    study_time: Mapped[str] = mapped_column(String, default="")
+    description: Mapped[str] = mapped_column(String, default="")
+    accession_number: Mapped[str] = mapped_column(String, default="")
+    patient_age: Mapped[str] = mapped_column(String, default="")
+    age_years: Mapped[float | None] = mapped_column(Float, nullable=True)
+    deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+    created: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+    # teaching file (migration 0002)
+    is_teaching: Mapped[bool] = mapped_column(Boolean, default=False)
+    teaching_points: Mapped[str] = mapped_column(Text, default="")
+    difficulty: Mapped[str] = mapped_column(String, default="")
+    deid_status: Mapped[str] = mapped_column(String, default="identified")
+
+    patient: Mapped[Patient] = relationship(back_populates="studies")
+    series: Mapped[list["Series"]] = relationship(back_populates="study")
+
+
+class Series(Base):
+    """One displayable stack (a series, or one part of a split series)."""
+
+    __tablename__ = "series"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    stack_key: Mapped[str] = mapped_column(String, unique=True)
+    series_uid: Mapped[str] = mapped_column(String, index=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("study.id", ondelete="CASCADE"), index=True)
+    series_number: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    description: Mapped[str] = mapped_column(String, default="")
+    modality: Mapped[str] = mapped_column(String, default="", index=True)
+    body_part: Mapped[str] = mapped_column(String, default="")
+    manufacturer: Mapped[str] = mapped_column(String, default="")
+    rows: Mapped[int] = mapped_column(Integer, default=0)
+    columns: Mapped[int] = mapped_column(Integer, default=0)
+    slice_count: Mapped[int] = mapped_column(Integer, default=0)
+    file_count: Mapped[int] = mapped_column(Integer, default=0)
+    split_reason: Mapped[str] = mapped_column(String, default="")
+    is_localizer: Mapped[bool] = mapped_column(Boolean, default=False)
+    orientation: Mapped[str] = mapped_column(String, default="")  # 6 cosines, backslash-separated
+    slice_spacing: Mapped[float | None] = mapped_column(Float, nullable=True)
+    pixel_spacing: Mapped[str] = mapped_column(String, default="")  # "row\\column" mm
+    slice_thickness: Mapped[float | None] = mapped_column(Float, nullable=True)
+    frame_of_reference_uid: Mapped[str] = mapped_column(String, default="")
+    extent_mm: Mapped[float | None] = mapped_column(Float, nullable=True)
+    thumbnail: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True, deferred=True)  # PNG
+    # "complete" once every image of the stack is stored; listings show only complete series
+    state: Mapped[str] = mapped_column(String, default="incomplete")
+    deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+    created: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+    study: Mapped[Study] = relationship(back_populates="series")
+
+
+class Instance(Base):
+    """One image: a single-frame file, or one frame (``frame_index`` >= 0) of a multi-frame file."""
+
+    __tablename__ = "instance"
+    __table_args__ = (UniqueConstraint("sop_instance_uid", "frame_index", name="uq_instance_sop_frame"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    series_id: Mapped[int] = mapped_column(ForeignKey("series.id", ondelete="CASCADE"), index=True)
+    sop_instance_uid: Mapped[str] = mapped_column(String)
+    frame_index: Mapped[int] = mapped_column(Integer, default=-1)  # -1: the whole file
+    sop_class_uid: Mapped[str] = mapped_column(String, default="")
+    path: Mapped[str] = mapped_column(String, index=True)
+    instance_number: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    slice_index: Mapped[int] = mapped_column(Integer, default=0)  # order within the stack
+    pos_x: Mapped[float | None] = mapped_column(Float, nullable=True)
+    pos_y: Mapped[float | None] = mapped_column(Float, nullable=True)
+    pos_z: Mapped[float | None] = mapped_column(Float, nullable=True)
+    number_of_frames: Mapped[int] = mapped_column(Integer, default=1)
+    transfer_syntax_uid: Mapped[str] = mapped_column(String, default="")
+    acquisition_number: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    echo_number: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    acquisition_datetime: Mapped[str] = mapped_column(String, default="")
+
+
+class SourceFile(Base):
+    """Every file ingest has looked at, so a re-run skips unchanged ones (resume, idempotence)."""
+
+    __tablename__ = "source_file"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    path: Mapped[str] = mapped_column(String, unique=True)
+    size: Mapped[int] = mapped_column(Integer)
+    mtime_ns: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String)  # stored | duplicate | problem
+    reason: Mapped[str] = mapped_column(Text, default="")
+    series_id: Mapped[int | None] = mapped_column(ForeignKey("series.id", ondelete="SET NULL"), nullable=True,
+                                                  index=True)
+    seen: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Report(Base):
+    """Report / findings text and diagnosis of a study (``series_id`` NULL) or of one series."""
+
+    __tablename__ = "report"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("study.id", ondelete="CASCADE"), index=True)
+    series_id: Mapped[int | None] = mapped_column(ForeignKey("series.id", ondelete="CASCADE"), nullable=True,
+                                                  index=True)
+    findings: Mapped[str] = mapped_column(Text, default="")
+    impression: Mapped[str] = mapped_column(Text, default="")
+    diagnosis: Mapped[str] = mapped_column(Text, default="")
+    author: Mapped[str] = mapped_column(String, default="")
+    updated: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+
+# ---------------------------------------------------------------- migration 0002
+
+
+class Tag(Base):
+    __tablename__ = "tag"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(collation="NOCASE"), unique=True)
+
+
+class StudyTag(Base):
+    __tablename__ = "study_tag"
+
+    study_id: Mapped[int] = mapped_column(ForeignKey("study.id", ondelete="CASCADE"), primary_key=True)
+    tag_id: Mapped[int] = mapped_column(ForeignKey("tag.id", ondelete="CASCADE"), primary_key=True, index=True)
+
+
+class Collection(Base):
+    __tablename__ = "collection"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(collation="NOCASE"), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    created: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class CollectionStudy(Base):
+    __tablename__ = "collection_study"
+
+    collection_id: Mapped[int] = mapped_column(ForeignKey("collection.id", ondelete="CASCADE"), primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("study.id", ondelete="CASCADE"), primary_key=True,
+                                          index=True)
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    note: Mapped[str] = mapped_column(Text, default="")
+
+
+class FollowUp(Base):
+    """``study_id`` is a later study of the same patient as ``prior_study_id``."""
+
+    __tablename__ = "follow_up"
+
+    study_id: Mapped[int] = mapped_column(ForeignKey("study.id", ondelete="CASCADE"), primary_key=True)
+    prior_study_id: Mapped[int] = mapped_column(ForeignKey("study.id", ondelete="CASCADE"), primary_key=True,
+                                                index=True)
+    interval_days: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    source: Mapped[str] = mapped_column(String, default="auto")  # auto (same patient) | manual
+
+
+class Model(Base):
+    """An encoder that produced embeddings (provenance: name, version, file hash)."""
+
+    __tablename__ = "model"
+    __table_args__ = (UniqueConstraint("name", "version", name="uq_model_name_version"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String)
+    version: Mapped[str] = mapped_column(String)
+    sha256: Mapped[str] = mapped_column(String)
+    dim: Mapped[int] = mapped_column(Integer)
+    input_kind: Mapped[str] = mapped_column(String)  # "2d-slice" | "3d-volume" | ...
+    # labels are never reused (an index must not mistake a new vector for an old one)
+    next_label: Mapped[int] = mapped_column(Integer, default=0)
+    created: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Embedding(Base):
+    __tablename__ = "embedding"
+    __table_args__ = (
+        UniqueConstraint("model_id", "label", name="uq_embedding_model_label"),
+        UniqueConstraint("model_id", "series_id", "slice_index", "roi", name="uq_embedding_model_series_slice"),
+        Index("ix_embedding_series_model", "series_id", "model_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("model.id", ondelete="CASCADE"))
+    series_id: Mapped[int] = mapped_column(ForeignKey("series.id", ondelete="CASCADE"))
+    slice_index: Mapped[int] = mapped_column(Integer)  # -1: whole series
+    roi: Mapped[str] = mapped_column(String, default="")  # "" or JSON box of a region of interest
+    label: Mapped[int] = mapped_column(Integer)  # HNSW label, unique per model
+    vector: Mapped[bytes] = mapped_column(LargeBinary)  # float32, little-endian
+    created: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
