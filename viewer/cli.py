@@ -16,6 +16,8 @@ from typing import Sequence
 # Sub-command modules, in the order ``--help`` lists them.
 COMMAND_MODULES: tuple[str, ...] = (
     "audit",
+    "search",
+    "gui",
 )
 
 
