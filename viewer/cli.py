@@ -17,7 +17,6 @@ from typing import Sequence
 COMMAND_MODULES: tuple[str, ...] = (
     "audit",
     "search",
-    "gui",
 )
 
 
