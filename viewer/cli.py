@@ -17,6 +17,7 @@ from typing import Sequence
 COMMAND_MODULES: tuple[str, ...] = (
     "audit",
     "search",
+    "gui",
 )
 
 

@@ -1,0 +1,246 @@
+"""The viewer in real windows under Xvfb: pixels, orientation markers, gestures, linking.
+
+Screenshots come from the VTK render window's buffer (``QWidget.grab`` is blank for GL widgets).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QPoint, QPointF, Qt
+from PySide6.QtGui import QWheelEvent
+from PySide6.QtTest import QTest
+from PySide6.QtWidgets import QApplication
+
+from casebook.viewer.core.viewstate import Measurement, ellipse_stats
+from casebook.viewer.render.capture import grab_render_window
+
+pytestmark = pytest.mark.gui
+
+
+def _settle(qtbot, viewer=None):
+    QApplication.processEvents()
+    qtbot.wait(30)
+    if viewer is not None:
+        viewer.flush_renders()
+
+
+def _windowed(img, c, w):
+    return np.clip((img.astype(np.float64) - (c - w / 2.0)) / w * 255.0, 0, 255)
+
+
+_OPEN = []
+
+
+@pytest.fixture(autouse=True)
+def _finalize_windows():
+    """Release the GL contexts before the X server goes away."""
+    yield
+    while _OPEN:
+        w = _OPEN.pop()
+        w.close()
+        for viewer in getattr(w, "all_viewers", lambda: [w])():
+            viewer.close_adapters()
+
+
+def _make_viewer(qtbot, volume, orientation, size=(520, 520)):
+    from casebook.viewer.qt.views.study_viewer import StudyViewer
+
+    v = StudyViewer(with_3d=False)
+    _OPEN.append(v)
+    qtbot.addWidget(v)
+    v.resize(*size)
+    v.state.set_layout("1x1")
+    v.state.set_active_view(orientation)
+    v.show()
+    qtbot.waitExposed(v)
+    v.set_volume(volume)
+    _settle(qtbot, v)
+    return v
+
+
+def _compare_displayed(viewer, orientation):
+    """Screenshot of the view vs the expected windowed slice, resampled onto the same pixels."""
+    ad = viewer.adapters[orientation]
+    ad.set_crosshair_visible(False)
+    ad.show_overlay = False
+    viewer.state.events.overlay.emit()
+    viewer.flush_renders()
+    shot = grab_render_window(viewer.viewports[orientation].render_window).astype(np.float64)
+    st = viewer.state
+    img = st.geometry.slice_array(orientation, st.slice_index(orientation))
+    x0, y0, x1, y1 = ad.image_rect_on_display()
+    rows, cols = img.shape
+    # every 3rd screen pixel inside the inner image area, mapped back to continuous image coords
+    ys = np.arange(max(int(y0 + (y1 - y0) * 0.12), 0), min(int(y0 + (y1 - y0) * 0.88), shot.shape[0] - 1), 3)
+    xs = np.arange(max(int(x0 + (x1 - x0) * 0.12), 0), min(int(x0 + (x1 - x0) * 0.88), shot.shape[1] - 1), 3)
+    r = np.clip((ys - y0) / (y1 - y0) * (rows - 1), 0, rows - 1.001)
+    c = np.clip((xs - x0) / (x1 - x0) * (cols - 1), 0, cols - 1.001)
+    r0, c0 = np.floor(r).astype(int), np.floor(c).astype(int)
+    fr, fc = (r - r0)[:, None], (c - c0)[None, :]
+    f = img.astype(np.float64)
+    interp = (f[np.ix_(r0, c0)] * (1 - fr) * (1 - fc) + f[np.ix_(r0 + 1, c0)] * fr * (1 - fc)
+              + f[np.ix_(r0, c0 + 1)] * (1 - fr) * fc + f[np.ix_(r0 + 1, c0 + 1)] * fr * fc)
+    want = _windowed(interp, *st.window)
+    got = shot[np.ix_(ys, xs)].mean(axis=2)
+    return got, want, shot
+
+
+def test_axial_ct_shows_windowed_pixels_and_markers(qtbot, ct_volume):
+    v = _make_viewer(qtbot, ct_volume, "axial")
+    st = v.state
+    assert st.slice_index("axial") == ct_volume.shape[0] // 2
+    got, want, shot = _compare_displayed(v, "axial")
+    err = np.abs(got - want)
+    # linear interpolation and 8-bit LUT: small differences only, and real structure present
+    assert np.median(err) <= 5.0, np.median(err)
+    assert np.percentile(err, 95) <= 40.0
+    assert want.std() > 20 and np.corrcoef(got.ravel(), want.ravel())[0, 1] > 0.93
+    # radiological convention for an axial CT (IOP 1\0\0\0\1\0): R on screen left, A at the top
+    assert {k: a.GetInput() for k, a in v.adapters["axial"].markers.items()} == {
+        "left": "R", "right": "L", "top": "A", "bottom": "P"}
+    assert {k: a.GetInput() for k, a in v.adapters["coronal"].markers.items()} == {
+        "left": "R", "right": "L", "top": "S", "bottom": "I"}
+
+
+def test_sagittal_mr_markers_and_pixels(qtbot, sag_mr_volume):
+    vol = sag_mr_volume
+    v = _make_viewer(qtbot, vol, "sagittal")
+    # the displayed sagittal image of a native sagittal acquisition is the stored image itself
+    shown = v.state.geometry.slice_array("sagittal", 0)
+    np.testing.assert_array_equal(shown, vol.voxels[0])
+    v.state.set_zoom("sagittal", 2.0)  # ~1 screen pixel per image pixel for the 1024² image
+    got, want, _ = _compare_displayed(v, "sagittal")
+    err = np.abs(got - want)
+    assert np.median(err) <= 5.0 and np.corrcoef(got.ravel(), want.ravel())[0, 1] > 0.95
+    # oblique sagittal (rows along 0.57 L + 0.82 P, columns to the feet): anterior left, head up,
+    # the obliquity shows as a second letter rather than being hidden
+    m = {k: a.GetInput() for k, a in v.adapters["sagittal"].markers.items()}
+    assert m == {"left": "AR", "right": "PL", "top": "S", "bottom": "I"}
+
+
+def _wheel(widget, steps, mods=Qt.KeyboardModifier.NoModifier):
+    pos = QPointF(widget.width() / 2, widget.height() / 2)
+    ev = QWheelEvent(pos, widget.mapToGlobal(pos), QPoint(0, 0), QPoint(0, 120 * steps),
+                     Qt.MouseButton.NoButton, mods, Qt.ScrollPhase.NoScrollPhase, False)
+    QApplication.sendEvent(widget, ev)
+
+
+def test_gestures_change_the_model(qtbot, ct_volume):
+    v = _make_viewer(qtbot, ct_volume, "axial")
+    st = v.state
+    w = v.viewports["axial"].vtk_widget
+    k0 = st.slice_index("axial")
+    _wheel(w, -3)
+    assert st.slice_index("axial") == k0 + 3
+    QTest.keyClick(w, Qt.Key.Key_Up)
+    assert st.slice_index("axial") == k0 + 2
+    QTest.keyClick(w, Qt.Key.Key_End)
+    assert st.slice_index("axial") == ct_volume.shape[0] - 1
+    # the crosshair follows: its z (LPS) is the slice position
+    z_expected = ct_volume.index_to_lps(np.array([0, 0, ct_volume.shape[0] - 1]))[2]
+    assert st.crosshair_lps[2] == pytest.approx(z_expected, abs=1e-3)
+    # left drag = window/level: right widens, down raises the level
+    c0, w0 = st.window
+    center = QPoint(w.width() // 2, w.height() // 2)
+    QTest.mousePress(w, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, center)
+    QTest.mouseMove(w, center + QPoint(50, 40))
+    QTest.mouseRelease(w, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, center + QPoint(50, 40))
+    c1, w1 = st.window
+    assert w1 > w0 and c1 > c0
+    # right drag up = zoom in; ctrl+wheel zooms too
+    QTest.mousePress(w, Qt.MouseButton.RightButton, Qt.KeyboardModifier.NoModifier, center)
+    QTest.mouseMove(w, center + QPoint(0, -60))
+    QTest.mouseRelease(w, Qt.MouseButton.RightButton, Qt.KeyboardModifier.NoModifier, center + QPoint(0, -60))
+    assert st.zoom["axial"] > 1.5
+    z = st.zoom["axial"]
+    _wheel(w, 2, Qt.KeyboardModifier.ControlModifier)
+    assert st.zoom["axial"] == pytest.approx(z * 1.21, rel=1e-3)
+    _settle(qtbot, v)
+    # zoom is visible in the overlay text
+    assert "Zoom" in v.adapters["axial"].corners["br"].GetInput()
+
+
+def test_ellipse_roi_gives_hu_stats_and_distance_in_mm(qtbot, ct_volume):
+    v = _make_viewer(qtbot, ct_volume, "axial")
+    st = v.state
+    w = v.viewports["axial"].vtk_widget
+    v.controller.set_tool("ellipse")
+    ad = v.adapters["axial"]
+    x0, y0, x1, y1 = ad.image_rect_on_display()
+    a = QPoint(int(x0 + (x1 - x0) * 0.35), int(y0 + (y1 - y0) * 0.35))
+    b = QPoint(int(x0 + (x1 - x0) * 0.55), int(y0 + (y1 - y0) * 0.6))
+    QTest.mousePress(w, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, a)
+    QTest.mouseMove(w, b)
+    QTest.mouseRelease(w, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, b)
+    assert len(st.measurements) == 1
+    m = st.measurements[0]
+    assert m.kind == "ellipse" and m.unit == "HU"
+    img = st.geometry.slice_array("axial", st.slice_index("axial"))
+    ref = ellipse_stats(img, m.p0, m.p1, st.geometry.pixel_spacing("axial"))
+    assert m.values["mean"] == pytest.approx(ref["mean"]) and m.values["n"] > 100
+    # the ellipse spans ~20% x 25% of a 231 mm field: area = pi * a * b
+    row_mm, col_mm = st.geometry.pixel_spacing("axial")
+    ar = abs(m.p1[0] - m.p0[0]) / 2 * row_mm
+    ac = abs(m.p1[1] - m.p0[1]) / 2 * col_mm
+    assert m.values["area_mm2"] == pytest.approx(np.pi * ar * ac, rel=1e-6)
+    assert "HU" in m.label()
+    v.controller.set_tool("distance")
+    QTest.mousePress(w, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, a)
+    QTest.mouseMove(w, b)
+    QTest.mouseRelease(w, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, b)
+    d = st.measurements[1]
+    mm_per_px = ad.mm_per_display_pixel()
+    expected = np.hypot(b.x() - a.x(), b.y() - a.y()) * mm_per_px
+    assert d.values["length_mm"] == pytest.approx(expected, rel=0.03)
+
+
+def test_main_window_shortcuts_layouts_and_side_by_side(qtbot, ct_volume, settings):
+    from casebook.viewer.qt.main_window import MainWindow
+
+    win = MainWindow(settings)
+    qtbot.addWidget(win)
+    _OPEN.append(win)
+    win.resize(1400, 900)
+    win.show()
+    qtbot.waitExposed(win)
+    win.show_volume(ct_volume)
+    _settle(qtbot, win.viewer)
+    st = win.state
+    assert set(win.viewer.visible_views()) == {"axial", "coronal", "sagittal", "3d"}
+    win.activateWindow()
+    qtbot.waitUntil(win.isActiveWindow, timeout=3000)
+    target = win.viewer.viewports["axial"].vtk_widget
+    target.setFocus()
+    QTest.keyClick(target, Qt.Key.Key_F2)
+    assert st.window == (-600.0, 1500.0) and st.preset == "lung"
+    QTest.keyClick(target, Qt.Key.Key_I)
+    assert st.invert
+    QTest.keyClick(target, Qt.Key.Key_1, Qt.KeyboardModifier.ControlModifier)
+    assert st.layout == "1x1" and win.viewer.visible_views() == ["axial"]
+    QTest.keyClick(target, Qt.Key.Key_R)
+    assert not st.invert and st.window == ct_volume.default_window()
+    # the 3D view rendered something (not a blank background)
+    QTest.keyClick(target, Qt.Key.Key_4, Qt.KeyboardModifier.ControlModifier)
+    _settle(qtbot, win.viewer)
+    img3d = grab_render_window(win.viewer.viewports["3d"].render_window)
+    assert (img3d.astype(int).sum(axis=2) > 120).mean() > 0.05
+
+    # an analogue side by side, aligned on the matched slices, scroll/zoom/window linked
+    analogue = ct_volume
+    win.open_analogue(analogue, "<b>Report</b> text", matched_slice=5, query_slice=10)
+    _settle(qtbot, win.viewer)
+    assert win.analogue_host.isVisible() and win.viewer.isVisible()
+    assert win.analogue.state.slice_index("axial") == 5 and st.slice_index("axial") == 10
+    assert 5 in win.analogue.state.highlight["axial"] and 10 in st.highlight["axial"]
+    assert win.analogue.adapters["axial"].highlight.GetVisibility()
+    st.scroll("axial", 3)
+    assert win.analogue.state.slice_index("axial") == 8
+    win.analogue.state.scroll("axial", -2)
+    assert st.slice_index("axial") == 11
+    st.set_zoom("axial", 2.0)
+    assert win.analogue.state.zoom["axial"] == 2.0
+    st.apply_preset("bone")
+    assert win.analogue.state.window == st.window
+    assert "Report" in win.report.toPlainText()
+    win.close_analogue()
+    assert not win.analogue_host.isVisible() and st.layout == "2x2"

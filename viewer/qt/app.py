@@ -1,0 +1,34 @@
+"""Starts the Qt application (imported late: ``casebook --help`` never loads Qt)."""
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+from PySide6.QtWidgets import QApplication
+
+from casebook.viewer.core.config import load_settings
+
+log = logging.getLogger(__name__)
+
+
+def ensure_app() -> QApplication:
+    app = QApplication.instance()
+    if app is None:
+        app = QApplication(sys.argv[:1])
+        app.setApplicationName("Casebook")
+        app.setOrganizationName("Casebook")
+    return app  # type: ignore[return-value]
+
+
+def run_gui(path: Path | None = None) -> int:
+    """Open the main window (on ``path`` if given) and run the event loop."""
+    app = ensure_app()
+    from .main_window import MainWindow
+
+    win = MainWindow(load_settings())
+    win.show()
+    win.refresh_library()
+    if path is not None:
+        win.open_path(path)
+    return int(app.exec())

@@ -1,0 +1,333 @@
+"""The reading-room main window: study browser, study viewer, analogue viewer, similar panel."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QSettings, Qt
+from PySide6.QtGui import QAction, QActionGroup, QKeySequence
+from PySide6.QtWidgets import (QDockWidget, QFileDialog, QLabel, QMainWindow, QMessageBox, QProgressBar,
+                               QProgressDialog, QSplitter, QTextBrowser, QVBoxLayout, QWidget)
+
+from casebook.viewer.core.config import Settings, load_settings
+from casebook.viewer.core.dicom.volume import Volume
+from casebook.viewer.core.viewstate import ORIENTATIONS, StateLink, load_window_presets
+
+from . import workers
+from .views.help_dialog import HelpDialog
+from .views.similar_panel import SimilarPanel
+from .views.study_browser import StudyBrowser
+from .views.study_viewer import StudyViewer
+
+log = logging.getLogger(__name__)
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, settings: Settings | None = None, with_3d: bool = True) -> None:
+        super().__init__()
+        self.settings = settings or load_settings()
+        self.setWindowTitle("Casebook")
+        self.setAcceptDrops(True)
+        self.viewer = StudyViewer(self, with_3d=with_3d)
+        self.state = self.viewer.state
+        # analogue side (hidden until a similar case is opened)
+        self.analogue_host = QWidget(self)
+        al = QVBoxLayout(self.analogue_host)
+        al.setContentsMargins(0, 0, 0, 0)
+        self.analogue = StudyViewer(self.analogue_host, with_3d=False)
+        self.analogue.state.set_layout("1x1")
+        self.report = QTextBrowser(self.analogue_host)
+        self.report.setMaximumHeight(180)
+        al.addWidget(self.analogue, 1)
+        al.addWidget(self.report)
+        self.analogue_host.hide()
+        self.link: StateLink | None = None
+        self.splitter = QSplitter(Qt.Orientation.Horizontal, self)
+        self.splitter.addWidget(self.viewer)
+        self.splitter.addWidget(self.analogue_host)
+        self.setCentralWidget(self.splitter)
+
+        self.browser = StudyBrowser(self)
+        self.browser_dock = QDockWidget("Studies", self)
+        self.browser_dock.setObjectName("studies_dock")
+        self.browser_dock.setWidget(self.browser)
+        self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, self.browser_dock)
+        self.similar = SimilarPanel(self)
+        self.similar_dock = QDockWidget("Similar cases", self)
+        self.similar_dock.setObjectName("similar_dock")
+        self.similar_dock.setWidget(self.similar)
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.similar_dock)
+
+        self.progress = QProgressBar(self)
+        self.progress.setMaximumWidth(220)
+        self.progress.hide()
+        self.statusBar().addPermanentWidget(self.progress)
+        self.status_label = QLabel("", self)
+        self.statusBar().addWidget(self.status_label, 1)
+        self._loader: workers.FunctionWorker | None = None
+        self._build_actions()
+        self.state.events.volume.connect(lambda **_: self._update_title())
+        self.viewer.tool_changed.connect(lambda t: self.status_label.setText(f"Tool: {t}"))
+        self.browser.open_requested.connect(self._open_row)
+        self.browser.import_requested.connect(self.import_dialog)
+        self._restore_geometry()
+
+    # -- actions --------------------------------------------------------------------------------
+    def _act(self, text: str, shortcut: str | QKeySequence | None, slot, menu=None, checkable=False) -> QAction:
+        a = QAction(text, self)
+        if shortcut:
+            a.setShortcut(QKeySequence(shortcut))
+            a.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+        a.setCheckable(checkable)
+        a.triggered.connect(slot)
+        self.addAction(a)
+        if menu is not None:
+            menu.addAction(a)
+        self.actions_by_name[text] = a
+        return a
+
+    def _build_actions(self) -> None:
+        self.actions_by_name: dict[str, QAction] = {}
+        mb = self.menuBar()
+        fm = mb.addMenu("&File")
+        self._act("Open folder…", "Ctrl+O", self.open_dialog, fm)
+        self._act("Import folder / DICOMDIR…", "Ctrl+I", self.import_dialog, fm)
+        self._act("Settings…", "Ctrl+,", self.settings_dialog, fm)
+        fm.addSeparator()
+        self._act("Quit", "Ctrl+Q", self.close, fm)
+        vm = mb.addMenu("&View")
+        tb = self.addToolBar("Reading")
+        tb.setObjectName("reading_toolbar")
+        for key, layout in (("Ctrl+1", "1x1"), ("Ctrl+2", "1x2"), ("Ctrl+4", "2x2")):
+            a = self._act(f"Layout {layout.replace('x', '×')}", key, lambda _=False, l=layout: self.state.set_layout(l), vm)
+            tb.addAction(a)
+        tb.addSeparator()
+        tools = QActionGroup(self)
+        tm = mb.addMenu("&Tools")
+        for key, tool, label in (("W", "wl", "Window/level"), ("P", "pan", "Pan"), ("Z", "zoom", "Zoom"),
+                                 ("C", "crosshair", "Crosshair"), ("D", "distance", "Distance"),
+                                 ("E", "ellipse", "Ellipse ROI"), ("B", "box", "Box (Find similar)")):
+            a = self._act(label, key, lambda _=False, t=tool: self.viewer.controller.set_tool(t), tm, checkable=True)
+            tools.addAction(a)
+            tb.addAction(a)
+            if tool == "wl":
+                a.setChecked(True)
+        self._act("Delete last measurement", QKeySequence(Qt.Key.Key_Delete), self._delete_last, tm)
+        tb.addSeparator()
+        wm = mb.addMenu("&Window")
+        for p in load_window_presets():
+            self._act(p["label"], p.get("key"), lambda _=False, n=p["name"]: self.state.apply_preset(n), wm)
+        self._act("Invert", "I", lambda: self.state.set_invert(not self.state.invert), vm)
+        self._act("Reset view", "R", self.state.reset_view, vm)
+        self._act("Cine play/stop", QKeySequence(Qt.Key.Key_Space), lambda: self.state.set_cine(not self.state.cine_playing), vm)
+        self._act("Cine slower", "[", lambda: self.state.set_cine(self.state.cine_playing, self.state.cine_fps / 1.25), vm)
+        self._act("Cine faster", "]", lambda: self.state.set_cine(self.state.cine_playing, self.state.cine_fps * 1.25), vm)
+        self._act("Toggle crosshair", "X", self._toggle_crosshair, vm)
+        self._act("Toggle overlay", "O", self._toggle_overlay, vm)
+        for n in ("Invert", "Reset view", "Cine play/stop"):
+            tb.addAction(self.actions_by_name[n])
+        sm = mb.addMenu("&Similar")
+        self._act("Find similar: series", "Ctrl+F", lambda: self.similar.find_requested.emit("series"), sm)
+        self._act("Find similar: current slice", "Ctrl+Shift+F", lambda: self.similar.find_requested.emit("slice"), sm)
+        self._act("Close analogue", "Ctrl+W", self.close_analogue, sm)
+        hm = mb.addMenu("&Help")
+        self._act("Keyboard shortcuts", "F1", self.show_help, hm)
+
+    def _toggle_crosshair(self) -> None:
+        for a in self.viewer.adapters.values():
+            a.set_crosshair_visible(not a.show_crosshair)
+
+    def _toggle_overlay(self) -> None:
+        for a in self.viewer.adapters.values():
+            a.show_overlay = not a.show_overlay
+        self.state.events.overlay.emit()
+
+    def _delete_last(self) -> None:
+        if self.state.measurements:
+            self.state.remove_measurement(self.state.measurements[-1])
+
+    def show_help(self) -> None:
+        HelpDialog(self).exec()
+
+    def settings_dialog(self) -> None:
+        from .views.settings_dialog import SettingsDialog
+
+        dlg = SettingsDialog(self.settings, self)
+        if dlg.exec():
+            self.settings = dlg.result_settings()
+            try:
+                self.settings.save()
+            except OSError as exc:
+                QMessageBox.warning(self, "Settings", f"Could not save settings: {exc}")
+
+    # -- geometry -------------------------------------------------------------------------------
+    def _restore_geometry(self) -> None:
+        qs = QSettings("Casebook", "Casebook")
+        g = qs.value("main/geometry")
+        s = qs.value("main/state")
+        if g is not None:
+            self.restoreGeometry(g)
+        else:
+            self.resize(1500, 950)
+        if s is not None:
+            self.restoreState(s)
+
+    def closeEvent(self, event) -> None:  # noqa: N802
+        qs = QSettings("Casebook", "Casebook")
+        qs.setValue("main/geometry", self.saveGeometry())
+        qs.setValue("main/state", self.saveState())
+        if self._loader is not None:
+            self._loader.cancel()
+        super().closeEvent(event)
+
+    def all_viewers(self) -> list[StudyViewer]:
+        return [self.viewer, self.analogue]
+
+    # -- loading --------------------------------------------------------------------------------
+    def _update_title(self) -> None:
+        v = self.state.volume
+        self.setWindowTitle(f"Casebook — {v.modality} {v.description}".strip() if v else "Casebook")
+
+    def show_volume(self, volume: Volume, patient_text: str = "") -> None:
+        for a in self.viewer.adapters.values():
+            a.patient_text = patient_text
+        self.viewer.set_volume(volume)
+
+    def open_dialog(self) -> None:
+        d = QFileDialog.getExistingDirectory(self, "Open DICOM folder")
+        if d:
+            self.open_path(Path(d))
+
+    def open_path(self, path: Path, stack_key: str | None = None) -> workers.FunctionWorker:
+        """Load a series off the UI thread; the middle slice shows first, then the full volume."""
+        if self._loader is not None:
+            self._loader.cancel()
+        w = workers.FunctionWorker(workers.load_series_task, Path(path), stack_key=stack_key)
+        self._loader = w
+        self.progress.show()
+        self.progress.setRange(0, 0)
+        self.status_label.setText(f"Loading {Path(path).name}…")
+        w.signals.progress.connect(self._on_progress)
+        w.signals.preview.connect(lambda vs, w=w: self._on_preview(w, vs))
+        w.signals.result.connect(lambda vs, w=w: self._on_loaded(w, vs))
+        w.signals.failed.connect(lambda msg: self._on_failed(msg))
+        w.signals.finished.connect(self.progress.hide)
+        return workers.start(w)
+
+    def _on_progress(self, done: int, total: int, message: str) -> None:
+        self.progress.setRange(0, max(total, 1))
+        self.progress.setValue(done)
+        if total:
+            self.state.loading_fraction = done / total
+
+    @staticmethod
+    def _patient_text(stack: Any) -> str:
+        return " ".join(x for x in (getattr(stack, "patient_name", ""), getattr(stack, "patient_id", "")) if x)
+
+    def _on_preview(self, w: workers.FunctionWorker, vs: Any) -> None:
+        if w is not self._loader:
+            return
+        vol, stack = vs
+        self.state.loading_fraction = 0.0
+        self.show_volume(vol, self._patient_text(stack))
+
+    def _on_loaded(self, w: workers.FunctionWorker, vs: Any) -> None:
+        if w is not self._loader:
+            return
+        vol, stack = vs
+        self.state.loading_fraction = 1.0
+        self.show_volume(vol, self._patient_text(stack))
+        self.status_label.setText(f"{vol.modality} {vol.description}: {vol.shape[0]} slices"
+                                  + ("; " + "; ".join(vol.geometry.warnings) if vol.geometry.warnings else ""))
+
+    def _on_failed(self, message: str) -> None:
+        self.status_label.setText(message)
+        QMessageBox.warning(self, "Casebook", message)
+
+    def _open_row(self, row: dict[str, Any]) -> None:
+        if row.get("path"):
+            self.open_path(Path(row["path"]), stack_key=row.get("key"))
+
+    def import_dialog(self) -> None:
+        d = QFileDialog.getExistingDirectory(self, "Import DICOM folder or DICOMDIR into the library")
+        if d:
+            self.import_path(Path(d))
+
+    def import_path(self, path: Path) -> workers.FunctionWorker | None:
+        """Ingest into the library with a progress dialog and Cancel."""
+        try:
+            from casebook.viewer.core.services import ingest as ingest_mod  # type: ignore[attr-defined]
+        except ImportError:
+            QMessageBox.information(self, "Import", "The ingest service is not available in this build.")
+            return None
+        fn = getattr(ingest_mod, "ingest", None) or getattr(ingest_mod, "ingest_paths", None)
+        if fn is None:
+            QMessageBox.information(self, "Import", "The ingest service is not available in this build.")
+            return None
+        dlg = QProgressDialog(f"Importing {path.name}…", "Cancel", 0, 0, self)
+        dlg.setWindowModality(Qt.WindowModality.WindowModal)
+        dlg.setMinimumDuration(300)
+
+        def task(*, progress, cancel, signals):
+            return fn([path], settings=self.settings, progress=progress, cancel=cancel)
+
+        w = workers.FunctionWorker(task)
+        w.signals.progress.connect(lambda d, t, m: (dlg.setMaximum(max(t, 1)), dlg.setValue(d), dlg.setLabelText(m or f"{d}/{t}")))
+        dlg.canceled.connect(w.cancel)
+        w.signals.result.connect(lambda r: (dlg.close(), self.status_label.setText(f"Imported {path.name}"), self.refresh_library()))
+        w.signals.failed.connect(lambda m: (dlg.close(), self._on_failed(m)))
+        w.signals.cancelled.connect(lambda: (dlg.close(), self.status_label.setText("Import cancelled")))
+        return workers.start(w)
+
+    def refresh_library(self) -> None:
+        """Reload the study browser from the case store (when a library exists)."""
+        from .controllers.library import library_rows
+
+        try:
+            self.browser.set_rows(library_rows(self.settings))
+        except Exception as exc:  # noqa: BLE001 - an unreadable library must not stop the viewer
+            log.warning("library not readable: %s", exc)
+            self.browser.status.setText(f"Library not readable: {exc}")
+
+    # -- drag and drop --------------------------------------------------------------------------
+    def dragEnterEvent(self, event) -> None:  # noqa: N802
+        if event.mimeData().hasUrls():
+            event.acceptProposedAction()
+
+    def dropEvent(self, event) -> None:  # noqa: N802
+        urls = [u.toLocalFile() for u in event.mimeData().urls() if u.isLocalFile()]
+        if urls:
+            self.open_path(Path(urls[0]))
+            event.acceptProposedAction()
+
+    # -- analogue side by side ------------------------------------------------------------------
+    def open_analogue(self, volume: Volume, report_html: str = "", matched_slice: int | None = None,
+                      query_slice: int | None = None, orientation: str = "axial") -> None:
+        """Show an analogue beside the study (1×2), aligned on the matched slices, linked."""
+        if self.link is not None:
+            self.link.unlink()
+        self.analogue.set_volume(volume)
+        self.analogue.state.set_layout("1x1")
+        self.analogue.state.set_active_view(orientation)
+        self.state.set_active_view(orientation)
+        self.state.set_layout("1x1")
+        if matched_slice is not None:
+            self.analogue.state.set_slice(orientation, matched_slice)
+            self.analogue.state.set_highlight(orientation, {matched_slice})
+        if query_slice is not None:
+            self.state.set_slice(orientation, query_slice)
+            self.state.set_highlight(orientation, {query_slice})
+        self.analogue.state.set_window(*self.state.window)
+        self.report.setHtml(report_html or "<i>No report stored for this case.</i>")
+        self.analogue_host.show()
+        self.link = StateLink(self.state, self.analogue.state)
+
+    def close_analogue(self) -> None:
+        if self.link is not None:
+            self.link.unlink()
+            self.link = None
+        for o in ORIENTATIONS:
+            self.state.set_highlight(o, set())
+        self.analogue_host.hide()
+        self.state.set_layout("2x2")

@@ -1,0 +1,52 @@
+"""The keyboard shortcut reference (F1)."""
+from __future__ import annotations
+
+from PySide6.QtWidgets import QDialog, QDialogButtonBox, QTableWidget, QTableWidgetItem, QVBoxLayout
+
+SHORTCUTS: list[tuple[str, str]] = [
+    ("Mouse wheel / Up, Down / Left, Right", "Previous / next slice"),
+    ("Page Up / Page Down", "Back / forward 10 slices"),
+    ("Home / End", "First / last slice"),
+    ("Ctrl + wheel, right drag", "Zoom"),
+    ("Middle drag", "Pan"),
+    ("Left drag", "Current tool (window/level by default)"),
+    ("Double-click", "Toggle single view"),
+    ("W / P / Z / C", "Tool: window-level / pan / zoom / crosshair"),
+    ("D / E / B", "Tool: distance / ellipse ROI / box for Find similar"),
+    ("Delete", "Remove the last measurement"),
+    ("F2 F3 F4 F5 F6", "Window: CT lung / mediastinum / abdomen / bone / brain"),
+    ("F7 / F8", "Window: auto (MR) / header default"),
+    ("I", "Invert"),
+    ("R", "Reset view (fit, default window)"),
+    ("Space", "Cine play / stop"),
+    ("[ / ]", "Cine slower / faster"),
+    ("Ctrl+1 / Ctrl+2 / Ctrl+4", "Layout 1×1 / 1×2 / 2×2"),
+    ("X", "Show / hide crosshair"),
+    ("O", "Show / hide overlay text"),
+    ("Ctrl+F", "Find similar (series)"),
+    ("Ctrl+Shift+F", "Find similar (current slice)"),
+    ("Ctrl+O", "Open folder"),
+    ("Ctrl+I", "Import folder / DICOMDIR into the library"),
+    ("Ctrl+,", "Settings"),
+    ("F1", "This help"),
+]
+
+
+class HelpDialog(QDialog):
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Keyboard shortcuts")
+        lay = QVBoxLayout(self)
+        table = QTableWidget(len(SHORTCUTS), 2, self)
+        table.setHorizontalHeaderLabels(["Keys", "Action"])
+        for r, (k, a) in enumerate(SHORTCUTS):
+            table.setItem(r, 0, QTableWidgetItem(k))
+            table.setItem(r, 1, QTableWidgetItem(a))
+        table.resizeColumnsToContents()
+        table.horizontalHeader().setStretchLastSection(True)
+        table.verticalHeader().hide()
+        lay.addWidget(table)
+        bb = QDialogButtonBox(QDialogButtonBox.StandardButton.Close, self)
+        bb.rejected.connect(self.reject)
+        lay.addWidget(bb)
+        self.resize(560, 640)

@@ -1,0 +1,63 @@
+"""Settings dialog over the typed settings (window geometry lives in QSettings instead)."""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+from PySide6.QtWidgets import (QCheckBox, QDialog, QDialogButtonBox, QDoubleSpinBox, QFileDialog, QFormLayout,
+                               QHBoxLayout, QLineEdit, QPushButton, QSpinBox, QWidget)
+
+from casebook.viewer.core.config import Settings
+
+
+class SettingsDialog(QDialog):
+    def __init__(self, settings: Settings, parent=None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Settings")
+        self._settings = copy.deepcopy(settings)
+        form = QFormLayout(self)
+        row = QWidget(self)
+        rl = QHBoxLayout(row)
+        rl.setContentsMargins(0, 0, 0, 0)
+        self.library = QLineEdit(str(settings.library_dir), row)
+        browse = QPushButton("…", row)
+        browse.clicked.connect(self._browse)
+        rl.addWidget(self.library)
+        rl.addWidget(browse)
+        form.addRow("Library folder", row)
+        self.model = QLineEdit(settings.model, self)
+        form.addRow("Encoder model", self.model)
+        self.top_k = QSpinBox(self)
+        self.top_k.setRange(1, 200)
+        self.top_k.setValue(settings.search.top_k)
+        form.addRow("Results per search", self.top_k)
+        self.min_score = QDoubleSpinBox(self)
+        self.min_score.setRange(0.0, 1.0)
+        self.min_score.setSingleStep(0.05)
+        self.min_score.setValue(settings.search.min_score)
+        form.addRow("Minimum score", self.min_score)
+        self.excl_patient = QCheckBox("Exclude the same patient", self)
+        self.excl_patient.setChecked(settings.search.exclude_same_patient)
+        self.excl_study = QCheckBox("Exclude the same study", self)
+        self.excl_study.setChecked(settings.search.exclude_same_study)
+        form.addRow(self.excl_patient)
+        form.addRow(self.excl_study)
+        bb = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel, self)
+        bb.accepted.connect(self.accept)
+        bb.rejected.connect(self.reject)
+        form.addRow(bb)
+
+    def _browse(self) -> None:
+        d = QFileDialog.getExistingDirectory(self, "Library folder", self.library.text())
+        if d:
+            self.library.setText(d)
+
+    def result_settings(self) -> Settings:
+        s = self._settings
+        s.library_dir = Path(self.library.text()).expanduser()
+        s.model = self.model.text().strip() or s.model
+        s.search.top_k = self.top_k.value()
+        s.search.min_score = float(self.min_score.value())
+        s.search.exclude_same_patient = self.excl_patient.isChecked()
+        s.search.exclude_same_study = self.excl_study.isChecked()
+        return s

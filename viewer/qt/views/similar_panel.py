@@ -1,0 +1,144 @@
+"""Similar-case panel: Find similar buttons, filters and a grid of result cards. Layout only."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QImage, QPixmap
+from PySide6.QtWidgets import (QComboBox, QFrame, QGridLayout, QHBoxLayout, QLabel, QLineEdit, QPushButton,
+                               QScrollArea, QSpinBox, QVBoxLayout, QWidget, QCheckBox)
+
+
+def gray_to_pixmap(img: np.ndarray, window: tuple[float, float], size: int = 128) -> QPixmap:
+    """Window a slice like the query and make a thumbnail."""
+    c, w = window
+    a = np.clip((np.asarray(img, dtype=np.float32) - (c - w / 2)) / max(w, 1e-6) * 255.0, 0, 255).astype(np.uint8)
+    a = np.ascontiguousarray(a)
+    q = QImage(a.data, a.shape[1], a.shape[0], a.strides[0], QImage.Format.Format_Grayscale8).copy()
+    return QPixmap.fromImage(q).scaled(size, size, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation)
+
+
+class ResultCard(QFrame):
+    open_requested = Signal(object)
+    feedback = Signal(object, int)  # +1 more like this, -1 not like this
+
+    def __init__(self, hit: Any, info: dict[str, Any], pixmap: QPixmap | None, parent=None) -> None:
+        super().__init__(parent)
+        self.hit = hit
+        self.setFrameShape(QFrame.Shape.StyledPanel)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(4, 4, 4, 4)
+        thumb = QLabel(self)
+        thumb.setFixedSize(128, 128)
+        thumb.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        thumb.setStyleSheet("background: black;")
+        if pixmap is not None:
+            thumb.setPixmap(pixmap)
+        lay.addWidget(thumb)
+        badge = "  ⟳ follow-up" if info.get("has_followup") else ""
+        head = QLabel(f"<b>{info.get('score', 0):.2f}</b>  {info.get('date', '')}{badge}", self)
+        lay.addWidget(head)
+        dx = QLabel(f"<i>{info.get('diagnosis', '') or 'no diagnosis'}</i>", self)
+        dx.setWordWrap(True)
+        lay.addWidget(dx)
+        snip = QLabel(info.get("snippet", "")[:140], self)
+        snip.setWordWrap(True)
+        snip.setStyleSheet("color: #aaa; font-size: 10px;")
+        lay.addWidget(snip)
+        row = QHBoxLayout()
+        for text, tip, val in (("Open", "Open side by side", 0), ("+", "More like this", 1), ("−", "Not like this", -1)):
+            b = QPushButton(text, self)
+            b.setToolTip(tip)
+            b.setMaximumWidth(60 if val == 0 else 28)
+            if val == 0:
+                b.clicked.connect(lambda: self.open_requested.emit(self.hit))
+            else:
+                b.clicked.connect(lambda _=False, v=val: self.feedback.emit(self.hit, v))
+            row.addWidget(b)
+        lay.addLayout(row)
+        self.setFixedWidth(150)
+
+    def mouseDoubleClickEvent(self, event) -> None:  # noqa: N802
+        self.open_requested.emit(self.hit)
+
+
+class SimilarPanel(QWidget):
+    find_requested = Signal(str)  # "series" | "slice" | "box"
+    open_requested = Signal(object)
+    feedback = Signal(object, int)
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(2, 2, 2, 2)
+        btns = QHBoxLayout()
+        self.buttons = {}
+        for mode, text in (("series", "Series"), ("slice", "This slice"), ("box", "Draw box")):
+            b = QPushButton(text, self)
+            b.clicked.connect(lambda _=False, m=mode: self.find_requested.emit(m))
+            btns.addWidget(b)
+            self.buttons[mode] = b
+        lay.addWidget(QLabel("<b>Find similar</b>", self))
+        lay.addLayout(btns)
+        f = QGridLayout()
+        self.modality = QComboBox(self)
+        self.modality.addItems(["any", "CT", "MR", "CR", "DX", "US", "PT", "NM", "MG"])
+        self.body_part = QLineEdit(self)
+        self.diagnosis = QLineEdit(self)
+        self.text = QLineEdit(self)
+        self.text.setPlaceholderText("optional: words in reports")
+        self.top_k = QSpinBox(self)
+        self.top_k.setRange(1, 100)
+        self.top_k.setValue(12)
+        self.exclude_patient = QCheckBox("exclude same patient", self)
+        self.exclude_patient.setChecked(True)
+        for r, (lab, w) in enumerate((("Modality", self.modality), ("Body part", self.body_part),
+                                      ("Diagnosis", self.diagnosis), ("Text", self.text), ("Results", self.top_k))):
+            f.addWidget(QLabel(lab, self), r, 0)
+            f.addWidget(w, r, 1)
+        f.addWidget(self.exclude_patient, 5, 0, 1, 2)
+        lay.addLayout(f)
+        self.status = QLabel("", self)
+        self.status.setWordWrap(True)
+        lay.addWidget(self.status)
+        self.scroll = QScrollArea(self)
+        self.scroll.setWidgetResizable(True)
+        self.grid_host = QWidget(self.scroll)
+        self.grid = QGridLayout(self.grid_host)
+        self.grid.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
+        self.scroll.setWidget(self.grid_host)
+        lay.addWidget(self.scroll, 1)
+        self.cards: list[ResultCard] = []
+
+    def filters(self) -> dict[str, Any]:
+        return {"modality": None if self.modality.currentText() == "any" else self.modality.currentText(),
+                "body_part": self.body_part.text().strip() or None,
+                "diagnosis": self.diagnosis.text().strip() or None,
+                "text": self.text.text().strip() or None,
+                "top_k": self.top_k.value(),
+                "exclude_same_patient": self.exclude_patient.isChecked()}
+
+    def set_busy(self, message: str) -> None:
+        self.status.setText(message)
+        for b in self.buttons.values():
+            b.setEnabled(False)
+
+    def set_idle(self, message: str = "") -> None:
+        self.status.setText(message)
+        for b in self.buttons.values():
+            b.setEnabled(True)
+
+    def set_results(self, items: list[tuple[Any, dict[str, Any], QPixmap | None]], message: str = "") -> None:
+        for c in self.cards:
+            self.grid.removeWidget(c)
+            c.deleteLater()
+        self.cards = []
+        cols = 2
+        for n, (hit, info, pm) in enumerate(items):
+            card = ResultCard(hit, info, pm, self.grid_host)
+            card.open_requested.connect(self.open_requested)
+            card.feedback.connect(self.feedback)
+            self.grid.addWidget(card, n // cols, n % cols)
+            self.cards.append(card)
+        self.set_idle(message or f"{len(items)} similar cases")

@@ -1,0 +1,492 @@
+"""One MPR viewport: a VTK renderer that mirrors a :class:`ViewerState` for one orientation.
+
+The adapter subscribes to the state's events and only updates VTK objects; rendering is asked
+for through ``request_render`` so the Qt layer can coalesce several events into one frame.
+World coordinates are image millimetres: x = column * col_mm, y = row * row_mm (y down, the
+camera's view-up is -y), so the scale bar and measurements are in real units for free.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+import numpy as np
+from vtkmodules.util.numpy_support import numpy_to_vtk
+from vtkmodules.vtkCommonCore import vtkPoints
+from vtkmodules.vtkCommonDataModel import vtkCellArray, vtkImageData, vtkPolyData, vtkPolyLine
+from vtkmodules.vtkRenderingCore import (
+    vtkActor,
+    vtkActor2D,
+    vtkCoordinate,
+    vtkImageProperty,
+    vtkImageSlice,
+    vtkImageSliceMapper,
+    vtkPolyDataMapper,
+    vtkPolyDataMapper2D,
+    vtkRenderer,
+    vtkTextActor,
+)
+from vtkmodules.vtkCommonCore import vtkLookupTable
+import vtkmodules.vtkRenderingOpenGL2  # noqa: F401  (registers the OpenGL backend)
+import vtkmodules.vtkRenderingFreeType  # noqa: F401  (text rendering)
+
+from casebook.viewer.core.viewstate import Measurement, ViewerState
+
+# Slicer's plane colours: axial red, coronal green, sagittal yellow.
+PLANE_COLORS = {"axial": (0.95, 0.3, 0.3), "coronal": (0.35, 0.85, 0.35), "sagittal": (0.95, 0.85, 0.3)}
+OVERLAY_COLOR = (0.92, 0.92, 0.75)
+MEASURE_COLOR = (0.3, 0.9, 1.0)
+HIGHLIGHT_COLOR = (1.0, 0.6, 0.1)
+_NICE_MM = (1, 2, 5, 10, 20, 25, 50, 100, 200, 500)
+
+
+def _polyline_actor(color: tuple[float, float, float], width: float = 1.5) -> tuple[vtkActor, vtkPolyData]:
+    pd = vtkPolyData()
+    mapper = vtkPolyDataMapper()
+    mapper.SetInputData(pd)
+    actor = vtkActor()
+    actor.SetMapper(mapper)
+    actor.GetProperty().SetColor(*color)
+    actor.GetProperty().SetLineWidth(width)
+    actor.GetProperty().LightingOff()
+    actor.PickableOff()
+    return actor, pd
+
+
+def _set_polylines(pd: vtkPolyData, lines: list[np.ndarray]) -> None:
+    pts = vtkPoints()
+    cells = vtkCellArray()
+    n = 0
+    for line in lines:
+        pl = vtkPolyLine()
+        pl.GetPointIds().SetNumberOfIds(len(line))
+        for i, p in enumerate(line):
+            pts.InsertNextPoint(float(p[0]), float(p[1]), float(p[2]) if len(p) > 2 else 0.0)
+            pl.GetPointIds().SetId(i, n + i)
+        n += len(line)
+        cells.InsertNextCell(pl)
+    pd.SetPoints(pts)
+    pd.SetLines(cells)
+    pd.Modified()
+
+
+def _text(size: int, color: tuple[float, float, float] = OVERLAY_COLOR, bold: bool = False) -> vtkTextActor:
+    t = vtkTextActor()
+    p = t.GetTextProperty()
+    p.SetFontSize(size)
+    p.SetColor(*color)
+    p.SetBold(bold)
+    p.SetShadow(True)
+    p.SetFontFamilyToArial()
+    t.PickableOff()
+    return t
+
+
+class SliceViewAdapter:
+    """Renders ``state``'s ``orientation`` slice with overlays into ``renderer``."""
+
+    def __init__(self, state: ViewerState, orientation: str, render_window: Any,
+                 request_render: Callable[[], None] | None = None) -> None:
+        self.state = state
+        self.orientation = orientation
+        self.render_window = render_window
+        self.request_render = request_render or render_window.Render
+        self.patient_text = ""
+        self.show_overlay = True
+        self.renderer = vtkRenderer()
+        self.renderer.SetBackground(0.0, 0.0, 0.0)
+        self.renderer.GetActiveCamera().ParallelProjectionOn()
+        render_window.AddRenderer(self.renderer)
+
+        self.image = vtkImageData()
+        self._pixels: np.ndarray | None = None
+        self.mapper = vtkImageSliceMapper()
+        self.mapper.SetInputData(self.image)
+        self.lut = vtkLookupTable()
+        self.prop = vtkImageProperty()
+        self.prop.SetInterpolationTypeToLinear()
+        self.prop.SetLookupTable(self.lut)
+        self.prop.UseLookupTableScalarRangeOn()
+        self.actor = vtkImageSlice()
+        self.actor.SetMapper(self.mapper)
+        self.actor.SetProperty(self.prop)
+        self.actor.VisibilityOff()
+        self.renderer.AddViewProp(self.actor)
+
+        self.cross_h, self.cross_h_pd = _polyline_actor((1, 1, 1), 1.0)
+        self.cross_v, self.cross_v_pd = _polyline_actor((1, 1, 1), 1.0)
+        self.highlight, self.highlight_pd = _polyline_actor(HIGHLIGHT_COLOR, 4.0)
+        self.highlight.VisibilityOff()
+        for a in (self.cross_h, self.cross_v, self.highlight):
+            self.renderer.AddActor(a)
+        self.show_crosshair = True
+
+        self.corners = {k: _text(13) for k in ("tl", "tr", "bl", "br")}
+        self.corners["tr"].GetTextProperty().SetJustificationToRight()
+        self.corners["br"].GetTextProperty().SetJustificationToRight()
+        self.corners["tl"].GetTextProperty().SetVerticalJustificationToTop()
+        self.corners["tr"].GetTextProperty().SetVerticalJustificationToTop()
+        self.markers = {k: _text(18, (1.0, 1.0, 0.55), bold=True) for k in ("left", "right", "top", "bottom")}
+        for k, t in self.markers.items():
+            tp = t.GetTextProperty()
+            tp.SetJustificationToCentered()
+            tp.SetVerticalJustificationToCentered()
+            t.GetPositionCoordinate().SetCoordinateSystemToNormalizedViewport()
+        self.markers["left"].SetPosition(0.025, 0.5)
+        self.markers["right"].SetPosition(0.975, 0.5)
+        self.markers["top"].SetPosition(0.5, 0.965)
+        self.markers["bottom"].SetPosition(0.5, 0.035)
+        for t in (*self.corners.values(), *self.markers.values()):
+            self.renderer.AddViewProp(t)
+        self.highlight_text = _text(14, HIGHLIGHT_COLOR, bold=True)
+        self.highlight_text.GetPositionCoordinate().SetCoordinateSystemToNormalizedViewport()
+        self.highlight_text.SetPosition(0.5, 0.08)
+        self.highlight_text.GetTextProperty().SetJustificationToCentered()
+        self.highlight_text.VisibilityOff()
+        self.renderer.AddViewProp(self.highlight_text)
+
+        # scale bar in display pixels
+        self.scale_pd = vtkPolyData()
+        m2 = vtkPolyDataMapper2D()
+        m2.SetInputData(self.scale_pd)
+        self.scale_actor = vtkActor2D()
+        self.scale_actor.SetMapper(m2)
+        self.scale_actor.GetProperty().SetColor(*OVERLAY_COLOR)
+        self.scale_actor.GetProperty().SetLineWidth(2)
+        self.scale_text = _text(12)
+        self.scale_text.GetTextProperty().SetJustificationToCentered()
+        self.renderer.AddViewProp(self.scale_actor)
+        self.renderer.AddViewProp(self.scale_text)
+
+        self._measure_actors: dict[int, tuple[vtkActor, vtkPolyData, vtkTextActor]] = {}
+        self.preview: Measurement | None = None
+        self._preview_actor, self._preview_pd = _polyline_actor((1.0, 0.8, 0.2), 1.5)
+        self._preview_actor.VisibilityOff()
+        self.renderer.AddActor(self._preview_actor)
+
+        ev = state.events
+        self._subs = [
+            (ev.volume, self._on_volume), (ev.slice, self._on_slice), (ev.crosshair, self._on_crosshair),
+            (ev.window, self._on_window), (ev.invert, self._on_window), (ev.zoom, self._on_camera),
+            (ev.pan, self._on_camera), (ev.measurements, self._on_measurements),
+            (ev.highlight, self._on_highlight), (ev.overlay, self._on_overlay),
+        ]
+        for emitter, cb in self._subs:
+            emitter.connect(cb)
+        if state.geometry is not None:
+            self._on_volume()
+
+    def close(self) -> None:
+        for emitter, cb in self._subs:
+            emitter.disconnect(cb)
+        self._subs = []
+
+    # -- event handlers -------------------------------------------------------------------------
+    def _on_volume(self, **_: Any) -> None:
+        self._update_image()
+        self._update_window()
+        self._update_markers()
+        self._update_camera()
+        self._update_crosshair()
+        self._sync_measurements()
+        self._update_overlay_text()
+        self.request_render()
+
+    def _on_slice(self, orientation: str, index: int) -> None:
+        if orientation == self.orientation:
+            self._update_image()
+            self._sync_measurements()
+            self._update_highlight()
+            self._update_overlay_text()
+        self._update_crosshair()
+        self.request_render()
+
+    def _on_crosshair(self, **_: Any) -> None:
+        self._update_crosshair()
+        self.request_render()
+
+    def _on_window(self, **_: Any) -> None:
+        self._update_window()
+        self._update_overlay_text()
+        self.request_render()
+
+    def _on_camera(self, orientation: str, **_: Any) -> None:
+        if orientation == self.orientation:
+            self._update_camera()
+            self._update_overlay_text()
+            self.request_render()
+
+    def _on_measurements(self, **_: Any) -> None:
+        self._sync_measurements()
+        self.request_render()
+
+    def _on_highlight(self, **_: Any) -> None:
+        self._update_highlight()
+        self.request_render()
+
+    def _on_overlay(self, **_: Any) -> None:
+        self._update_overlay_text()
+        self.request_render()
+
+    # -- updates --------------------------------------------------------------------------------
+    def _update_image(self) -> None:
+        g = self.state.geometry
+        if g is None:
+            self.actor.VisibilityOff()
+            return
+        img = g.slice_array(self.orientation, self.state.slice_index(self.orientation))
+        if img.ndim == 2 and img.dtype not in (np.int16, np.uint16, np.uint8, np.float32):
+            img = img.astype(np.float32)
+        pix = np.ascontiguousarray(img)
+        rows, cols = pix.shape[:2]
+        ncomp = pix.shape[2] if pix.ndim == 3 else 1
+        row_mm, col_mm = g.pixel_spacing(self.orientation)
+        if self.image.GetDimensions() != (cols, rows, 1):
+            self.image.SetDimensions(cols, rows, 1)
+        self.image.SetSpacing(col_mm, row_mm, 1.0)
+        self.image.SetOrigin(0.0, 0.0, 0.0)
+        arr = numpy_to_vtk(pix.reshape(-1, ncomp) if ncomp > 1 else pix.reshape(-1), deep=False)
+        self._pixels = pix  # keep the buffer alive while VTK uses it
+        self.image.GetPointData().SetScalars(arr)
+        self.image.Modified()
+        self.prop.SetUseLookupTableScalarRange(ncomp == 1)
+        self.actor.VisibilityOn()
+
+    def _update_window(self) -> None:
+        c, w = self.state.window
+        lo, hi = c - w / 2.0, c + w / 2.0
+        self.lut.SetTableRange(lo, hi)
+        self.lut.SetNumberOfTableValues(256)
+        self.lut.SetRampToLinear()
+        if self.state.invert:
+            self.lut.SetValueRange(1.0, 0.0)
+        else:
+            self.lut.SetValueRange(0.0, 1.0)
+        self.lut.SetSaturationRange(0.0, 0.0)
+        self.lut.SetHueRange(0.0, 0.0)
+        self.lut.SetAlphaRange(1.0, 1.0)
+        self.lut.ForceBuild()
+        self.prop.SetColorWindow(w)
+        self.prop.SetColorLevel(c)
+
+    def image_extent_mm(self) -> tuple[float, float]:
+        g = self.state.geometry
+        if g is None:
+            return 1.0, 1.0
+        rows, cols = g.image_shape(self.orientation)
+        row_mm, col_mm = g.pixel_spacing(self.orientation)
+        return cols * col_mm, rows * row_mm
+
+    def fit_scale(self) -> float:
+        """Parallel scale (half the view height in mm) that fits the whole image."""
+        w_mm, h_mm = self.image_extent_mm()
+        vw, vh = self.render_window.GetSize()
+        aspect = vh / vw if vw > 0 and vh > 0 else 1.0
+        return max(h_mm / 2.0, w_mm / 2.0 * aspect) * 1.02
+
+    def _update_camera(self) -> None:
+        g = self.state.geometry
+        if g is None:
+            return
+        row_mm, col_mm = g.pixel_spacing(self.orientation)
+        w_mm, h_mm = self.image_extent_mm()
+        # image pixel centres span [0, (n-1)*sp]; centre of the image is there
+        cx = (w_mm - col_mm) / 2.0 - self.state.pan[self.orientation][0]
+        cy = (h_mm - row_mm) / 2.0 - self.state.pan[self.orientation][1]
+        cam = self.renderer.GetActiveCamera()
+        cam.SetFocalPoint(cx, cy, 0.0)
+        cam.SetPosition(cx, cy, -1000.0)
+        cam.SetViewUp(0.0, -1.0, 0.0)
+        cam.SetParallelScale(self.fit_scale() / self.state.zoom[self.orientation])
+        cam.SetClippingRange(1.0, 2000.0)
+        self._update_scale_bar()
+
+    def on_resize(self) -> None:
+        self._update_camera()
+        self.request_render()
+
+    def _update_scale_bar(self) -> None:
+        vw, vh = self.render_window.GetSize()
+        if vw <= 0 or vh <= 0 or self.state.geometry is None:
+            return
+        px_per_mm = vh / (2.0 * self.renderer.GetActiveCamera().GetParallelScale())
+        target = vw * 0.2 / px_per_mm
+        length = max([n for n in _NICE_MM if n <= target] or [_NICE_MM[0]])
+        lp = length * px_per_mm
+        x1 = vw - 20.0
+        x0 = x1 - lp
+        y = 40.0
+        _set_polylines(self.scale_pd, [np.array([[x0, y + 6, 0], [x0, y, 0], [x1, y, 0], [x1, y + 6, 0]])])
+        self.scale_text.SetInput(f"{length:g} mm" if length < 10 or length % 10 else f"{length / 10:g} cm")
+        self.scale_text.SetPosition((x0 + x1) / 2.0, y + 8)
+
+    def _update_markers(self) -> None:
+        g = self.state.geometry
+        if g is None:
+            return
+        for k, label in g.markers(self.orientation).items():
+            self.markers[k].SetInput(label)
+
+    def image_to_world(self, row: float, col: float) -> tuple[float, float]:
+        g = self.state.geometry
+        row_mm, col_mm = g.pixel_spacing(self.orientation) if g else (1.0, 1.0)
+        return col * col_mm, row * row_mm
+
+    def _update_crosshair(self) -> None:
+        g = self.state.geometry
+        if g is None or not self.show_crosshair:
+            self.cross_h.VisibilityOff()
+            self.cross_v.VisibilityOff()
+            return
+        _, row, col = g.canon_to_image(self.orientation, self.state.crosshair_canon)
+        w_mm, h_mm = self.image_extent_mm()
+        row_mm, col_mm = g.pixel_spacing(self.orientation)
+        x, y = self.image_to_world(row, col)
+        x0, x1 = -col_mm / 2.0, w_mm - col_mm / 2.0
+        y0, y1 = -row_mm / 2.0, h_mm - row_mm / 2.0
+        gap = 0.04 * max(w_mm, h_mm)  # leave the crosshair centre free: it hides the finding
+        z = -0.5
+        _set_polylines(self.cross_h_pd, [np.array([[x0, y, z], [x - gap, y, z]]), np.array([[x + gap, y, z], [x1, y, z]])])
+        _set_polylines(self.cross_v_pd, [np.array([[x, y0, z], [x, y - gap, z]]), np.array([[x, y + gap, z], [x, y1, z]])])
+        # horizontal line = the plane whose index varies with rows; vertical = with columns
+        h_plane, v_plane = {"axial": ("coronal", "sagittal"), "coronal": ("axial", "sagittal"),
+                            "sagittal": ("axial", "coronal")}[self.orientation]
+        self.cross_h.GetProperty().SetColor(*PLANE_COLORS[h_plane])
+        self.cross_v.GetProperty().SetColor(*PLANE_COLORS[v_plane])
+        self.cross_h.VisibilityOn()
+        self.cross_v.VisibilityOn()
+
+    def set_crosshair_visible(self, visible: bool) -> None:
+        self.show_crosshair = visible
+        self._update_crosshair()
+        self.request_render()
+
+    def _update_highlight(self) -> None:
+        idx = self.state.slice_index(self.orientation)
+        on = idx in self.state.highlight.get(self.orientation, set())
+        if on:
+            w_mm, h_mm = self.image_extent_mm()
+            g = self.state.geometry
+            row_mm, col_mm = g.pixel_spacing(self.orientation) if g else (1.0, 1.0)
+            x0, y0, x1, y1 = -col_mm / 2, -row_mm / 2, w_mm - col_mm / 2, h_mm - row_mm / 2
+            _set_polylines(self.highlight_pd, [np.array([[x0, y0, -0.6], [x1, y0, -0.6], [x1, y1, -0.6], [x0, y1, -0.6], [x0, y0, -0.6]])])
+            self.highlight_text.SetInput("why similar")
+        self.highlight.SetVisibility(on)
+        self.highlight_text.SetVisibility(on)
+
+    def _update_overlay_text(self) -> None:
+        st, g, v = self.state, self.state.geometry, self.state.volume
+        for t in (*self.corners.values(), *self.markers.values(), self.scale_actor, self.scale_text):
+            t.SetVisibility(self.show_overlay and g is not None)
+        if g is None or v is None:
+            return
+        idx = st.slice_index(self.orientation)
+        n = g.n_slices(self.orientation)
+        # slice position along the slice normal, in patient mm
+        ax = g.slice_axis(self.orientation)
+        c = st.crosshair_canon
+        c[ax] = idx
+        lps = g.canon_to_lps(c)
+        comp = {"axial": 2, "coronal": 1, "sagittal": 0}[self.orientation]
+        name = {"axial": "Z", "coronal": "Y", "sagittal": "X"}[self.orientation]
+        study = v.meta.get("study_description", "") or ""
+        date = v.meta.get("study_date", "") or ""
+        self.corners["tl"].SetInput("\n".join(x for x in (self.patient_text, study, date) if x))
+        self.corners["tr"].SetInput("\n".join(x for x in (f"{v.modality} {v.description}".strip(),
+                                                           self.orientation.capitalize()) if x))
+        loading = "" if st.loading_fraction >= 1.0 else f"  loading {st.loading_fraction * 100:.0f}%"
+        self.corners["bl"].SetInput(f"Im {idx + 1}/{n}{loading}\n{name}: {lps[comp]:.1f} mm")
+        wc, ww = st.window
+        inv = "  INV" if st.invert else ""
+        cam = self.renderer.GetActiveCamera()
+        vw, vh = self.render_window.GetSize()
+        row_mm, _ = g.pixel_spacing(self.orientation)
+        # zoom as screen pixels per image pixel, as PACS show it
+        zf = (vh / (2.0 * cam.GetParallelScale())) * row_mm if vh > 0 else 1.0
+        self.corners["br"].SetInput(f"W {ww:.0f} L {wc:.0f}{inv}\nZoom {zf:.2f}")
+        vw = max(vw, 1)
+        vh = max(vh, 1)
+        self.corners["tl"].SetPosition(6, vh - 6)
+        self.corners["tr"].SetPosition(vw - 6, vh - 6)
+        self.corners["bl"].SetPosition(6, 6)
+        self.corners["br"].SetPosition(vw - 6, 6)
+        self._update_scale_bar()
+
+    # -- measurements ---------------------------------------------------------------------------
+    def _measurement_points(self, m: Measurement) -> np.ndarray:
+        x0, y0 = self.image_to_world(*m.p0)
+        x1, y1 = self.image_to_world(*m.p1)
+        z = -0.7
+        if m.kind == "distance":
+            return np.array([[x0, y0, z], [x1, y1, z]])
+        cx, cy, ax, ay = (x0 + x1) / 2, (y0 + y1) / 2, abs(x1 - x0) / 2, abs(y1 - y0) / 2
+        if m.kind == "box":
+            return np.array([[x0, y0, z], [x1, y0, z], [x1, y1, z], [x0, y1, z], [x0, y0, z]])
+        t = np.linspace(0, 2 * math.pi, 65)
+        return np.stack([cx + ax * np.cos(t), cy + ay * np.sin(t), np.full_like(t, z)], axis=1)
+
+    def _sync_measurements(self) -> None:
+        idx = self.state.slice_index(self.orientation)
+        wanted = {id(m): m for m in self.state.measurements
+                  if m.orientation == self.orientation and m.slice_index == idx}
+        for key in list(self._measure_actors):
+            if key not in wanted:
+                actor, _, text = self._measure_actors.pop(key)
+                self.renderer.RemoveActor(actor)
+                self.renderer.RemoveViewProp(text)
+        for key, m in wanted.items():
+            if key not in self._measure_actors:
+                actor, pd = _polyline_actor(MEASURE_COLOR, 2.0)
+                text = _text(13, MEASURE_COLOR)
+                text.GetPositionCoordinate().SetCoordinateSystemToWorld()
+                self.renderer.AddActor(actor)
+                self.renderer.AddViewProp(text)
+                self._measure_actors[key] = (actor, pd, text)
+            actor, pd, text = self._measure_actors[key]
+            pts = self._measurement_points(m)
+            _set_polylines(pd, [pts])
+            text.SetInput(m.label())
+            x = float(pts[:, 0].max()) + 2.0
+            y = float(pts[:, 1].min())
+            text.SetPosition(x, y, -0.7)
+
+    def set_preview(self, m: Measurement | None) -> None:
+        """Show the measurement being drawn (before it is committed to the state)."""
+        self.preview = m
+        if m is None:
+            self._preview_actor.VisibilityOff()
+        else:
+            _set_polylines(self._preview_pd, [self._measurement_points(m)])
+            self._preview_actor.VisibilityOn()
+        self.request_render()
+
+    # -- picking --------------------------------------------------------------------------------
+    def display_to_image(self, x: float, y_from_top: float) -> tuple[float, float]:
+        """Widget pixel (origin top-left, device pixels) -> image (row, col), continuous."""
+        _, vh = self.render_window.GetSize()
+        coord = vtkCoordinate()
+        coord.SetCoordinateSystemToDisplay()
+        coord.SetValue(float(x), float(vh - 1 - y_from_top), 0.0)
+        wx, wy, _ = coord.GetComputedWorldValue(self.renderer)
+        g = self.state.geometry
+        row_mm, col_mm = g.pixel_spacing(self.orientation) if g else (1.0, 1.0)
+        return wy / row_mm, wx / col_mm
+
+    def mm_per_display_pixel(self) -> float:
+        _, vh = self.render_window.GetSize()
+        return 2.0 * self.renderer.GetActiveCamera().GetParallelScale() / max(vh, 1)
+
+    def image_rect_on_display(self) -> tuple[float, float, float, float]:
+        """(x0, y0, x1, y1) of the image's pixel-centre extent in widget pixels, top-left origin."""
+        g = self.state.geometry
+        rows, cols = g.image_shape(self.orientation) if g else (1, 1)
+        _, vh = self.render_window.GetSize()
+        out = []
+        for r, c in ((0, 0), (rows - 1, cols - 1)):
+            x, y = self.image_to_world(r, c)
+            coord = vtkCoordinate()
+            coord.SetCoordinateSystemToWorld()
+            coord.SetValue(x, y, 0.0)
+            dx, dy = coord.GetComputedDoubleDisplayValue(self.renderer)
+            out.append((dx, vh - 1 - dy))
+        return out[0][0], out[0][1], out[1][0], out[1][1]
