@@ -518,253 +518,156 @@ def audit_library(settings: Any, model: str | None = None, k: int = 10, sample: 
 # The case store as a search catalog
 # --------------------------------------------------------------------------------------------
 
-_CHUNK = 900  # SQLite host parameters per statement
 
+def _case_filter(filters: SearchFilters, **extra: Any) -> Any:
+    from casebook.index.case_store.records import CaseFilter
 
-def _chunks(values: Sequence[Any], n: int = _CHUNK) -> list[list[Any]]:
-    vals = list(values)
-    return [vals[i : i + n] for i in range(0, len(vals), n)]
-
-
-def _fts_query(text: str, mode: str = "AND") -> str:
-    """User words as an FTS5 query: each word quoted, so punctuation never breaks the syntax."""
-    import re
-
-    words = [w for w in re.findall(r"\w+", text, flags=re.UNICODE) if w]
-    return f" {mode} ".join(f'"{w}"' for w in words)
+    return CaseFilter(modalities=filters.modalities, body_parts=filters.body_parts, sex=filters.sex,
+                      age_min=filters.age_min, age_max=filters.age_max, date_from=filters.date_from,
+                      date_to=filters.date_to, tags=filters.tags, collections=filters.collections,
+                      diagnosis=filters.diagnosis, **extra)
 
 
 class StoreCatalog:
-    """:class:`SearchCatalog` over the case store's SQLite file (read-only, any thread)."""
+    """:class:`SearchCatalog` over a :class:`casebook.index.case_store.store.CaseStore` and one model."""
 
-    def __init__(self, engine: Any, model_id: int) -> None:
-        self.engine = engine
+    def __init__(self, store: Any, model_id: int) -> None:
+        self.store = store
         self.model_id = int(model_id)
 
-    # ---------------------------------------------------------------- helpers
-    def _q(self, sql: str, **params: Any) -> list[Any]:
-        from sqlalchemy import text as sql_text
-
-        with self.engine.connect() as con:
-            return list(con.execute(sql_text(sql), params))
-
-    @staticmethod
-    def _where(filters: SearchFilters, params: dict[str, Any]) -> str:
-        """SQL conditions on ``s`` (series), ``st`` (study), ``p`` (patient) for the filters."""
-        cond = ["s.deleted = 0", "st.deleted = 0"]
-        if filters.modalities:
-            names = []
-            for i, m in enumerate(filters.modalities):
-                params[f"mod{i}"] = m.upper()
-                names.append(f":mod{i}")
-            cond.append(f"upper(s.modality) IN ({','.join(names)})")
-        if filters.body_parts:
-            names = []
-            for i, b in enumerate(filters.body_parts):
-                params[f"bp{i}"] = b.upper()
-                names.append(f":bp{i}")
-            cond.append(f"upper(s.body_part) IN ({','.join(names)})")
-        if filters.sex:
-            params["sex"] = filters.sex.upper()
-            cond.append("upper(p.sex) = :sex")
-        if filters.age_min is not None:
-            params["age_min"] = float(filters.age_min)
-            cond.append("st.age_years >= :age_min")
-        if filters.age_max is not None:
-            params["age_max"] = float(filters.age_max)
-            cond.append("st.age_years <= :age_max")
-        if filters.date_from:
-            params["d_from"] = filters.date_from.isoformat()
-            cond.append("st.study_date >= :d_from")
-        if filters.date_to:
-            params["d_to"] = filters.date_to.isoformat()
-            cond.append("st.study_date <= :d_to")
-        for i, t in enumerate(filters.tags):  # every tag
-            params[f"tag{i}"] = t
-            cond.append("EXISTS (SELECT 1 FROM study_tag x JOIN tag t ON t.id = x.tag_id "
-                        f"WHERE x.study_id = st.id AND t.name = :tag{i})")
-        if filters.collections:  # any collection
-            names = []
-            for i, c in enumerate(filters.collections):
-                params[f"col{i}"] = c
-                names.append(f":col{i}")
-            cond.append("EXISTS (SELECT 1 FROM collection_study x JOIN collection c ON c.id = x.collection_id "
-                        f"WHERE x.study_id = st.id AND c.name IN ({','.join(names)}))")
-        if filters.diagnosis:
-            import re
-
-            for i, w in enumerate(re.findall(r"\w+", filters.diagnosis)):
-                params[f"dx{i}"] = f"%{w.lower()}%"
-                cond.append("EXISTS (SELECT 1 FROM report r WHERE r.study_id = st.id AND "
-                            f"(r.series_id IS NULL OR r.series_id = s.id) AND lower(r.diagnosis) LIKE :dx{i})")
-        return " AND ".join(cond)
-
-    _JOIN = "FROM series s JOIN study st ON st.id = s.study_id JOIN patient p ON p.id = st.patient_id"
-
-    # ---------------------------------------------------------------- catalog protocol
     def find_series(self, ref: str | int) -> int:
-        """A series by store id, SeriesInstanceUID or stack key (the CLI accepts all three)."""
+        """A series by store id, stack key or SeriesInstanceUID (the CLI accepts all three)."""
         ref_s = str(ref).strip()
-        rows = []
         if ref_s.isdigit():
-            rows = self._q("SELECT id FROM series WHERE id = :i AND deleted = 0", i=int(ref_s))
-        if not rows:
-            rows = self._q("SELECT id FROM series WHERE (series_uid = :r OR stack_key = :r) AND deleted = 0 "
-                           "ORDER BY slice_count DESC", r=ref_s)
-        if not rows:
+            return int(self.store.get_series(int(ref_s)).id)  # UnknownItemError is a QueryError
+        found = self.store.find_series(ref_s)
+        if found is None:
             raise QueryError(f"unknown series {ref_s!r}: no such series in the library (or it was deleted)")
-        return int(rows[0][0])
+        return int(found.id)
 
-    def resolve_labels(self, labels: np.ndarray) -> dict[int, tuple[Hashable, int]]:
-        out: dict[int, tuple[Hashable, int]] = {}
-        for chunk in _chunks([int(x) for x in labels]):
-            params = {f"l{i}": v for i, v in enumerate(chunk)}
-            rows = self._q(
-                f"SELECT e.label, e.series_id, e.slice_index FROM embedding e {self._JOIN.replace('FROM series s', 'JOIN series s ON s.id = e.series_id')} "
-                f"WHERE e.model_id = :m AND e.roi = '' AND s.deleted = 0 AND st.deleted = 0 "
-                f"AND e.label IN ({','.join(':' + k for k in params)})", m=self.model_id, **params)
-            out.update({int(l): (int(s), int(i)) for l, s, i in rows})
-        return out
+    def resolve_labels(self, labels: np.ndarray) -> Mapping[int, tuple[Hashable, int]]:
+        return self.store.resolve_labels(self.model_id, [int(x) for x in labels])
 
-    def series_labels(self, series_ids: Sequence[Hashable]) -> dict[Hashable, np.ndarray]:
-        acc: dict[Hashable, list[int]] = {}
-        for chunk in _chunks([int(s) for s in series_ids]):
-            params = {f"s{i}": v for i, v in enumerate(chunk)}
-            rows = self._q(
-                "SELECT e.series_id, e.label FROM embedding e JOIN series s ON s.id = e.series_id "
-                "JOIN study st ON st.id = s.study_id WHERE e.model_id = :m AND e.roi = '' AND s.deleted = 0 "
-                f"AND st.deleted = 0 AND e.series_id IN ({','.join(':' + k for k in params)})",
-                m=self.model_id, **params)
-            for s, l in rows:
-                acc.setdefault(int(s), []).append(int(l))
-        return {s: np.asarray(v, dtype=np.int64) for s, v in acc.items()}
+    def series_labels(self, series_ids: Sequence[Hashable]) -> Mapping[Hashable, np.ndarray]:
+        return self.store.labels_for_series(self.model_id, [int(s) for s in series_ids])
 
     def series_embeddings(self, series_id: Hashable) -> tuple[np.ndarray, list[int]]:
-        self.series_keys(series_id)  # unknown / deleted -> QueryError
-        rows = self._q("SELECT label, slice_index FROM embedding WHERE model_id = :m AND series_id = :s "
-                       "AND roi = '' ORDER BY slice_index", m=self.model_id, s=int(series_id))
-        slices = [(int(l), int(i)) for l, i in rows]
-        per_slice = [(l, i) for l, i in slices if i >= 0] or slices  # 3-D models: the series vector
-        return np.asarray([l for l, _ in per_slice], dtype=np.int64), [i for _, i in per_slice]
+        self.store.get_series(int(series_id))  # unknown or deleted -> UnknownItemError (a QueryError)
+        emb = self.store.get_embeddings(self.model_id, [int(series_id)])
+        keep = emb.slice_indices >= 0
+        if not keep.any():  # a 3-D model: the whole-series vector is the query
+            keep = np.ones(len(emb), bool)
+        return emb.labels[keep], [int(i) for i in emb.slice_indices[keep]]
 
     def series_keys(self, series_id: Hashable) -> tuple[Hashable, Hashable]:
-        rows = self._q(f"SELECT p.id, st.id {self._JOIN} WHERE s.id = :s AND s.deleted = 0 AND st.deleted = 0",
-                       s=int(series_id))
-        if not rows:
-            raise QueryError(f"unknown series {series_id}: not in the library (or it was deleted)")
-        return int(rows[0][0]), int(rows[0][1])
+        se = self.store.get_series(int(series_id))
+        return se.patient_key, int(se.study_id)
 
     def labels_matching(self, filters: SearchFilters) -> np.ndarray | None:
         if not filters.restricts():
             return None
-        params: dict[str, Any] = {"m": self.model_id}
-        where = self._where(filters, params)
-        rows = self._q(f"SELECT e.label FROM embedding e JOIN series s ON s.id = e.series_id "
-                       f"JOIN study st ON st.id = s.study_id JOIN patient p ON p.id = st.patient_id "
-                       f"WHERE e.model_id = :m AND e.roi = '' AND {where}", **params)
-        return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        sids = self.store.series_ids_matching(_case_filter(filters))
+        if not sids:
+            return np.empty(0, np.int64)
+        groups = self.store.labels_for_series(self.model_id, sids)
+        parts = [v for v in groups.values() if len(v)]
+        return np.concatenate(parts) if parts else np.empty(0, np.int64)
 
     def series_to_exclude(self, patient_key: Hashable | None, study_key: Hashable | None,
                           filters: SearchFilters) -> set[Hashable]:
+        from casebook.index.case_store.records import CaseFilter
+
         out: set[Hashable] = set()
         if filters.exclude_same_patient and patient_key is not None:
-            out |= {int(r[0]) for r in self._q(f"SELECT s.id {self._JOIN} WHERE p.id = :p", p=int(patient_key))}
+            out |= set(self.store.series_ids_matching(CaseFilter(patient_key=str(patient_key), include_deleted=True)))
         if filters.exclude_same_study and study_key is not None:
-            out |= {int(r[0]) for r in self._q("SELECT id FROM series WHERE study_id = :st", st=int(study_key))}
+            out |= set(self.store.series_ids_matching(CaseFilter(study_ids=(int(study_key),), include_deleted=True)))
         return out
 
     def text_search(self, text: str, filters: SearchFilters, limit: int) -> list[tuple[Hashable, str]]:
-        params: dict[str, Any] = {"n": int(limit)}
-        where = self._where(filters, params)
-        rows: list[Any] = []
-        for mode in ("AND", "OR"):  # all words first; any word when nothing has them all
-            q = _fts_query(text, mode)
-            if not q:
+        import re
+
+        from casebook.index.case_store.records import CaseFilter
+
+        hits = self.store.search_text(text, limit=limit)
+        if not hits:  # no report has every word: any word, ranked by bm25
+            words = re.findall(r"\w+", text, re.UNICODE)
+            if not words:
                 raise QueryError(f"text query {text!r} has no searchable words")
-            rows = self._q(
-                "SELECT r.study_id, r.series_id, snippet(report_fts, -1, '[', ']', '…', 12), bm25(report_fts) "
-                "FROM report_fts JOIN report r ON r.id = report_fts.rowid WHERE report_fts MATCH :q "
-                "ORDER BY bm25(report_fts) LIMIT :n", q=q, **params)
-            if rows:
-                break
+            hits = self.store.search_text(" OR ".join(f'"{w}"' for w in words), limit=limit, raw=True)
+        allowed = set(self.store.series_ids_matching(_case_filter(filters))) if filters.restricts() else None
         out: list[tuple[Hashable, str]] = []
         seen: set[int] = set()
-        for study_id, series_id, snippet, _score in rows:
-            if series_id is not None:
-                cands = self._q(f"SELECT s.id {self._JOIN} WHERE s.id = :s AND {where}", s=int(series_id), **params)
-            else:  # a study report speaks for the study's series, biggest first
-                cands = self._q(f"SELECT s.id {self._JOIN} WHERE st.id = :st AND s.is_localizer = 0 AND {where} "
-                                "ORDER BY s.slice_count DESC", st=int(study_id), **params)
-            for (sid,) in cands:
-                if sid not in seen:
-                    seen.add(int(sid))
-                    out.append((int(sid), snippet or ""))
+        for h in hits:
+            if h.series_id is not None:
+                sids = [int(h.series_id)]
+            else:  # a study report speaks for the study's (non-localizer) series
+                sids = self.store.series_ids_matching(CaseFilter(study_ids=(int(h.study_id),),
+                                                                 include_localizers=False))
+            for sid in sids:
+                if sid in seen or (allowed is not None and sid not in allowed):
+                    continue
+                seen.add(sid)
+                out.append((sid, h.snippet or ""))
         return out[:limit]
 
-    def series_info(self, series_ids: Sequence[Hashable]) -> dict[Hashable, SeriesInfo]:
+    def series_info(self, series_ids: Sequence[Hashable]) -> Mapping[Hashable, SeriesInfo]:
+        from casebook.index.errors import UnknownItemError
+
         out: dict[Hashable, SeriesInfo] = {}
-        for chunk in _chunks([int(s) for s in series_ids]):
-            params = {f"s{i}": v for i, v in enumerate(chunk)}
-            rows = self._q(
-                "SELECT s.id, st.id, p.id, s.modality, s.body_part, s.description, st.study_date, p.sex, "
-                "st.age_years, s.slice_count, "
-                "(SELECT coalesce(nullif(r.diagnosis, ''), '') FROM report r WHERE r.study_id = st.id AND "
-                " (r.series_id IS NULL OR r.series_id = s.id) ORDER BY r.series_id IS NULL, r.updated DESC LIMIT 1), "
-                "(SELECT substr(coalesce(nullif(r.impression, ''), r.findings), 1, 240) FROM report r "
-                " WHERE r.study_id = st.id AND (r.series_id IS NULL OR r.series_id = s.id) "
-                " ORDER BY r.series_id IS NULL, r.updated DESC LIMIT 1), "
-                "(EXISTS (SELECT 1 FROM follow_up f WHERE f.prior_study_id = st.id) OR EXISTS (SELECT 1 FROM study "
-                " st2 WHERE st2.patient_id = st.patient_id AND st2.deleted = 0 AND st2.study_date > st.study_date)) "
-                f"{self._JOIN} WHERE s.id IN ({','.join(':' + k for k in params)})", **params)
-            for (sid, stid, pid, mod, bp, desc, sdate, sex, age, nslices, dx, snip, fu) in rows:
-                if isinstance(sdate, str) and sdate:
-                    try:
-                        sdate = date.fromisoformat(sdate[:10])
-                    except ValueError:
-                        sdate = None
-                out[int(sid)] = SeriesInfo(series_id=int(sid), study_key=int(stid), patient_key=int(pid),
-                                           modality=mod or "", body_part=bp or "", description=desc or "",
-                                           study_date=sdate or None, sex=sex or "", age=age, diagnosis=dx or "",
-                                           report_snippet=snip or "", has_follow_up=bool(fu),
-                                           slice_count=int(nslices or 0))
+        studies: dict[int, Any] = {}
+        for sid in series_ids:
+            try:
+                se = self.store.get_series(int(sid))
+                st = studies.get(se.study_id) or self.store.get_study(se.study_id)
+            except UnknownItemError:
+                continue  # deleted between ranking and display: leave it out
+            studies[se.study_id] = st
+            rep = self.store.get_report(se.study_id, se.id) or self.store.get_report(se.study_id)
+            snippet = ""
+            if rep is not None:
+                snippet = (rep.impression or rep.findings or "")[:240]
+            out[sid] = SeriesInfo(
+                series_id=sid, study_key=se.study_id, patient_key=se.patient_key, modality=se.modality,
+                body_part=se.body_part, description=se.description, study_date=se.study_date, sex=st.sex,
+                age=st.age_years, diagnosis=(rep.diagnosis if rep is not None and rep.diagnosis else st.diagnosis),
+                report_snippet=snippet, has_follow_up=st.follow_up_count > 0, slice_count=se.slice_count)
         return out
 
     def diagnoses(self) -> dict[Hashable, str]:
         """Diagnosis per series that has embeddings of this model (for the audit's P@k)."""
-        rows = self._q(
-            "SELECT s.id, (SELECT r.diagnosis FROM report r WHERE r.study_id = st.id AND (r.series_id IS NULL "
-            " OR r.series_id = s.id) AND r.diagnosis != '' ORDER BY r.series_id IS NULL LIMIT 1) AS dx "
-            f"{self._JOIN} WHERE s.deleted = 0 AND st.deleted = 0 AND EXISTS (SELECT 1 FROM embedding e "
-            "WHERE e.series_id = s.id AND e.model_id = :m AND e.roi = '')", m=self.model_id)
-        return {int(s): dx for s, dx in rows if dx}
+        dx = self.store.diagnoses()
+        if not dx:
+            return {}
+        have = self.store.labels_for_series(self.model_id, list(dx))
+        return {s: d for s, d in dx.items() if len(have.get(s, ())) > 0}
 
 
 def open_store_search(settings: Any, model: str | None = None, *, progress: Any = None,
                       cancel: Any = None, encoder: QueryEncoder | None = None) -> SearchService:
-    """Open the library's store and the index of ``model`` (default: the settings' model).
+    """Open the library's case store and the index of ``model`` (default: the settings' model).
 
-    The index is checked against the store and repaired (caught up or rebuilt) as needed.
+    The index is checked against the store's embeddings and caught up or rebuilt as needed.
     """
-    from casebook.index.case_store.migrate import make_engine
-    from casebook.index.embedding_source import StoreEmbeddingSource
+    from casebook.index.case_store.store import CaseStore
 
     db = settings.database_path
     if not db.exists():
         raise QueryError(f"{db}: no case store yet (run `casebook ingest` first)")
-    engine = make_engine(db, immediate=False)
-    rows = StoreCatalog(engine, 0)._q("SELECT id, name, version, dim FROM model ORDER BY id")
+    store = CaseStore.open(db, create=False)
     want = model or settings.model
-    matches = [r for r in rows if f"{r[1]}@{r[2]}" == want or r[1] == want]
-    if not matches:
-        known = ", ".join(f"{r[1]}@{r[2]}" for r in rows) or "none"
-        raise QueryError(f"model {want!r} has no embeddings in the library (models with embeddings: {known}); "
-                         "run `casebook embed`")
-    model_id, name, version, dim = matches[-1]
-    key = f"{name}@{version}"
-    index = VectorIndex.open(settings.index_dir, key, int(dim), StoreEmbeddingSource(engine, model_id, int(dim)),
+    try:
+        rec = store.get_model(want)
+    except QueryError:
+        known = ", ".join(m.key for m in store.list_models()) or "none"
+        store.close()
+        raise QueryError(f"model {want!r} has no embeddings in the library (registered: {known}); "
+                         "run `casebook embed`") from None
+    index = VectorIndex.open(settings.index_dir, rec.key, rec.dim, store.embedding_source(rec.id),
                              progress=progress, cancel=cancel)
-    if encoder is not None and encoder.dim != int(dim):
-        raise QueryError(f"encoder {encoder.model_key!r} makes {encoder.dim}-d embeddings; index of {key} holds {dim}-d")
-    service = SearchService(StoreCatalog(engine, model_id), index, encoder=None, settings=settings.search)
+    if encoder is not None and (encoder.dim != rec.dim or encoder.model_key.split("+")[0] != rec.key):
+        raise QueryError(f"encoder {encoder.model_key!r} ({encoder.dim}-d) does not match the index of "
+                         f"{rec.key} ({rec.dim}-d)")
+    service = SearchService(StoreCatalog(store, rec.id), index, settings=settings.search)
     service.encoder = encoder
     return service
