@@ -251,8 +251,9 @@ def _geometry(headers: list[InstanceHeader], stack: SeriesStack) -> tuple[list[i
     rep.spacing_min, rep.spacing_max = smin, smax
     if smax - smin > max(_SPACING_TOL * med, 1e-3):
         rep.uniform_spacing = False
-        ratios = steps / med
-        missing = int(sum(max(0, round(r) - 1) for r in ratios if abs(r - round(r)) < 0.1))
+        # A missing slice shows as a step that is a whole multiple of the usual (smallest) step.
+        ratios = steps / smin
+        missing = int(sum(max(0, round(r) - 1) for r in ratios if abs(r - round(r)) < 0.05))
         rep.missing_slices = missing
         if missing:
             rep.warnings.append(f"{missing} slice(s) missing: gaps of {smax:.3g} mm in {med:.3g} mm steps")
