@@ -15,6 +15,9 @@ from typing import Sequence
 
 # Sub-command modules, in the order ``--help`` lists them.
 COMMAND_MODULES: tuple[str, ...] = (
+    "ingest",
+    "ls",
+    "info",
     "audit",
     "search",
     "gui",

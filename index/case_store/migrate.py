@@ -7,6 +7,7 @@ itself before it is migrated.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import sqlite3
 from pathlib import Path
@@ -37,14 +38,16 @@ def script_directory() -> ScriptDirectory:
     return ScriptDirectory.from_config(alembic_config())
 
 
+@functools.lru_cache(maxsize=1)
 def head_revision() -> str:
     head = script_directory().get_current_head()
     assert head is not None
     return head
 
 
-def known_revisions() -> set[str]:
-    return {rev.revision for rev in script_directory().walk_revisions()}
+@functools.lru_cache(maxsize=1)
+def known_revisions() -> frozenset[str]:
+    return frozenset(rev.revision for rev in script_directory().walk_revisions())
 
 
 def make_engine(path: Path, *, immediate: bool, foreign_keys: bool = True, pooled: bool = True) -> Engine:

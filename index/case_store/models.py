@@ -150,7 +150,7 @@ class SourceFile(Base):
     path: Mapped[str] = mapped_column(String, unique=True)
     size: Mapped[int] = mapped_column(Integer)
     mtime_ns: Mapped[int] = mapped_column(Integer)
-    status: Mapped[str] = mapped_column(String)  # stored | duplicate | problem
+    status: Mapped[str] = mapped_column(String)  # stored | duplicate | problem | skipped (not an image)
     reason: Mapped[str] = mapped_column(Text, default="")
     series_id: Mapped[int | None] = mapped_column(ForeignKey("series.id", ondelete="SET NULL"), nullable=True,
                                                   index=True)

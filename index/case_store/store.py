@@ -206,11 +206,12 @@ class CaseStore:
         return {r[0]: FileState(r[0], r[1], r[2], r[3], r[4] or "") for r in rows}
 
     def record_problems(self, problems: Iterable[FileState]) -> int:
-        """Remember unreadable files (with size and mtime) so an unchanged one is not re-read."""
+        """Remember unusable files (status "problem", or "skipped" for non-image objects) with
+        size and mtime, so an unchanged one is not read again by the next ingest."""
         rows = list(problems)
         with self._write() as s:
             for fs in rows:
-                self._upsert_file(s, fs.path, fs.size, fs.mtime_ns, "problem", fs.reason, None)
+                self._upsert_file(s, fs.path, fs.size, fs.mtime_ns, fs.status or "problem", fs.reason, None)
         return len(rows)
 
     def forget_files(self, paths: Iterable[str]) -> None:

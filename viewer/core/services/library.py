@@ -1,0 +1,83 @@
+"""The library: where the case store lives, opening it, and loading a stored series back.
+
+The GUI, the encoder job and the CLI all go through here so they agree on the location
+(``settings.database_path``, overridable with ``casebook --library`` / ``CASEBOOK_LIBRARY``).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from casebook.index.case_store import CaseStore
+from casebook.index.errors import UnknownItemError
+
+from ..config import Settings, load_settings
+from ..dicom.scan import load_volume, scan as scan_files
+from ..dicom.scan import SeriesStack
+from ..dicom.volume import Volume
+from ..errors import CasebookError
+from ..progress import ProgressCallback, SupportsCancel
+
+
+class SeriesFilesMissing(CasebookError):
+    """The files of a stored series are no longer where they were ingested from."""
+
+
+def open_store(settings: Settings | None = None, *, create: bool = True) -> CaseStore:
+    """The library's case store (created and migrated as needed)."""
+    settings = settings or load_settings()
+    return CaseStore.open(settings.database_path, create=create)
+
+
+def stack_for_series(store: CaseStore, series_id: int, *, progress: ProgressCallback | None = None,
+                     cancel: SupportsCancel | None = None) -> SeriesStack:
+    """Re-read the headers of a stored series' files and return its stack, ready for ``load_volume``.
+
+    Headers are read again (cheap) rather than rebuilt from the database so that the loader always
+    sees exactly what is on disk now.
+    """
+    info = store.get_series(series_id)
+    files = sorted({f.path for f in store.series_files(series_id)})
+    present = [f for f in files if os.path.exists(f)]
+    if not present:
+        raise SeriesFilesMissing(f"series {series_id}: none of its {len(files)} files is where it was ingested "
+                                 f"from (first: {files[0] if files else '?'})")
+    result = scan_files(present, progress=progress, cancel=cancel)
+    for stack in result.stacks:
+        if stack.key == info.key:
+            return stack
+    same = [s for s in result.stacks if s.series_uid == info.series_uid]
+    if not same:
+        reasons = "; ".join(f"{p.path}: {p.reason}" for p in result.problems[:3])
+        raise SeriesFilesMissing(f"series {series_id}: its files no longer hold the series ({reasons})")
+    return max(same, key=lambda s: len(s.instances))
+
+
+def load_stored_volume(store: CaseStore, series_id: int, *, progress: ProgressCallback | None = None,
+                       cancel: SupportsCancel | None = None) -> Volume:
+    """Decode a stored series into a Volume."""
+    stack = stack_for_series(store, series_id, cancel=cancel)
+    return load_volume(stack, progress=progress, cancel=cancel)
+
+
+def library_files(settings: Settings) -> list[tuple[str, Path, int]]:
+    """(what, path, bytes) of everything the library folder holds, for ``casebook info``."""
+    out: list[tuple[str, Path, int]] = []
+    db = settings.database_path
+    for suffix, what in (("", "case store"), ("-wal", "write-ahead log"), ("-shm", "shared memory")):
+        p = Path(str(db) + suffix)
+        if p.exists():
+            out.append((what, p, p.stat().st_size))
+    for folder, what in ((settings.index_dir, "vector index"), (settings.models_dir, "model")):
+        if folder.is_dir():
+            for p in sorted(folder.iterdir()):
+                if p.is_file():
+                    out.append((what, p, p.stat().st_size))
+    if settings.library_dir.is_dir():
+        for p in sorted(settings.library_dir.glob(db.name + ".schema-*.bak")):
+            out.append(("backup before migration", p, p.stat().st_size))
+    return out
+
+
+__all__ = ["open_store", "stack_for_series", "load_stored_volume", "library_files", "SeriesFilesMissing",
+           "UnknownItemError"]
