@@ -740,6 +740,12 @@ class VectorIndex:
             self.rebuild(source, progress=progress, cancel=cancel)
             self.report = OpenReport("rebuilt", reason=reason)
             return
+        self._apply_diff(source, missing, gone, progress, cancel)
+        self.save()
+        self.report = OpenReport("caught-up", reason=reason, added=len(missing), removed=len(gone))
+
+    def _apply_diff(self, source: EmbeddingSource, missing: np.ndarray, gone: np.ndarray,
+                    progress: ProgressCallback, cancel: SupportsCancel | None) -> None:
         if len(gone):
             self.mark_deleted(gone)
         total = len(missing)
@@ -748,8 +754,23 @@ class VectorIndex:
             chunk = missing[s : s + 10_000]
             self.add(chunk, source.vectors(chunk))
             progress(min(s + len(chunk), total), total, "catching up index")
-        self.save()
-        self.report = OpenReport("caught-up", reason=reason, added=len(missing), removed=len(gone))
+
+    def sync(self, source: EmbeddingSource, *, save: bool = False, progress: ProgressCallback | None = None,
+             cancel: SupportsCancel | None = None) -> tuple[int, int]:
+        """Add the source's new labels and hide its removed ones while searches go on.
+
+        This is how ingest and deletions reach a running index; returns (added, removed).
+        """
+        if source.digest() == LabelDigest.of(self._live):
+            return 0, 0
+        labels = np.unique(np.asarray(source.labels(), dtype=np.int64))
+        live = self._live
+        missing = np.setdiff1d(labels, live, assume_unique=True)
+        gone = np.setdiff1d(live, labels, assume_unique=True)
+        self._apply_diff(source, missing, gone, progress or _no_progress, cancel)
+        if save:
+            self.save()
+        return int(len(missing)), int(len(gone))
 
     # ---------------------------------------------------------------- building
     def rebuild(self, source: EmbeddingSource, *, progress: ProgressCallback | None = None,

@@ -101,6 +101,9 @@ def run(args: argparse.Namespace) -> int:
         bar.close()
         print(f"casebook search: {exc}", file=sys.stderr)
         return 2
+    finally:
+        if "service" in locals():
+            service.close()
     what = resp.query.description if resp.query else ""
     if resp.text:
         what = f"{what} + text {resp.text!r}" if what else f"text {resp.text!r}"

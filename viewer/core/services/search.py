@@ -329,6 +329,19 @@ class SearchService:
             resp.reason = f"no analogue scored above the minimum score {min_score}"
         return self._finish(resp, start)
 
+    def sync(self, save: bool = False) -> tuple[int, int]:
+        """Bring the index up to date with the store (new embeddings in, deleted cases out)."""
+        source = getattr(self.catalog, "embedding_source", None)
+        if source is None:
+            raise QueryError("this catalog cannot feed the index")
+        return self.index.sync(source(), save=save)
+
+    def close(self) -> None:
+        self.index.close()
+        closer = getattr(self.catalog, "close", None)
+        if closer is not None:
+            closer()
+
     def feedback(self, response: SearchResponse, more_like: Sequence[Hashable] = (),
                  not_like: Sequence[Hashable] = (), alpha: float = 1.0, beta: float = 0.75,
                  gamma: float = 0.25) -> SearchResponse:
@@ -510,7 +523,10 @@ def audit_library(settings: Any, model: str | None = None, k: int = 10, sample: 
             diagnoses = service.catalog.diagnoses() if service is not None else {}
             reports.append(audit(index, service, k=k, sample=sample, diagnoses=diagnoses))
         finally:
-            index.close()
+            if service is not None:
+                service.close()
+            else:
+                index.close()
     return reports
 
 
@@ -534,6 +550,12 @@ class StoreCatalog:
     def __init__(self, store: Any, model_id: int) -> None:
         self.store = store
         self.model_id = int(model_id)
+
+    def embedding_source(self) -> Any:
+        return self.store.embedding_source(self.model_id)
+
+    def close(self) -> None:
+        self.store.close()
 
     def find_series(self, ref: str | int) -> int:
         """A series by store id, stack key or SeriesInstanceUID (the CLI accepts all three)."""

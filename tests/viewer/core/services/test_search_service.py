@@ -1,0 +1,217 @@
+"""Search service on real DICOM ingested into a real case store with a real on-disk index."""
+from __future__ import annotations
+
+import shutil
+import threading
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from casebook.index.errors import QueryError
+from casebook.viewer.cli import main
+from casebook.viewer.core.services.search import SearchFilters, SearchService, open_store_search
+
+BOTH_OFF = dict(exclude_same_patient=False, exclude_same_study=False)
+
+
+@pytest.fixture
+def service(search_library) -> SearchService:
+    from importlib import import_module
+
+    enc_mod = import_module(type(search_library).__module__)
+    svc = open_store_search(search_library.settings, "testpix")
+    svc.encoder = enc_mod.PixelEncoder(search_library.store)
+    yield svc
+    svc.index.close()
+
+
+def test_series_found_from_its_own_roi_ranks_first(service, search_library) -> None:
+    head = search_library.head_ct
+    q = service.query_from_roi(head, (8, 20, 30, 482, 30, 482))
+    resp = service.search(q, filters=SearchFilters(**BOTH_OFF), k=5)
+    top = resp.hits[0]
+    assert top.series_id == head and top.score > 0.9
+    assert 8 <= top.query_slice < 20 and abs(top.matched_slice - top.query_slice) <= 2  # the "why" pair
+    # A single slice finds its own slice exactly.
+    one = service.search(service.query_from_slice(head, 12), filters=SearchFilters(**BOTH_OFF), k=3)
+    assert (one.hits[0].series_id, one.hits[0].matched_slice, one.hits[0].query_slice) == (head, 12, 12)
+    assert one.hits[0].score == pytest.approx(1.0, abs=1e-4)
+
+
+def test_same_patient_and_study_excluded_by_default(service, search_library) -> None:
+    pid, sids = next((p, s) for p, s in sorted(search_library.covid.items()) if len(s) >= 2)
+    resp = service.search(service.query_from_series(sids[0]), k=20)
+    assert resp.hits and not {h.series_id for h in resp.hits} & set(sids)
+    patient_keys = {h.info.patient_key for h in resp.hits}
+    assert search_library.store.get_series(sids[0]).patient_key not in patient_keys
+    own = service.search(service.query_from_series(sids[0]), filters=SearchFilters(**BOTH_OFF), k=3)
+    assert own.hits[0].series_id == sids[0]
+
+
+def test_filters_are_honoured(service, search_library) -> None:
+    q = service.query_from_series(search_library.head_ct)
+    mr = service.search(q, filters=SearchFilters(modalities=("MR",)), k=10)
+    assert mr.hits and all(h.info.modality == "MR" for h in mr.hits)
+    dx = service.search(q, filters=SearchFilters(diagnosis="pneumonia"), k=10)
+    assert dx.hits and all("pneumonia" in h.info.diagnosis.lower() for h in dx.hits)
+    old = service.search(q, filters=SearchFilters(date_to=date(1950, 1, 1)), k=50)
+    assert old.hits and all(h.info.study_date is not None and h.info.study_date <= date(1950, 1, 1)
+                            for h in old.hits)
+    tagged = service.search(q, filters=SearchFilters(tags=("teaching",), **BOTH_OFF), k=10)
+    head_study = search_library.store.get_series(search_library.head_ct).study_id
+    assert tagged.hits and all(h.info.study_key == head_study for h in tagged.hits)
+    coll = service.search(q, filters=SearchFilters(collections=("neuro",), **BOTH_OFF), k=10)
+    assert {h.series_id for h in coll.hits} == {h.series_id for h in tagged.hits}
+    for sex in ("M", "F"):
+        res = service.search(q, filters=SearchFilters(sex=sex), k=10)
+        assert all(h.info.sex == sex for h in res.hits) and (res.hits or res.reason)
+
+
+def test_filters_matching_nothing_give_empty_result_with_reason(service, search_library) -> None:
+    q = service.query_from_series(search_library.head_ct)
+    resp = service.search(q, filters=SearchFilters(modalities=("PET",)))
+    assert resp.hits == [] and "no case in the library matches" in resp.reason and "PET" in resp.reason
+    text = service.search(text="xylophone quasar")
+    assert text.hits == [] and "xylophone" in text.reason
+    with pytest.raises(QueryError, match="age range"):
+        service.search(q, filters=SearchFilters(age_min=50, age_max=20))
+
+
+def test_text_and_hybrid_search(service, search_library) -> None:
+    text = service.search(text="ground glass", k=10)
+    assert text.hits and all("pneumonia" in h.info.diagnosis.lower() for h in text.hits)
+    assert all(h.via == "text" and "[" in h.info.report_snippet for h in text.hits)
+    covid = sorted(search_library.covid.items())[0][1][0]
+    fused = service.search(service.query_from_series(covid), text="ground glass", k=10)
+    assert fused.method.endswith("+fts5") and any(h.via == "image+text" for h in fused.hits)
+
+
+def test_relevance_feedback_reranks_without_reencoding(service, search_library) -> None:
+    q = service.query_from_series(search_library.head_ct)
+    first = service.search(q, k=10)
+    liked, disliked = first.hits[5].series_id, first.hits[0].series_id
+    before = service.index.live_labels.copy()
+    again = service.feedback(first, more_like=[liked], not_like=[disliked])
+    ranks = [h.series_id for h in again.hits]
+    assert disliked not in ranks and ranks.index(liked) < 5
+    assert np.array_equal(service.index.live_labels, before)  # nothing re-embedded or added
+    with pytest.raises(QueryError, match="text-only"):
+        service.feedback(service.search(text="ground glass"), more_like=[liked])
+
+
+def test_deleted_cases_never_come_back(service, search_library) -> None:
+    store = search_library.store
+    pid, sids = sorted(search_library.covid.items())[1]
+    query = service.query_from_series(search_library.head_ct)
+    found = {h.series_id for h in service.search(query, k=60).hits}
+    store.mark_deleted(series_ids=sids)
+    try:
+        assert not set(sids) & {h.series_id for h in service.search(query, k=60).hits}
+        assert not set(sids) & {h.series_id for h in service.search(text="chest ct", k=60).hits}
+        added, removed = service.sync()
+        assert removed >= len(sids) and added == 0
+        with pytest.raises(QueryError, match="deleted"):
+            service.query_from_series(sids[0])
+        service.index.close()
+        reopened = open_store_search(search_library.settings, "testpix")
+        try:
+            assert reopened.index.report.action in ("loaded", "caught-up")
+            assert not set(sids) & {h.series_id for h in reopened.search(query, k=60).hits}
+        finally:
+            reopened.index.close()
+    finally:
+        store.mark_deleted(series_ids=sids, deleted=False)
+    assert found  # the query did return cases before the deletion
+
+
+def test_bad_input_gives_clear_errors(service, search_library, tmp_path: Path) -> None:
+    with pytest.raises(QueryError, match="unknown series"):
+        service.catalog.find_series("1.2.3.4.5.no.such.series")
+    with pytest.raises(QueryError, match="not in the library"):
+        service.query_from_series(10**9)
+    with pytest.raises(QueryError, match="has 100 values; this index holds 256"):
+        service.search(service.query_from_vectors(np.ones((2, 100), np.float32)))
+    with pytest.raises(QueryError, match="nothing to search"):
+        service.search(None)
+    with pytest.raises(QueryError, match="no-such-model"):
+        open_store_search(search_library.settings, "no-such-model")
+
+
+def test_index_of_another_model_is_detected_and_rebuilt(search_library) -> None:
+    settings, store = search_library.settings, search_library.store
+    other = store.register_model("otherenc", "2", "1" * 64, 256, "2d-slice")
+    vecs = np.eye(256, dtype=np.float32)[:3] + 0.01
+    store.put_embeddings(other.id, search_library.head_ct, [0, 1, 2], vecs)
+    ours = next(settings.index_dir.glob("testpix_1-*.json"))
+    theirs = open_store_search(settings, "otherenc@2")
+    theirs.index.close()
+    # Someone copies the testpix index over the otherenc one.
+    shutil.copy(ours, theirs.index.meta_path)
+    svc = open_store_search(settings, "otherenc@2")
+    try:
+        assert svc.index.report.action == "rebuilt" and "testpix@1" in svc.index.report.reason
+        assert len(svc.index) == 3
+    finally:
+        svc.index.close()
+        store.delete_embeddings(other.id)
+
+
+def test_folder_query_and_concurrent_ingest_and_search(service, search_library, need_shared) -> None:
+    folder = need_shared("dicom", "dcm_qa_ct", "In", "GE")
+    resp = service.search(service.query_from_folder(folder), filters=SearchFilters(**BOTH_OFF), k=3)
+    assert resp.hits[0].series_id == search_library.head_ct and resp.hits[0].score > 0.999
+    store, errors = search_library.store, []
+    model = store.get_model("testpix@1")
+    target = search_library.covid[sorted(search_library.covid)[2]][0]
+    base = store.get_embeddings(model.id, [target]).vectors
+    stop = threading.Event()
+
+    def ingest() -> None:
+        try:
+            rng = np.random.default_rng(0)
+            for _ in range(15):
+                store.put_embeddings(model.id, target, list(range(len(base))),
+                                     base + 0.01 * rng.normal(size=base.shape).astype(np.float32))
+                service.sync()
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+        finally:
+            stop.set()
+
+    def search() -> None:
+        q = service.query_from_series(search_library.head_ct)
+        try:
+            while not stop.is_set():
+                service.search(q, k=10)
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=ingest)] + [threading.Thread(target=search) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors, errors[0]
+    q = service.query_from_series(target)
+    hit = service.search(q, filters=SearchFilters(**BOTH_OFF), k=1).hits[0]
+    assert hit.series_id == target and hit.score > 0.99  # the re-ingested vectors are searchable
+
+
+def test_cli_search_and_audit(search_library, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("CASEBOOK_LIBRARY", str(search_library.settings.library_dir))
+    monkeypatch.setenv("CASEBOOK_MODEL", "testpix")
+    monkeypatch.setenv("CASEBOOK_CONFIG", str(search_library.settings.library_dir / "none.toml"))
+    assert main(["search", "--series", str(search_library.head_ct), "-k", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "similar cases for series" in out and "query↔match" in out
+    assert main(["search", "--text", "ground glass", "--modality", "CT"]) == 0
+    assert "pneumonia" in capsys.readouterr().out.lower()
+    assert main(["search", "--series", str(search_library.head_ct), "--modality", "PET"]) == 0
+    assert "no results: no case in the library matches" in capsys.readouterr().out
+    assert main(["search", "--series", "no.such.uid"]) == 2
+    assert "unknown series" in capsys.readouterr().err
+    assert main(["audit", "--model", "testpix", "--sample", "40"]) == 0
+    out = capsys.readouterr().out
+    assert "recall@10 HNSW vs exact" in out and "diagnosis P@10" in out
