@@ -33,7 +33,7 @@ def gl_renderer_name(render_window: Any) -> str:
     except Exception:  # noqa: BLE001 - capabilities are a hint only
         return ""
     for line in caps.splitlines():
-        if "renderer" in line.lower():
+        if "renderer string" in line.lower():
             return line.split(":", 1)[-1].strip()
     return ""
 

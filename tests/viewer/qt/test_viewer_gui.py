@@ -35,11 +35,17 @@ _OPEN = []
 def _finalize_windows():
     """Release the GL contexts before the X server goes away."""
     yield
+    import gc
+
     while _OPEN:
         w = _OPEN.pop()
         w.close()
         for viewer in getattr(w, "all_viewers", lambda: [w])():
             viewer.close_adapters()
+        w.deleteLater()
+        del w
+    QApplication.processEvents()
+    gc.collect()
 
 
 def _make_viewer(qtbot, volume, orientation, size=(520, 520)):

@@ -1,0 +1,116 @@
+"""Viewer speed under a real X server with software OpenGL (run under Xvfb, e.g. xvfb-run).
+
+    xvfb-run -a -s "-screen 0 1920x1080x24" .venv/bin/python benchmarks/viewer.py [--screenshots docs]
+
+Prints: launch-to-first-image (window creation + first rendered slice of a 300-slice 512² CT),
+slices/s while scrolling that series in a 1x1 and a 2x2 layout (each step renders every affected
+view), against the targets (≤ 3 s, ≥ 30 slices/s). The series is real CT (dcm_qa_ct Philips,
+29 slices 512²) restacked to 300 slices. Find-similar timing needs the case store and encoder.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+T_START = time.perf_counter()
+REPO = Path(__file__).resolve().parents[1]
+
+
+def ct_series(n: int = 300):
+    import pydicom
+
+    from casebook.viewer.core.dicom.volume import Volume
+
+    shared = Path(os.environ.get("CASEBOOK_SHARED", REPO.parent / "shared")) / "data"
+    folder = shared / "dicom" / "dcm_qa_ct" / "In" / "Philips" / "S21570" / "S2010"
+    dss = [pydicom.dcmread(f) for f in sorted(folder.iterdir()) if f.is_file()]
+    dss = sorted((d for d in dss if "ImagePositionPatient" in d and "PixelData" in d), key=lambda d: float(d.ImagePositionPatient[2]))
+    base = np.stack([d.pixel_array.astype(np.int16) * int(d.RescaleSlope) + int(d.RescaleIntercept) for d in dss])
+    vox = np.concatenate([base, base[::-1]] * (n // (2 * len(base)) + 1))[:n].astype(np.int16)
+    ps = [float(x) for x in dss[0].PixelSpacing]
+    return Volume(vox, (1.0, ps[0], ps[1]), tuple(float(x) for x in dss[0].ImagePositionPatient), np.eye(3),
+                  modality="CT", description="restacked CT 512²", window=(40.0, 400.0))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--screenshots", type=Path, help="write PNG screenshots of the main states here")
+    ap.add_argument("--slices", type=int, default=300)
+    args = ap.parse_args()
+    os.environ.setdefault("QT_QPA_PLATFORM", "xcb")
+    vol = ct_series(args.slices)
+    t0 = time.perf_counter()
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication.instance() or QApplication([])
+    from casebook.viewer.qt.main_window import MainWindow
+    from casebook.viewer.render.capture import grab_render_window, save_png
+    from casebook.viewer.render.widget import gl_renderer_name
+
+    win = MainWindow()
+    win.resize(1600, 1000)
+    win.show()
+    app.processEvents()
+    win.show_volume(vol, "DEMO^PATIENT")
+    app.processEvents()
+    win.viewer.flush_renders()
+    grab_render_window(win.viewer.viewports["axial"].render_window, render=False)
+    t_first = time.perf_counter() - t0
+    gl = gl_renderer_name(win.viewer.viewports["axial"].render_window) or "unknown GL"
+    print(f"OpenGL renderer: {gl}")
+    print(f"launch to first image: {t_first:.2f} s (window + first slice; target <= 3 s) "
+          f"[{t_first / 3.0:.2f}x of target]")
+
+    def scroll_rate(layout: str, n: int) -> float:
+        win.state.set_layout(layout)
+        win.state.set_active_view("axial")
+        app.processEvents()
+        win.viewer.flush_renders()
+        win.state.set_slice("axial", 0)
+        win.viewer.flush_renders()
+        t = time.perf_counter()
+        for i in range(n):
+            win.state.scroll("axial", 1)
+            win.viewer.flush_renders()
+            app.processEvents()
+        return n / (time.perf_counter() - t)
+
+    n = min(args.slices - 1, 200)
+    r1 = scroll_rate("1x1", n)
+    print(f"scroll 512² axial, 1x1 layout: {r1:.1f} slices/s (target >= 30) [{r1 / 30:.2f}x of target]")
+    r4 = scroll_rate("2x2", n)
+    print(f"scroll 512² axial, 2x2 layout (3 MPR views redrawn per step): {r4:.1f} slices/s")
+    if args.screenshots:
+        out = args.screenshots
+        out.mkdir(parents=True, exist_ok=True)
+        win.state.set_layout("2x2")
+        win.state.set_slice("axial", 150)
+        win.state.apply_preset("brain")
+        app.processEvents()
+        win.viewer.flush_renders()
+        save_png(_compose(win, grab_render_window), out / "viewer-2x2.png")
+        print(f"wrote {out / 'viewer-2x2.png'}")
+    print("find similar click-to-results: not measured (needs the case store and the built-in encoder wired)")
+    win.close()
+    win.viewer.close_adapters()
+    return 0
+
+
+def _compose(win, grab):
+    """The 2x2 grid as one image from the four render windows (GL widgets cannot be grabbed by Qt)."""
+    names = [["axial", "coronal"], ["sagittal", "3d"]]
+    tiles = [[grab(win.viewer.viewports[n].render_window) for n in row] for row in names]
+    h = min(t.shape[0] for row in tiles for t in row)
+    w = min(t.shape[1] for row in tiles for t in row)
+    rows = [np.concatenate([t[:h, :w] for t in row], axis=1) for row in tiles]
+    img = np.concatenate(rows, axis=0)
+    return img[::2, ::2].copy() if img.shape[1] > 1200 else img
+
+
+if __name__ == "__main__":
+    sys.exit(main())
