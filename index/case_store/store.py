@@ -18,6 +18,7 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 from sqlalchemy import and_, delete, exists, func, insert, or_, select, text, update
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -210,8 +211,9 @@ class CaseStore:
         size and mtime, so an unchanged one is not read again by the next ingest."""
         rows = list(problems)
         with self._write() as s:
-            for fs in rows:
-                self._upsert_file(s, fs.path, fs.size, fs.mtime_ns, fs.status or "problem", fs.reason, None)
+            self._upsert_files(s, [{"path": fs.path, "size": fs.size, "mtime_ns": fs.mtime_ns,
+                                    "status": fs.status or "problem", "reason": fs.reason, "series_id": None}
+                                   for fs in rows])
         return len(rows)
 
     def forget_files(self, paths: Iterable[str]) -> None:
@@ -222,16 +224,21 @@ class CaseStore:
                 s.execute(delete(SourceFile).where(SourceFile.path.in_(chunk), SourceFile.series_id.is_(None)))
 
     @staticmethod
-    def _upsert_file(s: Session, path: str, size: int | None, mtime_ns: int | None, status: str, reason: str,
-                     series_id: int | None) -> None:
-        row = s.scalar(select(SourceFile).where(SourceFile.path == path))
-        if row is None:
-            s.add(SourceFile(path=path, size=size or 0, mtime_ns=mtime_ns or 0, status=status, reason=reason,
-                             series_id=series_id))
-        else:
-            row.size, row.mtime_ns, row.status, row.reason, row.seen = size or 0, mtime_ns or 0, status, reason, utcnow()
-            if series_id is not None or status != "stored":
-                row.series_id = series_id
+    def _upsert_files(s: Session, rows: list[dict[str, Any]]) -> None:
+        """Insert or refresh source-file states in one statement (ingest writes thousands)."""
+        if not rows:
+            return
+        now = utcnow()
+        for r in rows:
+            r.setdefault("seen", now)
+            r["size"] = r.get("size") or 0
+            r["mtime_ns"] = r.get("mtime_ns") or 0
+        stmt = sqlite_insert(SourceFile)
+        stmt = stmt.on_conflict_do_update(index_elements=[SourceFile.path], set_={
+            "size": stmt.excluded.size, "mtime_ns": stmt.excluded.mtime_ns, "status": stmt.excluded.status,
+            "reason": stmt.excluded.reason, "series_id": stmt.excluded.series_id, "seen": stmt.excluded.seen})
+        for chunk in _chunks(rows, 200):
+            s.execute(stmt, list(chunk))
 
     def add_stack(self, stack: StackRecord) -> AddResult:
         """Store one stack (idempotent by SOP Instance UID + frame); see :meth:`add_stacks`."""
@@ -306,12 +313,14 @@ class CaseStore:
         for inst in st.instances:
             by_path.setdefault(inst.path, inst)
         stored_paths = {i.path for i in new_rows}
+        dup_reason = dict(duplicates)
+        file_rows = []
         for path, inst in by_path.items():
-            if path in dup_paths and path not in stored_paths:
-                reason = next(r for p, r in duplicates if p == path)
-                self._upsert_file(s, path, inst.file_size, inst.file_mtime_ns, "duplicate", reason, None)
-            else:
-                self._upsert_file(s, path, inst.file_size, inst.file_mtime_ns, "stored", "", sid or None)
+            dup = path in dup_paths and path not in stored_paths
+            file_rows.append({"path": path, "size": inst.file_size, "mtime_ns": inst.file_mtime_ns,
+                              "status": "duplicate" if dup else "stored", "reason": dup_reason[path] if dup else "",
+                              "series_id": None if dup else (sid or None)})
+        self._upsert_files(s, file_rows)
         if new and sid:
             self._link_follow_ups(s, study)
         return AddResult(sid, st.key, status, len(new_rows), duplicates)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -80,8 +81,10 @@ class IngestSummary:
 
 
 def _reason_group(reason: str) -> str:
-    head = reason.split(":", 1)[0].split("(", 1)[0].strip()
-    return head or reason
+    """'duplicate of SOP instance 1.2.3 (x)' -> 'duplicate of SOP instance <uid>': one row per kind."""
+    head = reason.split(":", 1)[0].split("(", 1)[0].strip() or reason
+    head = re.sub(r"\b\d+(?:\.\d+){2,}\b", "<uid>", head)
+    return re.sub(r"\b\d+\b", "N", head)
 
 
 def _stat(path: str) -> tuple[int, int] | None:
