@@ -86,14 +86,15 @@ def rank_series(
         return [], "every match was excluded (same patient / same study / the query itself)"
     per_series = series_labels(cand_series)
     excl = None if exclude_labels is None else np.asarray(sorted(exclude_labels), dtype=np.int64)
-    matches: list[SeriesMatch] = []
+    live = index.live_labels  # one snapshot (a copy) for every candidate series
+    scored: list[tuple[Hashable, float, int, int, float]] = []
     for s in cand_series:
         labels = np.asarray(per_series.get(s, np.empty(0, np.int64)), dtype=np.int64)
-        labels = labels[np.isin(labels, index.live_labels)]
+        labels = labels[np.isin(labels, live)]
         if allowed is not None:
             labels = labels[np.isin(labels, allowed)]
-        if filter is not None:
-            labels = labels[[bool(filter(int(l))) for l in labels]] if len(labels) else labels
+        if filter is not None and len(labels):
+            labels = labels[np.fromiter((bool(filter(int(l))) for l in labels), dtype=bool, count=len(labels))]
         if excl is not None and len(labels):
             labels = labels[~np.isin(labels, excl)]
         if len(labels) == 0:
@@ -102,11 +103,11 @@ def rank_series(
         best = sims.max(axis=1)
         qi = int(np.argmax(best))
         li = int(np.argmax(sims[qi]))
-        slice_of = resolve(labels[li : li + 1])
-        matches.append(SeriesMatch(
-            series=s, score=float(best.mean()), query_index=qi, matched_label=int(labels[li]),
-            matched_slice=int(slice_of[int(labels[li])][1]), best_similarity=float(sims[qi, li]),
-            method=res.method))
+        scored.append((s, float(best.mean()), qi, int(labels[li]), float(sims[qi, li])))
+    where = resolve(np.asarray([m[3] for m in scored], dtype=np.int64)) if scored else {}
+    matches = [SeriesMatch(series=s, score=score, query_index=qi, matched_label=lab,
+                           matched_slice=int(where.get(lab, (s, -1))[1]), best_similarity=sim, method=res.method)
+               for s, score, qi, lab, sim in scored]
     matches.sort(key=lambda m: -m.score)
     if not matches:
         return [], "no candidate series has embeddings left after the filters"

@@ -634,21 +634,31 @@ class StoreCatalog:
         return out[:limit]
 
     def series_info(self, series_ids: Sequence[Hashable]) -> Mapping[Hashable, SeriesInfo]:
+        from casebook.index.case_store.records import CaseFilter
         from casebook.index.errors import UnknownItemError
 
-        out: dict[Hashable, SeriesInfo] = {}
-        studies: dict[int, Any] = {}
+        series = {}
         for sid in series_ids:
             try:
-                se = self.store.get_series(int(sid))
-                st = studies.get(se.study_id) or self.store.get_study(se.study_id)
+                series[sid] = self.store.get_series(int(sid))
             except UnknownItemError:
                 continue  # deleted between ranking and display: leave it out
-            studies[se.study_id] = st
-            rep = self.store.get_report(se.study_id, se.id) or self.store.get_report(se.study_id)
-            snippet = ""
-            if rep is not None:
-                snippet = (rep.impression or rep.findings or "")[:240]
+        study_ids = tuple(sorted({se.study_id for se in series.values()}))
+        studies = {st.id: st for st in self.store.list_studies(CaseFilter(study_ids=study_ids))} if study_ids else {}
+        reports: dict[tuple[int, int | None], Any] = {}
+
+        def report(study_id: int, series_id: int | None) -> Any:
+            if (study_id, series_id) not in reports:
+                reports[(study_id, series_id)] = self.store.get_report(study_id, series_id)
+            return reports[(study_id, series_id)]
+
+        out: dict[Hashable, SeriesInfo] = {}
+        for sid, se in series.items():
+            st = studies.get(se.study_id)
+            if st is None:
+                continue
+            rep = report(se.study_id, se.id) or report(se.study_id, None)
+            snippet = (rep.impression or rep.findings or "")[:240] if rep is not None else ""
             out[sid] = SeriesInfo(
                 series_id=sid, study_key=se.study_id, patient_key=se.patient_key, modality=se.modality,
                 body_part=se.body_part, description=se.description, study_date=se.study_date, sex=st.sex,
