@@ -30,7 +30,6 @@ import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-import hnswlib  # noqa: E402
 import numpy as np  # noqa: E402
 
 from casebook.index.vector_index import ArraySource, IndexParams, VectorIndex  # noqa: E402
@@ -207,8 +206,6 @@ def bench_size(n: int, args: argparse.Namespace, workdir: Path) -> dict:
     del vi, raw
     gc.collect()
 
-    # Open time: the full VectorIndex.open (sidecar, header, sampled CRC, hnswlib load, label
-    # digest) and, for comparison, hnswlib's load_index alone and the full CRC check.
     # Open in a fresh process (as the app would at start-up; file in the page cache after the
     # build): VectorIndex.open (sidecar, header, sampled CRC, hnswlib load, label digest), the
     # resident memory it adds, hnswlib's load_index alone, and a full CRC pass for comparison.
