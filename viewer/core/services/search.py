@@ -501,17 +501,34 @@ def audit(index: VectorIndex, service: SearchService | None = None, k: int = 10,
     return rep
 
 
+@dataclass
+class _Meta:
+    model_key: str
+    dim: int
+
+
 def audit_library(settings: Any, model: str | None = None, k: int = 10, sample: int = 200) -> list[AuditReport]:
     """Audit every index in the library (or the one of ``model``)."""
     from casebook.index.vector_index import list_indexes
 
-    metas = list_indexes(settings.index_dir) if settings.index_dir.exists() else []
+    keys = {m.model_key: m.dim for m in (list_indexes(settings.index_dir) if settings.index_dir.exists() else [])}
+    if settings.database_path.exists():  # models with embeddings but no index yet get one built
+        from casebook.index.case_store.store import CaseStore
+
+        store = CaseStore.open(settings.database_path, create=False)
+        try:
+            for rec, count in store.stats().models:
+                if count:
+                    keys.setdefault(rec.key, rec.dim)
+        finally:
+            store.close()
     if model:
-        metas = [m for m in metas if m.model_key == model or m.model_key.split("@")[0] == model]
-        if not metas:
-            raise QueryError(f"no index of model {model!r} in {settings.index_dir}")
+        keys = {k: d for k, d in keys.items() if k == model or k.split("@")[0] == model}
+        if not keys:
+            raise QueryError(f"no index or embeddings of model {model!r} in {settings.library_dir}")
     reports = []
-    for meta in metas:
+    for key, dim in sorted(keys.items()):
+        meta = _Meta(key, dim)
         service = None
         if settings.database_path.exists():
             try:

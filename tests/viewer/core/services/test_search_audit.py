@@ -40,4 +40,4 @@ def test_audit_cli_table_json_and_errors(library_dir: Path, capsys: pytest.Captu
     data = json.loads(capsys.readouterr().out)
     assert data[0]["vectors"] == 3000
     assert main(["audit", "--model", "nope"]) == 2
-    assert "no index of model 'nope'" in capsys.readouterr().err
+    assert "of model 'nope'" in capsys.readouterr().err
