@@ -328,6 +328,16 @@ def test_cli_search_and_audit(search_library, monkeypatch, capsys) -> None:
     assert "pneumonia" in capsys.readouterr().out.lower()
     assert main(["search", "--series", str(search_library.head_ct), "--modality", "PET"]) == 0
     assert "no results: no case in the library matches" in capsys.readouterr().out
+    head = str(search_library.head_ct)
+    assert main(["search", "--series", head, "--slice", "12", "--include-same-patient",
+                 "--include-same-study", "-k", "3"]) == 0
+    assert "12↔12" in capsys.readouterr().out
+    covid = [str(s) for s in sorted(search_library.covid.items())[3][1][:2]]
+    assert main(["search", "--series", head, "--more-like", covid[0], "--not-like", covid[1]]) == 0
+    out = capsys.readouterr().out
+    assert "(+feedback)" in out and f"  {covid[1]}  " not in out
+    assert main(["search", "--folder", "/nonexistent"]) == 2
+    assert "encoder" in capsys.readouterr().err
     assert main(["search", "--series", "no.such.uid"]) == 2
     assert "unknown series" in capsys.readouterr().err
     assert main(["audit", "--model", "testpix", "--sample", "40"]) == 0
