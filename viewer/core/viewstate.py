@@ -247,6 +247,32 @@ class MprGeometry:
             return np.array([ns - 1 - row, index, col], dtype=np.float64)
         return np.array([ns - 1 - row, col, index], dtype=np.float64)
 
+    def k_to_view(self, k: int) -> tuple[str, int]:
+        """The view that shows stored slice ``k`` as a whole, and its slice index there."""
+        c = self.perm.index(0)
+        n = self.shape[c]
+        k = int(np.clip(k, 0, n - 1))
+        return ORIENTATIONS[c], (n - 1 - k) if self.flip[c] else k
+
+    def canon_to_k(self, c: np.ndarray) -> int:
+        """Stored slice index k (the loader's order) of a canonical point."""
+        return int(round(float(self._canon_to_ijk(np.asarray(c, dtype=np.float64))[2])))
+
+    def image_box_to_ijk_box(self, orientation: str, index: int, p0: tuple[float, float],
+                             p1: tuple[float, float]) -> tuple[int, int, int, int, int, int]:
+        """A box drawn on a view -> (k0, k1, j0, j1, i0, i1) voxel box (end-exclusive), one slice deep."""
+        corners = [self._canon_to_ijk(self.image_to_canon(orientation, index, r, c))
+                   for r in (p0[0], p1[0]) for c in (p0[1], p1[1])]
+        a = np.array(corners)
+        lo = np.floor(a.min(axis=0) + 0.5).astype(int)
+        hi = np.floor(a.max(axis=0) + 0.5).astype(int) + 1
+        nk, nj, ni = self.volume.shape
+        lo = np.maximum(lo, 0)
+        hi = np.minimum(hi, [ni, nj, nk])
+        i0, j0, k0 = (int(x) for x in lo)
+        i1, j1, k1 = (int(x) for x in hi)
+        return k0, max(k1, k0 + 1), j0, max(j1, j0 + 1), i0, max(i1, i0 + 1)
+
     def canon_to_image(self, orientation: str, c: np.ndarray) -> tuple[float, float, float]:
         """Canonical index -> (slice index, image row, image col)."""
         s, p, l = (float(x) for x in c)

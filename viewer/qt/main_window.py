@@ -71,6 +71,10 @@ class MainWindow(QMainWindow):
         self.viewer.tool_changed.connect(lambda t: self.status_label.setText(f"Tool: {t}"))
         self.browser.open_requested.connect(self._open_row)
         self.browser.import_requested.connect(self.import_dialog)
+        from .controllers.similar import SimilarController
+
+        self.similar_controller = SimilarController(self)
+        self.current_series_id: int | None = None
         self._restore_geometry()
 
     # -- actions --------------------------------------------------------------------------------
@@ -201,13 +205,17 @@ class MainWindow(QMainWindow):
 
     def open_path(self, path: Path, stack_key: str | None = None) -> workers.FunctionWorker:
         """Load a series off the UI thread; the middle slice shows first, then the full volume."""
+        self._set_current_series(None)
+        return self._start_loader(workers.FunctionWorker(workers.load_series_task, Path(path), stack_key=stack_key),
+                                  Path(path).name)
+
+    def _start_loader(self, w: workers.FunctionWorker, what: str) -> workers.FunctionWorker:
         if self._loader is not None:
             self._loader.cancel()
-        w = workers.FunctionWorker(workers.load_series_task, Path(path), stack_key=stack_key)
         self._loader = w
         self.progress.show()
         self.progress.setRange(0, 0)
-        self.status_label.setText(f"Loading {Path(path).name}…")
+        self.status_label.setText(f"Loading {what}…")
         w.signals.progress.connect(self._on_progress)
         w.signals.preview.connect(lambda vs, w=w: self._on_preview(w, vs))
         w.signals.result.connect(lambda vs, w=w: self._on_loaded(w, vs))
@@ -246,38 +254,66 @@ class MainWindow(QMainWindow):
         QMessageBox.warning(self, "Casebook", message)
 
     def _open_row(self, row: dict[str, Any]) -> None:
-        if row.get("path"):
+        if row.get("series_id") is not None:
+            self.open_stored(int(row["series_id"]))
+        elif row.get("path"):
             self.open_path(Path(row["path"]), stack_key=row.get("key"))
+
+    def open_stored(self, series_id: int) -> workers.FunctionWorker:
+        """Open a series of the library (Find similar then works on it)."""
+        from .controllers.library import load_stored_task
+
+        w = self._start_loader(workers.FunctionWorker(load_stored_task, self.settings, series_id), f"series {series_id}")
+        w.signals.result.connect(lambda _r, sid=series_id: self._set_current_series(sid))
+        return w
+
+    def _set_current_series(self, series_id: int | None) -> None:
+        self.current_series_id = series_id
+        self.similar_controller.current_series_id = series_id
 
     def import_dialog(self) -> None:
         d = QFileDialog.getExistingDirectory(self, "Import DICOM folder or DICOMDIR into the library")
         if d:
             self.import_path(Path(d))
 
-    def import_path(self, path: Path) -> workers.FunctionWorker | None:
-        """Ingest into the library with a progress dialog and Cancel."""
-        try:
-            from casebook.viewer.core.services import ingest as ingest_mod  # type: ignore[attr-defined]
-        except ImportError:
-            QMessageBox.information(self, "Import", "The ingest service is not available in this build.")
-            return None
-        fn = getattr(ingest_mod, "ingest", None) or getattr(ingest_mod, "ingest_paths", None)
-        if fn is None:
-            QMessageBox.information(self, "Import", "The ingest service is not available in this build.")
-            return None
+    def import_path(self, path: Path) -> workers.FunctionWorker:
+        """Ingest a folder/DICOMDIR into the library with a progress dialog and Cancel."""
         dlg = QProgressDialog(f"Importing {path.name}…", "Cancel", 0, 0, self)
+        dlg.setWindowTitle("Import")
         dlg.setWindowModality(Qt.WindowModality.WindowModal)
         dlg.setMinimumDuration(300)
+        settings = self.settings
 
         def task(*, progress, cancel, signals):
-            return fn([path], settings=self.settings, progress=progress, cancel=cancel)
+            from casebook.viewer.core.services.ingest import ingest
+            from casebook.viewer.core.services.library import open_store
+
+            store = open_store(settings)
+            try:
+                return ingest([path], store, progress=progress, cancel=cancel, workers=settings.ingest_workers)
+            finally:
+                store.close()
 
         w = workers.FunctionWorker(task)
-        w.signals.progress.connect(lambda d, t, m: (dlg.setMaximum(max(t, 1)), dlg.setValue(d), dlg.setLabelText(m or f"{d}/{t}")))
+        self._import_worker = w
+        self._import_dialog = dlg
+
+        def on_progress(done: int, total: int, message: str) -> None:
+            dlg.setMaximum(max(total, 1))
+            dlg.setValue(min(done, max(total, 1)))
+            dlg.setLabelText(f"{message or 'Importing'}: {done}/{total}")
+
+        def on_done(summary: Any) -> None:
+            dlg.close()
+            stored = getattr(summary, "series_stored", "?")
+            self.status_label.setText(f"Imported {path.name}: {stored} series stored")
+            self.refresh_library()
+
+        w.signals.progress.connect(on_progress)
         dlg.canceled.connect(w.cancel)
-        w.signals.result.connect(lambda r: (dlg.close(), self.status_label.setText(f"Imported {path.name}"), self.refresh_library()))
+        w.signals.result.connect(on_done)
         w.signals.failed.connect(lambda m: (dlg.close(), self._on_failed(m)))
-        w.signals.cancelled.connect(lambda: (dlg.close(), self.status_label.setText("Import cancelled")))
+        w.signals.cancelled.connect(lambda: (dlg.close(), self.status_label.setText("Import cancelled"), self.refresh_library()))
         return workers.start(w)
 
     def refresh_library(self) -> None:

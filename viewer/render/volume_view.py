@@ -110,8 +110,11 @@ class VolumeViewAdapter:
         self._buf = buf
         self.image.Modified()
         if self.software:
+            # coarser steps and lower resolution while rotating keep the CPU ray caster usable
             self.mapper.SetSampleDistance(float(min(self.image.GetSpacing())) * 1.5)
-            self.mapper.SetInteractiveSampleDistance(float(min(self.image.GetSpacing())) * 3.0)
+            self.mapper.AutoAdjustSampleDistancesOn()
+            self.mapper.InteractiveAdjustSampleDistancesOn()
+            self.mapper.SetInteractiveUpdateRate(8.0)
         self.volume_actor.VisibilityOn()
         default = "ct-soft-tissue" if v.modality.upper() == "CT" else "mr-default"
         self.set_preset(self.preset or default, render=False)

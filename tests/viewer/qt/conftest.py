@@ -101,3 +101,50 @@ def settings(tmp_path, monkeypatch):
 def windowed(img: np.ndarray, center: float, width: float) -> np.ndarray:
     """What a linear grey ramp over [c - w/2, c + w/2] shows, 0..255."""
     return np.clip((img.astype(np.float64) - (center - width / 2.0)) / width * 255.0, 0, 255)
+
+
+GRID = 16
+
+
+def thumb_embedding(img: np.ndarray) -> np.ndarray:
+    """A crude real-pixel slice descriptor (16x16 area means, robust z-score) for a test library."""
+    a = np.asarray(img, dtype=np.float64)
+    if a.ndim == 3:
+        a = a.mean(axis=-1)
+    r = np.linspace(0, a.shape[0], GRID + 1).astype(int)
+    c = np.linspace(0, a.shape[1], GRID + 1).astype(int)
+    t = np.array([[a[r[i]:max(r[i + 1], r[i] + 1), c[j]:max(c[j + 1], c[j] + 1)].mean() for j in range(GRID)]
+                  for i in range(GRID)])
+    med, iqr = np.median(t), np.subtract(*np.percentile(t, [75, 25]))
+    v = np.clip((t - med) / (iqr + 1e-6), -6, 6).ravel() + 1e-3
+    return (v / np.linalg.norm(v)).astype(np.float32)
+
+
+@pytest.fixture(scope="session")
+def gui_library(tmp_path_factory, need_shared):
+    """A real library: shared CT/COVID DICOM ingested, per-slice embeddings, a few fixture reports."""
+    from casebook.index.case_store.store import CaseStore
+    from casebook.viewer.core.config import Settings
+    from casebook.viewer.core.services.ingest import ingest
+    from casebook.viewer.core.services.library import load_stored_volume
+
+    ct = need_shared("dicom", "dcm_qa_ct", "In")
+    covid = need_shared("temporal", "covid19_ny_sbu", "data-sample")
+    root = tmp_path_factory.mktemp("gui-library")
+    settings = Settings(library_dir=root, model="testpix")
+    store = CaseStore.open(settings.database_path)
+    ingest([ct, covid], store)
+    model = store.register_model("testpix", "1", "0" * 64, GRID * GRID, "2d-slice")
+    head = None
+    for se in store.list_series():
+        vol = load_stored_volume(store, se.id)
+        vecs = np.stack([thumb_embedding(vol.voxels[k]) for k in range(vol.shape[0])])
+        store.put_embeddings(model.id, se.id, list(range(len(vecs))), vecs)
+        if "/dcm_qa_ct/In/GE/" in store.series_files(se.id)[0].path:
+            head = se.id
+    for se in store.list_series():
+        if se.id != head and se.modality == "CT":
+            store.set_report(se.study_id, findings="Fixture report: chest CT, no acute findings.",
+                             impression="normal", diagnosis="normal (fixture)")
+    store.close()
+    return settings, head
