@@ -14,6 +14,37 @@ import pytest
 from casebook.viewer.core.dicom.volume import Volume
 
 
+def _stop_xvfb_after_exit() -> None:
+    """Keep pytest-xvfb's server alive until this process has fully exited.
+
+    VTK's OpenGL (GLX) teardown talks to the X server during interpreter finalisation, after
+    atexit handlers; pytest-xvfb stops Xvfb in an atexit handler, so Xlib would hit a dead server
+    and exit(1) after a green run. A detached watcher stops Xvfb once this process is gone.
+    """
+    try:
+        import pytest_xvfb
+    except ImportError:
+        return
+    inst = getattr(pytest_xvfb, "xvfb_instance", None)
+    vd = getattr(inst, "_virtual_display", None) if inst is not None else None
+    if vd is None:
+        return
+    try:
+        xpid = int(vd.pid)
+    except Exception:  # noqa: BLE001 - fall back to pytest-xvfb's own shutdown
+        return
+    import os
+    import subprocess
+
+    subprocess.Popen(["sh", "-c", f"while kill -0 {os.getpid()} 2>/dev/null; do sleep 0.2; done; kill {xpid}"],
+                     start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    pytest_xvfb.xvfb_instance = None
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    _stop_xvfb_after_exit()
+
+
 def stack_series(folder_or_files: Path | list[Path], series_uid: str | None = None) -> Volume:
     files = sorted(folder_or_files.iterdir()) if isinstance(folder_or_files, Path) and folder_or_files.is_dir() else (
         [folder_or_files] if isinstance(folder_or_files, Path) else list(folder_or_files))
