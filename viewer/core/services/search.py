@@ -14,6 +14,7 @@ The service talks to the store through :class:`SearchCatalog` and to the encoder
 from __future__ import annotations
 
 import logging
+import re
 import time
 from dataclasses import dataclass, field, replace
 from datetime import date
@@ -202,9 +203,12 @@ class SearchService:
         self.encoder = encoder
         self.settings = settings or SearchSettings()
         self.rrf_k = rrf_k
-        if encoder is not None and (encoder.dim != index.dim or encoder.model_key != index.model_key):
-            raise QueryError(f"encoder {encoder.model_key!r} ({encoder.dim}-d) does not match the index of "
-                             f"{index.model_key!r} ({index.dim}-d)")
+        if encoder is not None:
+            enc_key = str(getattr(encoder, "model_key", index.model_key))
+            enc_dim = int(getattr(encoder, "dim", index.dim))
+            if enc_dim != index.dim or re.split(r"[#+]", enc_key)[0] != index.model_key:
+                raise QueryError(f"encoder {enc_key!r} ({enc_dim}-d) does not match the index of "
+                                 f"{index.model_key!r} ({index.dim}-d)")
 
     def default_filters(self) -> SearchFilters:
         return SearchFilters(exclude_same_patient=self.settings.exclude_same_patient,
@@ -624,8 +628,6 @@ class StoreCatalog:
         return out
 
     def text_search(self, text: str, filters: SearchFilters, limit: int) -> list[tuple[Hashable, str]]:
-        import re
-
         from casebook.index.case_store.records import CaseFilter
 
         hits = self.store.search_text(text, limit=limit)
@@ -714,9 +716,13 @@ def open_store_search(settings: Any, model: str | None = None, *, progress: Any 
                          "run `casebook embed`") from None
     index = VectorIndex.open(settings.index_dir, rec.key, rec.dim, store.embedding_source(rec.id),
                              progress=progress, cancel=cancel)
-    if encoder is not None and (encoder.dim != rec.dim or encoder.model_key.split("+")[0] != rec.key):
-        raise QueryError(f"encoder {encoder.model_key!r} ({encoder.dim}-d) does not match the index of "
-                         f"{rec.key} ({rec.dim}-d)")
+    if encoder is not None:
+        enc_key = str(getattr(encoder, "model_key", rec.key))
+        enc_dim = int(getattr(encoder, "dim", rec.dim))
+        # Keys may carry a file-hash suffix ("name@version#sha..." / "+sha..."): compare name@version.
+        if enc_dim != rec.dim or re.split(r"[#+]", enc_key)[0] != rec.key:
+            raise QueryError(f"encoder {enc_key!r} ({enc_dim}-d) does not match the index of "
+                             f"{rec.key} ({rec.dim}-d): queries would be compared with another model's vectors")
     service = SearchService(StoreCatalog(store, rec.id), index, settings=settings.search)
     service.encoder = encoder
     return service

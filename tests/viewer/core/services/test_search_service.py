@@ -343,3 +343,20 @@ def test_cli_search_and_audit(search_library, monkeypatch, capsys) -> None:
     assert main(["audit", "--model", "testpix", "--sample", "40"]) == 0
     out = capsys.readouterr().out
     assert "recall@10 HNSW vs exact" in out and "diagnosis P@10" in out
+
+
+def test_encoder_of_another_model_is_refused(search_library) -> None:
+    class Other:
+        model_key, dim = "otherenc@9#0123456789ab", 256
+
+        def encode_folder(self, path):  # pragma: no cover - never reached
+            raise AssertionError
+
+        encode_roi = encode_folder
+
+    with pytest.raises(QueryError, match="does not match the index of testpix@1"):
+        open_store_search(search_library.settings, "testpix", encoder=Other())
+    ok = PixelEncoder(search_library.store)
+    ok.model_key = "testpix@1#deadbeef0000"  # a file-hash suffix is fine
+    svc = open_store_search(search_library.settings, "testpix", encoder=ok)
+    svc.close()
