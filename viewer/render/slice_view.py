@@ -303,6 +303,7 @@ class SliceViewAdapter:
 
     def on_resize(self) -> None:
         self._update_camera()
+        self._update_overlay_text()
         self.request_render()
 
     def _update_scale_bar(self) -> None:
@@ -400,9 +401,9 @@ class SliceViewAdapter:
         inv = "  INV" if st.invert else ""
         cam = self.renderer.GetActiveCamera()
         vw, vh = self.render_window.GetSize()
-        row_mm, _ = g.pixel_spacing(self.orientation)
-        # zoom as screen pixels per image pixel, as PACS show it
-        zf = (vh / (2.0 * cam.GetParallelScale())) * row_mm if vh > 0 else 1.0
+        _, col_mm = g.pixel_spacing(self.orientation)
+        # zoom as screen pixels per in-plane image pixel, as PACS show it
+        zf = (vh / (2.0 * cam.GetParallelScale())) * col_mm if vh > 0 else 1.0
         self.corners["br"].SetInput(f"W {ww:.0f} L {wc:.0f}{inv}\nZoom {zf:.2f}")
         vw = max(vw, 1)
         vh = max(vh, 1)
