@@ -332,9 +332,14 @@ class MainWindow(QMainWindow):
             event.acceptProposedAction()
 
     def dropEvent(self, event) -> None:  # noqa: N802
+        """A folder dropped on the study browser is imported; dropped anywhere else it is opened."""
         urls = [u.toLocalFile() for u in event.mimeData().urls() if u.isLocalFile()]
         if urls:
-            self.open_path(Path(urls[0]))
+            on_browser = self.browser_dock.isVisible() and self.browser_dock.geometry().contains(event.position().toPoint())
+            if on_browser:
+                self.import_path(Path(urls[0]))
+            else:
+                self.open_path(Path(urls[0]))
             event.acceptProposedAction()
 
     # -- analogue side by side ------------------------------------------------------------------
