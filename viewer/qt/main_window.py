@@ -193,10 +193,10 @@ class MainWindow(QMainWindow):
         v = self.state.volume
         self.setWindowTitle(f"Casebook — {v.modality} {v.description}".strip() if v else "Casebook")
 
-    def show_volume(self, volume: Volume, patient_text: str = "") -> None:
+    def show_volume(self, volume: Volume, patient_text: str = "", keep_view: bool = False) -> None:
         for a in self.viewer.adapters.values():
             a.patient_text = patient_text
-        self.viewer.set_volume(volume)
+        self.viewer.set_volume(volume, keep_view=keep_view and self.state.volume is not None)
 
     def open_dialog(self) -> None:
         d = QFileDialog.getExistingDirectory(self, "Open DICOM folder")
@@ -238,6 +238,7 @@ class MainWindow(QMainWindow):
             return
         vol, stack = vs
         self.state.loading_fraction = 0.0
+        self._preview_shown = w
         self.show_volume(vol, self._patient_text(stack))
 
     def _on_loaded(self, w: workers.FunctionWorker, vs: Any) -> None:
@@ -245,7 +246,9 @@ class MainWindow(QMainWindow):
             return
         vol, stack = vs
         self.state.loading_fraction = 1.0
-        self.show_volume(vol, self._patient_text(stack))
+        # after a preview, keep what the reader already set (window, zoom) and the slice position
+        self.show_volume(vol, self._patient_text(stack), keep_view=getattr(self, "_preview_shown", None) is w)
+        self._preview_shown = None
         self.status_label.setText(f"{vol.modality} {vol.description}: {vol.shape[0]} slices"
                                   + ("; " + "; ".join(vol.geometry.warnings) if vol.geometry.warnings else ""))
 
