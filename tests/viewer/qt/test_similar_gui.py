@@ -39,6 +39,7 @@ def test_browse_find_similar_open_side_by_side(qtbot, gui_library, monkeypatch, 
         assert all(h.series_id != head for h in resp.hits)  # same patient excluded by default
         assert resp.hits[0].score >= resp.hits[-1].score
         assert win.similar.cards[0].findChildren(type(win.similar.status))  # labels present
+        assert sum(c.has_thumbnail for c in win.similar.cards) >= len(resp.hits) - 1  # matched slices shown
         # "this slice" searches with the slice on screen
         with qtbot.waitSignal(ctl.results_shown, timeout=30000):
             QTest.mouseClick(win.similar.buttons["slice"], Qt.MouseButton.LeftButton)

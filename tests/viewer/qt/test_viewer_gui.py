@@ -225,6 +225,13 @@ def test_main_window_shortcuts_layouts_and_side_by_side(qtbot, ct_volume, settin
     assert st.layout == "1x1" and win.viewer.visible_views() == ["axial"]
     QTest.keyClick(target, Qt.Key.Key_R)
     assert not st.invert and st.window == ct_volume.default_window()
+    # cine: Space plays (the slice advances on its own), Space again stops
+    k0 = st.slice_index("axial")
+    QTest.keyClick(target, Qt.Key.Key_Space)
+    assert st.cine_playing
+    qtbot.waitUntil(lambda: st.slice_index("axial") != k0, timeout=3000)
+    QTest.keyClick(target, Qt.Key.Key_Space)
+    assert not st.cine_playing
     # the 3D view rendered something (not a blank background)
     QTest.keyClick(target, Qt.Key.Key_4, Qt.KeyboardModifier.ControlModifier)
     _settle(qtbot, win.viewer)
@@ -250,3 +257,26 @@ def test_main_window_shortcuts_layouts_and_side_by_side(qtbot, ct_volume, settin
     assert "Report" in win.report.toPlainText()
     win.close_analogue()
     assert not win.analogue_host.isVisible() and st.layout == "2x2"
+
+
+def test_help_and_settings_dialogs(qtbot, settings):
+    from casebook.viewer.qt.views.help_dialog import SHORTCUTS, HelpDialog
+    from casebook.viewer.qt.views.settings_dialog import SettingsDialog
+
+    h = HelpDialog()
+    qtbot.addWidget(h)
+    from PySide6.QtWidgets import QTableWidget
+
+    t = h.findChild(QTableWidget)
+    assert t.rowCount() == len(SHORTCUTS) and any("F2" in k for k, _ in SHORTCUTS)
+    d = SettingsDialog(settings)
+    qtbot.addWidget(d)
+    d.top_k.setValue(25)
+    d.excl_patient.setChecked(False)
+    s = d.result_settings()
+    assert s.search.top_k == 25 and not s.search.exclude_same_patient
+    assert settings.search.top_k != 25  # the dialog edits a copy until accepted
+    path = s.save()
+    from casebook.viewer.core.config import load_settings
+
+    assert load_settings(path).search.top_k == 25

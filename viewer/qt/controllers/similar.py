@@ -22,6 +22,18 @@ from ..views.similar_panel import gray_to_pixmap
 log = logging.getLogger(__name__)
 
 
+def _instance_at(stack: Any, k: int) -> Any:
+    """The instance that the loader puts at slice ``k`` (sorted along the slice normal)."""
+    insts = list(stack.instances)
+    o = next((i.orientation for i in insts if i.orientation), None)
+    if o is not None and all(i.position is not None for i in insts):
+        n = np.cross(np.asarray(o[:3], float), np.asarray(o[3:], float))
+        insts.sort(key=lambda i: float(np.dot(np.asarray(i.position, float), n)))
+    else:
+        insts.sort(key=lambda i: (i.instance_number or 0, i.frame_index or 0))
+    return insts[int(np.clip(k, 0, len(insts) - 1))]
+
+
 class SimilarController(QObject):
     results_shown = Signal(object)  # SearchResponse, after the cards are on screen
     search_failed = Signal(str)
@@ -136,21 +148,27 @@ class SimilarController(QObject):
         workers.start(w, self.pool)
 
     def _thumbnails(self, svc: Any, resp: Any) -> dict[Any, np.ndarray]:
-        """The matched slice of each analogue (decoded here, windowed on the UI thread)."""
-        from casebook.viewer.core.services.library import load_stored_volume
+        """The matched slice of each analogue: only that one file is decoded (cached volumes reused)."""
+        import dataclasses
 
-        store = svc.catalog.store if hasattr(svc.catalog, "store") else None
+        from casebook.viewer.core.dicom import load_volume
+        from casebook.viewer.core.services.library import stack_for_series
+
+        store = getattr(svc.catalog, "store", None)
         out: dict[Any, np.ndarray] = {}
         if store is None:
             return out
         for h in resp.hits:
+            k = int(h.matched_slice or 0)
             try:
                 vol = self.volumes.get(h.series_id)
-                if vol is None:
-                    vol = load_stored_volume(store, int(h.series_id))
-                    self._cache(h.series_id, vol)
-                k = int(h.matched_slice or 0)
-                out[h.series_id] = vol.voxels[min(k, vol.shape[0] - 1)]
+                if vol is not None:
+                    out[h.series_id] = vol.voxels[min(k, vol.shape[0] - 1)]
+                    continue
+                stack = stack_for_series(store, int(h.series_id))
+                inst = _instance_at(stack, k)
+                one = load_volume(dataclasses.replace(stack, instances=[inst]))
+                out[h.series_id] = one.voxels[0]
             except Exception as exc:  # noqa: BLE001 - a missing file costs a thumbnail, not the search
                 log.info("no thumbnail for series %s: %s", h.series_id, exc)
         return out

@@ -26,6 +26,7 @@ class ResultCard(QFrame):
     def __init__(self, hit: Any, info: dict[str, Any], pixmap: QPixmap | None, parent=None) -> None:
         super().__init__(parent)
         self.hit = hit
+        self.has_thumbnail = pixmap is not None
         self.setFrameShape(QFrame.Shape.StyledPanel)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(4, 4, 4, 4)
