@@ -23,6 +23,15 @@ from .views.study_viewer import StudyViewer
 log = logging.getLogger(__name__)
 
 
+def _study_meta(vol: Volume, stack: Any) -> None:
+    """Study description and date for the overlay text, from the stack the volume came from."""
+    vol.meta.setdefault("study_description", getattr(stack, "study_description", "") or "")
+    da = getattr(stack, "study_date", "") or ""
+    if len(da) == 8 and da.isdigit():
+        da = f"{da[:4]}-{da[4:6]}-{da[6:]}"
+    vol.meta.setdefault("study_date", da)
+
+
 class MainWindow(QMainWindow):
     def __init__(self, settings: Settings | None = None, with_3d: bool = True) -> None:
         super().__init__()
@@ -122,6 +131,10 @@ class MainWindow(QMainWindow):
         wm = mb.addMenu("&Window")
         for p in load_window_presets():
             self._act(p["label"], p.get("key"), lambda _=False, n=p["name"]: self.state.apply_preset(n), wm)
+        if self.viewer.volume_adapter is not None:
+            vr = vm.addMenu("3D preset")
+            for name, p in self.viewer.volume_adapter.presets.items():
+                self._act(f"3D: {p['label']}", None, lambda _=False, n=name: self.viewer.volume_adapter.set_preset(n), vr)
         self._act("Invert", "I", lambda: self.state.set_invert(not self.state.invert), vm)
         self._act("Reset view", "R", self.state.reset_view, vm)
         self._act("Cine play/stop", QKeySequence(Qt.Key.Key_Space), lambda: self.state.set_cine(not self.state.cine_playing), vm)
@@ -164,6 +177,9 @@ class MainWindow(QMainWindow):
                 self.settings.save()
             except OSError as exc:
                 QMessageBox.warning(self, "Settings", f"Could not save settings: {exc}")
+            self.similar.top_k.setValue(self.settings.search.top_k)
+            self.similar.exclude_patient.setChecked(self.settings.search.exclude_same_patient)
+            self.refresh_library()
 
     # -- geometry -------------------------------------------------------------------------------
     def _restore_geometry(self) -> None:
@@ -231,12 +247,14 @@ class MainWindow(QMainWindow):
 
     @staticmethod
     def _patient_text(stack: Any) -> str:
+        """Overlay line for the patient; also copies study facts into the volume for the overlay."""
         return " ".join(x for x in (getattr(stack, "patient_name", ""), getattr(stack, "patient_id", "")) if x)
 
     def _on_preview(self, w: workers.FunctionWorker, vs: Any) -> None:
         if w is not self._loader:
             return
         vol, stack = vs
+        _study_meta(vol, stack)
         self.state.loading_fraction = 0.0
         self._preview_shown = w
         self.show_volume(vol, self._patient_text(stack))
@@ -245,6 +263,7 @@ class MainWindow(QMainWindow):
         if w is not self._loader:
             return
         vol, stack = vs
+        _study_meta(vol, stack)
         self.state.loading_fraction = 1.0
         # after a preview, keep what the reader already set (window, zoom) and the slice position
         self.show_volume(vol, self._patient_text(stack), keep_view=getattr(self, "_preview_shown", None) is w)

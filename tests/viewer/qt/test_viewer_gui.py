@@ -237,6 +237,10 @@ def test_main_window_shortcuts_layouts_and_side_by_side(qtbot, ct_volume, settin
     _settle(qtbot, win.viewer)
     img3d = grab_render_window(win.viewer.viewports["3d"].render_window)
     assert (img3d.astype(int).sum(axis=2) > 120).mean() > 0.05
+    win.actions_by_name["3D: CT Bone"].trigger()
+    assert win.viewer.volume_adapter.preset == "ct-bone"
+    bone = grab_render_window(win.viewer.viewports["3d"].render_window)
+    assert np.abs(bone.astype(int) - img3d.astype(int)).mean() > 1.0  # the rendering changed
 
     # an analogue side by side, aligned on the matched slices, scroll/zoom/window linked
     analogue = ct_volume
