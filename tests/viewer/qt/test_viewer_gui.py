@@ -164,6 +164,27 @@ def test_gestures_change_the_model(qtbot, ct_volume):
     _settle(qtbot, v)
     # zoom is visible in the overlay text
     assert "Zoom" in v.adapters["axial"].corners["br"].GetInput()
+    # middle drag pans by the dragged distance in mm
+    mm = v.adapters["axial"].mm_per_display_pixel()
+    QTest.mousePress(w, Qt.MouseButton.MiddleButton, Qt.KeyboardModifier.NoModifier, center)
+    QTest.mouseMove(w, center + QPoint(30, 0))
+    QTest.mouseRelease(w, Qt.MouseButton.MiddleButton, Qt.KeyboardModifier.NoModifier, center + QPoint(30, 0))
+    assert st.pan["axial"][0] == pytest.approx(30 * mm, rel=0.05) and st.pan["axial"][1] == pytest.approx(0, abs=1e-6)
+    # crosshair tool: a click moves the crosshair, so the coronal and sagittal slices follow
+    v.controller.set_tool("crosshair")
+    ad = v.adapters["axial"]
+    row, col = 100.0, 400.0
+    x, y = ad.image_to_world(row, col)
+    from vtkmodules.vtkRenderingCore import vtkCoordinate  # noqa: PLC0415 (test-only VTK use)
+
+    c = vtkCoordinate()
+    c.SetCoordinateSystemToWorld()
+    c.SetValue(x, y, 0.0)
+    dx, dy = c.GetComputedDoubleDisplayValue(ad.renderer)
+    vh = ad.render_window.GetSize()[1]
+    p = QPoint(int(round(dx)), int(round(vh - 1 - dy)))
+    QTest.mouseClick(w, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, p)
+    assert abs(st.slice_index("coronal") - row) <= 2 and abs(st.slice_index("sagittal") - col) <= 2
 
 
 def test_ellipse_roi_gives_hu_stats_and_distance_in_mm(qtbot, ct_volume):
