@@ -40,6 +40,24 @@ def test_browse_find_similar_open_side_by_side(qtbot, gui_library, monkeypatch, 
         assert resp.hits[0].score >= resp.hits[-1].score
         assert win.similar.cards[0].findChildren(type(win.similar.status))  # labels present
         assert sum(c.has_thumbnail for c in win.similar.cards) >= len(resp.hits) - 1  # matched slices shown
+        # filters are honoured: no MR in this library, so an MR-only search says why it is empty
+        win.similar.modality.setCurrentText("MR")
+        with qtbot.waitSignal(ctl.results_shown, timeout=30000) as b2:
+            QTest.mouseClick(win.similar.buttons["series"], Qt.MouseButton.LeftButton)
+        assert not b2.args[0].hits and "No similar cases" in win.similar.status.text()
+        win.similar.modality.setCurrentText("any")
+        win.similar.date_from.setText("not a date")
+        QTest.mouseClick(win.similar.buttons["series"], Qt.MouseButton.LeftButton)
+        assert "not a date" in win.similar.status.text()
+        win.similar.date_from.setText("")
+        # "more like this" re-ranks the results
+        with qtbot.waitSignal(ctl.results_shown, timeout=30000):
+            QTest.mouseClick(win.similar.buttons["series"], Qt.MouseButton.LeftButton)
+        shown = ctl.response
+        with qtbot.waitSignal(ctl.results_shown, timeout=30000):
+            win.similar.cards[-1].feedback.emit(shown.hits[-1], +1)
+        assert ctl.response.hits and ctl.response is not shown
+        assert ctl.response.hits[0].series_id in {h.series_id for h in shown.hits}
         # "this slice" searches with the slice on screen
         with qtbot.waitSignal(ctl.results_shown, timeout=30000):
             QTest.mouseClick(win.similar.buttons["slice"], Qt.MouseButton.LeftButton)

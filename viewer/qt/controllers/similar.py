@@ -73,12 +73,30 @@ class SimilarController(QObject):
     def _filters(self) -> Any:
         from casebook.viewer.core.services.search import SearchFilters
 
+        from datetime import date
+
         f = self.panel.filters()
         s = self.win.settings.search
+
+        def day(text: str | None, name: str) -> date | None:
+            if not text:
+                return None
+            try:
+                return date.fromisoformat(text)
+            except ValueError:
+                raise ValueError(f"{name} {text!r} is not a date (YYYY-MM-DD)") from None
+
         return SearchFilters(modalities=(f["modality"],) if f["modality"] else (),
                              body_parts=(f["body_part"],) if f["body_part"] else (),
-                             diagnosis=f["diagnosis"], exclude_same_patient=f["exclude_same_patient"],
-                             exclude_same_study=s.exclude_same_study)
+                             sex=f["sex"], age_min=f["age_min"], age_max=f["age_max"],
+                             date_from=day(f["date_from"], "date from"), date_to=day(f["date_to"], "date to"),
+                             tags=f["tags"], diagnosis=f["diagnosis"],
+                             exclude_same_patient=f["exclude_same_patient"], exclude_same_study=s.exclude_same_study)
+
+    def set_encoder(self, encoder: Any) -> None:
+        """Give the search an encoder (``QueryEncoder``): box/ROI and folder queries need one."""
+        self.encoder = encoder
+        self._service_library = None  # reopen the service with it on the next search
 
     # -- queries --------------------------------------------------------------------------------
     def _view_to_k(self) -> int:
@@ -110,9 +128,13 @@ class SimilarController(QObject):
         self._run(lambda svc: svc.query_from_roi(sid, box), "box")
 
     def _run(self, make_query, label: str) -> None:
+        try:
+            filters = self._filters()
+        except ValueError as exc:
+            self.panel.set_idle(str(exc))
+            return
         self.panel.set_busy(f"Searching ({label})…")
         self._t0 = time.perf_counter()
-        filters = self._filters()
         f = self.panel.filters()
         k = f["top_k"]
         text = f["text"]

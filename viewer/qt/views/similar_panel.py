@@ -89,16 +89,33 @@ class SimilarPanel(QWidget):
         self.diagnosis = QLineEdit(self)
         self.text = QLineEdit(self)
         self.text.setPlaceholderText("optional: words in reports")
+        self.sex = QComboBox(self)
+        self.sex.addItems(["any", "F", "M", "O"])
+        self.age_min = QSpinBox(self)
+        self.age_min.setRange(0, 120)
+        self.age_min.setSpecialValueText("any")
+        self.age_max = QSpinBox(self)
+        self.age_max.setRange(0, 120)
+        self.age_max.setSpecialValueText("any")
+        self.date_from = QLineEdit(self)
+        self.date_from.setPlaceholderText("YYYY-MM-DD")
+        self.date_to = QLineEdit(self)
+        self.date_to.setPlaceholderText("YYYY-MM-DD")
+        self.tags = QLineEdit(self)
+        self.tags.setPlaceholderText("comma-separated")
         self.top_k = QSpinBox(self)
         self.top_k.setRange(1, 100)
         self.top_k.setValue(12)
         self.exclude_patient = QCheckBox("exclude same patient", self)
         self.exclude_patient.setChecked(True)
-        for r, (lab, w) in enumerate((("Modality", self.modality), ("Body part", self.body_part),
-                                      ("Diagnosis", self.diagnosis), ("Text", self.text), ("Results", self.top_k))):
+        rows = (("Modality", self.modality), ("Body part", self.body_part), ("Sex", self.sex),
+                ("Age from", self.age_min), ("Age to", self.age_max), ("Date from", self.date_from),
+                ("Date to", self.date_to), ("Tags", self.tags), ("Diagnosis", self.diagnosis),
+                ("Text", self.text), ("Results", self.top_k))
+        for r, (lab, w) in enumerate(rows):
             f.addWidget(QLabel(lab, self), r, 0)
             f.addWidget(w, r, 1)
-        f.addWidget(self.exclude_patient, 5, 0, 1, 2)
+        f.addWidget(self.exclude_patient, len(rows), 0, 1, 2)
         lay.addLayout(f)
         self.status = QLabel("", self)
         self.status.setWordWrap(True)
@@ -117,6 +134,10 @@ class SimilarPanel(QWidget):
                 "body_part": self.body_part.text().strip() or None,
                 "diagnosis": self.diagnosis.text().strip() or None,
                 "text": self.text.text().strip() or None,
+                "sex": None if self.sex.currentText() == "any" else self.sex.currentText(),
+                "age_min": self.age_min.value() or None, "age_max": self.age_max.value() or None,
+                "date_from": self.date_from.text().strip() or None, "date_to": self.date_to.text().strip() or None,
+                "tags": tuple(t.strip() for t in self.tags.text().split(",") if t.strip()),
                 "top_k": self.top_k.value(),
                 "exclude_same_patient": self.exclude_patient.isChecked()}
 
