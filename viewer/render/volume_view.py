@@ -118,8 +118,10 @@ class VolumeViewAdapter:
         self.volume_actor.VisibilityOn()
         default = "ct-soft-tissue" if v.modality.upper() == "CT" else "mr-default"
         self.set_preset(self.preset or default, render=False)
-        if not keep_view:
+        # keep the reader's 3D view only when the same volume is refined (e.g. a progressive load)
+        if not keep_view or getattr(self, "_last_shape", None) != g.shape:
             self.reset_camera()
+        self._last_shape = g.shape
         mode = "CPU ray cast (no GPU)" if self.software else "GPU ray cast"
         self.label.SetInput(f"3D {self.presets[self.preset]['label']} - {mode}")
         self.request_render()

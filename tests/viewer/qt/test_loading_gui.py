@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
 import pytest
 from PySide6.QtWidgets import QApplication
 
@@ -20,7 +21,7 @@ def test_open_folder_shows_first_slice_then_the_series(qtbot, need_shared, setti
     folder = need_shared("dicom", "dcm_qa_ge", "In", "05_3D_Ax_T1_MP_RAGE_R22")
     from casebook.viewer.qt.main_window import MainWindow
 
-    win = MainWindow(settings, with_3d=False)
+    win = MainWindow(settings, with_3d=True)
     qtbot.addWidget(win)
     win.show()
     qtbot.waitExposed(win)
@@ -42,6 +43,14 @@ def test_open_folder_shows_first_slice_then_the_series(qtbot, need_shared, setti
         normal = vols[-1].direction[:, 2]
         assert abs(float((shown_lps - vols[0].index_to_lps([0, 0, 0])) @ normal)) <= vols[-1].spacing[0] / 2 + 1e-6
         assert win.state.window == vols[0].default_window()
+        # the 3D view frames the full volume although the preview (one slice) had no 3D
+        from casebook.viewer.render.capture import grab_render_window
+
+        win.viewer.flush_renders()
+        img = grab_render_window(win.viewer.viewports["3d"].render_window)
+        bg = img[2, 2].astype(int)  # corner = background colour
+        # (this QA series is mostly zero outside a bright cross-shaped pattern: little to draw)
+        assert (np.abs(img.astype(int) - bg).sum(axis=2) > 30).mean() > 0.005
         assert time.perf_counter() - t0 < 60
         assert not worker.cancel_token.is_set()
     finally:
