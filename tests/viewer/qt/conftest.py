@@ -179,3 +179,40 @@ def gui_library(tmp_path_factory, need_shared):
                              impression="normal", diagnosis="normal (fixture)")
     store.close()
     return settings, head
+
+
+class PixelEncoder:
+    """A ``QueryEncoder`` over the same descriptor as the test library (ROI crops, folders)."""
+
+    def __init__(self, settings) -> None:
+        self.settings = settings
+        self.model_key = "testpix@1"
+        self.dim = GRID * GRID
+        self.boxes: list[tuple[int, ...]] = []
+
+    def encode_roi(self, series_id, box):
+        from casebook.viewer.core.services.library import load_stored_volume, open_store
+        from casebook.viewer.core.services.search import QueryVectors
+
+        self.boxes.append(tuple(box))
+        store = open_store(self.settings, create=False)
+        try:
+            vol = load_stored_volume(store, int(series_id))
+        finally:
+            store.close()
+        k0, k1, j0, j1, i0, i1 = box
+        crop = vol.voxels[k0:k1, j0:j1, i0:i1]
+        vecs = np.stack([thumb_embedding(crop[k]) for k in range(crop.shape[0])])
+        return QueryVectors(vecs, list(range(k0, k0 + crop.shape[0])), f"ROI {box}")
+
+    def encode_folder(self, path):
+        from casebook.viewer.core.services.search import QueryVectors
+
+        vol = stack_series(Path(path))
+        return QueryVectors(np.stack([thumb_embedding(vol.voxels[k]) for k in range(vol.shape[0])]),
+                            list(range(vol.shape[0])), f"folder {path}")
+
+
+@pytest.fixture
+def pixel_encoder(gui_library):
+    return PixelEncoder(gui_library[0])

@@ -9,7 +9,7 @@ from PySide6.QtWidgets import QApplication
 pytestmark = pytest.mark.gui
 
 
-def test_browse_find_similar_open_side_by_side(qtbot, gui_library, monkeypatch, tmp_path):
+def test_browse_find_similar_open_side_by_side(qtbot, gui_library, pixel_encoder, monkeypatch, tmp_path):
     settings, head = gui_library
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
     from casebook.viewer.qt.main_window import MainWindow
@@ -61,6 +61,26 @@ def test_browse_find_similar_open_side_by_side(qtbot, gui_library, monkeypatch, 
         # "this slice" searches with the slice on screen
         with qtbot.waitSignal(ctl.results_shown, timeout=30000):
             QTest.mouseClick(win.similar.buttons["slice"], Qt.MouseButton.LeftButton)
+        # a box drawn on the axial view becomes an ROI query (k0,k1,j0,j1,i0,i1) of that slice
+        enc = pixel_encoder
+        ctl.set_encoder(enc)
+        QTest.mouseClick(win.similar.buttons["box"], Qt.MouseButton.LeftButton)
+        assert win.viewer.controller.tool == "box"
+        w = win.viewer.viewports["axial"].vtk_widget
+        ad = win.viewer.adapters["axial"]
+        x0, y0, x1, y1 = ad.image_rect_on_display()
+        from PySide6.QtCore import QPoint
+
+        a = QPoint(int(x0 + (x1 - x0) * 0.3), int(y0 + (y1 - y0) * 0.3))
+        b = QPoint(int(x0 + (x1 - x0) * 0.7), int(y0 + (y1 - y0) * 0.6))
+        with qtbot.waitSignal(ctl.results_shown, timeout=30000) as b3:
+            QTest.mousePress(w, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, a)
+            QTest.mouseMove(w, b)
+            QTest.mouseRelease(w, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, b)
+        k0, k1, j0, j1, i0, i1 = enc.boxes[-1]
+        assert k1 - k0 == 1 and 0.25 * 512 < i0 < 0.35 * 512 and 0.65 * 512 < i1 < 0.75 * 512
+        assert 0.25 * 512 < j0 < 0.35 * 512 and b3.args[0].hits
+        assert win.viewer.controller.tool == "wl"
         # open the best result: side by side, aligned on the matched slices, linked scroll
         hit = ctl.response.hits[0]
         ctl.open_hit(hit)
