@@ -188,6 +188,12 @@ class SeriesSummary:
     frame_of_reference_uid: str
     has_thumbnail: bool
     deleted: bool
+    # for browsers and result cards (one query fills them for a whole listing)
+    patient_id: str = ""
+    patient_name: str = ""
+    study_description: str = ""
+    diagnosis: str = ""  # the series' own report's, else the study's
+    tags: list[str] = field(default_factory=list)  # the study's
 
 
 @dataclass

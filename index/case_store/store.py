@@ -131,9 +131,11 @@ def _geometry(instances: Sequence[InstanceRecord]) -> tuple[list[int], float | N
 class CaseStore:
     """Patients, studies, series, reports, tags, teaching fields and embeddings in one SQLite file."""
 
-    def __init__(self, path: Path, revision: str) -> None:
-        self.path = path
-        self.revision = revision
+    def __init__(self, path: str | Path, *, create: bool = True, migrate: bool = True, backup: bool = True) -> None:
+        """Open (creating and/or migrating as needed) the store at ``path``; see :meth:`open`."""
+        p = Path(path).expanduser().absolute()
+        self.revision = _migrate.prepare(p, create=create, migrate=migrate, make_backup=backup)
+        self.path = p
         self._write_engine = _migrate.make_engine(path, immediate=True)
         self._read_engine = _migrate.make_engine(path, immediate=False)
         self._write_sessions = sessionmaker(self._write_engine, expire_on_commit=False)
@@ -150,9 +152,7 @@ class CaseStore:
         Raises :class:`StoreError` naming the file when it is not an SQLite database, is damaged,
         belongs to something else or was written by a newer Casebook; such a file is not modified.
         """
-        p = Path(path).expanduser().absolute()
-        revision = _migrate.prepare(p, create=create, migrate=migrate, make_backup=backup)
-        return cls(p, revision)
+        return cls(path, create=create, migrate=migrate, backup=backup)
 
     def close(self) -> None:
         if not self._closed:
@@ -477,7 +477,8 @@ class CaseStore:
     def list_series(self, f: CaseFilter | None = None, *, study_id: int | None = None,
                     limit: int | None = None, offset: int = 0) -> list[SeriesSummary]:
         f = f or CaseFilter()
-        stmt = (select(Series, Study.study_uid, Study.study_date, Patient.patient_key, _HAS_THUMB)
+        stmt = (select(Series, Study.study_uid, Study.study_date, Patient.patient_key, _HAS_THUMB, Patient.patient_id,
+                       Patient.name, Study.description)
                 .join(Study, Study.id == Series.study_id).join(Patient, Patient.id == Study.patient_id)
                 .where(*self._series_conditions(f)))
         if study_id is not None:
@@ -486,10 +487,36 @@ class CaseStore:
         if limit is not None:
             stmt = stmt.limit(limit)
         with self._read() as s:
-            return [self._series_summary(*row) for row in s.execute(stmt, self._params(f))]
+            out = [self._series_summary(*row) for row in s.execute(stmt, self._params(f))]
+            self._decorate(s, out)
+            return out
 
     @staticmethod
-    def _series_summary(se: Series, study_uid: str, sdate: date | None, pkey: str, has_thumb: bool) -> SeriesSummary:
+    def _decorate(s: Session, items: list[SeriesSummary]) -> None:
+        """Fill diagnosis and tags of listed series with one query per kind."""
+        study_ids = sorted({i.study_id for i in items})
+        series_ids = [i.id for i in items]
+        study_dx: dict[int, str] = {}
+        series_dx: dict[int, str] = {}
+        tags: dict[int, list[str]] = {}
+        for chunk in _chunks(study_ids):
+            for stid, seid, dx in s.execute(select(Report.study_id, Report.series_id, Report.diagnosis)
+                                            .where(Report.study_id.in_(chunk), Report.diagnosis != "")):
+                if seid is None:
+                    study_dx[stid] = dx
+                else:
+                    series_dx[seid] = dx
+            for stid, name in s.execute(select(StudyTag.study_id, Tag.name).join(Tag, Tag.id == StudyTag.tag_id)
+                                        .where(StudyTag.study_id.in_(chunk)).order_by(Tag.name)):
+                tags.setdefault(stid, []).append(name)
+        del series_ids
+        for i in items:
+            i.diagnosis = series_dx.get(i.id) or study_dx.get(i.study_id, "")
+            i.tags = list(tags.get(i.study_id, []))
+
+    @staticmethod
+    def _series_summary(se: Series, study_uid: str, sdate: date | None, pkey: str, has_thumb: bool,
+                        patient_id: str = "", patient_name: str = "", study_desc: str = "") -> SeriesSummary:
         ps = tuple(float(v) for v in se.pixel_spacing.split("\\")) if se.pixel_spacing else None
         orient = tuple(float(v) for v in se.orientation.split("\\")) if se.orientation else None
         return SeriesSummary(
@@ -500,18 +527,22 @@ class CaseStore:
             is_localizer=se.is_localizer, study_date=sdate, orientation=orient, slice_spacing=se.slice_spacing,
             extent_mm=se.extent_mm, pixel_spacing=ps if ps and len(ps) == 2 else None,  # type: ignore[arg-type]
             slice_thickness=se.slice_thickness, frame_of_reference_uid=se.frame_of_reference_uid,
-            has_thumbnail=bool(has_thumb), deleted=se.deleted)
+            has_thumbnail=bool(has_thumb), deleted=se.deleted, patient_id=patient_id or "",
+            patient_name=patient_name or "", study_description=study_desc or "")
 
     def get_series(self, series_id: int, *, include_deleted: bool = False) -> SeriesSummary:
         f = CaseFilter(include_deleted=include_deleted)
-        stmt = (select(Series, Study.study_uid, Study.study_date, Patient.patient_key, _HAS_THUMB)
+        stmt = (select(Series, Study.study_uid, Study.study_date, Patient.patient_key, _HAS_THUMB, Patient.patient_id,
+                       Patient.name, Study.description)
                 .join(Study, Study.id == Series.study_id).join(Patient, Patient.id == Study.patient_id)
                 .where(Series.id == int(series_id), *self._series_conditions(f)))
         with self._read() as s:
             row = s.execute(stmt).first()
-        if row is None:
-            raise UnknownItemError(f"series {series_id} is not in the library (or was deleted)")
-        return self._series_summary(*row)
+            if row is None:
+                raise UnknownItemError(f"series {series_id} is not in the library (or was deleted)")
+            out = self._series_summary(*row)
+            self._decorate(s, [out])
+            return out
 
     def find_series(self, key: str) -> SeriesSummary | None:
         """The visible series stored under a stack key (series UID, or UID#n for a split part)."""

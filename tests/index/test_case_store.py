@@ -144,6 +144,10 @@ def test_filters_tags_collections_teaching_and_follow_ups(store: CaseStore) -> N
     assert [s.id for s in store.list_studies(CaseFilter(teaching_only=True))] == [ids["S3"]]
     assert store.get_teaching(ids["S3"]).teaching_points.startswith("Look")
     assert [s.modality for s in store.list_series(CaseFilter(modalities=("mr",)))] == ["MR"]
+    store.set_report(ids["S1"], diagnosis="contusion")
+    [s1] = store.list_series(CaseFilter(study_ids=(ids["S1"],)))
+    assert (s1.diagnosis, s1.tags, s1.patient_id, s1.study_description) == ("contusion", ["Trauma"], "P1", "CT HEAD")
+    assert store.get_series(s1.id).diagnosis == "contusion"
     assert {s.id for s in store.list_studies(CaseFilter(patient="p2"))} == {ids["S3"]}
     assert {s.id for s in store.list_studies(CaseFilter(date_from=date(2019, 6, 1), date_to=date(2020, 12, 31)))} \
         == {ids["S2"]}
