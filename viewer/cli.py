@@ -20,6 +20,9 @@ COMMAND_MODULES: tuple[str, ...] = (
     "info",
     "audit",
     "search",
+    "train_encoder",
+    "model",
+    "doctor",
     "gui",
 )
 
