@@ -104,7 +104,8 @@ def run(args: argparse.Namespace) -> int:
 
 def print_summary(summary: ingest_service.IngestSummary, *, show_skipped: int = 20, limit: int = 40) -> None:
     if summary.series:
-        rows = [[s.series_id, s.status, s.study_date, s.modality, s.description, s.images, s.split_reason]
+        rows = [[s.series_id, s.status, s.study_date, s.modality, _cut(s.description, 40), s.images,
+                 _cut(s.split_reason, 48)]
                 for s in summary.series[:limit]]
         print_table(["id", "series", "study date", "modality", "description", "images", "split"], rows)
         if len(summary.series) > limit:
@@ -137,3 +138,8 @@ def print_summary(summary: ingest_service.IngestSummary, *, show_skipped: int = 
     print(f"library: {summary.library}")
     if summary.cancelled:
         print("ingest was stopped: what is listed above is stored; run the same command again to resume")
+
+
+def _cut(s: str, n: int) -> str:
+    s = (s or "").replace("\n", " ")
+    return s if len(s) <= n else s[: n - 1] + "…"

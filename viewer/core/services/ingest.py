@@ -235,6 +235,18 @@ def ingest(
             st = stats.get(h) or _stat(h)
             if st is not None:
                 remembered.append(FileState(h, st[0], st[1], "skipped", reason))
+    # files the scan read but put in no stack and reported no problem for (non-image objects
+    # such as SR or RT structure sets): say so, and remember them like the rest
+    accounted = {os.path.abspath(str(p.path)) for p in result.problems}
+    for stack in result.stacks:
+        accounted.update(os.path.abspath(str(h.path)) for h in stack.instances)
+    for f in to_scan:
+        if f not in accounted:
+            reason = "no image to store (a non-image object such as a report, RT plan or structure set)"
+            summary.skipped.append(SkippedFile(f, reason))
+            st = stats.get(f)
+            if st is not None:
+                remembered.append(FileState(f, st[0], st[1], "skipped", reason))
     if remembered:
         store.record_problems(remembered)
 
@@ -244,6 +256,9 @@ def ingest(
         groups.setdefault(stack.series_uid, []).append(stack)
     total_files = sum(len({h.path for h in st.instances}) for st in image_stacks)
     done_files = 0
+    stored_paths: set[str] = set()
+    unchanged_paths: set[str] = set()
+    duplicate_paths: set[str] = set()
     progress(0, total_files, PHASE_STORE)
     for group in groups.values():
         if cancel is not None and cancel.is_set():
@@ -256,17 +271,22 @@ def ingest(
             # one unusable series (e.g. missing UIDs) must not stop the archive
             if "missing series or study UID" not in str(exc):
                 raise
-            for rec in records:
-                for inst in rec.instances:
-                    summary.skipped.append(SkippedFile(inst.path, "missing Study/Series Instance UID"))
+            reason = "missing Study/Series Instance UID"
+            bad = {inst.path: inst for rec in records for inst in rec.instances}
+            for path, inst in bad.items():
+                summary.skipped.append(SkippedFile(path, reason))
+            store.record_problems(FileState(path, inst.file_size or 0, inst.file_mtime_ns or 0, "problem", reason)
+                                  for path, inst in bad.items())
             continue
         for rec, res in zip(records, results):
             paths_in = {i.path for i in rec.instances}
             dup_paths = {p for p, _ in res.duplicates}
-            summary.files_duplicate += len(dup_paths)
-            summary.files_stored += len(paths_in - dup_paths) if res.instances_added else 0
-            if res.instances_added == 0 and res.status == "unchanged":
-                summary.files_unchanged += len(paths_in - dup_paths)
+            # a multi-frame file split over several stacks is counted once
+            if res.instances_added:
+                stored_paths.update(paths_in - dup_paths)
+            elif res.status == "unchanged":
+                unchanged_paths.update(paths_in - dup_paths)
+            duplicate_paths.update(dup_paths)
             summary.images_stored += res.instances_added
             if res.status == "stored":
                 summary.series_stored += 1
@@ -280,6 +300,9 @@ def ingest(
                     _fmt_da(rec.study_date), len(rec.instances), rec.split_reason))
             done_files += len(paths_in)
         progress(done_files, total_files, PHASE_STORE)
+    summary.files_stored += len(stored_paths)
+    summary.files_unchanged += len(unchanged_paths - stored_paths)
+    summary.files_duplicate += len(duplicate_paths - stored_paths)
     summary.elapsed_s = time.monotonic() - t0
     log.info("ingest: %d series stored, %d updated, %d files skipped%s", summary.series_stored,
              summary.series_updated, summary.files_skipped, " (cancelled)" if summary.cancelled else "")
