@@ -23,6 +23,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "train_encoder",
     "model",
     "doctor",
+    "embed",
     "gui",
 )
 

@@ -1,0 +1,39 @@
+"""casebook embed over a real case store built by the real ingest service."""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from casebook.index.case_store import CaseStore
+from casebook.viewer.cli import main
+from casebook.viewer.core.errors import OperationCancelled
+from casebook.viewer.core.services.embedding import embed_missing
+from casebook.viewer.core.services.ingest import ingest
+
+
+def test_embed_missing_is_resumable_and_records_model(tmp_path, need_shared, baseline) -> None:
+    src = need_shared("dicom", "dcm_qa_ct")
+    store = CaseStore.open(tmp_path / "lib.sqlite", create=True)
+    ingest([src], store, workers=2)
+    ev = threading.Event()
+    ev.set()
+    with pytest.raises(OperationCancelled):
+        embed_missing(store, baseline, cancel=ev)
+    first = embed_missing(store, baseline, limit=1)
+    assert first.done == 1 and first.remaining >= 1
+    rest = embed_missing(store, baseline)
+    assert rest.remaining == 0 and rest.done == first.remaining - len(rest.failed)
+    rec = store.get_model("casebook-baseline@1.0")
+    assert rec.sha256 == baseline.sha256 and rec.dim == baseline.embedding_size
+    es = store.get_embeddings(rec.id)
+    assert len(es.labels) > rest.done
+    assert embed_missing(store, baseline).done == 0  # nothing left to do
+
+
+def test_embed_cli(library_dir, need_shared, capsys) -> None:
+    assert main(["ingest", str(need_shared("dicom", "dcm_qa_ct"))]) in (0, 1)
+    capsys.readouterr()
+    assert main(["embed", "--model", "casebook-cxr2d"]) == 0
+    assert "casebook-cxr2d@1.0" in capsys.readouterr().out

@@ -1,0 +1,84 @@
+"""Embed every stored series that lacks embeddings for the current model.
+
+Resumable by construction: each series' vectors are written in one transaction, and the work
+list is "series with no embedding of this model", so an interrupted run simply continues. The
+model is recorded in the store by name, version and file hash: a retrained file with the same
+name and version is refused rather than silently mixed with older vectors.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from casebook.index.case_store import CaseStore
+from casebook.inference.embedding import embed_image
+from casebook.inference.errors import InferenceError
+from casebook.inference.preprocess import ImageInput
+from casebook.inference.registry import find_model
+from casebook.inference.runtime import Encoder
+
+from ..config import Settings, load_settings
+from ..errors import CasebookError
+from ..progress import ProgressCallback, SupportsCancel, check_cancel
+from .library import load_stored_volume
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EmbedReport:
+    model: str
+    provider: str
+    done: int = 0
+    failed: list[tuple[int, str]] = field(default_factory=list)
+    remaining: int = 0
+
+
+def open_encoder(settings: Settings, model: str | None = None) -> Encoder:
+    return Encoder(find_model(model or settings.model, settings.models_dir).path, device=settings.device)
+
+
+def embed_missing(store: CaseStore, encoder: Encoder, *, progress: ProgressCallback | None = None,
+                  cancel: SupportsCancel | None = None, limit: int | None = None) -> EmbedReport:
+    """Compute and store series (slice index -1) and per-slice/slab embeddings of every series
+    lacking them; a series that cannot be read or encoded is reported and skipped."""
+    prov = encoder.provenance
+    rec = store.register_model(prov.name, prov.version, prov.sha256, encoder.embedding_size, encoder.card.input_kind)
+    todo = store.series_missing_embeddings(rec.id)
+    if limit is not None:
+        todo = todo[:limit]
+    report = EmbedReport(model=encoder.card.ident, provider=encoder.provider)
+    for n, sid in enumerate(todo):
+        check_cancel(cancel)
+        try:
+            vol = load_stored_volume(store, sid, cancel=cancel)
+            emb = embed_image(encoder, ImageInput.from_volume(vol), cancel=cancel)
+            idx = [-1, *(int(k) for k in emb.part_slices)]
+            vecs = np.vstack([emb.series[None], emb.parts])
+            store.put_embeddings(rec.id, sid, idx, vecs, replace_series=True)
+            report.done += 1
+        except (CasebookError, InferenceError, OSError, ValueError) as exc:
+            if cancel is not None and cancel.is_set():
+                raise
+            log.warning("series %d: cannot embed: %s", sid, exc)
+            report.failed.append((sid, str(exc)))
+        if progress:
+            progress(n + 1, len(todo), f"series {sid}")
+    report.remaining = len(store.series_missing_embeddings(rec.id))
+    return report
+
+
+def embed_library(settings: Settings | None = None, model: str | None = None, **kw) -> EmbedReport:
+    settings = settings or load_settings()
+    store = CaseStore.open(settings.database_path, create=True)
+    try:
+        return embed_missing(store, open_encoder(settings, model), **kw)
+    finally:
+        close = getattr(store, "close", None)
+        if close:
+            close()
+
+
+__all__ = ["EmbedReport", "embed_missing", "embed_library", "open_encoder"]
