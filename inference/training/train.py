@@ -52,6 +52,7 @@ class TrainConfig:
     input_size: int | None = None  # per axis; None: 64 for 2D, 32 for 3D
     seed: int = 0
     threads: int = 0  # 0: all cores
+    device: str = "auto"  # auto (CUDA when torch sees a GPU) | cpu | cuda
     licence: str = ""
     training_data: str = ""
     description: str = ""
@@ -115,7 +116,8 @@ def _prepare(x: np.ndarray, size: int) -> torch.Tensor:
 @torch.no_grad()
 def embed_tensor(model: Any, x: torch.Tensor, mean: float, std: float, batch: int = 256) -> np.ndarray:
     model.eval()
-    out = [model((x[i : i + batch] - mean) / std) for i in range(0, len(x), batch)]
+    dev = next(model.parameters()).device
+    out = [model(((x[i : i + batch] - mean) / std).to(dev)).cpu() for i in range(0, len(x), batch)]
     return F.normalize(torch.cat(out), dim=1).numpy()
 
 
@@ -134,7 +136,10 @@ def train_encoder(data: LabelledArrays, config: TrainConfig, progress: Progress 
     ty, vy = torch.from_numpy(data.train_labels.astype(np.int64)), data.val_labels.astype(np.int64)
     mean, std = float(tx.mean()), float(tx.std()) or 1.0
     labelled = data.labelled
-    model = ConvEncoder(dims=dims, channels=1, width=config.width, embedding_size=config.embedding_size)
+    use_cuda = config.device == "cuda" or (config.device == "auto" and torch.cuda.is_available())
+    dev = torch.device("cuda" if use_cuda else "cpu")
+    model = ConvEncoder(dims=dims, channels=1, width=config.width, embedding_size=config.embedding_size).to(dev)
+    log.info("training on %s", dev)
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = max(1, len(tx) // config.batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=config.epochs * steps_per_epoch, pct_start=0.15)
@@ -151,7 +156,7 @@ def train_encoder(data: LabelledArrays, config: TrainConfig, progress: Progress 
             idx = order[step * config.batch_size : (step + 1) * config.batch_size]
             xb = tx[idx]
             v = torch.cat([view(xb, gen=gen), view(xb, gen=gen)])
-            z = F.normalize(model.project((v - mean) / std), dim=1)
+            z = F.normalize(model.project(((v - mean) / std).to(dev)), dim=1).cpu()
             inst = torch.arange(len(idx)).repeat(2)
             loss = config.ssl_weight * contrastive_loss(z, inst, config.temperature) if config.ssl_weight > 0 or not labelled else 0.0
             if labelled and config.supervised_weight > 0:
@@ -185,7 +190,7 @@ def train_encoder(data: LabelledArrays, config: TrainConfig, progress: Progress 
         progress(epoch + 1, config.epochs, " ".join(f"{k}={v:.3f}" for k, v in rec.items() if k != "epoch"))
     assert best_state is not None
     model.load_state_dict(best_state)
-    model.eval()
+    model = model.cpu().eval()
     best = history[best_epoch - 1]
     card = ModelCard(
         name=config.name,
