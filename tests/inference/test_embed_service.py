@@ -37,3 +37,17 @@ def test_embed_cli(library_dir, need_shared, capsys) -> None:
     capsys.readouterr()
     assert main(["embed", "--model", "casebook-cxr2d"]) == 0
     assert "casebook-cxr2d@1.0" in capsys.readouterr().out
+
+
+def test_train_encoder_from_store(library_dir, need_shared, capsys) -> None:
+    pytest.importorskip("torch", reason="the 'train' extra (torch==2.13.0) is not installed")
+    from casebook.viewer.core.services.embedding import training_set_from_store
+    from casebook.viewer.core.services.library import open_store
+
+    assert main(["ingest", str(need_shared("dicom", "dcm_qa_ct")), str(need_shared("dicom", "dcm_qa_ge"))]) in (0, 1)
+    data = training_set_from_store(open_store(), "2d-slice", size=32, val_fraction=0.3)
+    assert data.train_images.shape[1:] == (32, 32) and 0.0 <= data.train_images.min() and data.train_images.max() <= 1.0
+    assert not data.labelled  # no diagnoses entered: self-supervised
+    assert main(["train-encoder", "--from-store", "2d-slice", "--name", "lib-enc", "--epochs", "1", "--width", "4",
+                 "--input-size", "32", "--batch-size", "16", "--threads", "1"]) == 0
+    assert (library_dir / "models" / "lib-enc-1.onnx").is_file()

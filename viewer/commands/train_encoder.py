@@ -16,7 +16,8 @@ from ._console import ProgressBar, print_table
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("train-encoder", help="train an encoder on a labelled npz set (needs the 'train' extra)",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("data", type=Path, help="MedMNIST-style .npz (train_images/train_labels[/val_*]) or a folder with one")
+    p.add_argument("data", type=Path, nargs="?", help="MedMNIST-style .npz (train_images/train_labels[/val_*]) or a folder with one")
+    p.add_argument("--from-store", choices=("2d-slice", "3d-volume"), help="train on the library itself (labels: diagnoses) with this input kind")
     p.add_argument("-o", "--out", type=Path, help="ONNX file to write (default: <models dir>/<name>-<version>.onnx)")
     p.add_argument("--name", default="casebook-custom", help="model name in the card (no spaces)")
     p.add_argument("--version", default="1", help="model version in the card")
@@ -46,8 +47,21 @@ def run(args: argparse.Namespace) -> int:
     from casebook.viewer.core.config import load_settings
 
     settings = load_settings()
+    if (args.data is None) == (args.from_store is None):
+        print("error: give an npz DATA path or --from-store KIND (not both)", file=sys.stderr)
+        return 2
     try:
-        data = load_npz(args.data)
+        if args.from_store:
+            from casebook.viewer.core.services.embedding import training_set_from_store
+            from casebook.viewer.core.services.library import open_store
+
+            bar0 = ProgressBar("read library", unit="series")
+            try:
+                data = training_set_from_store(open_store(settings, create=False), args.from_store, size=args.input_size, progress=bar0)
+            finally:
+                bar0.close()
+        else:
+            data = load_npz(args.data)
     except InferenceError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -82,3 +82,64 @@ def embed_library(settings: Settings | None = None, model: str | None = None, **
 
 
 __all__ = ["EmbedReport", "embed_missing", "embed_library", "open_encoder"]
+
+
+def training_set_from_store(store: CaseStore, kind: str = "2d-slice", *, size: int | None = None,
+                            slices_per_series: int = 8, val_fraction: float = 0.15, seed: int = 0,
+                            progress: ProgressCallback | None = None, cancel: SupportsCancel | None = None):
+    """The library as a training set for ``casebook train-encoder --from-store``.
+
+    Labels are the series' diagnoses (its own report's, else its study's); series without one are
+    unlabelled (-1) and still used by the self-supervised term. The val split is drawn by study, so
+    slices of one study never sit on both sides. Images are mapped to [0, 1] with the same
+    modality rules as the shipped models (CT wide window, MR percentiles, radiographs as is).
+    """
+    from casebook.inference.preprocess import normalise_intensity, resample_to, sample_slices
+    from casebook.inference.training.data import LabelledArrays, TrainingDataError
+    from casebook.inference.training.train import default_intensity
+
+    three_d = kind == "3d-volume"
+    size = size or (32 if three_d else 64)
+    rules = default_intensity(kind)
+    diag = store.diagnoses()
+    names = sorted(set(diag.values()))
+    label_of = {n: i for i, n in enumerate(names)}
+    series = store.list_series()
+    rng = np.random.default_rng(seed)
+    studies = sorted({s.study_id for s in series})
+    val_studies = set(rng.choice(studies, size=max(1, int(len(studies) * val_fraction)), replace=False).tolist()) if studies else set()
+    buckets: dict[bool, tuple[list, list]] = {True: ([], []), False: ([], [])}
+    for n, s in enumerate(series):
+        check_cancel(cancel)
+        try:
+            vol = load_stored_volume(store, s.id, cancel=cancel)
+        except (CasebookError, OSError, ValueError) as exc:
+            log.warning("series %d: skipped for training: %s", s.id, exc)
+            continue
+        img = ImageInput.from_volume(vol)
+        spec = rules.get((img.modality or "").upper(), rules["default"])
+        if img.modality.upper() in ("CR", "DX", "MG", "RG", "XA", "RF") and "XR" in rules:
+            spec = rules["XR"]
+        lab = label_of.get(diag.get(s.id, ""), -1)
+        xs, ys = buckets[s.study_id in val_studies]
+        if three_d:
+            norm = normalise_intensity(img.voxels, spec, img.photometric)
+            xs.append(resample_to(norm, img.spacing, (size,) * 3, None))
+            ys.append(lab)
+        else:
+            for k in sample_slices(img.shape[0], slices_per_series):
+                norm = normalise_intensity(img.voxels[k], spec, img.photometric)
+                xs.append(resample_to(norm, img.spacing[1:], (size, size), None))
+                ys.append(lab)
+        if progress:
+            progress(n + 1, len(series), "series")
+    (tx, ty), (vx, vy) = buckets[False], buckets[True]
+    if not tx or not vx:
+        raise TrainingDataError(f"{store.path}: too few readable series to train (train {len(tx)}, val {len(vx)})")
+    out = LabelledArrays(np.stack(tx), np.asarray(ty, np.int64), np.stack(vx), np.asarray(vy, np.int64),
+                         source=f"case store {store.path}", label_names=names)
+    out.validate()
+    return out
+
+
+__all__ += ["training_set_from_store"]
