@@ -695,8 +695,12 @@ class StoreCatalog:
 
 
 def open_store_search(settings: Any, model: str | None = None, *, progress: Any = None,
-                      cancel: Any = None, encoder: QueryEncoder | None = None) -> SearchService:
+                      cancel: Any = None, encoder: QueryEncoder | None = None,
+                      auto_encoder: bool = True) -> SearchService:
     """Open the library's case store and the index of ``model`` (default: the settings' model).
+
+    Without an explicit ``encoder``, the library model's file is loaded (when present and
+    identical to the one that embedded the library) so that ROI and folder queries work.
 
     The index is checked against the store's embeddings and caught up or rebuilt as needed.
     """
@@ -723,6 +727,10 @@ def open_store_search(settings: Any, model: str | None = None, *, progress: Any 
         if enc_dim != rec.dim or re.split(r"[#+]", enc_key)[0] != rec.key:
             raise QueryError(f"encoder {enc_key!r} ({enc_dim}-d) does not match the index of "
                              f"{rec.key} ({rec.dim}-d): queries would be compared with another model's vectors")
+    if encoder is None and auto_encoder:
+        from .query_encoder import query_encoder_for
+
+        encoder = query_encoder_for(settings, store, rec)
     service = SearchService(StoreCatalog(store, rec.id), index, settings=settings.search)
     service.encoder = encoder
     return service
