@@ -24,6 +24,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "model",
     "doctor",
     "embed",
+    "demo",
     "gui",
 )
 
