@@ -1,0 +1,56 @@
+"""``casebook demo`` end to end in a temporary library, through the real CLI, store and ingest."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from casebook.index.case_store import CaseFilter, CaseStore
+from casebook.viewer.cli import main
+from casebook.viewer.core.demo.phantom import PhantomOptions, plan_library
+
+ARGS = ["--patients", "3", "--size", "96", "--slices", "16", "--big-slices", "0"]
+
+
+@pytest.mark.slow
+def test_demo_builds_annotated_library_and_is_idempotent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    lib = tmp_path / "lib"
+    monkeypatch.setenv("CASEBOOK_CONFIG", str(tmp_path / "settings.toml"))
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    monkeypatch.delenv("QT_QPA_PLATFORM", raising=False)
+    assert main(["--library", str(lib), "demo", *ARGS, "--open"]) == 0
+    out = capsys.readouterr().out
+    assert "DEMO0001" in out  # headless --open lists the library
+
+    plans = plan_library(PhantomOptions(patients=3, size=96, slices=16, big_slices=0))
+    with CaseStore.open(lib / "casebook.sqlite", create=False) as store:
+        synth = store.list_studies(CaseFilter(tags=("synthetic",)))
+        assert len(synth) == len(plans)
+        assert {s.patient_id for s in synth} == {p.patient_id for p in plans}
+        assert sum(s.series_count for s in synth) == sum(len(p.series) for p in plans)
+        for s in synth:
+            assert "SYNTHETIC PHANTOM" in s.description
+            rep = store.get_report(s.id)
+            assert rep is not None and rep.findings.startswith("Synthetic phantom.") and rep.diagnosis
+        # follow-ups are linked to their prior, and the report says how the lesion changed
+        followed = [p for p in plans if p.timepoint == 1]
+        for fp in followed:
+            later = next(s for s in synth if s.patient_id == fp.patient_id and s.study_date == fp.study_date)
+            assert later.prior_count == 1
+            words = {"grew": "increased", "shrank": "decreased", "stable": "unchanged"}[fp.change]
+            assert words in store.get_report(later.id).findings
+        # the real registry sample files are there too
+        samples = store.list_studies(CaseFilter(tags=("sample",)))
+        assert len(samples) > 10
+        before = store.stats()
+        n_series = len(store.series_ids_matching())
+
+    # second run: nothing new
+    assert main(["--library", str(lib), "demo", *ARGS]) == 0
+    capsys.readouterr()
+    with CaseStore.open(lib / "casebook.sqlite", create=False) as store:
+        assert len(store.series_ids_matching()) == n_series
+        assert store.stats() == before
+        assert len(store.list_studies(CaseFilter(tags=("synthetic",)))) == len(plans)
