@@ -367,7 +367,8 @@ def _read_file(path: Path) -> _FileRecord | FileProblem | _DicomDirRefs:
         if why is not None:
             return FileProblem(path, why)
         try:
-            ds = pydicom.dcmread(fp, stop_before_pixels=True, force=True)
+            # Only the tags we use are parsed; the rest (large private blocks) is skipped.
+            ds = pydicom.dcmread(fp, stop_before_pixels=True, force=True, specific_tags=_HEADER_TAGS)
         except InvalidDicomError as exc:
             return FileProblem(path, f"not a valid DICOM file: {exc}")
         except Exception as exc:  # noqa: BLE001 - pydicom raises many types on corrupt headers
@@ -493,6 +494,63 @@ def _record_from_dataset(path: Path, ds: Any, ts: str, pixel_info: tuple[int, in
 # --------------------------------------------------------------------------------------------
 # Walking inputs
 # --------------------------------------------------------------------------------------------
+
+_HEADER_TAGS = [
+    "AccessionNumber",
+    "AcquisitionDate",
+    "AcquisitionDateTime",
+    "AcquisitionNumber",
+    "AcquisitionTime",
+    "BitsAllocated",
+    "BitsStored",
+    "BodyPartExamined",
+    "Columns",
+    "DiffusionBValue",
+    "EchoNumbers",
+    "EchoTime",
+    "FrameOfReferenceUID",
+    "ImageOrientationPatient",
+    "ImagePositionPatient",
+    "ImageType",
+    "ImagerPixelSpacing",
+    "InstanceNumber",
+    "InstitutionName",
+    "Manufacturer",
+    "Modality",
+    "NumberOfFrames",
+    "PatientAge",
+    "PatientBirthDate",
+    "PatientID",
+    "PatientName",
+    "PatientSex",
+    "PhotometricInterpretation",
+    "PixelRepresentation",
+    "PixelSpacing",
+    "PlanarConfiguration",
+    "ReferringPhysicianName",
+    "RescaleIntercept",
+    "RescaleSlope",
+    "Rows",
+    "SOPClassUID",
+    "SOPInstanceUID",
+    "SamplesPerPixel",
+    "SeriesDescription",
+    "SeriesInstanceUID",
+    "SeriesNumber",
+    "SliceThickness",
+    "SpacingBetweenSlices",
+    "StudyDate",
+    "StudyDescription",
+    "StudyInstanceUID",
+    "StudyTime",
+    "TemporalPositionIdentifier",
+    "WindowCenter",
+    "WindowWidth",
+    "DirectoryRecordSequence",
+    "SharedFunctionalGroupsSequence",
+    "PerFrameFunctionalGroupsSequence",
+    "SpecificCharacterSet",
+]
 
 _SKIP_NAMES = {".ds_store", "thumbs.db", "desktop.ini"}
 
