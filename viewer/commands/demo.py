@@ -7,6 +7,7 @@ pydicom, pydicom-data and deid-data, ingested into the library and annotated.
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
 import sys
 import threading
@@ -79,6 +80,10 @@ def run(args: argparse.Namespace) -> int:
         return 2
     opts = PhantomOptions(patients=args.patients, seed=args.seed, size=args.size, slices=args.slices,
                           big_slices=max(0, args.big_slices))
+    if not getattr(args, "verbose", 0):
+        # some public sample files are deliberately broken: Casebook reports them per series, so
+        # pydicom's own decoder tracebacks would only bury the progress bars (-v shows them)
+        logging.getLogger("pydicom").setLevel(logging.CRITICAL)
     cancel = CancelToken()
     previous = None
     if threading.current_thread() is threading.main_thread():

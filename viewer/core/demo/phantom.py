@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import uuid
 from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
@@ -544,27 +545,53 @@ def write_study(plan: StudyPlan, out_dir: Path, *, prior: StudyPlan | None = Non
     return gs
 
 
+def _write_job(job: tuple[StudyPlan, Path, StudyPlan | None, int]) -> GeneratedStudy:
+    plan, out_dir, prior, seed = job
+    return write_study(plan, out_dir, prior=prior, seed=seed)
+
+
 def generate_library(out_dir: Path, options: PhantomOptions, *, progress: ProgressCallback | None = None,
-                     cancel: SupportsCancel | None = None) -> list[GeneratedStudy]:
-    """Write the whole phantom cohort; ``progress(done, total, message)`` counts slices."""
-    plans = plan_library(options)
+                     cancel: SupportsCancel | None = None, workers: int = 0) -> list[GeneratedStudy]:
+    """Write the whole phantom cohort; ``progress(done, total, message)`` counts slices.
+
+    Studies are written in parallel (``workers`` processes, 0 = one per CPU core); each study has
+    its own seeds, so the files do not depend on the number of workers."""
+    plans = plans_in = plan_library(options)
     total = sum(sp.slices for p in plans for sp in p.series)
-    done = 0
-    out: list[GeneratedStudy] = []
     prior_of: dict[str, StudyPlan] = {}
-
-    def tick() -> None:
-        nonlocal done
-        done += 1
-        if progress is not None and (done % 16 == 0 or done == total):
-            progress(done, total, "phantom slices")
-
-    for plan in plans:
-        out.append(write_study(plan, out_dir, prior=prior_of.get(plan.patient_id), seed=options.seed,
-                               cancel=cancel, on_slice=tick))
+    jobs = []
+    for plan in plans_in:
+        jobs.append((plan, out_dir, prior_of.get(plan.patient_id), options.seed))
         prior_of[plan.patient_id] = plan
+    n_workers = workers or os.cpu_count() or 1
+    out: list[GeneratedStudy | None] = [None] * len(jobs)
+    done = 0
+    if n_workers <= 1 or len(jobs) <= 1:
+        for n, job in enumerate(jobs):
+            check_cancel(cancel)
+            out[n] = _write_job(job)
+            done += sum(sp.slices for sp in job[0].series)
+            if progress is not None:
+                progress(done, total, "phantom slices")
+    else:
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        with ProcessPoolExecutor(max_workers=min(n_workers, len(jobs))) as pool:
+            futs = {pool.submit(_write_job, job): n for n, job in enumerate(jobs)}
+            try:
+                for fut in as_completed(futs):
+                    n = futs[fut]
+                    out[n] = fut.result()
+                    done += sum(sp.slices for sp in jobs[n][0].series)
+                    if progress is not None:
+                        progress(done, total, "phantom slices")
+                    check_cancel(cancel)
+            except BaseException:
+                for f in futs:
+                    f.cancel()
+                raise
     log.info("phantom: %d studies, %d slices written", len(out), total)
-    return out
+    return [o for o in out if o is not None]
 
 
 def iter_lesion_masks(plan: StudyPlan, sp: SeriesPlan) -> Iterator[tuple[np.ndarray, np.ndarray]]:

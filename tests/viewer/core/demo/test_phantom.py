@@ -126,3 +126,14 @@ def test_follow_up_same_patient_later_date_volume_changes() -> None:
         else:
             assert 0.7 < nb / max(na, 1) < 1.3
     assert seen == {"grew", "shrank", "stable"}
+
+
+def test_parallel_writing_gives_the_same_files(tmp_path: Path) -> None:
+    opts = PhantomOptions(patients=2, size=64, slices=10, big_slices=0, follow_up_share=1.0)
+    one = generate_library(tmp_path / "one", opts, workers=1)
+    two = generate_library(tmp_path / "two", opts, workers=2)
+    assert [s.study_uid for s in one] == [s.study_uid for s in two]
+    rel = lambda root, studies: sorted(str(f.relative_to(root)) for s in studies for se in s.series for f in se.files)  # noqa: E731
+    assert rel(tmp_path / "one", one) == rel(tmp_path / "two", two)
+    assert _digest([f for s in one for se in s.series for f in se.files]) == \
+        _digest([f for s in two for se in s.series for f in se.files])
