@@ -191,7 +191,24 @@ def _embed(store: CaseStore, progress: ProgressCallback, cancel: SupportsCancel 
         return f"failed: {exc}"
     for sid, why in er.failed:
         rep.problems.append(f"series {sid}: {why}")
-    return f"{er.model} on {er.provider}: {er.done} series embedded, {len(er.failed)} failed"
+    text = f"{er.model} on {er.provider}: {er.done} series embedded, {len(er.failed)} failed"
+    # build (or catch up) the on-disk vector index now, so the first search opens it at once
+    try:
+        from casebook.index.vector_index import VectorIndex
+
+        settings = load_settings()
+        prov = enc.provenance
+        rec = next(m for m in store.list_models() if (m.name, m.version, m.sha256) == (prov.name, prov.version, prov.sha256))
+        index = VectorIndex.open(settings.index_dir, rec.key, rec.dim, store.embedding_source(rec.id),
+                                 progress=progress, cancel=cancel)
+        try:
+            text += f"; index {len(index)} vectors"
+        finally:
+            index.close()
+    except Exception as exc:  # noqa: BLE001 - search rebuilds the index itself when it opens
+        log.warning("demo vector index not built now (search builds it on first use): %s", exc)
+        rep.problems.append(f"vector index: {exc}")
+    return text
 
 
 __all__ = ["DemoReport", "annotate", "build_demo", "copy_samples", "ensure_phantoms", "sample_files"]

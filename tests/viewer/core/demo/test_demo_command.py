@@ -44,6 +44,11 @@ def test_demo_builds_annotated_library_and_is_idempotent(tmp_path: Path, monkeyp
         # the real registry sample files are there too
         samples = store.list_studies(CaseFilter(tags=("sample",)))
         assert len(samples) > 10
+        # every phantom series was embedded and the vector index was built on disk
+        models = store.list_models()
+        assert models and not [sid for sid in store.series_missing_embeddings(models[0].id)
+                                if sid in {x.id for st in synth for x in store.list_series(study_id=st.id)}]
+        assert any(p.suffix == ".hnsw" for p in (lib / "vectors").iterdir())
         before = store.stats()
         n_series = len(store.series_ids_matching())
 
