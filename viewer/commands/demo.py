@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import warnings
 import signal
 import sys
 import threading
@@ -53,7 +54,7 @@ class _Bars:
             self.close()
             self.phase = message
             self.bar = ProgressBar(message or "demo", unit="slices" if "phantom" in message else
-                                   "series" if message.startswith("series") else "files")
+                                   "series" if "series" in message else "files")
         if self.bar is not None and (total or done):
             self.bar(done, total)
 
@@ -84,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
         # some public sample files are deliberately broken: Casebook reports them per series, so
         # pydicom's own decoder tracebacks would only bury the progress bars (-v shows them)
         logging.getLogger("pydicom").setLevel(logging.CRITICAL)
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"pydicom\.")
     cancel = CancelToken()
     previous = None
     if threading.current_thread() is threading.main_thread():

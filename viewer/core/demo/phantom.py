@@ -566,6 +566,8 @@ def generate_library(out_dir: Path, options: PhantomOptions, *, progress: Progre
     n_workers = workers or os.cpu_count() or 1
     out: list[GeneratedStudy | None] = [None] * len(jobs)
     done = 0
+    if progress is not None:
+        progress(0, total, "phantom slices")
     if n_workers <= 1 or len(jobs) <= 1:
         for n, job in enumerate(jobs):
             check_cancel(cancel)
