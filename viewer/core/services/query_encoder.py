@@ -7,6 +7,8 @@ vectors of a retrained model are not comparable with the library's, even under t
 from __future__ import annotations
 
 import logging
+import threading
+from collections import OrderedDict
 from pathlib import Path
 from typing import Hashable
 
@@ -42,14 +44,37 @@ class StoreQueryEncoder:
         self.store = store
         self.model_key = record.key
         self.dim = int(record.dim)
+        self._images: OrderedDict[int, ImageInput] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def remember(self, series_id: Hashable, volume: object) -> None:
+        """Keep the Volume a viewer already decoded, so a box drawn on it is not re-read from disk."""
+        with self._lock:
+            self._images[int(series_id)] = ImageInput.from_volume(volume)  # type: ignore[arg-type]
+            self._images.move_to_end(int(series_id))
+            while len(self._images) > 2:
+                self._images.popitem(last=False)
+
+    def _image(self, series_id: int, depth: int) -> ImageInput:
+        with self._lock:
+            image = self._images.get(series_id)
+        if image is None or image.shape[0] < depth:  # not seen, or only a preview of the series
+            image = ImageInput.from_volume(load_stored_volume(self.store, series_id))
+            self.remember_image(series_id, image)
+        return image
+
+    def remember_image(self, series_id: int, image: ImageInput) -> None:
+        with self._lock:
+            self._images[series_id] = image
+            while len(self._images) > 2:
+                self._images.popitem(last=False)
 
     def encode_roi(self, series_id: Hashable, box: tuple[int, int, int, int, int, int]) -> QueryVectors:
         """Box (k0, k1, j0, j1, i0, i1) in voxels of a stored series, end-exclusive."""
         k0, k1, j0, j1, i0, i1 = (int(v) for v in box)
         if k1 <= k0 or j1 <= j0 or i1 <= i0:
             raise CasebookError(f"ROI box {box} is empty")
-        vol = load_stored_volume(self.store, int(series_id))  # type: ignore[arg-type]
-        image = ImageInput.from_volume(vol)
+        image = self._image(int(series_id), k1)  # type: ignore[arg-type]
         vec = embed_roi(self.encoder, image, RoiBox((k0, j0, i0), (k1, j1, i1), "voxel"))
         centre = (k0 + k1 - 1) // 2
         return QueryVectors(np.asarray(vec, np.float32)[None], [centre], f"ROI {box} of series {series_id}")

@@ -125,7 +125,15 @@ class SimilarController(QObject):
             return
         box = self.win.state.geometry.image_box_to_ijk_box(m.orientation, m.slice_index, m.p0, m.p1)
         sid = self.current_series_id
-        self._run(lambda svc: svc.query_from_roi(sid, box), "box")
+        vol = self.win.state.volume
+
+        def query(svc: Any) -> Any:
+            remember = getattr(svc.encoder, "remember", None)
+            if remember is not None and vol is not None:
+                remember(sid, vol)  # the decoded series on screen: no second read from disk
+            return svc.query_from_roi(sid, box)
+
+        self._run(query, "box")
 
     def _run(self, make_query, label: str) -> None:
         try:
