@@ -22,7 +22,7 @@ import numpy as np
 
 from ..errors import DicomReadError
 from ..progress import ProgressCallback, SupportsCancel, check_cancel
-from . import _io
+from . import _fastheader, _io
 from .volume import Volume
 
 log = logging.getLogger(__name__)
@@ -190,7 +190,7 @@ def _i(ds: Any, name: str) -> int | None:
         v = ds.get(name, None)
         if v is None or v == "":
             return None
-        if type(v).__name__ == "MultiValue":
+        if isinstance(v, list) or type(v).__name__ == "MultiValue":
             v = v[0]
         return int(float(v))
     except Exception:  # noqa: BLE001
@@ -202,7 +202,7 @@ def _f(ds: Any, name: str) -> float | None:
         v = ds.get(name, None)
         if v is None or v == "":
             return None
-        if type(v).__name__ == "MultiValue":
+        if isinstance(v, list) or type(v).__name__ == "MultiValue":
             v = v[0]
         x = float(v)
         return x if math.isfinite(x) else None
@@ -351,8 +351,12 @@ def _frame_headers(ds: Any, path: Path, base: dict[str, Any]) -> list[InstanceHe
     return out
 
 
-def _read_file(path: Path) -> _FileRecord | FileProblem | _DicomDirRefs:
-    """Read one file's header (no pixel data); never raises."""
+def _read_file(path: Path, fast: bool = True) -> _FileRecord | FileProblem | _DicomDirRefs:
+    """Read one file's header (no pixel data); never raises.
+
+    ``fast`` tries the byte-level parser of :mod:`._fastheader` first (common files; far cheaper
+    than pydicom); it declines anything unusual, which then takes the pydicom path below.
+    """
     import pydicom
     from pydicom.errors import InvalidDicomError
 
@@ -366,6 +370,12 @@ def _read_file(path: Path) -> _FileRecord | FileProblem | _DicomDirRefs:
         why = _io.sniff(fp)
         if why is not None:
             return FileProblem(path, why)
+        if fast:
+            fh = _fastheader.parse(fp, _HEADER_TAGS)
+            if fh is not None:
+                return _record_from_dataset(path, fh.dataset, fh.transfer_syntax_uid, fh.pixel_info,
+                                            fh.float_pixels)
+            fp.seek(0)
         try:
             # Only the tags we use are parsed; the rest (large private blocks) is skipped.
             ds = pydicom.dcmread(fp, stop_before_pixels=True, force=True, specific_tags=_HEADER_TAGS)
