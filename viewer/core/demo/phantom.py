@@ -576,9 +576,13 @@ def generate_library(out_dir: Path, options: PhantomOptions, *, progress: Progre
             if progress is not None:
                 progress(done, total, "phantom slices")
     else:
+        import multiprocessing
         from concurrent.futures import ProcessPoolExecutor, as_completed
 
-        with ProcessPoolExecutor(max_workers=min(n_workers, len(jobs))) as pool:
+        # "spawn", never fork: the caller may hold threads (GUI workers, pytest-qt, onnxruntime),
+        # and a forked child inherits their locks in whatever state they were: a deadlock seen here.
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=min(n_workers, len(jobs)), mp_context=ctx) as pool:
             futs = {pool.submit(_write_job, job): n for n, job in enumerate(jobs)}
             try:
                 for fut in as_completed(futs):
