@@ -66,3 +66,35 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[object]], stream
         stream.write("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() + "\n")
         if n == 0:
             stream.write("  ".join("-" * w for w in widths) + "\n")
+
+
+class PhaseBars:
+    """A fresh :class:`ProgressBar` for each phase a long operation announces through its message,
+    so counts, rates and ETA restart with each phase (finding files, reading headers, storing...).
+
+    ``unit_for(message)`` names the unit of a phase; ``phase_of(message)`` folds per-item messages
+    (e.g. "series 12") into one phase name.
+    """
+
+    def __init__(self, enabled: bool = True, *, unit_for=None, phase_of=None) -> None:
+        self.enabled = enabled
+        self.unit_for = unit_for or (lambda message: "files")
+        self.phase_of = phase_of or (lambda message: message)
+        self.phase: str | None = None
+        self.bar: ProgressBar | None = None
+
+    def __call__(self, done: int, total: int, message: str = "") -> None:
+        if not self.enabled:
+            return
+        message = self.phase_of(message)
+        if message != self.phase:
+            self.close()
+            self.phase = message
+            self.bar = ProgressBar(message or "working", unit=self.unit_for(message))
+        if self.bar is not None and (total or done):
+            self.bar(done, total)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None

@@ -19,7 +19,7 @@ from casebook.index.errors import CaseIndexError
 from ..core.config import load_settings
 from ..core.errors import CasebookError
 from ..core.progress import CancelToken
-from ._console import ProgressBar, print_table
+from ._console import PhaseBars, print_table
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -42,26 +42,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-class _Bars:
-    def __init__(self) -> None:
-        self.phase = ""
-        self.bar: ProgressBar | None = None
+def _demo_phase(message: str) -> str:
+    # The embedding service names each series ("series 12"): keep one bar for all of them.
+    return "embed series" if message.startswith("series ") else message
 
-    def __call__(self, done: int, total: int, message: str = "") -> None:
-        if message.startswith("series "):  # the embedding service names each series: one bar
-            message = "embed series"
-        if message != self.phase:
-            self.close()
-            self.phase = message
-            self.bar = ProgressBar(message or "demo", unit="slices" if "phantom" in message else
-                                   "series" if "series" in message else "files")
-        if self.bar is not None and (total or done):
-            self.bar(done, total)
 
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
+def _demo_unit(message: str) -> str:
+    return "slices" if "phantom" in message else "series" if "series" in message else "files"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -96,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
             print("\nstopping (Ctrl-C again to abort now)", file=sys.stderr)
 
         previous = signal.signal(signal.SIGINT, on_sigint)
-    bars = _Bars()
+    bars = PhaseBars(unit_for=_demo_unit, phase_of=_demo_phase)
     try:
         rep = build_demo(settings.library_dir, store, options=opts, force=args.force, samples=not args.no_samples,
                          progress=bars, cancel=cancel, embed=not args.no_embed)

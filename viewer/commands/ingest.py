@@ -16,7 +16,7 @@ from ..core.errors import CasebookError
 from ..core.progress import CancelToken
 from ..core.services import ingest as ingest_service
 from ..core.services.library import open_store
-from ._console import ProgressBar, print_table
+from ._console import PhaseBars, print_table
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -37,31 +37,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-class _PhaseBars:
-    """One progress bar per ingest phase, so counts and rates restart with each phase."""
-
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
-        self.phase = ""
-        self.bar: ProgressBar | None = None
-
-    def __call__(self, done: int, total: int, message: str = "") -> None:
-        if not self.enabled:
-            return
-        if message != self.phase:
-            self.close()
-            self.phase = message
-            unit = "files"
-            self.bar = ProgressBar(message, unit=unit)
-        assert self.bar is not None
-        self.bar(done, total)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
-
-
 def run(args: argparse.Namespace) -> int:
     try:
         settings = load_settings()
@@ -71,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     workers = settings.ingest_workers if args.workers is None else max(0, args.workers)
     cancel = CancelToken()
-    bars = _PhaseBars(enabled=not args.json)
+    bars = PhaseBars(enabled=not args.json)
     previous = None
     if threading.current_thread() is threading.main_thread():
         def on_sigint(signum: int, frame: Any) -> None:
