@@ -1,10 +1,13 @@
 """Terminal rendering shared by sub-commands: a progress bar and plain tables."""
 from __future__ import annotations
 
+import contextlib
 import shutil
+import signal
 import sys
+import threading
 import time
-from typing import Sequence, TextIO
+from typing import Iterator, Sequence, TextIO
 
 
 class ProgressBar:
@@ -98,3 +101,25 @@ class PhaseBars:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+
+
+@contextlib.contextmanager
+def sigint_cancels(token: threading.Event, message: str = "stopping") -> Iterator[threading.Event]:
+    """While inside, the first Ctrl-C sets ``token`` (the operation stops cleanly at its next
+    check point), a second one aborts at once. Outside the main thread signals cannot be caught,
+    so the token is yielded untouched."""
+    if threading.current_thread() is not threading.main_thread():
+        yield token
+        return
+
+    def on_sigint(signum: int, frame: object) -> None:
+        if token.is_set():
+            raise KeyboardInterrupt
+        token.set()
+        print(f"\n{message} (Ctrl-C again to abort now)", file=sys.stderr)
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield token
+    finally:
+        signal.signal(signal.SIGINT, previous)

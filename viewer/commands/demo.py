@@ -9,9 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import warnings
-import signal
 import sys
-import threading
 from typing import Any
 
 from casebook.index.errors import CaseIndexError
@@ -19,7 +17,7 @@ from casebook.index.errors import CaseIndexError
 from ..core.config import load_settings
 from ..core.errors import CasebookError
 from ..core.progress import CancelToken
-from ._console import PhaseBars, print_table
+from ._console import PhaseBars, print_table, sigint_cancels
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -74,27 +72,17 @@ def run(args: argparse.Namespace) -> int:
         logging.getLogger("pydicom").setLevel(logging.CRITICAL)
         warnings.filterwarnings("ignore", category=UserWarning, module=r"pydicom\.")
     cancel = CancelToken()
-    previous = None
-    if threading.current_thread() is threading.main_thread():
-        def on_sigint(signum: int, frame: Any) -> None:
-            if cancel.is_set():
-                raise KeyboardInterrupt
-            cancel.set()
-            print("\nstopping (Ctrl-C again to abort now)", file=sys.stderr)
-
-        previous = signal.signal(signal.SIGINT, on_sigint)
     bars = PhaseBars(unit_for=_demo_unit, phase_of=_demo_phase)
     try:
-        rep = build_demo(settings.library_dir, store, options=opts, force=args.force, samples=not args.no_samples,
-                         progress=bars, cancel=cancel, embed=not args.no_embed)
+        with sigint_cancels(cancel, "stopping"):
+            rep = build_demo(settings.library_dir, store, options=opts, force=args.force,
+                             samples=not args.no_samples, progress=bars, cancel=cancel, embed=not args.no_embed)
     except (CasebookError, CaseIndexError, OSError) as exc:
         bars.close()
         print(f"casebook demo: {exc}", file=sys.stderr)
         return 130 if cancel.is_set() else 2
     finally:
         bars.close()
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
     try:
         stats = [["phantom studies", rep.studies, "generated now" if rep.generated else "already there"],
                  ["sample files (pydicom, deid-data)", rep.sample_files, ""],

@@ -3,11 +3,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
-import threading
 from dataclasses import asdict
-from typing import Any
 
 from casebook.index.errors import CaseIndexError
 
@@ -16,7 +13,7 @@ from ..core.errors import CasebookError
 from ..core.progress import CancelToken
 from ..core.services import ingest as ingest_service
 from ..core.services.library import open_store
-from ._console import PhaseBars, print_table
+from ._console import PhaseBars, print_table, sigint_cancels
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -47,26 +44,16 @@ def run(args: argparse.Namespace) -> int:
     workers = settings.ingest_workers if args.workers is None else max(0, args.workers)
     cancel = CancelToken()
     bars = PhaseBars(enabled=not args.json)
-    previous = None
-    if threading.current_thread() is threading.main_thread():
-        def on_sigint(signum: int, frame: Any) -> None:
-            if cancel.is_set():
-                raise KeyboardInterrupt
-            cancel.set()
-            print("\nstopping after the current series (Ctrl-C again to abort now)", file=sys.stderr)
-
-        previous = signal.signal(signal.SIGINT, on_sigint)
     try:
-        summary = ingest_service.ingest(args.paths, store, progress=bars, cancel=cancel, workers=workers,
-                                        rescan=args.rescan)
+        with sigint_cancels(cancel, "stopping after the current series"):
+            summary = ingest_service.ingest(args.paths, store, progress=bars, cancel=cancel, workers=workers,
+                                            rescan=args.rescan)
     except (CasebookError, CaseIndexError) as exc:
         bars.close()
         print(f"casebook ingest: {exc}", file=sys.stderr)
         return 2
     finally:
         bars.close()
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
         store.close()
     if args.json:
         print(json.dumps(asdict(summary), indent=1, default=str))
