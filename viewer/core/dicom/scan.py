@@ -185,25 +185,29 @@ def _s(ds: Any, name: str) -> str:
     return str(v).strip()
 
 
+def _first(ds: Any, name: str) -> Any:
+    """First value of an element (multi-valued elements give their first item); None if empty."""
+    v = ds.get(name, None)
+    if v is None or v == "":
+        return None
+    if isinstance(v, list) or type(v).__name__ == "MultiValue":
+        v = v[0]
+    return v
+
+
 def _i(ds: Any, name: str) -> int | None:
     try:
-        v = ds.get(name, None)
-        if v is None or v == "":
-            return None
-        if isinstance(v, list) or type(v).__name__ == "MultiValue":
-            v = v[0]
-        return int(float(v))
+        v = _first(ds, name)
+        return None if v is None else int(float(v))
     except Exception:  # noqa: BLE001
         return None
 
 
 def _f(ds: Any, name: str) -> float | None:
     try:
-        v = ds.get(name, None)
-        if v is None or v == "":
+        v = _first(ds, name)
+        if v is None:
             return None
-        if isinstance(v, list) or type(v).__name__ == "MultiValue":
-            v = v[0]
         x = float(v)
         return x if math.isfinite(x) else None
     except Exception:  # noqa: BLE001
