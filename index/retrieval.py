@@ -97,9 +97,10 @@ def rank_series(
             labels = labels[np.fromiter((bool(filter(int(l))) for l in labels), dtype=bool, count=len(labels))]
         if excl is not None and len(labels):
             labels = labels[~np.isin(labels, excl)]
+        labels, vectors = index.get_live_vectors(labels)  # a sync may have deleted some since
         if len(labels) == 0:
             continue
-        sims = q_all @ index.get_vectors(labels).T  # all query vectors: exact re-score
+        sims = q_all @ vectors.T  # all query vectors: exact re-score
         best = sims.max(axis=1)
         qi = int(np.argmax(best))
         li = int(np.argmax(sims[qi]))

@@ -970,6 +970,14 @@ class VectorIndex:
         with self._lock.read():
             return self._get_vectors_locked(labels)
 
+    def get_live_vectors(self, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The labels still live and their vectors, read under one lock: a concurrent sync may
+        delete labels between a caller's snapshot of ``live_labels`` and this read."""
+        labels = np.asarray(labels, dtype=np.int64)
+        with self._lock.read():
+            labels = labels[np.isin(labels, self._live)]
+            return labels, self._get_vectors_locked(labels)
+
     def _get_vectors_locked(self, labels: np.ndarray) -> np.ndarray:
         if len(labels) == 0:
             return np.empty((0, self.dim), dtype=np.float32)

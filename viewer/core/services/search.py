@@ -355,16 +355,15 @@ class SearchService:
         if not more_like and not not_like:
             return response
         groups = self.catalog.series_labels(list(more_like) + list(not_like))
-        live = self.index.live_labels
 
         def vectors(sids: Sequence[Hashable]) -> list[np.ndarray]:
             out = []
             for s in sids:
                 labels = np.asarray(groups.get(s, np.empty(0, np.int64)), dtype=np.int64)
-                labels = labels[np.isin(labels, live)]
+                labels, vecs = self.index.get_live_vectors(labels)
                 if len(labels) == 0:
                     raise QueryError(f"series {s} has no indexed embeddings to learn from")
-                out.append(self.index.get_vectors(labels))
+                out.append(vecs)
             return out
 
         moved = rocchio(response.query.vectors, vectors(more_like), vectors(not_like), alpha, beta, gamma)
