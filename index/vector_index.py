@@ -17,6 +17,11 @@ Why it looks the way it does:
   collections, and filters narrow enough that the caller can hand over a small candidate label
   set (pre-filter in SQLite, then brute force on those vectors). Otherwise HNSW runs with a
   filter function and oversampling.
+* Opening is cheap at any size. Searches run on the saved file in place, through a memory map
+  (``_hnswmap``, a small C++ module that implements hnswlib's search over hnswlib's own file
+  format), so a million-vector index opens in milliseconds and its pages are shared with the OS
+  cache. hnswlib's ``load_index`` (a private copy of the whole file, about 1.7 s per million
+  512-d vectors, holding the GIL) runs only when the first write (add, delete) asks for it.
 * Vectors are L2-normalised float32; the score is the cosine similarity (inner product).
 """
 from __future__ import annotations
@@ -24,6 +29,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import mmap
 import os
 import re
 import struct
@@ -39,6 +45,11 @@ import hnswlib
 import numpy as np
 
 from .errors import Cancelled, QueryError, VectorIndexError
+
+try:  # compiled by setup.py; optional: without it indexes are opened by hnswlib's full load
+    from . import _hnswmap
+except ImportError:  # pragma: no cover - depends on the build
+    _hnswmap = None
 
 log = logging.getLogger(__name__)
 
@@ -513,7 +524,9 @@ class VectorIndex:
         self.stem = model_file_stem(model_key)
         self._lock = ReadWriteLock()
         self._save_lock = threading.Lock()
-        self._index: hnswlib.Index | None = None
+        self._index: hnswlib.Index | None = None  # writable in-memory graph, loaded on first write
+        self._mapped = None  # _hnswmap.MappedHnsw over the saved file: searches until a write
+        self._promote_lock = threading.Lock()
         self._live = np.empty(0, dtype=np.int64)  # sorted live labels
         self._deleted: set[int] = set()
         self._generation = 0
@@ -674,12 +687,49 @@ class VectorIndex:
         self._generation = int(meta.index_file.rsplit(".", 2)[-2])
         self._dirty = False
         self._index = None
-        if background:
+        self._mapped = None
+        if _hnswmap is not None and self.use_mapped:
+            self._mapped = self._map_graph(path)
+        elif background:
             self._ready.clear()
             threading.Thread(target=self._load_graph, args=(path, meta, True), daemon=True,
                              name=f"load-{self.stem}").start()
         else:
             self._load_graph(path, meta, False)
+
+    use_mapped = True  # class switch: False forces hnswlib's full load (benchmarks compare both)
+
+    def _map_graph(self, path: Path) -> "object":
+        """Map the saved file and parse its graph in place (milliseconds at a million vectors)."""
+        start = time.perf_counter()
+        try:
+            with open(path, "rb") as fh:
+                mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+            graph = _hnswmap.MappedHnsw(mm, self.dim)
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise VectorIndexError(f"{path}: cannot map the index: {exc}") from exc
+        self.graph_load_seconds = time.perf_counter() - start
+        log.debug("%s: mapped %d elements in %.3fs (%s kernel)", self.stem, graph.element_count,
+                  self.graph_load_seconds, graph.kernel)
+        return graph
+
+    @property
+    def backend(self) -> str:
+        """What answers HNSW searches now: "mapped" (the file, in place), "hnswlib" (in memory,
+        after a write), "loading" (exact search until the background load ends) or "closed"."""
+        if self._index is not None:
+            return "hnswlib"
+        if self._mapped is not None:
+            return "mapped"
+        return "closed" if self._closed or self._ready.is_set() else "loading"
+
+    def _promote(self) -> None:
+        """Load the writable hnswlib graph from the mapped file before the first write."""
+        with self._promote_lock:
+            meta = self._meta
+            if self._index is None and self._mapped is not None and meta is not None:
+                log.info("%s: loading the graph for writing", self.stem)
+                self._load_graph(self.directory / meta.index_file, meta, False)
 
     def _load_graph(self, path: Path, meta: IndexMeta, background: bool) -> None:
         """Load the HNSW graph (hnswlib reads the whole file: about 1.5 s per million vectors)."""
@@ -700,6 +750,7 @@ class VectorIndex:
         with self._lock.write():
             if self._meta is meta and self._index is None:  # not replaced by a rebuild meanwhile
                 self._index = idx
+                self._mapped = None  # the in-memory graph is the current state from now on
         self.graph_load_seconds = time.perf_counter() - start
         self._ready.set()
         log.debug("%s: graph loaded in %.2fs", self.stem, self.graph_load_seconds)
@@ -707,10 +758,12 @@ class VectorIndex:
     def wait_ready(self, timeout: float | None = None) -> bool:
         """Wait for a background graph load; True when HNSW search is available."""
         self._ready.wait(timeout)
-        return self._index is not None
+        return self._index is not None or self._mapped is not None
 
     def _wait_writable(self) -> None:
         self._ready.wait()
+        if self._index is None and self._mapped is not None:
+            self._promote()
         if self._index is None:
             raise self._load_error or VectorIndexError(f"vector index {self.stem} is closed")
 
@@ -858,14 +911,19 @@ class VectorIndex:
             return int(len(present))
 
     def set_ef(self, ef: int) -> None:
-        self._wait_writable()
+        self._ready.wait()
         with self._lock.write():
             self.params.ef = int(ef)
-            self._require().set_ef(int(ef))
+            if self._index is not None:
+                self._index.set_ef(int(ef))
 
     # ---------------------------------------------------------------- saving
     def save(self) -> Path:
         """Atomically write a new generation file and the sidecar naming it; drop the old one."""
+        self._ready.wait()
+        meta = self._meta
+        if self._index is None and self._mapped is not None and meta is not None and not self._dirty:
+            return self.directory / meta.index_file  # unchanged since it was saved
         self._wait_writable()
         with self._save_lock:
             with self._lock.read():  # queries may go on; writers wait until the new file is in
@@ -878,6 +936,7 @@ class VectorIndex:
                  store: "_VectorStore") -> None:
         # Plain attribute swaps: a concurrent reader sees either the old or the new state.
         self._index, self._live, self._deleted = idx, live, set(deleted)
+        self._mapped = None
         self._vectors, self._meta = store, meta
         self._exact_cache = None
         self._generation = int(meta.index_file.rsplit(".", 2)[-2])
@@ -939,6 +998,7 @@ class VectorIndex:
             self.save()
         with self._lock.write():
             self._index = None
+            self._mapped = None  # unmapped once the last running search lets go of it
             self._exact_cache = None
             self._closed = True
 
@@ -991,7 +1051,8 @@ class VectorIndex:
         """Approximate resident size of the graph and vectors."""
         idx = self._index
         if idx is None:
-            return 0
+            mapped = self._mapped  # file pages are shared with the OS cache; count what is private
+            return int(mapped.private_bytes) if mapped is not None else 0
         per = self.dim * 4 + (2 * idx.M * 4 + 4) + 8 + 2 * 8  # level 0 + label map
         upper = idx.M * 4 * 1.0 / math.log(max(idx.M, 2)) + 8  # expected upper-level links
         return int(idx.get_max_elements() * per + idx.element_count * upper)
@@ -1023,7 +1084,7 @@ class VectorIndex:
         with self._lock.read():
             if self._closed:
                 raise VectorIndexError(f"vector index {self.stem} is closed")
-            graph = self._index is not None  # False while the graph loads in the background
+            graph = self._index is not None or self._mapped is not None  # False while loading
             live_n = len(self._live)
             cand = None
             if candidates is not None:
@@ -1108,10 +1169,13 @@ class VectorIndex:
         out_l[~np.isfinite(out_s)] = -1
         if not (out_l >= 0).any():
             return SearchResult(out_l, out_s, method, "no indexed embedding left after exclusions")
-        return SearchResult(out_l, out_s, method if self._index is not None or cand is not None else "exact-loading")
+        loading = self._index is None and self._mapped is None and cand is None
+        return SearchResult(out_l, out_s, "exact-loading" if loading else method)
 
     def _hnsw(self, q: np.ndarray, k: int, cand: np.ndarray | None, filter: Callable[[int], bool] | None,
               excl: np.ndarray | None, ef: int | None) -> SearchResult:
+        if self._index is None and self._mapped is not None:
+            return self._hnsw_mapped(q, k, cand, filter, excl, ef)
         idx = self._require()
         live_n = len(self._live)
         preds: list[Callable[[int], bool]] = []
@@ -1135,7 +1199,7 @@ class VectorIndex:
         kk = min(k, live_n if cand is None else len(cand))
         base_ef = int(ef or self.params.ef)
         # Oversample when filtering: the graph search must visit about k/frac nodes to find k.
-        want_ef = base_ef if pred is None else int(min(self.params.max_ef, max(base_ef, math.ceil(2 * kk / max(frac, 1e-6)))))
+        want_ef = self._oversampled_ef(base_ef, kk, frac, pred is not None)
         method = "hnsw" if pred is None else "hnsw-filtered"
         out_l = np.full((len(q), k), -1, np.int64)
         out_s = np.full((len(q), k), -np.inf, np.float32)
@@ -1148,6 +1212,33 @@ class VectorIndex:
             out_l[row, :n] = got_l[:n]
             out_s[row, :n] = got_s[:n]
         return SearchResult(out_l, out_s, method)
+
+    def _oversampled_ef(self, base_ef: int, kk: int, frac: float, filtered: bool) -> int:
+        """ef for a filtered graph search: it must visit about k/frac nodes to find k allowed."""
+        if not filtered:
+            return base_ef
+        return int(min(self.params.max_ef, max(base_ef, math.ceil(2 * kk / max(frac, 1e-6)))))
+
+    def _hnsw_mapped(self, q: np.ndarray, k: int, cand: np.ndarray | None,
+                     filter: Callable[[int], bool] | None, excl: np.ndarray | None,
+                     ef: int | None) -> SearchResult:
+        """HNSW search on the mapped file; label sets are checked in C++ without the GIL."""
+        live_n = len(self._live)
+        frac = 1.0 if cand is None else len(cand) / live_n
+        if filter is not None:
+            frac = min(frac, 0.5)  # unknown selectivity: assume it halves the pool
+        filtered = cand is not None or filter is not None or (excl is not None and len(excl) > 0)
+        kk = min(k, live_n if cand is None else len(cand))
+        want_ef = self._oversampled_ef(int(ef or self.params.ef), kk, frac, filtered)
+        try:
+            labels, dists = self._mapped.knn_query(q, kk, want_ef, allow=cand, deny=excl, filter=filter)
+        except RuntimeError as exc:
+            raise VectorIndexError(f"{self.directory / self._meta.index_file}: {exc}") from exc
+        out_l = np.full((len(q), k), -1, np.int64)
+        out_s = np.full((len(q), k), -np.inf, np.float32)
+        out_l[:, :kk] = labels
+        out_s[:, :kk] = np.where(labels >= 0, 1.0 - dists, -np.inf)
+        return SearchResult(out_l, out_s, "hnsw-filtered" if filtered else "hnsw")
 
     def _knn_one(self, idx: hnswlib.Index, q: np.ndarray, search_k: int, kk: int,
                  pred: Callable[[int], bool] | None) -> tuple[np.ndarray, np.ndarray]:
@@ -1212,6 +1303,9 @@ class VectorIndex:
 
     def _recall_at(self, queries: np.ndarray, truth: np.ndarray, k: int, ef: int) -> float:
         with self._lock.read():
+            if self._index is None and self._mapped is not None:
+                labels, _ = self._mapped.knn_query(queries, k, ef)
+                return sum(len(set(l.tolist()) & set(t.tolist())) for l, t in zip(labels, truth)) / max(truth.size, 1)
             idx = self._require()
             hits = 0
             search_k = max(k, ef) if ef > idx.ef else k  # hnswlib searches with max(ef, k)

@@ -38,7 +38,10 @@ extras=""
 [ $want_test = 1 ] && extras="test"
 [ $want_train = 1 ] && extras="${extras:+$extras,}train"
 stamp=".venv/.casebook-installed-${extras:-base}"
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+stale=0
+for f in pyproject.toml setup.py index/_hnswmap.cpp; do [ "$f" -nt "$stamp" ] && stale=1; done
+ls index/_hnswmap.*.so >/dev/null 2>&1 || stale=1  # the compiled search module (built in place)
+if [ ! -f "$stamp" ] || [ $stale = 1 ]; then
   .venv/bin/python -m pip install -q --upgrade pip setuptools wheel
   # hnswlib ships no wheels; without this it compiles with -march=native and crashes on older CPUs.
   HNSWLIB_NO_NATIVE=1 .venv/bin/python -m pip install -q "pybind11>=2.10" numpy
