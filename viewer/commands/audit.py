@@ -44,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
         rows = [
             ["model", r.model_key],
             ["vectors (live / deleted)", f"{r.vectors:,} / {r.deleted:,} ({r.dim}-d)"],
-            ["index on disk / in memory", f"{r.index_bytes / 2**20:,.1f} MiB / {r.memory_bytes / 2**20:,.1f} MiB"],
+            ["index on disk / private memory", f"{r.index_bytes / 2**20:,.1f} MiB / {r.memory_bytes / 2**20:,.1f} MiB"
+             f" ({'file searched in place' if r.backend == 'mapped' else 'graph in memory'})"],
             ["HNSW M / ef_construction / ef", f"{r.M} / {r.ef_construction} / {r.ef}"],
             [f"recall@{r.k} HNSW vs exact", "-" if r.recall_at_k is None else f"{r.recall_at_k:.4f} ({r.sample} queries)"],
         ]

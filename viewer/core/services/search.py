@@ -425,6 +425,7 @@ class AuditReport:
     precision_at_k: float | None = None  # share of top-k analogues with the query's diagnosis
     precision_at_1: float | None = None
     chance_precision: float | None = None  # what random retrieval would score
+    backend: str = ""  # "mapped" (saved file searched in place) or "hnswlib" (in memory)
     notes: list[str] = field(default_factory=list)
 
 
@@ -447,7 +448,8 @@ def audit(index: VectorIndex, service: SearchService | None = None, k: int = 10,
     rep = AuditReport(model_key=index.model_key, dim=index.dim, vectors=len(index),
                       deleted=len(index.deleted_labels), index_bytes=index_bytes,
                       memory_bytes=index.memory_bytes(), M=index.params.M,
-                      ef_construction=index.params.ef_construction, ef=index.params.ef, k=k, sample=0)
+                      ef_construction=index.params.ef_construction, ef=index.params.ef, k=k, sample=0,
+                      backend=index.backend)
     live = index.live_labels
     if len(live) <= k:
         rep.notes.append(f"only {len(live)} vectors indexed: recall and latency need more than k={k}")

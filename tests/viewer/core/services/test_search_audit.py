@@ -27,6 +27,8 @@ def test_audit_reports_size_recall_latency(library_dir: Path) -> None:
     assert rep.index_bytes > 6000 * 48 * 4
     assert rep.recall_at_k is not None and rep.recall_at_k >= 0.95
     assert rep.hnsw_ms["p50"] > 0 and rep.exact_ms["p99"] >= rep.exact_ms["p50"]
+    # Auditing only reads: the saved file is searched in place, with no private copy of it.
+    assert rep.backend == "mapped" and rep.memory_bytes < rep.index_bytes / 10
 
 
 def test_audit_cli_table_json_and_errors(library_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -35,7 +37,7 @@ def test_audit_cli_table_json_and_errors(library_dir: Path, capsys: pytest.Captu
     _index(library_dir, n=3000)
     assert main(["audit", "--sample", "30"]) == 0
     out = capsys.readouterr().out
-    assert "recall@10 HNSW vs exact" in out and "3,000 / 0" in out
+    assert "recall@10 HNSW vs exact" in out and "3,000 / 0" in out and "file searched in place" in out
     assert main(["audit", "--sample", "30", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data[0]["vectors"] == 3000
