@@ -19,7 +19,7 @@ import numpy as np
 
 from ..errors import DicomReadError, SeriesGeometryError, UnsupportedTransferSyntaxError
 from ..progress import ProgressCallback, SupportsCancel, check_cancel
-from . import _io
+from . import _codec, _io
 from .scan import InstanceHeader, SeriesStack
 from .volume import GeometryReport, Volume
 
@@ -196,6 +196,15 @@ def _fill_slot(slot: _Slot, raw: np.ndarray, cache: _FileCache, color: bool) -> 
     ):
         _read_native(h, raw[slot.k])
         return
+    if not color and _codec.eligible(h):
+        try:
+            fast = _codec.decode(h.path, h.pixel_offset, h.transfer_syntax_uid,  # type: ignore[arg-type]
+                                 _codec.pixel_options(h))
+        except Exception:  # noqa: BLE001 - the pydicom path below decodes it or names the problem
+            fast = None
+        if fast is not None and fast.shape == raw.shape[1:]:
+            raw[slot.k] = fast
+            return
     arr = cache.frames(h.path) if (h.frame_index is not None or h.number_of_frames > 1) else _decode_file(h.path)[0]
     if h.frame_index is not None:
         if arr.ndim == (3 if color else 2):
@@ -317,51 +326,21 @@ def load_stack(stack: SeriesStack, *, progress: ProgressCallback | None = None,
         raw = np.empty((n, rows, cols), dtype=raw_dtype)
     cache = _FileCache()
     bad: list[tuple[int, DicomReadError]] = []
-    done = 0
     nworkers = workers if workers > 0 else min(32, (os.cpu_count() or 2) * 2)
-
-    def work(k: int) -> None:
-        check_cancel(cancel)
-        _fill_slot(_Slot(k, headers[k]), raw, cache, color)
-
-    with ThreadPoolExecutor(max_workers=nworkers, thread_name_prefix="dicom-load") as pool:
-        futures = [pool.submit(work, k) for k in range(n)]
-        try:
-            for k, fut in enumerate(futures):
-                try:
-                    fut.result()
-                except DicomReadError as exc:
-                    bad.append((k, exc))
-                except (OSError, ValueError, RuntimeError, TypeError, IndexError, KeyError, AttributeError,
-                        EOFError, MemoryError) as exc:
-                    bad.append((k, DicomReadError(headers[k].path, f"pixel data cannot be decoded: {type(exc).__name__}: {exc}")))
-                done += 1
-                if progress is not None:
-                    progress(done, n, "decoding slices")
-        except BaseException:
-            for f in futures:
-                f.cancel()
-            raise
-    with _GZ_LOCK:
-        _GZ_CACHE.clear()
-    check_cancel(cancel)
-    if bad:
-        if len(bad) == n:
-            first = bad[0][1]
-            if n == 1:
-                raise first
-            raise type(first)(first.path, f"{first.reason} (and all {n - 1} other slices of stack {stack.key} failed)")
-        keep = sorted(set(range(n)) - {k for k, _ in bad})
-        for _, exc in bad:
-            rep.warnings.append(f"skipped {Path(exc.path).name}: {exc.reason}")
-        log.warning("stack %s: %d of %d slices unreadable, loaded the rest", stack.key, len(bad), n)
-        raw = raw[keep]
-        headers = [headers[k] for k in keep]
-        # Geometry again from the slices actually loaded (a hole becomes a reported gap).
-        _, spacing, origin, direction, rep2, positions = _geometry(headers, stack)
-        rep2.warnings.extend(w for w in rep.warnings if w.startswith("skipped "))
-        rep = rep2
-    voxels = raw if color else _rescale(raw, headers)
+    shm, pooled = _shared_volume(raw, headers, color)
+    shared = None
+    if shm is not None:
+        raw = shared = np.ndarray(raw.shape, dtype=raw.dtype, buffer=shm.buf)
+    try:
+        _decode_all(raw, headers, color, cache, bad, pooled, shm, nworkers, progress, cancel)
+        raw, headers, voxels, rep, spacing, origin, direction, positions = _finish(
+            raw, headers, color, bad, stack, rep, spacing, origin, direction, positions)
+        if shared is not None and np.may_share_memory(voxels, shared):
+            voxels = voxels.copy()  # the shared block is released below
+    finally:
+        if shm is not None:
+            raw = shared = None  # type: ignore[assignment]
+            _release(shm)
     window = next((h.window for h in headers if h.window is not None), None)
     vol = Volume(
         voxels=voxels,
@@ -383,6 +362,136 @@ def load_stack(stack: SeriesStack, *, progress: ProgressCallback | None = None,
               "transfer_syntaxes": sorted({h.transfer_syntax_uid for h in headers})},
     )
     return vol
+
+
+def _finish(raw: np.ndarray, headers: list[InstanceHeader], color: bool, bad: list[tuple[int, DicomReadError]],
+            stack: SeriesStack, rep: GeometryReport, spacing: Any, origin: Any, direction: Any,
+            positions: Any) -> tuple[Any, ...]:
+    """Drop unreadable slices (re-deriving the geometry) and apply the rescale."""
+    with _GZ_LOCK:
+        _GZ_CACHE.clear()
+    n = len(headers)
+    if bad:
+        bad.sort(key=lambda b: b[0])
+        if len(bad) == n:
+            first = bad[0][1]
+            if n == 1:
+                raise first
+            raise type(first)(first.path, f"{first.reason} (and all {n - 1} other slices of stack {stack.key} failed)")
+        keep = sorted(set(range(n)) - {k for k, _ in bad})
+        for _, exc in bad:
+            rep.warnings.append(f"skipped {Path(exc.path).name}: {exc.reason}")
+        log.warning("stack %s: %d of %d slices unreadable, loaded the rest", stack.key, len(bad), n)
+        raw = raw[keep]
+        headers = [headers[k] for k in keep]
+        # Geometry again from the slices actually loaded (a hole becomes a reported gap).
+        _, spacing, origin, direction, rep2, positions = _geometry(headers, stack)
+        rep2.warnings.extend(w for w in rep.warnings if w.startswith("skipped "))
+        rep = rep2
+    voxels = raw if color else _rescale(raw, headers)
+    return raw, headers, voxels, rep, spacing, origin, direction, positions
+
+
+def _shared_volume(raw: np.ndarray, headers: list[InstanceHeader], color: bool) -> tuple[Any, list[int]]:
+    """A shared-memory block for ``raw`` and the slots worker processes decode, when worth it."""
+    if color:
+        return None, []
+    fast = [k for k, h in enumerate(headers) if _codec.eligible(h)]
+    if not fast or not _codec.should_use_pool(len(fast), len(fast) * raw.shape[1] * raw.shape[2]):
+        return None, []
+    if _codec.get_pool() is None:
+        return None, []
+    from multiprocessing import shared_memory
+
+    try:
+        shm = shared_memory.SharedMemory(create=True, size=max(1, raw.nbytes))
+    except OSError as exc:  # no /dev/shm room: threads it is
+        log.info("no shared memory for the decode workers (%s): decoding in threads", exc)
+        return None, []
+    return shm, fast
+
+
+def _release(shm: Any) -> None:
+    try:
+        shm.close()
+    except BufferError:  # a view is still alive (an exception's traceback): freed when collected
+        pass
+    try:
+        shm.unlink()
+    except OSError:
+        pass
+
+
+def _decode_all(raw: np.ndarray, headers: list[InstanceHeader], color: bool, cache: _FileCache,
+                bad: list[tuple[int, DicomReadError]], pooled: list[int], shm: Any, nworkers: int,
+                progress: ProgressCallback | None, cancel: SupportsCancel | None) -> None:
+    """Fill ``raw``: ``pooled`` slots in the worker processes, the others (and retries) in threads."""
+    from concurrent.futures import FIRST_COMPLETED, wait
+    from concurrent.futures.process import BrokenProcessPool
+
+    n = len(headers)
+    done = 0
+    in_pool = set(pooled)
+
+    def work(k: int) -> None:
+        check_cancel(cancel)
+        _fill_slot(_Slot(k, headers[k]), raw, cache, color)
+
+    with ThreadPoolExecutor(max_workers=nworkers, thread_name_prefix="dicom-load") as tpool:
+        slot_of: dict[Any, int] = {tpool.submit(work, k): k for k in range(n) if k not in in_pool}
+        chunk_of: dict[Any, list[int]] = {}
+        if pooled:
+            proc = _codec.get_pool()
+            per = max(1, -(-len(pooled) // (max(1, _codec.pool_workers()) * 10)))
+            try:
+                for i in range(0, len(pooled), per):
+                    ks = pooled[i:i + per]
+                    tasks = [(k, str(headers[k].path), int(headers[k].pixel_offset), headers[k].transfer_syntax_uid,  # type: ignore[arg-type]
+                              _codec.pixel_options(headers[k])) for k in ks]
+                    chunk_of[_codec.submit(proc, shm.name, raw.shape, raw.dtype, tasks)] = ks  # type: ignore[arg-type]
+            except (BrokenProcessPool, RuntimeError, OSError) as exc:
+                _codec.pool_failed(exc)
+                queued = {k for ks in chunk_of.values() for k in ks}
+                slot_of.update({tpool.submit(work, k): k for k in pooled if k not in queued})
+        pending = set(slot_of) | set(chunk_of)
+        try:
+            while pending:
+                finished, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+                check_cancel(cancel)
+                for fut in finished:
+                    if fut in chunk_of:
+                        ks = chunk_of[fut]
+                        try:
+                            failed = fut.result()
+                        except BrokenProcessPool as exc:
+                            _codec.pool_failed(exc)
+                            failed = ks
+                        except Exception as exc:  # noqa: BLE001 - e.g. a pickling problem: retry in threads
+                            log.warning("decode worker failed (%s): retrying its slices in threads", type(exc).__name__)
+                            failed = ks
+                        for k in failed:  # the pydicom path decodes these or names the problem
+                            f2 = tpool.submit(work, k)
+                            slot_of[f2] = k
+                            pending.add(f2)
+                        done += len(ks) - len(failed)
+                    else:
+                        k = slot_of[fut]
+                        try:
+                            fut.result()
+                        except DicomReadError as exc:
+                            bad.append((k, exc))
+                        except (OSError, ValueError, RuntimeError, TypeError, IndexError, KeyError, AttributeError,
+                                EOFError, MemoryError) as exc:
+                            bad.append((k, DicomReadError(headers[k].path, "pixel data cannot be decoded: "
+                                                                           f"{type(exc).__name__}: {exc}")))
+                        done += 1
+                    if progress is not None:
+                        progress(done, n, "decoding slices")
+        except BaseException:
+            for f in list(slot_of) + list(chunk_of):
+                f.cancel()
+            raise
+    check_cancel(cancel)
 
 
 def _frame_of(h: InstanceHeader, i: int) -> InstanceHeader:

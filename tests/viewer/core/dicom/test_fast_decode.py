@@ -1,0 +1,138 @@
+"""The fast compressed path (fragments cut from the bytes, no dcmread; worker processes) gives the
+same voxels as the full pydicom path, on every shared compressed file it accepts."""
+from __future__ import annotations
+
+import importlib.util
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+
+from casebook.viewer.core.dicom import _codec, load_volume, scan
+from casebook.viewer.core.dicom.load import _decode_file
+
+
+def _pydicom_tests() -> Path | None:
+    spec = importlib.util.find_spec("pydicom")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    d = Path(list(spec.submodule_search_locations)[0]) / "data" / "test_files"
+    return d if d.is_dir() else None
+
+
+_FAMILY = {
+    "1.2.840.10008.1.2.4.50": "jpeg", "1.2.840.10008.1.2.4.51": "jpeg", "1.2.840.10008.1.2.4.57": "jpeg",
+    "1.2.840.10008.1.2.4.70": "jpeg", "1.2.840.10008.1.2.4.80": "jpeg-ls", "1.2.840.10008.1.2.4.81": "jpeg-ls",
+    "1.2.840.10008.1.2.4.90": "j2k", "1.2.840.10008.1.2.4.91": "j2k", "1.2.840.10008.1.2.5": "rle",
+}
+
+
+@pytest.mark.slow
+def test_fast_path_equals_pydicom_path_on_shared_compressed_files(need_shared):
+    roots = [need_shared("dicom", "pylibjpeg_data"), need_shared("dicom", "dcm_qa_ts")]
+    if (p := _pydicom_tests()) is not None:
+        roots.append(p)
+    res = scan(roots)
+    compared: Counter[str] = Counter()
+    declined = 0
+    for stack in res.stacks:
+        for h in stack.instances:
+            if h.transfer_syntax_uid not in _FAMILY or not _codec.eligible(h):
+                continue
+            try:
+                ref = _decode_file(h.path)[0]
+            except Exception:  # noqa: BLE001 - pydicom cannot decode it: the fast path must not either
+                ref = None
+            try:
+                got = _codec.decode(h.path, h.pixel_offset, h.transfer_syntax_uid, _codec.pixel_options(h))
+            except Exception:  # noqa: BLE001 - the loader falls back to the pydicom path then
+                got = None
+            if got is None or ref is None:
+                declined += 1
+                continue
+            assert got.dtype == ref.dtype and np.array_equal(got, ref), h.path
+            compared[_FAMILY[h.transfer_syntax_uid]] += 1
+    # Every family is exercised by real files (as of writing: 10 J2K, 8 JPEG-LS, 7 JPEG, 1 RLE;
+    # most RLE samples are colour or multi-frame, which keep the pydicom path).
+    for family in ("jpeg", "jpeg-ls", "j2k"):
+        assert compared[family] >= 5, compared
+    assert compared["rle"] >= 1, compared
+    assert sum(compared.values()) >= 25, (compared, declined)
+
+
+def _write_compressed_series(tmp: Path, syntax: str, n: int) -> Path:
+    """``n`` JPEG-LS / JPEG 2000 lossless slices made from a real CT slice (GDCM encodes)."""
+    import gdcm
+
+    src = sorted((Path(pydicom.__file__).parent / "data" / "test_files").glob("CT_small.dcm"))[0]
+    plain = tmp / "plain"
+    plain.mkdir()
+    ds = pydicom.dcmread(src)
+    series = pydicom.uid.generate_uid()
+    for k in range(n):
+        ds.SeriesInstanceUID = series
+        ds.SOPInstanceUID = pydicom.uid.generate_uid()
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        ds.InstanceNumber = k + 1
+        ds.ImagePositionPatient = [0.0, 0.0, float(k)]
+        ds.PixelData = (ds.pixel_array + k).astype(ds.pixel_array.dtype).tobytes()
+        ds.save_as(plain / f"{k:03d}.dcm", enforce_file_format=True)
+    out = tmp / syntax
+    out.mkdir()
+    ts = {"jpegls": gdcm.TransferSyntax.JPEGLSLossless, "j2k": gdcm.TransferSyntax.JPEG2000Lossless}[syntax]
+    for p in sorted(plain.iterdir()):
+        r = gdcm.ImageReader()
+        r.SetFileName(str(p))
+        assert r.Read()
+        c = gdcm.ImageChangeTransferSyntax()
+        c.SetTransferSyntax(gdcm.TransferSyntax(ts))
+        c.SetInput(r.GetImage())
+        assert c.Change()
+        w = gdcm.ImageWriter()
+        w.SetFileName(str(out / p.name))
+        w.SetFile(r.GetFile())
+        w.SetImage(c.GetOutput())
+        assert w.Write()
+    return out
+
+
+@pytest.mark.parametrize("syntax", ["jpegls", "j2k"])
+def test_worker_pool_volume_equals_thread_volume(tmp_path, monkeypatch, syntax):
+    folder = _write_compressed_series(tmp_path, syntax, 12)
+    stack = scan([folder]).stacks[0]
+    monkeypatch.setenv(_codec.ENV_PROCESSES, "0")
+    threads = load_volume(stack).voxels
+    monkeypatch.setenv(_codec.ENV_PROCESSES, "2")
+    monkeypatch.setattr(_codec, "_COLD_MIN_PIXELS", 0)  # a small stack: force the pool on
+    pooled = load_volume(stack)
+    assert _codec._POOL is not None
+    assert pooled.voxels.dtype == threads.dtype and np.array_equal(pooled.voxels, threads)
+    assert pooled.meta["bad_files"] == []
+
+
+def test_worker_pool_reports_a_truncated_slice_and_loads_the_rest(tmp_path, monkeypatch):
+    folder = _write_compressed_series(tmp_path, "jpegls", 8)
+    victim = sorted(folder.iterdir())[3]
+    data = victim.read_bytes()
+    victim.write_bytes(data[: len(data) - 4000])
+    stack = scan([folder]).stacks[0]
+    monkeypatch.setenv(_codec.ENV_PROCESSES, "2")
+    monkeypatch.setattr(_codec, "_COLD_MIN_PIXELS", 0)
+    vol = load_volume(stack)
+    assert vol.voxels.shape[0] == 7
+    assert [Path(p).name for p, _ in vol.meta["bad_files"]] == [victim.name]
+    assert all(reason for _, reason in vol.meta["bad_files"])
+
+
+def test_encapsulated_value_rejects_broken_items():
+    item = (0xFFFE).to_bytes(2, "little") + (0xE000).to_bytes(2, "little")
+    end = (0xFFFE).to_bytes(2, "little") + (0xE0DD).to_bytes(2, "little") + bytes(4)
+    bot = item + bytes(4)
+    frag = item + (4).to_bytes(4, "little") + b"abcd"
+    assert _codec.encapsulated_value(bot + frag + end + b"trailing") == bot + frag
+    assert _codec.encapsulated_value(bot + frag) is None  # no delimiter: truncated
+    assert _codec.encapsulated_value(bot + frag[:-1]) is None  # fragment cut short
+    assert _codec.encapsulated_value(bot + end) is None  # no fragment at all
+    assert _codec.encapsulated_value(b"\x10\x00" + frag[2:] + end) is None  # not an item tag
