@@ -19,6 +19,12 @@ apt_pkgs=(libgl1 libegl1 libglx-mesa0 libosmesa6 libxkbcommon0 libxkbcommon-x11-
   libxcb-image0 libxcb-keysyms1 libxcb-render-util0 libxcb-xinerama0 libxcb-xkb1 libxcb-shape0
   libxcb-randr0 libxcb-xfixes0 libdbus-1-3 libfontconfig1 libxrender1 libxi6 libsm6 libice6 fonts-dejavu-core)
 [ $want_test = 1 ] && apt_pkgs+=(xvfb xauth dcm2niix x11-utils)
+# hnswlib and Casebook's _hnswmap module compile from source: a C++ compiler and Python headers.
+command -v g++ >/dev/null 2>&1 || apt_pkgs+=(g++)
+PY=${PYTHON:-python3.11}
+command -v "$PY" >/dev/null || PY=python3
+inc=$("$PY" -c 'import sysconfig; print(sysconfig.get_path("include"))' 2>/dev/null || true)
+[ -n "$inc" ] && [ ! -f "$inc/Python.h" ] && apt_pkgs+=("$(basename "$PY")-dev")
 missing=()
 for p in "${apt_pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -31,8 +37,6 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
 fi
 
-PY=${PYTHON:-python3.11}
-command -v "$PY" >/dev/null || PY=python3
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 extras=""
 [ $want_test = 1 ] && extras="test"
