@@ -144,6 +144,8 @@ def _decode_file(path: Path) -> tuple[np.ndarray, Any]:
         ts = str(getattr(ds, "file_meta", {}).get("TransferSyntaxUID", "")) if hasattr(ds, "file_meta") else ""
         if not any(t in ds for t in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
             raise DicomReadError(path, "no pixel data")
+        if not ts:
+            ts = _infer_native_syntax(ds, path)
         try:
             arr = _pixel_array(ds, ts)
         except NotImplementedError as exc:
@@ -163,9 +165,38 @@ def _decode_file(path: Path) -> tuple[np.ndarray, Any]:
             from pydicom.pixels import apply_color_lut
 
             arr = apply_color_lut(arr, ds)
+            if arr.dtype.itemsize > 1 and int(ds.get("BitsAllocated", 8) or 8) <= 8:
+                # 16-bit LUT entries for 8-bit indices: the volume is 8-bit RGB, keep the high byte
+                # (storing the entries as they are would keep only the low byte: a black image).
+                arr = (arr >> 8).astype(np.uint8)
         return arr, ds
     finally:
         fp.close()
+
+
+_NATIVE_BY_ENCODING = {(True, True): "1.2.840.10008.1.2", (False, True): "1.2.840.10008.1.2.1",
+                       (False, False): "1.2.840.10008.1.2.2"}
+
+
+def _infer_native_syntax(ds: Any, path: Path) -> str:
+    """File meta without TransferSyntaxUID (old exports, e.g. pydicom's OT-PAL-8-face.dcm).
+
+    pydicom needs the syntax to decode; when the pixel data is not encapsulated it can only be the
+    native syntax the dataset was actually read with (implicit/explicit VR, byte order).
+    """
+    from pydicom.dataset import FileMetaDataset
+
+    keyword = next(t for t in ("PixelData", "FloatPixelData", "DoubleFloatPixelData") if t in ds)
+    if getattr(ds[keyword], "is_undefined_length", False):
+        raise UnsupportedTransferSyntaxError(path, "compressed pixel data but no Transfer Syntax UID in the file meta")
+    encoding = getattr(ds, "original_encoding", (None, None))
+    ts = _NATIVE_BY_ENCODING.get(tuple(encoding))  # type: ignore[arg-type]
+    if ts is None:
+        raise DicomReadError(path, "no Transfer Syntax UID in the file meta and the encoding is unknown")
+    if not hasattr(ds, "file_meta") or ds.file_meta is None:
+        ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ts
+    return ts
 
 
 class _FileCache:
@@ -328,19 +359,17 @@ def load_stack(stack: SeriesStack, *, progress: ProgressCallback | None = None,
     bad: list[tuple[int, DicomReadError]] = []
     nworkers = workers if workers > 0 else min(32, (os.cpu_count() or 2) * 2)
     shm, pooled = _shared_volume(raw, headers, color)
-    shared = None
     if shm is not None:
-        raw = shared = np.ndarray(raw.shape, dtype=raw.dtype, buffer=shm.buf)
+        raw = shm.array(raw.shape, raw.dtype)
+    voxels = None
     try:
         _decode_all(raw, headers, color, cache, bad, pooled, shm, nworkers, progress, cancel)
         raw, headers, voxels, rep, spacing, origin, direction, positions = _finish(
             raw, headers, color, bad, stack, rep, spacing, origin, direction, positions)
-        if shared is not None and np.may_share_memory(voxels, shared):
-            voxels = voxels.copy()  # the shared block is released below
     finally:
         if shm is not None:
-            raw = shared = None  # type: ignore[assignment]
-            _release(shm)
+            raw = None  # type: ignore[assignment]
+            voxels = shm.finish(voxels)
     window = next((h.window for h in headers if h.window is not None), None)
     vol = Volume(
         voxels=voxels,
@@ -401,25 +430,12 @@ def _shared_volume(raw: np.ndarray, headers: list[InstanceHeader], color: bool) 
         return None, []
     if _codec.get_pool() is None:
         return None, []
-    from multiprocessing import shared_memory
-
     try:
-        shm = shared_memory.SharedMemory(create=True, size=max(1, raw.nbytes))
+        shm = _codec.SharedVolume(raw.nbytes)
     except OSError as exc:  # no /dev/shm room: threads it is
         log.info("no shared memory for the decode workers (%s): decoding in threads", exc)
         return None, []
     return shm, fast
-
-
-def _release(shm: Any) -> None:
-    try:
-        shm.close()
-    except BufferError:  # a view is still alive (an exception's traceback): freed when collected
-        pass
-    try:
-        shm.unlink()
-    except OSError:
-        pass
 
 
 def _decode_all(raw: np.ndarray, headers: list[InstanceHeader], color: bool, cache: _FileCache,
@@ -502,7 +518,10 @@ def _frame_of(h: InstanceHeader, i: int) -> InstanceHeader:
 
 
 def _rescale(raw: np.ndarray, headers: list[InstanceHeader]) -> np.ndarray:
-    """Apply per-slice slope/intercept; keep int16 when that is exact, else float32."""
+    """Apply per-slice slope/intercept; keep int16 when that is exact, else float32.
+
+    May reuse (and overwrite) ``raw``'s memory for the result.
+    """
     slopes = np.array([h.rescale_slope for h in headers], dtype=np.float64)
     inters = np.array([h.rescale_intercept for h in headers], dtype=np.float64)
     identity = bool(np.all(slopes == 1.0) and np.all(inters == 0.0))
@@ -521,10 +540,17 @@ def _rescale(raw: np.ndarray, headers: list[InstanceHeader]) -> np.ndarray:
         cand = [lo * s + b for s, b in zip(slopes, inters)] + [hi * s + b for s, b in zip(slopes, inters)]
         vmin, vmax = min(cand), max(cand)
         if -32768 <= vmin and vmax <= 32767:
+            if raw.dtype == np.uint16 and hi <= 32767:
+                # Same values as int16: rescale in place through an int16 view, with no second
+                # volume-sized allocation (fresh pages cost up to 0.5 s per 200 MB on a VM).
+                raw = raw.view(np.int16)
             if identity:
-                return raw.astype(np.int16)
+                return raw if raw.dtype == np.int16 else raw.astype(np.int16)
             if raw.dtype == np.int16 and np.all(slopes == 1.0):
-                raw += inters.astype(np.int16)[:, None, None]
+                if len(set(inters.tolist())) == 1:
+                    raw += np.int16(inters[0])
+                else:
+                    raw += inters.astype(np.int16)[:, None, None]
                 return raw
             out = np.empty(raw.shape, dtype=np.int16)
             if np.all(slopes == 1.0) and len(set(inters.tolist())) == 1:

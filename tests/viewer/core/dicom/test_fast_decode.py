@@ -136,3 +136,30 @@ def test_encapsulated_value_rejects_broken_items():
     assert _codec.encapsulated_value(bot + frag[:-1]) is None  # fragment cut short
     assert _codec.encapsulated_value(bot + end) is None  # no fragment at all
     assert _codec.encapsulated_value(b"\x10\x00" + frag[2:] + end) is None  # not an item tag
+
+
+def test_cancel_during_pooled_decode_stops_and_leaves_no_shared_block(tmp_path, monkeypatch):
+    from casebook.viewer.core.errors import OperationCancelled
+    from casebook.viewer.core.progress import CancelToken
+
+    folder = _write_compressed_series(tmp_path, "j2k", 24)
+    stack = scan([folder]).stacks[0]
+    monkeypatch.setenv(_codec.ENV_PROCESSES, "2")
+    monkeypatch.setattr(_codec, "_COLD_MIN_PIXELS", 0)
+    shm_dir = Path("/dev/shm")
+    before = set(shm_dir.iterdir()) if shm_dir.is_dir() else set()
+    token = CancelToken()
+    seen: list[int] = []
+
+    def progress(done: int, total: int, message: str) -> None:
+        seen.append(done)
+        token.cancel()  # cancel as soon as the first slices arrive
+
+    with pytest.raises(OperationCancelled):
+        load_volume(stack, progress=progress, cancel=token)
+    assert seen and seen[-1] < 24
+    if shm_dir.is_dir():
+        assert set(shm_dir.iterdir()) == before  # the block's name is gone
+    # The pool stays usable for the next load.
+    vol = load_volume(stack)
+    assert vol.voxels.shape[0] == 24 and vol.meta["bad_files"] == []
