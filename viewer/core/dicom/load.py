@@ -442,7 +442,7 @@ def _decode_all(raw: np.ndarray, headers: list[InstanceHeader], color: bool, cac
                 bad: list[tuple[int, DicomReadError]], pooled: list[int], shm: Any, nworkers: int,
                 progress: ProgressCallback | None, cancel: SupportsCancel | None) -> None:
     """Fill ``raw``: ``pooled`` slots in the worker processes, the others (and retries) in threads."""
-    from concurrent.futures import FIRST_COMPLETED, wait
+    import queue
     from concurrent.futures.process import BrokenProcessPool
 
     n = len(headers)
@@ -469,40 +469,50 @@ def _decode_all(raw: np.ndarray, headers: list[InstanceHeader], color: bool, cac
                 _codec.pool_failed(exc)
                 queued = {k for ks in chunk_of.values() for k in ks}
                 slot_of.update({tpool.submit(work, k): k for k in pooled if k not in queued})
-        pending = set(slot_of) | set(chunk_of)
+        # Finished futures arrive on a queue (wait() on hundreds of futures per step is quadratic);
+        # the timeout keeps the cancel token checked while a long chunk runs.
+        finished: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        outstanding = len(slot_of) + len(chunk_of)
+        for fut in list(slot_of) + list(chunk_of):
+            fut.add_done_callback(finished.put)
         try:
-            while pending:
-                finished, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+            while outstanding:
+                try:
+                    fut = finished.get(timeout=0.2)
+                except queue.Empty:
+                    check_cancel(cancel)
+                    continue
+                outstanding -= 1
                 check_cancel(cancel)
-                for fut in finished:
-                    if fut in chunk_of:
-                        ks = chunk_of[fut]
-                        try:
-                            failed = fut.result()
-                        except BrokenProcessPool as exc:
-                            _codec.pool_failed(exc)
-                            failed = ks
-                        except Exception as exc:  # noqa: BLE001 - e.g. a pickling problem: retry in threads
-                            log.warning("decode worker failed (%s): retrying its slices in threads", type(exc).__name__)
-                            failed = ks
-                        for k in failed:  # the pydicom path decodes these or names the problem
-                            f2 = tpool.submit(work, k)
-                            slot_of[f2] = k
-                            pending.add(f2)
-                        done += len(ks) - len(failed)
-                    else:
-                        k = slot_of[fut]
-                        try:
-                            fut.result()
-                        except DicomReadError as exc:
-                            bad.append((k, exc))
-                        except (OSError, ValueError, RuntimeError, TypeError, IndexError, KeyError, AttributeError,
-                                EOFError, MemoryError) as exc:
-                            bad.append((k, DicomReadError(headers[k].path, "pixel data cannot be decoded: "
-                                                                           f"{type(exc).__name__}: {exc}")))
-                        done += 1
-                    if progress is not None:
-                        progress(done, n, "decoding slices")
+                if fut in chunk_of:
+                    ks = chunk_of[fut]
+                    try:
+                        failed = fut.result()
+                    except BrokenProcessPool as exc:
+                        _codec.pool_failed(exc)
+                        failed = ks
+                    except Exception as exc:  # noqa: BLE001 - e.g. a pickling problem: retry in threads
+                        log.warning("decode worker failed (%s): retrying its slices in threads", type(exc).__name__)
+                        failed = ks
+                    for k in failed:  # the pydicom path decodes these or names the problem
+                        f2 = tpool.submit(work, k)
+                        slot_of[f2] = k
+                        outstanding += 1
+                        f2.add_done_callback(finished.put)
+                    done += len(ks) - len(failed)
+                else:
+                    k = slot_of[fut]
+                    try:
+                        fut.result()
+                    except DicomReadError as exc:
+                        bad.append((k, exc))
+                    except (OSError, ValueError, RuntimeError, TypeError, IndexError, KeyError, AttributeError,
+                            EOFError, MemoryError) as exc:
+                        bad.append((k, DicomReadError(headers[k].path, "pixel data cannot be decoded: "
+                                                                       f"{type(exc).__name__}: {exc}")))
+                    done += 1
+                if progress is not None:
+                    progress(done, n, "decoding slices")
         except BaseException:
             for f in list(slot_of) + list(chunk_of):
                 f.cancel()
