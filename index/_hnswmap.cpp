@@ -287,6 +287,10 @@ class MappedHnsw {
         maxM_ = read_pod<uint64_t>(h + 56);
         maxM0_ = read_pod<uint64_t>(h + 64);
         M_ = read_pod<uint64_t>(h + 72);
+        // Link counts are u16 in the file; bounding M first also keeps the size arithmetic
+        // below far from overflow, whatever a damaged header says.
+        if (maxM0_ > 65535 || maxM_ > 65535 || M_ > 65535 || dim_ == 0 || dim_ > (size_t{1} << 20))
+            throw std::runtime_error("not an hnswlib index (inconsistent header)");
         if (offset_level0 != 0 || count_ > max_elements || M_ == 0 || maxM0_ == 0 || maxM_ == 0 ||
             data_offset_ != maxM0_ * 4 + 4 || label_offset_ != data_offset_ + dim_ * 4 ||
             per_element_ != label_offset_ + 8)

@@ -173,3 +173,26 @@ def test_mapping_stays_valid_while_in_use(saved) -> None:
     assert graph.element_count == 5000 and graph.kernel in ("avx2", "sse", "generic")
     del graph
     mm.close()
+
+
+def test_random_damage_never_crashes(saved) -> None:
+    """Flip random bytes anywhere in a real file: every open or search either works or raises."""
+    directory, _, _ = saved
+    raw = next(directory.glob("*.hnsw")).read_bytes()
+    rng = np.random.default_rng(2024)
+    queries = clustered(5, seed=8)
+    outcomes = {"ok": 0, "refused": 0}
+    for _ in range(300):
+        buf = bytearray(raw)
+        for pos in rng.integers(0, len(buf), size=int(rng.integers(1, 40))):
+            buf[int(pos)] = int(rng.integers(0, 256))
+        if rng.random() < 0.3:  # damage the header too, where sizes and offsets live
+            for pos in rng.integers(0, 96, size=3):
+                buf[int(pos)] = int(rng.integers(0, 256))
+        try:
+            graph = _hnswmap.MappedHnsw(memoryview(bytes(buf)), DIM)
+            graph.knn_query(queries, 10, 64)
+            outcomes["ok"] += 1
+        except (RuntimeError, ValueError):
+            outcomes["refused"] += 1
+    assert outcomes["ok"] + outcomes["refused"] == 300 and outcomes["refused"] > 0
