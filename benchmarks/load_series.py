@@ -13,7 +13,7 @@ Series: the longest shared CT and MR series (``../shared/data``), and a 400-slic
 benchmark writes into a temp folder by restacking the real Philips CT slices of dcm_qa_ct at new
 positions (0.625 mm apart), plus JPEG-LS and JPEG 2000 lossless copies of it (GDCM encodes).
 Every timing is the median of ``--repeat`` runs with the files in the page cache (first run is
-a warm-up). Ratios > 1 mean the other tool is slower than Casebook. Casebook decodes large
+a warm-up; the timed runs of the tools are interleaved round by round). Ratios > 1 mean the other tool is slower than Casebook. Casebook decodes large
 compressed stacks in spawned worker processes that stay up between loads; so that their start-up
 is not hidden, they are stopped before each series and Casebook's first (cold) call is reported
 as well, with SimpleITK's median over it.
@@ -166,17 +166,11 @@ def transcode(src: Path, out: Path, syntax: str) -> None:
 
 # ---------------------------------------------------------------------------------- timing
 
-def time_it(fn: Callable[[], object], repeat: int) -> tuple[float, float]:
-    """``(first call, median of the next repeat calls)``; the first call is the warm-up."""
+def timed(tool: str, folder: Path) -> float:
+    """Seconds one call of ``tool`` takes to load ``folder``."""
     t = time.perf_counter()
-    fn()  # warm-up: page cache, imports, codec initialisation, Casebook's decode processes
-    first = time.perf_counter() - t
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return first, statistics.median(times)
+    LOADERS[tool](folder)
+    return time.perf_counter() - t
 
 
 def _fmt(x: float, spec: str) -> str:
@@ -194,6 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         args.tools.remove("dcm2niix")
         print("dcm2niix not installed: skipped", file=sys.stderr)
     root = shared_root()
+    load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     rows = []
     with tempfile.TemporaryDirectory(prefix="casebook-bench-") as tmp:
         tmpd = Path(tmp)
@@ -220,6 +215,9 @@ def main(argv: list[str] | None = None) -> int:
             print("warning: SimpleITK and Casebook volumes differ on the JPEG 2000 series", file=sys.stderr)
         for label, folder in cases:
             row: dict[str, object] = {"series": label}
+            # Warm-up (first) calls, then the timed calls interleaved round by round, so that a
+            # burst of load from elsewhere on the machine hits every tool alike.
+            times: dict[str, list[float]] = {}
             for tool in args.tools:
                 print(f"  {label}: {tool} ...", file=sys.stderr)
                 if tool == "casebook":
@@ -227,13 +225,17 @@ def main(argv: list[str] | None = None) -> int:
                     # the first call (compressed stacks only), and that call is reported too.
                     _codec.shutdown_pool()
                 try:
-                    first, row[tool] = time_it(lambda t=tool, f=folder: LOADERS[t](f), args.repeat)
-                    if tool == "casebook":
-                        row["casebook_first"] = first
+                    row["casebook_first" if tool == "casebook" else f"{tool}_first"] = timed(tool, folder)
+                    times[tool] = []
                 except (subprocess.CalledProcessError, RuntimeError) as exc:
                     # e.g. Debian's dcm2niix is built without JPEG-LS: say so in the table.
                     print(f"    {tool} cannot load it: {exc}", file=sys.stderr)
                     row[tool] = float("nan")
+            for _ in range(args.repeat):
+                for tool in times:
+                    times[tool].append(timed(tool, folder))
+            for tool, ts in times.items():
+                row[tool] = statistics.median(ts)
             rows.append(row)
     cold = "casebook" in args.tools and "simpleitk" in args.tools
     header = (["series"] + [f"{t} s" for t in args.tools] + [f"{t}/casebook" for t in args.tools if t != "casebook"]
@@ -248,7 +250,10 @@ def main(argv: list[str] | None = None) -> int:
             line += [_fmt(first, "{:.3f}"), _fmt(float(r["simpleitk"]) / first, "{:.2f}x")]  # type: ignore[arg-type]
         table.append(line)
     widths = [max(len(h), *(len(row[i]) for row in table)) for i, h in enumerate(header)]
-    print(f"cores: {os.cpu_count()}, median of {args.repeat} warm runs; '1st call' = Casebook's first load of "
+    load_after = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    # Other work on the machine skews the ratios: the 1-minute load average says how busy it was.
+    print(f"load average {load_before:.2f} before, {load_after:.2f} after (this run adds ~1-2)")
+    print(f"cores: {os.cpu_count()}, median of {args.repeat} warm runs (interleaved); '1st call' = Casebook's first load of "
           f"the series in a fresh state (decode processes spawned, {_codec.pool_workers()} here, included)")
     print("  ".join(h.ljust(w) for h, w in zip(header, widths)))
     for row in table:
