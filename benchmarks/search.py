@@ -243,9 +243,38 @@ def bench_size(n: int, args: argparse.Namespace, workdir: Path) -> dict:
     filt_res = {"fraction": 0.1, "method": "hnsw-filtered", "recall": recall(found, ten_truth),
                 "median_ms": ms(t_f, 50), "p99_ms": ms(t_f, 99)}
     mem_est = vi.memory_bytes()
+    method = vi.search(queries[0], k).method
+    vi.close()
+    del vi
+    gc.collect()
+
+    # Writes into the opened index, as an ingest does, on a copy (the kept index stays as built):
+    # one study's worth of new slices (add + save: the delta file and the sidecar), then a merge
+    # of the delta into a new base file (forced here; saves do it once the delta outgrows 10%).
+    copy_dir = workdir / f"n{n}-write"
+    shutil.rmtree(copy_dir, ignore_errors=True)
+    shutil.copytree(idx_dir, copy_dir)
+    wi = VectorIndex.open(copy_dir, "bench@1", args.dim, verify="sample")
+    study = clustered_embeddings(args.study_slices, args.dim, seed=n + 11)
+    t0 = time.perf_counter()
+    wi.add(np.arange(n, n + len(study)), study)
+    wi.save()
+    add_save_s = time.perf_counter() - t0
+    delta_bytes = (copy_dir / wi._meta.delta_file).stat().st_size
+    wi.params.delta_min_merge, wi.params.delta_fraction = 0, 0.0
+    t0 = time.perf_counter()
+    wi.add([n + len(study)], study[:1])
+    wi.save()
+    merge_s = time.perf_counter() - t0
+    writes = {"study_slices": len(study), "add_save_s": add_save_s, "delta_bytes": delta_bytes, "merge_s": merge_s,
+              "recall_after_merge": wi.measure_recall(k=k, sample=100, queries=queries[:100])}
+    log(f"add {len(study)} + save {add_save_s:.3f}s (delta {delta_bytes / 1e6:.1f} MB), merge {merge_s:.1f}s")
+    wi.close()
+    del wi
+    shutil.rmtree(copy_dir, ignore_errors=True)
     hnsw = {"M": args.M, "ef_construction": args.ef_construction, "ef": ef, "backend": backend,
             "recall": recall(found_main, truth), "median_ms": ms(t_open, 50), "p99_ms": ms(t_open, 99),
-            "method": vi.search(queries[0], k).method, "build_s": build_s, "tune_s": tune_s,
+            "method": method, "build_s": build_s, "tune_s": tune_s,
             "open_s": opened["open_s"], "first_query_s": opened["first_query_s"],
             "first_query_method": opened["first_query_method"], "next_queries_s": opened["next_queries_s"],
             "open_full_load_s": opened["open_full_load_s"], "open_with_store_check_s": open_checked_s,
@@ -254,8 +283,8 @@ def bench_size(n: int, args: argparse.Namespace, workdir: Path) -> dict:
             "rss_bytes_per_vector": opened["rss_delta"] / n,
             "mapped_file_bytes_per_vector": opened["file_rss_delta"] / n,
             "estimated_bytes_per_vector": mem_est / n}
-    vi.close()
-    res.update(hnsw=hnsw, raw_hnswlib=raw_res, sweep=sweep, candidates_1pct=cand_res, filter_10pct=filt_res)
+    res.update(hnsw=hnsw, raw_hnswlib=raw_res, sweep=sweep, candidates_1pct=cand_res, filter_10pct=filt_res,
+               writes=writes)
     if not args.keep:
         shutil.rmtree(idx_dir, ignore_errors=True)
     return res
@@ -283,6 +312,10 @@ def print_report(results: list[dict]) -> None:
               f"{h['open_full_load_s'] / h['open_s']:.0f}x slower; hnswlib load_index alone {h['hnswlib_load_s']:.2f}s, "
               f"full CRC {h['full_crc_s']:.2f}s")
         print(f"{'':>9}  ef sweep: " + ", ".join(f"ef={s['ef']} {s['recall']:.4f}/{s['median_ms']:.3f}ms" for s in r["sweep"]))
+        w = r["writes"]
+        print(f"{'':>9}  ingest into the open index: add {w['study_slices']} vectors + save {w['add_save_s']:.3f}s "
+              f"(delta file {w['delta_bytes'] / 1e6:.1f} MB; the base file is not rewritten); merging the delta "
+              f"into a new base file {w['merge_s']:.1f}s (recall@{r['k']} vs exact after it {w['recall_after_merge']:.4f})")
         print(f"{'':>9}  raw hnswlib (in memory) at same ef: recall {r['raw_hnswlib']['recall']:.4f} "
               f"median {r['raw_hnswlib']['median_ms']:.3f} ms; Casebook ({h['backend']}) median {h['median_ms']:.3f} ms")
 
@@ -300,6 +333,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workdir", type=Path, help="where index files go (default: a temp dir)")
     ap.add_argument("--json", type=Path, help="also write the figures as JSON here")
     ap.add_argument("--keep", action="store_true", help="keep the index files in --workdir")
+    ap.add_argument("--study-slices", type=int, default=300, help="vectors added by the write test")
     ap.add_argument("--reuse", action="store_true",
                     help="reuse an index an earlier --keep run left in --workdir for the same data and parameters")
     args = ap.parse_args(argv)

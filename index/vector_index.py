@@ -20,8 +20,12 @@ Why it looks the way it does:
 * Opening is cheap at any size. Searches run on the saved file in place, through a memory map
   (``_hnswmap``, a small C++ module that implements hnswlib's search over hnswlib's own file
   format), so a million-vector index opens in milliseconds and its pages are shared with the OS
-  cache. hnswlib's ``load_index`` (a private copy of the whole file, about 1.7 s per million
-  512-d vectors, holding the GIL) runs only when the first write (add, delete) asks for it.
+  cache. Writes never touch that file: additions go to a small in-memory hnswlib *delta* index
+  (saved as its own small file), deletions to a tombstone list in the sidecar, and searches merge
+  the mapped base with the delta. A save writes only the delta and the sidecar, so an ingest into
+  a million-vector library writes kilobytes, not gigabytes. When the delta outgrows a tenth of
+  the base, a save merges everything into a new base file (hnswlib's full load, a few seconds
+  per million vectors) while searches go on.
 * Vectors are L2-normalised float32; the score is the cosine similarity (inner product).
 """
 from __future__ import annotations
@@ -37,6 +41,7 @@ import threading
 import time
 import zlib
 from contextlib import contextmanager
+import dataclasses
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Collection, Iterable, Iterator, Protocol
@@ -180,6 +185,10 @@ class IndexParams:
     max_ef: int = 1024
     num_threads: int = 1  # per query; build uses all cores
     initial_capacity: int = 1024
+    # Additions since the last full write go to a small delta file; past this many (or this
+    # fraction of the base file) a save merges them into a new base file.
+    delta_min_merge: int = 2_000
+    delta_fraction: float = 0.1
 
 
 @dataclass
@@ -206,12 +215,17 @@ class IndexMeta:
     recall_estimate: float | None = None
     labels_file: str = ""  # row-order labels (.npy): opening never has to scan the index file
     labels_crc32: int = 0
+    delta_file: str = ""  # hnswlib file of the vectors added since index_file was written
+    delta_size: int = 0
+    delta_crc32: int = 0
+    delta_seq: int = 0
 
     @classmethod
     def from_json(cls, text: str) -> "IndexMeta":
         data = json.loads(text)
         names = {f for f in cls.__dataclass_fields__}
-        missing = names - set(data) - {"recall_estimate", "labels_file", "labels_crc32"}
+        missing = names - set(data) - {"recall_estimate", "labels_file", "labels_crc32", "delta_file",
+                                       "delta_size", "delta_crc32", "delta_seq"}
         if missing:
             raise ValueError(f"sidecar lacks {sorted(missing)}")
         return cls(**{k: v for k, v in data.items() if k in names})
@@ -524,9 +538,10 @@ class VectorIndex:
         self.stem = model_file_stem(model_key)
         self._lock = ReadWriteLock()
         self._save_lock = threading.Lock()
-        self._index: hnswlib.Index | None = None  # writable in-memory graph, loaded on first write
-        self._mapped = None  # _hnswmap.MappedHnsw over the saved file: searches until a write
-        self._promote_lock = threading.Lock()
+        self._index: hnswlib.Index | None = None  # whole graph in memory: fresh builds, no _hnswmap
+        self._mapped = None  # _hnswmap.MappedHnsw over the saved base file
+        self._delta: hnswlib.Index | None = None  # additions since the base file (mapped mode)
+        self._deny: np.ndarray | None = None  # cached: labels the mapped base must not return
         self._live = np.empty(0, dtype=np.int64)  # sorted live labels
         self._deleted: set[int] = set()
         self._generation = 0
@@ -573,11 +588,11 @@ class VectorIndex:
         that is merely behind (labels added or removed since the last save) is caught up
         incrementally. ``verify`` is ``"full"`` (CRC of the whole file), ``"sample"`` (header,
         size and a sampled CRC: fast for multi-GB files) or ``"auto"`` (full up to 256 MB).
-        ``background=True`` loads the HNSW graph in a thread after the files are verified and
-        the vectors memory-mapped; until it is there, searches run exactly over the mapped
-        vectors (slower per query, never wrong). Note that hnswlib 0.8 holds the GIL inside
-        ``load_index`` (about 1.7 s per million 512-d vectors from the page cache), so other
-        Python threads only run again once the load is done.
+        The graph is searched in place through a memory map (milliseconds to open at any
+        size). Only where the ``_hnswmap`` module is missing does hnswlib load the whole file;
+        then ``background=True`` loads it in a thread and searches run exactly over the mapped
+        vectors until it is there (slower per query, never wrong). hnswlib 0.8 holds the GIL
+        inside ``load_index`` (about 1.5 s per million 512-d vectors from the page cache).
         """
         if dim <= 0:
             raise VectorIndexError(f"model {model_key!r}: embedding size must be positive, not {dim}")
@@ -671,12 +686,19 @@ class VectorIndex:
             except (OSError, ValueError) as exc:
                 raise VectorIndexError(f"{lpath}: unreadable labels file: {exc}") from exc
         fv = _FileVectors(path, header, labels)
+        store = _VectorStore(self.dim, fv)
+        delta = self._load_delta(meta) if meta.delta_file else None
+        if delta is not None:
+            store = store.with_added(*delta[1])
         deleted = set(int(x) for x in meta.deleted)
         dead = np.fromiter(deleted, dtype=np.int64, count=len(deleted))
-        live = np.sort(fv.labels[~np.isin(fv.labels, dead)])
+        every = np.union1d(fv.labels, store.pending_labels)
+        live = every[~np.isin(every, dead)]
         if LabelDigest.of(live).as_list() != list(meta.label_digest):
             raise VectorIndexError(f"{path}: labels in file do not match the saved label digest")
-        self._vectors = _VectorStore(self.dim, fv)
+        self._vectors = store
+        self._delta = delta[0] if delta is not None else None
+        self._deny = None
         self._meta = meta
         self._live = live
         self._deleted = deleted
@@ -699,6 +721,26 @@ class VectorIndex:
 
     use_mapped = True  # class switch: False forces hnswlib's full load (benchmarks compare both)
 
+    def _load_delta(self, meta: IndexMeta) -> tuple[hnswlib.Index, tuple[np.ndarray, np.ndarray]]:
+        """The delta file named by ``meta``, checked, loaded, and its (labels, vectors)."""
+        dpath = self.directory / meta.delta_file
+        if not dpath.exists():
+            raise VectorIndexError(f"{dpath}: delta file named by {self.meta_path.name} is missing")
+        if dpath.stat().st_size != meta.delta_size or file_crc32(dpath) != meta.delta_crc32:
+            raise VectorIndexError(f"{dpath}: delta file changed since it was saved (truncated or corrupt)")
+        header = read_hnsw_header(dpath)
+        if header.dim != self.dim:
+            raise VectorIndexError(f"{dpath}: file holds {header.dim}-value vectors, expected {self.dim}")
+        try:
+            idx = hnswlib.Index(space=self.SPACE, dim=self.dim)
+            idx.load_index(str(dpath), max_elements=max(header.element_count, 16))
+            idx.set_ef(max(meta.ef, 1))
+            idx.set_num_threads(self.params.num_threads)
+        except (RuntimeError, MemoryError, ValueError) as exc:
+            raise VectorIndexError(f"{dpath}: hnswlib cannot load it: {exc}") from exc
+        fv = _FileVectors(dpath, header)
+        return idx, (fv.labels.copy(), fv.block(0, fv.count))
+
     def _map_graph(self, path: Path) -> "object":
         """Map the saved file and parse its graph in place (milliseconds at a million vectors)."""
         start = time.perf_counter()
@@ -715,30 +757,32 @@ class VectorIndex:
 
     @property
     def backend(self) -> str:
-        """What answers HNSW searches now: "mapped" (the file, in place), "hnswlib" (in memory,
-        after a write), "loading" (exact search until the background load ends) or "closed"."""
+        """What answers HNSW searches now: "mapped" (the saved file in place, plus the in-memory
+        delta of later additions), "hnswlib" (the whole graph in memory: a fresh build before
+        its first save, or no _hnswmap module), "loading" (exact search until a background load
+        ends) or "closed"."""
         if self._index is not None:
             return "hnswlib"
         if self._mapped is not None:
             return "mapped"
         return "closed" if self._closed or self._ready.is_set() else "loading"
 
-    def _promote(self) -> None:
-        """Load the writable hnswlib graph from the mapped file before the first write."""
-        with self._promote_lock:
-            meta = self._meta
-            if self._index is None and self._mapped is not None and meta is not None:
-                log.info("%s: loading the graph for writing", self.stem)
-                self._load_graph(self.directory / meta.index_file, meta, False)
+    @property
+    def delta_count(self) -> int:
+        """Vectors added since the base file was written (kept in the delta, not yet merged)."""
+        return int(self._delta.element_count) if self._delta is not None else 0
 
     def _load_graph(self, path: Path, meta: IndexMeta, background: bool) -> None:
-        """Load the HNSW graph (hnswlib reads the whole file: about 1.5 s per million vectors)."""
+        """Load the whole HNSW graph with hnswlib (reads the file: about 1.5 s per million
+        vectors); used where the _hnswmap module is missing."""
         start = time.perf_counter()
         try:
             idx = hnswlib.Index(space=self.SPACE, dim=self.dim)
-            idx.load_index(str(path), max_elements=max(meta.max_elements, meta.element_count))
+            idx.load_index(str(path), max_elements=max(meta.max_elements, meta.element_count)
+                           + len(self._vectors.pending_labels))
             idx.set_ef(max(self.params.ef, 1))
             idx.set_num_threads(self.params.num_threads)
+            self._merge_delta_into(idx)
         except (RuntimeError, MemoryError, ValueError) as exc:
             err = VectorIndexError(f"{path}: hnswlib cannot load it: {exc}")
             if not background:
@@ -750,10 +794,29 @@ class VectorIndex:
         with self._lock.write():
             if self._meta is meta and self._index is None:  # not replaced by a rebuild meanwhile
                 self._index = idx
-                self._mapped = None  # the in-memory graph is the current state from now on
+                self._delta = None
         self.graph_load_seconds = time.perf_counter() - start
         self._ready.set()
         log.debug("%s: graph loaded in %.2fs", self.stem, self.graph_load_seconds)
+
+    def _merge_delta_into(self, idx: hnswlib.Index) -> None:
+        """Apply the tombstones and the delta's live vectors to a full graph loaded from the base
+        file (they live in the sidecar and the delta file, not in the base file)."""
+        base = self._vectors.file
+        if base is not None and self._deleted:
+            dead = np.fromiter(self._deleted, dtype=np.int64, count=len(self._deleted))
+            for label in dead[_member(base._sorted, dead)].tolist():
+                try:
+                    idx.mark_deleted(label)
+                except RuntimeError:
+                    pass  # flagged in the base file already
+        pend = self._vectors.pending_labels
+        live = pend[_member(self._live, pend)] if len(pend) else pend
+        if len(live):
+            need = idx.element_count + len(live)
+            if need > idx.get_max_elements():
+                idx.resize_index(need)
+            idx.add_items(self._vectors.get(live), live, num_threads=max(min(os.cpu_count() or 1, 4), 1))
 
     def wait_ready(self, timeout: float | None = None) -> bool:
         """Wait for a background graph load; True when HNSW search is available."""
@@ -762,9 +825,7 @@ class VectorIndex:
 
     def _wait_writable(self) -> None:
         self._ready.wait()
-        if self._index is None and self._mapped is not None:
-            self._promote()
-        if self._index is None:
+        if self._index is None and self._mapped is None:
             raise self._load_error or VectorIndexError(f"vector index {self.stem} is closed")
 
     @property
@@ -878,14 +939,21 @@ class VectorIndex:
         if len(np.unique(labels)) != len(labels):
             raise QueryError("duplicate labels in one add")
         self._wait_writable()
-        with self._lock.write():
-            idx = self._require()
+        with self._save_lock, self._lock.write():
+            # The whole graph in memory takes the vectors; a mapped base file is never written:
+            # additions go to the delta, searched beside it and saved as its own small file.
+            idx = self._index if self._index is not None else self._delta
+            if idx is None:
+                idx = self._new_hnsw(max(len(labels), self.params.initial_capacity))
             need = idx.element_count + len(labels)
             if need > idx.get_max_elements():
                 new_cap = max(need, int(idx.get_max_elements() * 1.5))
                 log.debug("%s: resizing index to %d elements", self.stem, new_cap)
                 idx.resize_index(new_cap)
             idx.add_items(vecs, labels, num_threads=max(min(os.cpu_count() or 1, 4), 1))
+            if self._index is None:
+                self._delta = idx
+                self._deny = None
             self._vectors = self._vectors.with_added(labels, vecs)
             for l in labels.tolist():
                 self._deleted.discard(l)
@@ -898,15 +966,22 @@ class VectorIndex:
         labels = np.unique(np.asarray(list(labels) if not isinstance(labels, np.ndarray) else labels,
                                       dtype=np.int64))
         self._wait_writable()
-        with self._lock.write():
-            idx = self._require()
+        with self._save_lock, self._lock.write():
             present = labels[np.isin(labels, self._live, assume_unique=True)]
-            for l in present.tolist():
-                idx.mark_deleted(l)
-                self._deleted.add(l)
+            if self._index is not None:
+                for l in present.tolist():
+                    self._index.mark_deleted(l)
+            elif self._delta is not None:  # mapped: the base file's copies are hidden by tombstones
+                for l in present[_member(self._vectors.pending_labels, present)].tolist():
+                    try:
+                        self._delta.mark_deleted(l)
+                    except RuntimeError:  # pragma: no cover - already deleted in the delta
+                        pass
+            self._deleted.update(present.tolist())
             if len(present):
                 self._live = np.setdiff1d(self._live, present, assume_unique=True)
                 self._exact_cache = None
+                self._deny = None
                 self._dirty = True
             return int(len(present))
 
@@ -919,29 +994,103 @@ class VectorIndex:
 
     # ---------------------------------------------------------------- saving
     def save(self) -> Path:
-        """Atomically write a new generation file and the sidecar naming it; drop the old one."""
+        """Persist every change: the delta and the sidecar, or a new base generation.
+
+        Only the sidecar commits a save (temp file, fsync, rename), so a crash at any point
+        leaves the previous saved state whole. Searches go on meanwhile; writers wait.
+        """
         self._ready.wait()
-        meta = self._meta
-        if self._index is None and self._mapped is not None and meta is not None and not self._dirty:
-            return self.directory / meta.index_file  # unchanged since it was saved
-        self._wait_writable()
         with self._save_lock:
-            with self._lock.read():  # queries may go on; writers wait until the new file is in
-                idx = self._require()
-                meta, store = self._write_generation(idx, self._live, self._deleted)
-                self._install(idx, self._live, self._deleted, meta, store)
-            return self.directory / meta.index_file
+            if self._index is not None:
+                with self._lock.read():
+                    idx, live, deleted = self._index, self._live, set(self._deleted)
+                    meta, store = self._write_generation(idx, live, deleted)
+                with self._lock.write():
+                    self._install(idx, live, deleted, meta, store)
+            elif self._mapped is not None and self._meta is not None:
+                if self._delta_needs_merge():
+                    self._merge_and_write()
+                elif self._dirty:
+                    with self._lock.read():
+                        meta = self._write_delta()
+                    with self._lock.write():
+                        self._meta, self._dirty = meta, False
+                    self._remove_stale(meta)
+            else:
+                raise self._load_error or VectorIndexError(f"vector index {self.stem} is closed")
+            return self.directory / self._meta.index_file
+
+    def _delta_needs_merge(self) -> bool:
+        base = self._vectors.file.count if self._vectors.file is not None else 0
+        return self.delta_count > max(self.params.delta_min_merge, self.params.delta_fraction * base)
+
+    def _merge_and_write(self) -> None:
+        """Fold the delta and the tombstones into a new base generation (caller holds _save_lock).
+
+        hnswlib loads the base file (a few seconds per million vectors) while searches go on
+        against the mapped base and the delta; the swap to the new file takes the write lock.
+        """
+        path = self.directory / self._meta.index_file
+        start = time.perf_counter()
+        with self._lock.read():
+            base = self._vectors.file
+            idx = hnswlib.Index(space=self.SPACE, dim=self.dim)
+            try:
+                idx.load_index(str(path), max_elements=(base.count if base else 0) + self.delta_count + 16)
+            except (RuntimeError, MemoryError, ValueError) as exc:
+                raise VectorIndexError(f"{path}: hnswlib cannot load it to merge the delta: {exc}") from exc
+            idx.set_ef(max(self.params.ef, 1))
+            idx.set_num_threads(self.params.num_threads)
+            self._merge_delta_into(idx)
+            live = self._live
+            dead = np.fromiter(self._deleted, dtype=np.int64, count=len(self._deleted))
+            # Deletions of vectors that never reached a base file vanish with the delta.
+            deleted = set(dead[_member(base._sorted, dead)].tolist()) if base is not None else set()
+            meta, store = self._write_generation(idx, live, deleted)
+        with self._lock.write():
+            self._install(idx, live, deleted, meta, store)
+        log.info("%s: merged the delta into a new base file in %.1fs", self.stem, time.perf_counter() - start)
+
+    def _write_delta(self) -> IndexMeta:
+        """Write the delta (if any) as its own file, then the sidecar naming it with the tombstones."""
+        meta = self._meta
+        seq = meta.delta_seq + 1
+        fields: dict = {"delta_file": "", "delta_size": 0, "delta_crc32": 0}
+        if self._delta is not None and self._delta.element_count:
+            final = self.directory / f"{self.stem}.{self._generation:06d}.d{seq:05d}.hnsw"
+            tmp = final.with_name(final.name + ".tmp")
+            self._delta.save_index(str(tmp))
+            _fsync_file(tmp)
+            fields = {"delta_file": final.name, "delta_size": tmp.stat().st_size, "delta_crc32": file_crc32(tmp)}
+            os.replace(tmp, final)
+        new = dataclasses.replace(
+            meta, count=int(len(self._live)), label_digest=LabelDigest.of(self._live).as_list(),
+            deleted=sorted(self._deleted), delta_seq=seq, saved_at=time.time(), ef=self.params.ef,
+            recall_estimate=self.recall_estimate, **fields)
+        self._write_meta(new)  # the commit point
+        log.debug("%s: saved a delta of %d, %d tombstones", self.stem, self.delta_count, len(self._deleted))
+        return new
 
     def _install(self, idx: hnswlib.Index, live: np.ndarray, deleted: set[int], meta: IndexMeta,
                  store: "_VectorStore") -> None:
-        # Plain attribute swaps: a concurrent reader sees either the old or the new state.
-        self._index, self._live, self._deleted = idx, live, set(deleted)
-        self._mapped = None
+        """Make a just-written generation current (caller holds the write lock): searched in
+        place through a map where the _hnswmap module exists, else from ``idx`` in memory."""
+        mapped = None
+        if _hnswmap is not None and self.use_mapped:
+            try:
+                mapped = self._map_graph(self.directory / meta.index_file)
+            except VectorIndexError as exc:  # pragma: no cover - just written and checked
+                log.warning("%s; keeping the graph in memory", exc)
+        self._index, self._mapped, self._delta, self._deny = (None if mapped is not None else idx), mapped, None, None
+        self._live, self._deleted = live, set(deleted)
         self._vectors, self._meta = store, meta
         self._exact_cache = None
         self._generation = int(meta.index_file.rsplit(".", 2)[-2])
         self._dirty = False
-        keep = {meta.index_file, meta.labels_file, self.meta_path.name}
+        self._remove_stale(meta)
+
+    def _remove_stale(self, meta: IndexMeta) -> None:
+        keep = {meta.index_file, meta.labels_file, meta.delta_file, self.meta_path.name}
         for stale in self.directory.glob(f"{self.stem}.*"):
             if stale.name not in keep and (".hnsw" in stale.name or ".labels.npy" in stale.name):
                 try:
@@ -994,11 +1143,12 @@ class VectorIndex:
     def close(self) -> None:
         """Save pending changes (if any) and release the memory."""
         self._ready.wait()
-        if self._index is not None and self._dirty:
+        if self._dirty and (self._index is not None or self._mapped is not None):
             self.save()
         with self._lock.write():
             self._index = None
             self._mapped = None  # unmapped once the last running search lets go of it
+            self._delta = None
             self._exact_cache = None
             self._closed = True
 
@@ -1052,7 +1202,10 @@ class VectorIndex:
         idx = self._index
         if idx is None:
             mapped = self._mapped  # file pages are shared with the OS cache; count what is private
-            return int(mapped.private_bytes) if mapped is not None else 0
+            if mapped is None:
+                return 0
+            per = self.dim * 4 * 2 + (2 * self.params.M * 4 + 4) + 8 + 2 * 8  # delta graph + pending copy
+            return int(mapped.private_bytes) + self.delta_count * per
         per = self.dim * 4 + (2 * idx.M * 4 + 4) + 8 + 2 * 8  # level 0 + label map
         upper = idx.M * 4 * 1.0 / math.log(max(idx.M, 2)) + 8  # expected upper-level links
         return int(idx.get_max_elements() * per + idx.element_count * upper)
@@ -1176,14 +1329,17 @@ class VectorIndex:
               excl: np.ndarray | None, ef: int | None) -> SearchResult:
         if self._index is None and self._mapped is not None:
             return self._hnsw_mapped(q, k, cand, filter, excl, ef)
-        idx = self._require()
-        live_n = len(self._live)
+        return self._hnsw_on(self._require(), len(self._live), q, k, cand, filter, excl, ef)
+
+    def _hnsw_on(self, idx: hnswlib.Index, live_n: int, q: np.ndarray, k: int, cand: np.ndarray | None,
+                 filter: Callable[[int], bool] | None, excl: np.ndarray | None, ef: int | None) -> SearchResult:
+        """HNSW search of an in-memory hnswlib graph holding ``live_n`` live vectors."""
         preds: list[Callable[[int], bool]] = []
         frac = 1.0
         if cand is not None:
             cset = frozenset(cand.tolist())
             preds.append(cset.__contains__)
-            frac = len(cand) / live_n
+            frac = min(1.0, len(cand) / max(live_n, 1))
         if excl is not None and len(excl):
             eset = frozenset(excl.tolist())
             preds.append(lambda l, _e=eset: l not in _e)
@@ -1230,15 +1386,36 @@ class VectorIndex:
         filtered = cand is not None or filter is not None or (excl is not None and len(excl) > 0)
         kk = min(k, live_n if cand is None else len(cand))
         want_ef = self._oversampled_ef(int(ef or self.params.ef), kk, frac, filtered)
+        deny = self._mapped_deny()  # tombstones, and base copies replaced in the delta
+        if excl is not None and len(excl):
+            deny = np.union1d(deny, excl)
         try:
-            labels, dists = self._mapped.knn_query(q, kk, want_ef, allow=cand, deny=excl, filter=filter)
+            labels, dists = self._mapped.knn_query(q, kk, want_ef, allow=cand, deny=deny if len(deny) else None,
+                                                   filter=filter)
         except RuntimeError as exc:
             raise VectorIndexError(f"{self.directory / self._meta.index_file}: {exc}") from exc
         out_l = np.full((len(q), k), -1, np.int64)
         out_s = np.full((len(q), k), -np.inf, np.float32)
         out_l[:, :kk] = labels
         out_s[:, :kk] = np.where(labels >= 0, 1.0 - dists, -np.inf)
+        delta, pend = self._delta, self._vectors.pending_labels
+        delta_live = int(_member(self._live, pend).sum()) if delta is not None and len(pend) else 0
+        if delta_live:  # merge the delta's best with the base's, by score
+            extra = self._hnsw_on(delta, delta_live, q, k, cand, filter, excl, ef)
+            cat_l = np.concatenate([out_l, extra.labels], axis=1)
+            cat_s = np.concatenate([out_s, extra.scores], axis=1)
+            order = np.argsort(-cat_s, axis=1, kind="stable")[:, :k]
+            out_l, out_s = np.take_along_axis(cat_l, order, 1), np.take_along_axis(cat_s, order, 1)
         return SearchResult(out_l, out_s, "hnsw-filtered" if filtered else "hnsw")
+
+    def _mapped_deny(self) -> np.ndarray:
+        """Sorted labels the mapped base file must not return (cached until the next write)."""
+        deny = self._deny
+        if deny is None:
+            dead = np.fromiter(self._deleted, dtype=np.int64, count=len(self._deleted))
+            deny = np.union1d(dead, self._vectors.pending_labels)
+            self._deny = deny
+        return deny
 
     def _knn_one(self, idx: hnswlib.Index, q: np.ndarray, search_k: int, kk: int,
                  pred: Callable[[int], bool] | None) -> tuple[np.ndarray, np.ndarray]:
@@ -1303,15 +1480,10 @@ class VectorIndex:
 
     def _recall_at(self, queries: np.ndarray, truth: np.ndarray, k: int, ef: int) -> float:
         with self._lock.read():
-            if self._index is None and self._mapped is not None:
-                labels, _ = self._mapped.knn_query(queries, k, ef)
-                return sum(len(set(l.tolist()) & set(t.tolist())) for l, t in zip(labels, truth)) / max(truth.size, 1)
-            idx = self._require()
-            hits = 0
-            search_k = max(k, ef) if ef > idx.ef else k  # hnswlib searches with max(ef, k)
-            for q, t in zip(queries, truth):
-                l, _ = self._knn_one(idx, q, search_k, k, None)
-                hits += len(set(l[:k].tolist()) & set(t.tolist()))
+            if self._index is None and self._mapped is None:
+                raise VectorIndexError(f"vector index {self.stem} is closed")
+            labels = self._hnsw(queries, k, None, None, None, ef).labels
+        hits = sum(len(set(l.tolist()) & set(t.tolist())) for l, t in zip(labels, truth))
         return hits / max(truth.size, 1)
 
     def tune_ef(self, target_recall: float | None = None, k: int = 10, sample: int = 200,

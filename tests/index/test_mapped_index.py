@@ -1,9 +1,10 @@
 """The memory-mapped search backend (``_hnswmap``) against hnswlib itself, on real index files.
 
-An index opened from disk is searched in place through a memory map; hnswlib loads its private
-copy only when a write comes. These tests check that the two answer alike, that the mapped
-backend honours deletions and filters, that a write switches over without losing anything, and
-that a damaged file is an error, never a crash.
+An index opened from disk is searched in place through a memory map; additions go to an
+in-memory delta saved as its own small file, deletions to tombstones, until a save merges them
+into a new base file. These tests check that the mapped backend answers like hnswlib, honours
+deletions and filters, that writes never rewrite the base file yet survive reopening, that
+searches run safely through saves and merges, and that a damaged file is an error, never a crash.
 """
 from __future__ import annotations
 
@@ -56,7 +57,10 @@ def test_open_maps_the_file_and_answers_like_hnswlib(saved) -> None:
     q = clustered(300, seed=7)
     mine = vi.search(q, k=10, mode="hnsw")
     assert mine.method == "hnsw"
-    ref_l, ref_d = _hnswlib_index(directory / vi._meta.index_file, vi.params.ef).knn_query(q, k=10)
+    ref = _hnswlib_index(directory / vi._meta.index_file, vi.params.ef)
+    for label in labels[:40].tolist():  # deletions since the base file are tombstones in the sidecar
+        ref.mark_deleted(label)
+    ref_l, ref_d = ref.knn_query(q, k=10)
     agree = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(mine.labels.tolist(), ref_l.tolist())])
     assert agree >= 0.99  # same algorithm; only float summation order differs
     np.testing.assert_allclose(np.sort(mine.scores, axis=1)[:, ::-1], np.sort(1 - ref_d, axis=1)[:, ::-1], atol=1e-5)
@@ -85,24 +89,83 @@ def test_mapped_search_honours_deletes_filters_and_exclusions(saved) -> None:
     assert vi.backend == "mapped"
 
 
-def test_first_write_loads_the_graph_and_keeps_everything(saved) -> None:
+def test_writes_go_to_a_delta_and_never_rewrite_the_base(saved) -> None:
     directory, labels, vecs = saved
     vi = VectorIndex.open(directory, MODEL, DIM)
-    assert vi.backend == "mapped"
+    base = directory / vi._meta.index_file
+    base_bytes = base.read_bytes()
     new = clustered(10, seed=99)
     vi.add(np.arange(10) + 10**8, new)
-    assert vi.backend == "hnswlib"
-    assert vi.search(new[3], k=1).labels[0, 0] == 10**8 + 3
-    assert vi.search(vecs[500], k=1).labels[0, 0] == labels[500]
+    replaced = clustered(1, seed=123)
+    vi.add([labels[700]], replaced)  # a new vector for a label the base file holds
+    assert vi.mark_deleted(labels[[500, 501]]) == 2
+    assert vi.backend == "mapped" and vi.delta_count == 11
+
+    def check(v: VectorIndex, extra: int = 0) -> None:
+        for mode in ("hnsw", "exact"):
+            assert v.search(new[3], k=1, mode=mode).labels[0, 0] == 10**8 + 3, mode
+            got = v.search(vecs[500:502], k=10, mode=mode).labels
+            assert not {int(labels[500]), int(labels[501])} & set(got.ravel().tolist()), mode
+            assert v.search(replaced[0], k=1, mode=mode).labels[0, 0] == labels[700], mode
+            old = v.search(vecs[700], k=10, mode=mode)  # the old vector is gone with its copy
+            assert labels[700] not in old.labels[0, :1].tolist(), mode
+        np.testing.assert_allclose(v.get_vectors([labels[700]])[0], replaced[0], atol=1e-6)
+        assert len(v) == 5000 - 40 + 10 - 2 + extra
+
+    check(vi)
+    vi.save()
+    assert base.read_bytes() == base_bytes  # saving wrote the delta and the sidecar only
+    assert vi._meta.delta_file and (directory / vi._meta.delta_file).stat().st_size < len(base_bytes) / 20
     vi.close()
-    again = VectorIndex.open(directory, MODEL, DIM)
-    assert again.backend == "mapped" and len(again) == 5000 - 40 + 10
-    assert again.search(new[3], k=1, mode="hnsw").labels[0, 0] == 10**8 + 3
+    again = VectorIndex.open(directory, MODEL, DIM, ArraySource(
+        np.concatenate([np.delete(labels[40:], [460, 461]), np.arange(10) + 10**8]),
+        np.concatenate([np.delete(vecs[40:], [460, 461], axis=0), new])))
+    assert again.backend == "mapped" and again.delta_count == 11
+    check(again)
+    # Past the merge threshold a save folds the delta into a new base file.
+    again.params.delta_min_merge, again.params.delta_fraction = 20, 0.0
+    more = clustered(30, seed=7)
+    again.add(np.arange(30) + 10**7, more)
+    again.save()
+    assert again.backend == "mapped" and again.delta_count == 0 and not again._meta.delta_file
+    assert again._meta.index_file != base.name and not base.exists()
+    check(again, extra=30)
+    assert again.search(more[5], k=1, mode="hnsw").labels[0, 0] == 10**7 + 5
+    again.close()
+    final = VectorIndex.open(directory, MODEL, DIM)
+    assert final.backend == "mapped" and final.delta_count == 0
+    check(final, extra=30)
+    assert not list(directory.glob("*.tmp")) and len(list(directory.glob("*.hnsw"))) == 1
 
 
-def test_searches_run_while_a_writer_switches_backends(saved) -> None:
+@pytest.mark.parametrize("background", [False, True])
+def test_saved_delta_opens_without_the_mapping_module(saved, monkeypatch, background: bool) -> None:
+    """A build without _hnswmap loads base + delta + tombstones into one hnswlib graph."""
     directory, labels, vecs = saved
     vi = VectorIndex.open(directory, MODEL, DIM)
+    new = clustered(10, seed=42)
+    vi.add(np.arange(10) + 10**8, new)
+    vi.mark_deleted(labels[[900, 901]])
+    vi.close()
+    monkeypatch.setattr(VectorIndex, "use_mapped", False)
+    full = VectorIndex.open(directory, MODEL, DIM, background=background)
+    assert full.wait_ready(timeout=60) and full.backend == "hnswlib"
+    assert full.search(new[4], k=1, mode="hnsw").labels[0, 0] == 10**8 + 4
+    got = full.search(vecs[900:902], k=10, mode="hnsw").labels
+    assert not {int(labels[900]), int(labels[901])} & set(got.ravel().tolist())
+    assert not set(labels[:40].tolist()) & set(full.search(vecs[:40], k=10, mode="hnsw").labels.ravel().tolist())
+    full.add([10**8 + 50], clustered(1, seed=1))
+    full.close()  # writes one full generation: the delta is folded in
+    monkeypatch.setattr(VectorIndex, "use_mapped", True)
+    back = VectorIndex.open(directory, MODEL, DIM)
+    assert back.backend == "mapped" and back.delta_count == 0 and len(back) == 5000 - 40 + 10 - 2 + 1
+    assert back.search(new[4], k=1, mode="hnsw").labels[0, 0] == 10**8 + 4
+
+
+def test_searches_run_while_a_writer_adds_saves_and_merges(saved) -> None:
+    directory, labels, vecs = saved
+    vi = VectorIndex.open(directory, MODEL, DIM)
+    vi.params.delta_min_merge, vi.params.delta_fraction = 120, 0.0  # the loop below crosses it once
     # HNSW leaves a few elements unreachable (both backends alike): query the ones it finds.
     first = vi.search(vecs[40:], k=1, mode="hnsw").labels[:, 0]
     findable = np.flatnonzero(first == labels[40:]) + 40
@@ -123,14 +186,17 @@ def test_searches_run_while_a_writer_switches_backends(saved) -> None:
     threads = [threading.Thread(target=reader, args=(s,)) for s in range(3)]
     for t in threads:
         t.start()
+    generations = set()
     for s in range(0, 200, 50):
         vi.add(np.arange(s, s + 50) + 10**9, clustered(50, seed=1000 + s))
-    vi.save()
+        vi.save()
+        generations.add(vi._meta.index_file)
     stop.set()
     for t in threads:
         t.join(timeout=60)
     assert not errors, errors[0]
-    assert vi.backend == "hnswlib" and len(vi) == 5000 - 40 + 200
+    assert len(generations) == 2  # deltas saved, then one merge into a new base file
+    assert vi.backend == "mapped" and len(vi) == 5000 - 40 + 200 and vi.delta_count == 50
 
 
 def test_damaged_links_raise_instead_of_crashing(saved) -> None:
