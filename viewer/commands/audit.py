@@ -43,7 +43,8 @@ def run(args: argparse.Namespace) -> int:
     for r in reports:
         rows = [
             ["model", r.model_key],
-            ["vectors (live / deleted)", f"{r.vectors:,} / {r.deleted:,} ({r.dim}-d)"],
+            ["vectors (live / deleted)", f"{r.vectors:,} / {r.deleted:,} ({r.dim}-d"
+             + (f"; {r.delta:,} added since the base file, in its delta)" if r.delta else ")")],
             ["index on disk / private memory", f"{r.index_bytes / 2**20:,.1f} MiB / {r.memory_bytes / 2**20:,.1f} MiB"
              f" ({'file searched in place' if r.backend == 'mapped' else 'graph in memory'})"],
             ["HNSW M / ef_construction / ef", f"{r.M} / {r.ef_construction} / {r.ef}"],

@@ -426,6 +426,7 @@ class AuditReport:
     precision_at_1: float | None = None
     chance_precision: float | None = None  # what random retrieval would score
     backend: str = ""  # "mapped" (saved file searched in place) or "hnswlib" (in memory)
+    delta: int = 0  # vectors added since the base file was written (not yet merged)
     notes: list[str] = field(default_factory=list)
 
 
@@ -449,7 +450,7 @@ def audit(index: VectorIndex, service: SearchService | None = None, k: int = 10,
                       deleted=len(index.deleted_labels), index_bytes=index_bytes,
                       memory_bytes=index.memory_bytes(), M=index.params.M,
                       ef_construction=index.params.ef_construction, ef=index.params.ef, k=k, sample=0,
-                      backend=index.backend)
+                      backend=index.backend, delta=index.delta_count)
     live = index.live_labels
     if len(live) <= k:
         rep.notes.append(f"only {len(live)} vectors indexed: recall and latency need more than k={k}")

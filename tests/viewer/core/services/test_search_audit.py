@@ -28,7 +28,12 @@ def test_audit_reports_size_recall_latency(library_dir: Path) -> None:
     assert rep.recall_at_k is not None and rep.recall_at_k >= 0.95
     assert rep.hnsw_ms["p50"] > 0 and rep.exact_ms["p99"] >= rep.exact_ms["p50"]
     # Auditing only reads: the saved file is searched in place, with no private copy of it.
-    assert rep.backend == "mapped" and rep.memory_bytes < rep.index_bytes / 10
+    assert rep.backend == "mapped" and rep.memory_bytes < rep.index_bytes / 10 and rep.delta == 0
+    vi = VectorIndex.open(library_dir / "vectors", "audit-test@1", 48)
+    vi.add(np.arange(50) + 10**6, np.random.default_rng(1).normal(size=(50, 48)).astype(np.float32))
+    vi.close()
+    [rep] = audit_library(load_settings(), k=10, sample=20)
+    assert rep.vectors == 6050 and rep.delta == 50  # saved as a delta beside the untouched base file
 
 
 def test_audit_cli_table_json_and_errors(library_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
