@@ -19,7 +19,7 @@ import numpy as np
 
 from ..errors import DicomReadError, SeriesGeometryError, UnsupportedTransferSyntaxError
 from ..progress import ProgressCallback, SupportsCancel, check_cancel
-from . import _codec, _io
+from . import _codec, _io, _mosaic
 from .scan import InstanceHeader, SeriesStack
 from .volume import GeometryReport, Volume
 
@@ -342,6 +342,11 @@ def load_stack(stack: SeriesStack, *, progress: ProgressCallback | None = None,
     if len(headers) == 1 and h0.frame_index is None and h0.number_of_frames > 1:
         headers = [_frame_of(h0, i) for i in range(h0.number_of_frames)]
     color = h0.samples_per_pixel == 3 or h0.photometric == "PALETTE COLOR"
+    if (len(headers) == 1 and h0.frame_index is None and h0.number_of_frames == 1 and not color
+            and any("MOSAIC" in t for t in h0.image_type)):
+        mosaic = _load_mosaic(stack, h0)
+        if mosaic is not None:
+            return mosaic
     rows, cols = h0.rows, h0.columns
     for h in headers:
         if (h.rows, h.columns) != (rows, cols):
@@ -391,6 +396,71 @@ def load_stack(stack: SeriesStack, *, progress: ProgressCallback | None = None,
               "transfer_syntaxes": sorted({h.transfer_syntax_uid for h in headers})},
     )
     return vol
+
+
+def _load_mosaic(stack: SeriesStack, h: InstanceHeader) -> Volume | None:
+    """A Siemens mosaic cut into its slices (as dcm2niix does), or ``None`` to show it as stored."""
+    try:
+        info = _mosaic.mosaic_info(h.path)
+    except Exception:  # noqa: BLE001 - private header unreadable: the image is shown as stored
+        info = None
+    if info is None or info.n_images < 2 or h.position is None or h.orientation is None:
+        return None
+    grid = _mosaic.tile_grid(info.n_images, h.rows, h.columns)
+    if grid is None:
+        log.warning("mosaic of %d images does not tile a %dx%d image: shown as stored", info.n_images, h.rows, h.columns)
+        return None
+    m, tr, tc = grid
+    raw = np.empty((1, h.rows, h.columns), dtype=_raw_dtype(h))
+    try:
+        _fill_slot(_Slot(0, h), raw, _FileCache(), False)
+    except DicomReadError:
+        raise
+    except (OSError, ValueError, RuntimeError, TypeError, IndexError, KeyError, AttributeError, EOFError,
+            MemoryError) as exc:
+        raise DicomReadError(h.path, f"pixel data cannot be decoded: {type(exc).__name__}: {exc}") from exc
+    finally:
+        with _GZ_LOCK:
+            _GZ_CACHE.clear()
+    n = info.n_images
+    tiles = _mosaic.detile(raw[0], n, m)
+    o = np.asarray(h.orientation, dtype=np.float64)
+    row = o[:3] / (np.linalg.norm(o[:3]) or 1.0)
+    col = o[3:] / (np.linalg.norm(o[3:]) or 1.0)
+    normal = np.cross(row, col)
+    sj, si = (float(h.pixel_spacing[0]), float(h.pixel_spacing[1])) if h.pixel_spacing else (1.0, 1.0)
+    sk = float(h.spacing_between_slices or h.slice_thickness or 1.0)
+    # The stored position is the corner of the whole mosaic; the first tile is centred in it.
+    first = np.asarray(h.position, dtype=np.float64) + col * sj * (h.rows - tr) / 2 + row * si * (h.columns - tc) / 2
+    rep = GeometryReport()
+    sn = np.asarray(info.slice_normal, dtype=np.float64) if info.slice_normal is not None else normal
+    if abs(float(np.linalg.norm(sn)) - 1.0) > 0.01 or abs(float(sn @ normal)) < 0.99:
+        rep.warnings.append("mosaic slice normal missing or not perpendicular to the image plane: "
+                            "slices assumed along the image normal")
+        sn = normal
+    positions = first + np.arange(n)[:, None] * sk * (sn if float(sn @ normal) > 0 else -normal)
+    if float(sn @ normal) < 0:
+        tiles = tiles[::-1]  # acquired against the image normal: store in increasing position
+        positions = positions[::-1]
+    voxels = _rescale(np.ascontiguousarray(tiles), [h] * n)
+    return Volume(
+        voxels=voxels,
+        spacing=(sk, sj, si),
+        origin=tuple(float(x) for x in positions[0]),  # type: ignore[arg-type]
+        direction=np.column_stack([row, col, normal]),
+        modality=stack.modality,
+        series_uid=stack.series_uid,
+        study_uid=stack.study_uid,
+        patient_id=stack.patient_id,
+        description=stack.series_description,
+        window=h.window,
+        photometric=h.photometric or "MONOCHROME2",
+        geometry=rep,
+        source_files=[h.path],
+        slice_positions=np.ascontiguousarray(positions),
+        meta={"stack_key": stack.key, "bad_files": [], "transfer_syntaxes": [h.transfer_syntax_uid],
+              "mosaic": {"images": n, "tiles_per_side": m}},
+    )
 
 
 def _finish(raw: np.ndarray, headers: list[InstanceHeader], color: bool, bad: list[tuple[int, DicomReadError]],
