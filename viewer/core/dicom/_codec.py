@@ -43,8 +43,16 @@ _UNDEFINED = 0xFFFFFFFF
 
 # Environment override of the worker count: 0 or 1 switches the process pool off.
 ENV_PROCESSES = "CASEBOOK_DECODE_PROCESSES"
-# Below this much work a cold pool (~0.5 s to spawn and import) costs more than it saves.
-_COLD_MIN_PIXELS = 48 * 512 * 512
+# Below this much work a cold pool (0.3-0.5 s to spawn and import on 2 cores) costs more than it
+# saves: ~64 JPEG-LS slices of 512x512 (8 ms each) or ~32 JPEG 2000 ones (17 ms, counted double).
+_COLD_MIN_PIXELS = 64 * 512 * 512
+_SLOW_CODECS = {"1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91", "1.2.840.10008.1.2.4.201",
+                "1.2.840.10008.1.2.4.202", "1.2.840.10008.1.2.4.203"}
+
+
+def decode_cost(h: Any) -> int:
+    """Relative decode work of slice ``h`` (pixels, JPEG 2000 counted double)."""
+    return h.rows * h.columns * (2 if h.transfer_syntax_uid in _SLOW_CODECS else 1)
 _WARM_MIN_SLICES = 4
 
 
@@ -155,13 +163,13 @@ def pool_workers() -> int:
     return min(cores, 8) if cores >= 2 else 0
 
 
-def should_use_pool(n_slices: int, n_pixels: int) -> bool:
+def should_use_pool(n_slices: int, cost: int) -> bool:
     """Worth shipping ``n_slices`` compressed slices to worker processes?"""
     if _POOL_BROKEN or pool_workers() == 0:
         return False
     if _POOL is not None:
         return n_slices >= _WARM_MIN_SLICES
-    return n_pixels >= _COLD_MIN_PIXELS
+    return cost >= _COLD_MIN_PIXELS
 
 
 def _worker_init() -> None:

@@ -496,7 +496,7 @@ def _shared_volume(raw: np.ndarray, headers: list[InstanceHeader], color: bool) 
     if color:
         return None, []
     fast = [k for k, h in enumerate(headers) if _codec.eligible(h)]
-    if not fast or not _codec.should_use_pool(len(fast), len(fast) * raw.shape[1] * raw.shape[2]):
+    if not fast or not _codec.should_use_pool(len(fast), sum(_codec.decode_cost(headers[k]) for k in fast)):
         return None, []
     if _codec.get_pool() is None:
         return None, []
