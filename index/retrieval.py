@@ -16,7 +16,7 @@ from typing import Callable, Collection, Hashable, Iterable, Mapping, Sequence, 
 import numpy as np
 
 from .errors import QueryError
-from .vector_index import VectorIndex, normalise
+from .vector_index import VectorIndex, normalise, sorted_unique
 
 log = logging.getLogger(__name__)
 
@@ -71,11 +71,11 @@ def rank_series(
     rows = pick_query_rows(len(q_all), max_query_vectors)
     q = q_all[rows]
     per_k = per_vector_k or max(4 * k + 16, 32)
-    allowed = None if candidates is None else np.unique(np.asarray(candidates, dtype=np.int64))
+    allowed = None if candidates is None else sorted_unique(np.asarray(candidates, dtype=np.int64))
     res = index.search(q, per_k, candidates=allowed, filter=filter, exclude=exclude_labels)
     if res.method == "empty":
         return [], res.reason
-    found = np.unique(res.labels[res.labels >= 0])
+    found = sorted_unique(res.labels[res.labels >= 0])
     if len(found) == 0:
         return [], "no indexed embedding matches the query and filters"
     info = resolve(found)
