@@ -1452,8 +1452,9 @@ class VectorIndex:
         out_s[:, :kk] = np.where(labels >= 0, 1.0 - dists, -np.inf)
         delta, pend = self._delta, self._vectors.pending_labels
         delta_live = int(_member(self._live, pend).sum()) if delta is not None and len(pend) else 0
-        if delta_live:  # merge the delta's best with the base's, by score
-            extra = self._hnsw_on(delta, delta_live, q, k, cand, filter, excl, ef)
+        cand_d = cand[_member(pend, cand)] if cand is not None and delta_live else cand
+        if delta_live and (cand_d is None or len(cand_d)):  # merge the delta's best with the base's
+            extra = self._hnsw_on(delta, delta_live, q, k, cand_d, filter, excl, ef)
             cat_l = np.concatenate([out_l, extra.labels], axis=1)
             cat_s = np.concatenate([out_s, extra.scores], axis=1)
             order = np.argsort(-cat_s, axis=1, kind="stable")[:, :k]

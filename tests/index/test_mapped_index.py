@@ -110,6 +110,13 @@ def test_writes_go_to_a_delta_and_never_rewrite_the_base(saved) -> None:
             old = v.search(vecs[700], k=10, mode=mode)  # the old vector is gone with its copy
             assert labels[700] not in old.labels[0, :1].tolist(), mode
         np.testing.assert_allclose(v.get_vectors([labels[700]])[0], replaced[0], atol=1e-6)
+        pool = np.concatenate([labels[1000:1500], [10**8 + 3]])
+        got = v.search(new[3], k=5, candidates=pool, mode="hnsw")
+        assert got.labels[0, 0] == 10**8 + 3 and set(got.labels[0].tolist()) <= set(pool.tolist())
+        got = v.search(new[3], k=5, candidates=labels[1000:1500], mode="hnsw")  # delta not in the pool
+        assert set(got.labels[0].tolist()) <= set(labels[1000:1500].tolist())
+        got = v.search(new[3], k=5, exclude=[10**8 + 3], mode="hnsw")
+        assert 10**8 + 3 not in got.labels[0].tolist() and len(got.hits()) == 5
         assert len(v) == 5000 - 40 + 10 - 2 + extra
 
     check(vi)
