@@ -2,8 +2,11 @@
 
 Speed matters (a 400-slice CT must open in well under a second): uncompressed slices are read
 straight from the file offset found by the header scan into a preallocated array, in a thread
-pool (file reads and numpy release the GIL). Compressed slices go through pydicom's decoders
-(pylibjpeg first, GDCM as fallback) in the same pool.
+pool (file reads and numpy release the GIL). Compressed single-frame slices skip ``dcmread``: their
+fragments are cut from the bytes and decoded by pydicom's plugins (``_codec``), in spawned worker
+processes writing into shared memory for large stacks (the codecs hold the GIL). Everything else
+(multi-frame, colour, anything the fast paths decline) goes through ``pydicom.dcmread`` and
+``pixel_array`` in the thread pool. Siemens mosaics are cut into their slices (``_mosaic``).
 """
 from __future__ import annotations
 
