@@ -244,6 +244,11 @@ def test_mapping_stays_valid_while_in_use(saved) -> None:
     with pytest.raises(BufferError):
         mm.close()  # the graph holds the buffer: the pages cannot vanish under a search
     assert graph.element_count == 5000 and graph.kernel in ("avx2", "sse", "generic")
+    warmer = threading.Thread(target=graph.warm)  # what open() runs in the background
+    warmer.start()
+    hits = graph.knn_query(clustered(20, seed=4), 5, 32)[0]  # searches go on meanwhile (no GIL held)
+    warmer.join(timeout=30)
+    assert not warmer.is_alive() and (hits >= 0).all() and graph.warm() == path.stat().st_size
     del graph
     mm.close()
 
