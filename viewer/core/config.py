@@ -44,6 +44,7 @@ class Settings:
     model: str = "casebook-baseline"
     device: str = "auto"  # auto | cpu | cuda
     ingest_workers: int = 0  # 0: one per CPU core
+    theme: str = "dark"  # dark | light (the reading room's lights are low)
     search: SearchSettings = field(default_factory=SearchSettings)
 
     @property
@@ -64,6 +65,7 @@ class Settings:
             f'model = "{_esc(self.model)}"',
             f'device = "{_esc(self.device)}"',
             f"ingest_workers = {self.ingest_workers}",
+            f'theme = "{_esc(self.theme)}"',
             "",
             "[search]",
         ]
@@ -87,9 +89,11 @@ _ENV = {
     "CASEBOOK_DEVICE": ("device", str),
     "CASEBOOK_INGEST_WORKERS": ("ingest_workers", int),
     "CASEBOOK_TOP_K": ("search.top_k", int),
+    "CASEBOOK_THEME": ("theme", str),
 }
 
 _DEVICES = {"auto", "cpu", "cuda"}
+_THEMES = {"dark", "light"}
 
 
 def config_file() -> Path:
@@ -117,6 +121,8 @@ def load_settings(path: Path | None = None, environ: dict[str, str] | None = Non
             _set(settings, name, value)
     if settings.device not in _DEVICES:
         raise ConfigError(f"device must be one of {sorted(_DEVICES)}, not {settings.device!r}")
+    if settings.theme not in _THEMES:
+        raise ConfigError(f"theme must be one of {sorted(_THEMES)}, not {settings.theme!r}")
     settings.library_dir = Path(settings.library_dir).expanduser()
     return settings
 

@@ -24,9 +24,14 @@ def ensure_app() -> QApplication:
 def run_gui(path: Path | None = None) -> int:
     """Open the main window (on ``path`` if given) and run the event loop."""
     app = ensure_app()
+    from .icons import app_icon
     from .main_window import MainWindow
+    from .theme import apply_theme
 
-    win = MainWindow(load_settings())
+    settings = load_settings()
+    apply_theme(app, settings.theme)
+    app.setWindowIcon(app_icon())
+    win = MainWindow(settings)
     win.show()
     win.refresh_library()
     if path is not None:

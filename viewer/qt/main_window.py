@@ -7,7 +7,7 @@ from typing import Any
 
 from PySide6.QtCore import QSettings, Qt
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
-from PySide6.QtWidgets import (QDockWidget, QFileDialog, QLabel, QMainWindow, QMessageBox, QProgressBar,
+from PySide6.QtWidgets import (QApplication, QDockWidget, QFileDialog, QLabel, QMainWindow, QMessageBox, QProgressBar,
                                QProgressDialog, QSplitter, QTextBrowser, QVBoxLayout, QWidget)
 
 from casebook.viewer.core.config import Settings, load_settings
@@ -15,6 +15,7 @@ from casebook.viewer.core.dicom.volume import Volume
 from casebook.viewer.core.viewstate import ORIENTATIONS, StateLink, load_window_presets
 
 from . import workers
+from .icons import icon
 from .views.help_dialog import HelpDialog
 from .views.similar_panel import SimilarPanel
 from .views.study_browser import StudyBrowser
@@ -87,11 +88,16 @@ class MainWindow(QMainWindow):
         self._restore_geometry()
 
     # -- actions --------------------------------------------------------------------------------
-    def _act(self, text: str, shortcut: str | QKeySequence | None, slot, menu=None, checkable=False) -> QAction:
+    def _act(self, text: str, shortcut: str | QKeySequence | None, slot, menu=None, checkable=False,
+             icon_name: str | None = None) -> QAction:
         a = QAction(text, self)
+        if icon_name:
+            self._icon_names[a] = icon_name
+            a.setIcon(icon(icon_name))
         if shortcut:
             a.setShortcut(QKeySequence(shortcut))
             a.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+            a.setToolTip(f"{text} ({a.shortcut().toString(QKeySequence.SequenceFormat.NativeText)})")
         a.setCheckable(checkable)
         a.triggered.connect(slot)
         self.addAction(a)
@@ -102,18 +108,22 @@ class MainWindow(QMainWindow):
 
     def _build_actions(self) -> None:
         self.actions_by_name: dict[str, QAction] = {}
+        self._icon_names: dict[QAction, str] = {}
         mb = self.menuBar()
         fm = mb.addMenu("&File")
-        self._act("Open folder…", "Ctrl+O", self.open_dialog, fm)
-        self._act("Import folder / DICOMDIR…", "Ctrl+I", self.import_dialog, fm)
-        self._act("Settings…", "Ctrl+,", self.settings_dialog, fm)
+        tb = self.addToolBar("Reading")
+        tb.setObjectName("reading_toolbar")
+        tb.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonIconOnly)  # names and keys in tooltips
+        tb.addAction(self._act("Open folder…", "Ctrl+O", self.open_dialog, fm, icon_name="open"))
+        tb.addAction(self._act("Import folder / DICOMDIR…", "Ctrl+I", self.import_dialog, fm, icon_name="import"))
+        self._act("Settings…", "Ctrl+,", self.settings_dialog, fm, icon_name="settings")
         fm.addSeparator()
         self._act("Quit", "Ctrl+Q", self.close, fm)
         vm = mb.addMenu("&View")
-        tb = self.addToolBar("Reading")
-        tb.setObjectName("reading_toolbar")
+        tb.addSeparator()
         for key, layout in (("Ctrl+1", "1x1"), ("Ctrl+2", "1x2"), ("Ctrl+4", "2x2")):
-            a = self._act(f"Layout {layout.replace('x', '×')}", key, lambda _=False, l=layout: self.state.set_layout(l), vm)
+            a = self._act(f"Layout {layout.replace('x', '×')}", key, lambda _=False, l=layout: self.state.set_layout(l), vm,
+                          icon_name=f"layout-{layout}")
             tb.addAction(a)
         tb.addSeparator()
         tools = QActionGroup(self)
@@ -121,7 +131,8 @@ class MainWindow(QMainWindow):
         for key, tool, label in (("W", "wl", "Window/level"), ("P", "pan", "Pan"), ("Z", "zoom", "Zoom"),
                                  ("C", "crosshair", "Crosshair"), ("D", "distance", "Distance"),
                                  ("E", "ellipse", "Ellipse ROI"), ("B", "box", "Box (Find similar)")):
-            a = self._act(label, key, lambda _=False, t=tool: self.viewer.controller.set_tool(t), tm, checkable=True)
+            a = self._act(label, key, lambda _=False, t=tool: self.viewer.controller.set_tool(t), tm, checkable=True,
+                          icon_name=tool)
             tools.addAction(a)
             tb.addAction(a)
             if tool == "wl":
@@ -135,9 +146,10 @@ class MainWindow(QMainWindow):
             vr = vm.addMenu("3D preset")
             for name, p in self.viewer.volume_adapter.presets.items():
                 self._act(f"3D: {p['label']}", None, lambda _=False, n=name: self.viewer.volume_adapter.set_preset(n), vr)
-        self._act("Invert", "I", lambda: self.state.set_invert(not self.state.invert), vm)
-        self._act("Reset view", "R", self.state.reset_view, vm)
-        self._act("Cine play/stop", QKeySequence(Qt.Key.Key_Space), lambda: self.state.set_cine(not self.state.cine_playing), vm)
+        self._act("Invert", "I", lambda: self.state.set_invert(not self.state.invert), vm, icon_name="invert")
+        self._act("Reset view", "R", self.state.reset_view, vm, icon_name="reset")
+        self._act("Cine play/stop", QKeySequence(Qt.Key.Key_Space), lambda: self.state.set_cine(not self.state.cine_playing), vm,
+                  icon_name="cine")
         self._act("Cine slower", "[", lambda: self.state.set_cine(self.state.cine_playing, self.state.cine_fps / 1.25), vm)
         self._act("Cine faster", "]", lambda: self.state.set_cine(self.state.cine_playing, self.state.cine_fps * 1.25), vm)
         self._act("Toggle crosshair", "X", self._toggle_crosshair, vm)
@@ -145,7 +157,9 @@ class MainWindow(QMainWindow):
         for n in ("Invert", "Reset view", "Cine play/stop"):
             tb.addAction(self.actions_by_name[n])
         sm = mb.addMenu("&Similar")
-        self._act("Find similar: series", "Ctrl+F", lambda: self.similar.find_requested.emit("series"), sm)
+        tb.addSeparator()
+        tb.addAction(self._act("Find similar: series", "Ctrl+F", lambda: self.similar.find_requested.emit("series"), sm,
+                               icon_name="similar"))
         self._act("Find similar: current slice", "Ctrl+Shift+F", lambda: self.similar.find_requested.emit("slice"), sm)
         self._act("Close analogue", "Ctrl+W", self.close_analogue, sm)
         hm = mb.addMenu("&Help")
@@ -177,9 +191,20 @@ class MainWindow(QMainWindow):
                 self.settings.save()
             except OSError as exc:
                 QMessageBox.warning(self, "Settings", f"Could not save settings: {exc}")
+            app = QApplication.instance()
+            if app is not None:
+                from .theme import apply_theme
+
+                apply_theme(app, self.settings.theme)
+                self.refresh_icons()
             self.similar.top_k.setValue(self.settings.search.top_k)
             self.similar.exclude_patient.setChecked(self.settings.search.exclude_same_patient)
             self.refresh_library()
+
+    def refresh_icons(self) -> None:
+        """Redraw the action icons in the current palette's colours (after a theme change)."""
+        for action, name in self._icon_names.items():
+            action.setIcon(icon(name))
 
     # -- geometry -------------------------------------------------------------------------------
     def _restore_geometry(self) -> None:

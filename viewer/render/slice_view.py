@@ -70,6 +70,14 @@ def _set_polylines(pd: vtkPolyData, lines: list[np.ndarray]) -> None:
     pd.Modified()
 
 
+_CHAR_PX = 7.6  # average advance of the 13-pt overlay font (Arial) in pixels
+
+
+def _clip(text: str, n: int) -> str:
+    """``text`` cut to ``n`` characters with an ellipsis."""
+    return text if len(text) <= n else text[: max(n - 1, 1)].rstrip() + "…"
+
+
 def _text(size: int, color: tuple[float, float, float] = OVERLAY_COLOR, bold: bool = False) -> vtkTextActor:
     t = vtkTextActor()
     p = t.GetTextProperty()
@@ -392,9 +400,11 @@ class SliceViewAdapter:
         name = {"axial": "Z", "coronal": "Y", "sagittal": "X"}[self.orientation]
         study = v.meta.get("study_description", "") or ""
         date = v.meta.get("study_date", "") or ""
-        self.corners["tl"].SetInput("\n".join(x for x in (self.patient_text, study, date) if x))
-        self.corners["tr"].SetInput("\n".join(x for x in (f"{v.modality} {v.description}".strip(),
-                                                           self.orientation.capitalize()) if x))
+        # The two top corners share the width: long descriptions are cut, never drawn over each other.
+        fit = max(8, int((max(self.render_window.GetSize()[0], 1) / 2 - 16) / _CHAR_PX))
+        self.corners["tl"].SetInput("\n".join(_clip(x, fit) for x in (self.patient_text, study, date) if x))
+        self.corners["tr"].SetInput("\n".join(_clip(x, fit) for x in (f"{v.modality} {v.description}".strip(),
+                                                                        self.orientation.capitalize()) if x))
         loading = "" if st.loading_fraction >= 1.0 else f"  loading {st.loading_fraction * 100:.0f}%"
         self.corners["bl"].SetInput(f"Im {idx + 1}/{n}{loading}\n{name}: {lps[comp]:.1f} mm")
         wc, ww = st.window

@@ -4,8 +4,8 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
-from PySide6.QtWidgets import (QCheckBox, QDialog, QDialogButtonBox, QDoubleSpinBox, QFileDialog, QFormLayout,
-                               QHBoxLayout, QLineEdit, QPushButton, QSpinBox, QWidget)
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, QDoubleSpinBox, QFileDialog,
+                               QFormLayout, QHBoxLayout, QLineEdit, QPushButton, QSpinBox, QWidget)
 
 from casebook.viewer.core.config import Settings
 
@@ -42,6 +42,11 @@ class SettingsDialog(QDialog):
         self.excl_study.setChecked(settings.search.exclude_same_study)
         form.addRow(self.excl_patient)
         form.addRow(self.excl_study)
+        self.theme = QComboBox(self)
+        self.theme.addItem("Dark (reading room)", "dark")
+        self.theme.addItem("Light", "light")
+        self.theme.setCurrentIndex(max(0, self.theme.findData(settings.theme)))
+        form.addRow("Theme", self.theme)
         bb = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel, self)
         bb.accepted.connect(self.accept)
         bb.rejected.connect(self.reject)
@@ -60,4 +65,5 @@ class SettingsDialog(QDialog):
         s.search.min_score = float(self.min_score.value())
         s.search.exclude_same_patient = self.excl_patient.isChecked()
         s.search.exclude_same_study = self.excl_study.isChecked()
+        s.theme = str(self.theme.currentData())
         return s
