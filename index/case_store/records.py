@@ -88,6 +88,7 @@ class AddResult:
     status: str  # "stored" (new) | "updated" (gained images) | "unchanged"
     instances_added: int = 0
     duplicates: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+    relocated: list[tuple[str, str]] = field(default_factory=list)  # (new path, old path that is gone)
 
 
 # --------------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ leaves half a series visible, and listings show complete, non-deleted series onl
 from __future__ import annotations
 
 import logging
+import os
 import re
 import threading
 from contextlib import contextmanager
@@ -278,13 +279,21 @@ class CaseStore:
         new_rows: list[InstanceRecord] = []
         duplicates: list[tuple[str, str]] = []
         dup_paths: set[str] = set()
+        moved: dict[tuple[str, int], tuple[str, str, int]] = {}  # key -> (new path, old path, series)
+        gone: dict[str, bool] = {}
         for inst in st.instances:
             k = (inst.sop_instance_uid, -1 if inst.frame_index is None else int(inst.frame_index))
             if k in existing:
-                _sid, where = existing[k]
+                sid_old, where = existing[k]
                 if where != inst.path:
-                    duplicates.append((inst.path, f"same image (SOP Instance UID) already stored from {where}"))
-                    dup_paths.add(inst.path)
+                    if where not in gone:
+                        gone[where] = not os.path.exists(where)
+                    if gone[where]:  # the archive moved: the stored image now lives here
+                        moved[k] = (inst.path, where, sid_old)
+                        existing[k] = (sid_old, inst.path)
+                    else:
+                        duplicates.append((inst.path, f"same image (SOP Instance UID) already stored from {where}"))
+                        dup_paths.add(inst.path)
                 continue
             existing[k] = (series.id, inst.path)
             new_rows.append(inst)
@@ -299,6 +308,7 @@ class CaseStore:
                 "transfer_syntax_uid": i.transfer_syntax_uid or "", "acquisition_number": i.acquisition_number,
                 "echo_number": i.echo_number, "acquisition_datetime": i.acquisition_datetime or "",
             } for i in new_rows])
+        relocated = self._relocate(s, moved)
         if new_rows or new:
             self._resummarise(s, series, st)
         if series.slice_count == 0:  # every image was already stored under another stack
@@ -319,11 +329,31 @@ class CaseStore:
             dup = path in dup_paths and path not in stored_paths
             file_rows.append({"path": path, "size": inst.file_size, "mtime_ns": inst.file_mtime_ns,
                               "status": "duplicate" if dup else "stored", "reason": dup_reason[path] if dup else "",
-                              "series_id": None if dup else (sid or None)})
+                              "series_id": None if dup else (relocated.get(path) or sid or None)})
         self._upsert_files(s, file_rows)
         if new and sid:
             self._link_follow_ups(s, study)
-        return AddResult(sid, st.key, status, len(new_rows), duplicates)
+        return AddResult(sid, st.key, status, len(new_rows), duplicates,
+                         sorted({(new_p, old_p) for new_p, old_p, _ in moved.values()}))
+
+    @staticmethod
+    def _relocate(s: Session, moved: dict[tuple[str, int], tuple[str, str, int]]) -> dict[str, int]:
+        """Point stored images whose file is gone at the path they were found under now.
+
+        An archive copied to a new disk or mount keeps its SOP Instance UIDs: its images are the
+        same, so they keep their series, reports, tags and embeddings and only change path.
+        Returns new path -> series id.
+        """
+        if not moved:
+            return {}
+        for (sop, frame), (new_path, _old, _sid) in moved.items():
+            s.execute(update(Instance).where(Instance.sop_instance_uid == sop, Instance.frame_index == frame)
+                      .values(path=new_path))
+        old_paths = sorted({old for _n, old, _s in moved.values()})
+        for chunk in _chunks(old_paths):
+            s.execute(delete(SourceFile).where(SourceFile.path.in_(chunk)))
+        log.info("%d stored images found at a new path (old files gone): paths updated", len(moved))
+        return {new_path: sid for new_path, _old, sid in moved.values()}
 
     def _patient_for(self, s: Session, st: StackRecord) -> Patient:
         key = st.patient_id.strip() or f"anon:{st.study_uid}"

@@ -72,14 +72,30 @@ def test_add_stack_is_idempotent_and_orders_slices(store: CaseStore) -> None:
     assert study.age_years == 61 and study.study_date == date(2020, 1, 1) and study.modalities == ["CT"]
 
 
-def test_same_images_from_another_path_are_duplicates(store: CaseStore) -> None:
-    store.add_stack(make_stack("1.9"))
+def test_same_images_from_another_path_are_duplicates(store: CaseStore, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    for i in range(5):  # the stored copies exist on disk
+        (data / "1.9").mkdir(parents=True, exist_ok=True)
+        (data / "1.9" / f"{i}.dcm").write_bytes(b"x")
+    store.add_stack(make_stack("1.9", folder=str(data)))
     res = store.add_stack(make_stack("1.9", folder="/copy"))
-    assert res.status == "unchanged" and res.instances_added == 0
-    assert len(res.duplicates) == 5 and "already stored from /data/1.9/0.dcm" in res.duplicates[0][1]
+    assert res.status == "unchanged" and res.instances_added == 0 and not res.relocated
+    assert len(res.duplicates) == 5 and f"already stored from {data}/1.9/0.dcm" in res.duplicates[0][1]
     assert store.stats().instances == 5
     states = store.file_states()
     assert states["/copy/1.9/0.dcm"].status == "duplicate"
+
+
+def test_images_whose_stored_file_is_gone_follow_the_new_path(store: CaseStore) -> None:
+    store.add_stack(make_stack("1.9", folder="/gone-nas"))  # these paths do not exist
+    sid = store.list_series()[0].id
+    res = store.add_stack(make_stack("1.9", folder="/new-nas"))
+    assert res.status == "unchanged" and res.instances_added == 0 and not res.duplicates
+    assert len(res.relocated) == 5 and ("/new-nas/1.9/0.dcm", "/gone-nas/1.9/0.dcm") in res.relocated
+    assert sorted(f.path for f in store.series_files(sid)) == [f"/new-nas/1.9/{i}.dcm" for i in range(5)]
+    states = store.file_states()
+    assert "/gone-nas/1.9/0.dcm" not in states and states["/new-nas/1.9/0.dcm"].status == "stored"
+    assert store.stats().instances == 5
 
 
 def test_new_images_update_a_series(store: CaseStore) -> None:

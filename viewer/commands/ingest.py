@@ -82,6 +82,7 @@ def print_summary(summary: ingest_service.IngestSummary, *, show_skipped: int = 
         ["files stored", summary.files_stored],
         ["files unchanged (already in library)", summary.files_unchanged],
         ["files duplicate (same image elsewhere)", summary.files_duplicate],
+        ["files moved (same image, old file gone)", summary.files_relocated],
         ["files skipped", summary.files_skipped],
         ["files seen", summary.files_seen],
         ["time", f"{summary.elapsed_s:,.1f} s ({rate:,.0f} files/s)"],

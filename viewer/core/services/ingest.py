@@ -61,6 +61,7 @@ class IngestSummary:
     files_stored: int = 0  # files whose images were stored by this run
     files_unchanged: int = 0  # already in the library, unchanged since: not read again
     files_duplicate: int = 0  # same images (SOP Instance UID) as files already stored elsewhere
+    files_relocated: int = 0  # stored images found at a new path, their old file gone: path updated
     series_stored: int = 0  # new stacks
     series_updated: int = 0  # stacks that gained images
     series_unchanged: int = 0  # stacks read again that had nothing new
@@ -189,11 +190,11 @@ def ingest(
             continue
         stats[f] = st
         prev = known.get(f)
-        if prev is not None and (prev.size, prev.mtime_ns) == st:
+        # A duplicate is read again: its twin may be gone since (the archive moved), and then
+        # this copy takes over the stored image. Duplicates are rare, so this costs little.
+        if prev is not None and (prev.size, prev.mtime_ns) == st and prev.status != "duplicate":
             if prev.status == "stored":
                 summary.files_unchanged += 1
-            elif prev.status == "duplicate":
-                summary.files_duplicate += 1
             else:
                 summary.skipped.append(SkippedFile(f, prev.reason or "skipped before"))
             continue
@@ -259,6 +260,7 @@ def ingest(
     stored_paths: set[str] = set()
     unchanged_paths: set[str] = set()
     duplicate_paths: set[str] = set()
+    relocated_paths: set[str] = set()
     progress(0, total_files, PHASE_STORE)
     for group in groups.values():
         if cancel is not None and cancel.is_set():
@@ -287,6 +289,7 @@ def ingest(
             elif res.status == "unchanged":
                 unchanged_paths.update(paths_in - dup_paths)
             duplicate_paths.update(dup_paths)
+            relocated_paths.update(p for p, _old in res.relocated)
             summary.images_stored += res.instances_added
             if res.status == "stored":
                 summary.series_stored += 1
@@ -301,7 +304,8 @@ def ingest(
             done_files += len(paths_in)
         progress(done_files, total_files, PHASE_STORE)
     summary.files_stored += len(stored_paths)
-    summary.files_unchanged += len(unchanged_paths - stored_paths)
+    summary.files_relocated += len(relocated_paths - stored_paths)
+    summary.files_unchanged += len(unchanged_paths - stored_paths - relocated_paths)
     summary.files_duplicate += len(duplicate_paths - stored_paths)
     summary.elapsed_s = time.monotonic() - t0
     log.info("ingest: %d series stored, %d updated, %d files skipped%s", summary.series_stored,

@@ -247,3 +247,34 @@ def test_every_package_and_shared_file_is_stored_or_explained(tmp_path: Path, ne
         assert again.files_unchanged == summary.files_stored + summary.files_unchanged
         assert again.images_stored == 0 and again.series_stored == 0
         assert {"CT", "MR"} <= set(store.stats().series_by_modality)
+
+
+def test_moved_archive_keeps_its_cases_and_follows_the_files(tmp_path: Path, ct_dir: Path) -> None:
+    """An archive copied to a new disk: same images, new paths. Nothing is duplicated or lost."""
+    old = tmp_path / "old-nas" / "GE"
+    shutil.copytree(ct_dir / "GE", old)
+    db = tmp_path / "casebook.sqlite"
+    with CaseStore.open(db) as store:
+        first = ingest([old], store, workers=2)
+        assert first.series_stored == 1
+        [se] = store.list_series()
+        store.set_report(se.study_id, findings="hyperdense lesion", diagnosis="fixture")
+        store.add_tag(se.study_id, "teaching")
+        new = tmp_path / "new-nas" / "GE"
+        shutil.copytree(old, new)
+        # While the old copy still exists, the new one is a duplicate and the library keeps the old.
+        dup = ingest([new], store, workers=2)
+        assert dup.files_duplicate == 28 and dup.files_relocated == 0
+        assert all(f.path.startswith(str(old)) for f in store.series_files(se.id))
+        shutil.rmtree(old)
+        moved = ingest([new], store, workers=2)  # no --rescan needed: duplicates are read again
+        assert moved.files_relocated == 28 and moved.series_stored == 0 and moved.images_stored == 0
+        [after] = store.list_series()
+        assert after.id == se.id and after.slice_count == 28 and after.tags == ["teaching"]
+        assert store.get_report(se.study_id).diagnosis == "fixture"
+        files = store.series_files(se.id)
+        assert len(files) == 28 and all(f.path.startswith(str(new)) and Path(f.path).is_file() for f in files)
+        assert load_stored_volume(store, se.id).shape[0] == 28
+        consistent(db)
+        again = ingest([new], store, workers=2)  # and the next run sees the files as unchanged
+        assert again.files_unchanged == 28 and again.files_relocated == 0 and again.files_duplicate == 0
