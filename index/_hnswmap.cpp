@@ -21,6 +21,7 @@
 #include <pybind11/pybind11.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -206,15 +207,21 @@ class MappedHnsw {
     std::string kernel() const { return kernel_; }
     // Touch every page of the mapping once, without the GIL: reads a cold file into the OS cache
     // sequentially (read-ahead) and maps the pages into this process, so later searches take
-    // neither disk reads nor page faults. Returns the bytes touched.
-    size_t warm() const {
+    // neither disk reads nor page faults. Returns the bytes touched; stops early after
+    // stop_warm(), which Python calls before interpreter shutdown (a thread that takes the GIL
+    // back while the interpreter finalizes is killed mid-C++ and aborts the process).
+    size_t warm() {
         py::gil_scoped_release nogil;
         volatile unsigned char sink = 0;
         const size_t step = 4096;
-        for (size_t off = 0; off < size_; off += step) sink = sink ^ static_cast<unsigned char>(base_[off]);
+        size_t off = 0;
+        for (; off < size_ && !stop_.load(std::memory_order_relaxed); off += step)
+            sink = sink ^ static_cast<unsigned char>(base_[off]);
         (void)sink;
-        return size_;
+        return std::min(off, size_);
     }
+
+    void stop_warm() { stop_.store(true); }
 
     size_t private_bytes() const {
         return upper_.size() * sizeof(uint64_t) + (pool_ ? pool_->created() : 0) * count_ * sizeof(uint16_t);
@@ -446,6 +453,7 @@ class MappedHnsw {
     DotFn dot_ = dot_generic;
     std::string kernel_ = "generic";
     std::unique_ptr<VisitedPool> pool_;
+    std::atomic<bool> stop_{false};
 };
 
 }  // namespace
@@ -461,7 +469,8 @@ PYBIND11_MODULE(_hnswmap, m) {
              "(labels int64 (n, k), distances float32 (n, k)); distance = 1 - inner product; "
              "padding label -1.")
         .def("warm", &MappedHnsw::warm, "Touch every page (reads the file into the OS cache and maps it); "
-             "releases the GIL: meant for a background thread.")
+             "releases the GIL: meant for a background thread, stopped by stop_warm().")
+        .def("stop_warm", &MappedHnsw::stop_warm, "Make a running or later warm() return at once.")
         .def_property_readonly("element_count", &MappedHnsw::element_count)
         .def_property_readonly("dim", &MappedHnsw::dim)
         .def_property_readonly("max_level", &MappedHnsw::max_level)

@@ -60,7 +60,8 @@ log = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[int, int, str], None]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the sidecar may name a delta file (a build that reads only 1 rebuilds)
+_READABLE_FORMATS = (1, 2)
 _HEADER = struct.Struct("<QQQQQQiIQQQdQ")  # hnswlib HierarchicalNSW::saveIndex header (96 bytes)
 _SAMPLE_BLOCKS = 64
 _SAMPLE_BLOCK_SIZE = 64 * 1024
@@ -519,19 +520,51 @@ def _prefetch(graph: "object", path: Path) -> None:
         return
 
     def run() -> None:
-        advise = getattr(os, "posix_fadvise", None)
-        if advise is not None:  # queue the whole file for read-ahead first: faster than faults alone
-            try:
-                fd = os.open(path, os.O_RDONLY)
+        try:
+            advise = getattr(os, "posix_fadvise", None)
+            if advise is not None:  # queue the whole file for read-ahead first: faster than faults alone
                 try:
-                    advise(fd, 0, 0, os.POSIX_FADV_WILLNEED)  # releases the GIL while it submits
-                finally:
-                    os.close(fd)
-            except OSError as exc:  # pragma: no cover - the file went away meanwhile
-                log.debug("%s: read-ahead failed: %s", path, exc)
-        graph.warm()
+                    fd = os.open(path, os.O_RDONLY)
+                    try:
+                        advise(fd, 0, 0, os.POSIX_FADV_WILLNEED)  # releases the GIL while it submits
+                    finally:
+                        os.close(fd)
+                except OSError as exc:  # pragma: no cover - the file went away meanwhile
+                    log.debug("%s: read-ahead failed: %s", path, exc)
+            if not _STOPPING.is_set():
+                graph.warm()
+        finally:
+            with _WARMING_LOCK:
+                _WARMING.discard(graph)
 
-    threading.Thread(target=run, daemon=True, name=f"warm-{path.name}").start()
+    # Not a daemon: a daemon thread inside warm() (GIL released) could wake up during interpreter
+    # finalization and abort the process. Instead warming is stopped before threads are joined.
+    with _WARMING_LOCK:
+        if _STOPPING.is_set():
+            return
+        _WARMING.add(graph)
+    threading.Thread(target=run, name=f"warm-{path.name}").start()
+
+
+_STOPPING = threading.Event()
+_WARMING: set = set()  # graphs being warmed (stopped at interpreter shutdown)
+_WARMING_LOCK = threading.Lock()
+
+
+def _stop_warming() -> None:
+    _STOPPING.set()
+    with _WARMING_LOCK:
+        graphs = list(_WARMING)
+    for graph in graphs:
+        graph.stop_warm()
+
+
+try:  # runs at interpreter shutdown *before* non-daemon threads are joined (concurrent.futures uses it)
+    threading._register_atexit(_stop_warming)  # type: ignore[attr-defined]
+except (AttributeError, RuntimeError):  # pragma: no cover - other Pythons: plain atexit (after joins)
+    import atexit
+
+    atexit.register(_stop_warming)
 
 
 def _member(sorted_values: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -696,8 +729,9 @@ class VectorIndex:
             meta = IndexMeta.from_json(self.meta_path.read_text(encoding="utf-8"))
         except (OSError, ValueError, TypeError) as exc:
             raise VectorIndexError(f"{self.meta_path}: unreadable index metadata: {exc}") from exc
-        if meta.format != FORMAT_VERSION:
-            raise VectorIndexError(f"{self.meta_path}: index format {meta.format}, expected {FORMAT_VERSION}")
+        if meta.format not in _READABLE_FORMATS:
+            raise VectorIndexError(f"{self.meta_path}: index format {meta.format}, this Casebook reads "
+                                   f"{', '.join(map(str, _READABLE_FORMATS))}")
         if meta.model_key != self.model_key:
             raise VectorIndexError(
                 f"{self.meta_path}: index was built by model {meta.model_key!r}, not {self.model_key!r}")
@@ -1086,6 +1120,9 @@ class VectorIndex:
         """
         path = self.directory / self._meta.index_file
         start = time.perf_counter()
+        # hnswlib trusts what it loads; a large base was only sample-checked when it was opened.
+        if file_crc32(path) != self._meta.crc32:
+            raise VectorIndexError(f"{path}: checksum mismatch (corrupt file): not merging into it")
         with self._lock.read():
             base = self._vectors.file
             idx = hnswlib.Index(space=self.SPACE, dim=self.dim)
@@ -1118,7 +1155,7 @@ class VectorIndex:
             fields = {"delta_file": final.name, "delta_size": tmp.stat().st_size, "delta_crc32": file_crc32(tmp)}
             os.replace(tmp, final)
         new = dataclasses.replace(
-            meta, count=int(len(self._live)), label_digest=LabelDigest.of(self._live).as_list(),
+            meta, format=FORMAT_VERSION, count=int(len(self._live)), label_digest=LabelDigest.of(self._live).as_list(),
             deleted=sorted(self._deleted), delta_seq=seq, saved_at=time.time(), ef=self.params.ef,
             recall_estimate=self.recall_estimate, **fields)
         self._write_meta(new)  # the commit point

@@ -8,6 +8,7 @@ searches run safely through saves and merges, and that a damaged file is an erro
 """
 from __future__ import annotations
 
+import json
 import mmap
 import threading
 from pathlib import Path
@@ -274,3 +275,58 @@ def test_random_damage_never_crashes(saved) -> None:
         except (RuntimeError, ValueError):
             outcomes["refused"] += 1
     assert outcomes["ok"] + outcomes["refused"] == 300 and outcomes["refused"] > 0
+
+
+def test_sidecar_format_versions(saved) -> None:
+    """Sidecars of format 1 (before deltas) still open; a format from the future is refused."""
+    directory, labels, vecs = saved
+    meta_path = next(directory.glob("*.json"))
+    meta = json.loads(meta_path.read_text())
+    meta["format"] = 1
+    meta_path.write_text(json.dumps(meta))
+    vi = VectorIndex.open(directory, MODEL, DIM)
+    assert vi.report.action == "loaded" and len(vi) == 5000 - 40
+    vi.add([10**8], clustered(1, seed=3))
+    vi.close()
+    assert json.loads(meta_path.read_text())["format"] == 2  # a delta: written as format 2
+    meta = json.loads(meta_path.read_text())
+    meta["format"] = 99
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(VectorIndexError, match="format 99"):
+        VectorIndex.open(directory, MODEL, DIM)
+
+
+_EXIT_WHILE_WARMING = r"""
+import os, sys, time
+from pathlib import Path
+from casebook.index.vector_index import VectorIndex
+d = Path(sys.argv[1])
+for f in d.iterdir():  # cold cache: warming takes a while
+    fd = os.open(f, os.O_RDONLY); os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED); os.close(fd)
+vi = VectorIndex.open(d, sys.argv[2], int(sys.argv[3]))
+class SlowTeardown:  # a slow GUI teardown during interpreter finalization
+    def __del__(self):
+        time.sleep(0.5)
+keep = SlowTeardown()
+"""
+
+
+def test_exit_while_warming_is_clean(tmp_path: Path) -> None:
+    """The background warm-up is stopped before shutdown: no abort when the app exits mid-way."""
+    import subprocess
+    import sys
+
+    vecs = clustered(20000)
+    vi = VectorIndex.create(tmp_path, MODEL, DIM)
+    vi.add(np.arange(20000), vecs)
+    vi.close()
+    with open(next(tmp_path.glob("*.hnsw")), "rb") as fh:
+        graph = _hnswmap.MappedHnsw(mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ), DIM)
+    assert graph.warm() > 0
+    graph.stop_warm()  # what the shutdown hook does: a running or later warm() returns at once
+    assert graph.warm() == 0
+    for _ in range(2):
+        run = subprocess.run([sys.executable, "-c", _EXIT_WHILE_WARMING, str(tmp_path), MODEL, str(DIM)],
+                             capture_output=True, text=True, timeout=60)
+        assert run.returncode == 0, run.stderr[-2000:]
+        assert "terminate" not in run.stderr

@@ -236,6 +236,17 @@ class SharedVolume:
 
         self._shm = shared_memory.SharedMemory(create=True, size=max(1, nbytes))
         self.name = self._shm.name
+        # tmpfs only sets the size: a /dev/shm too small (Docker's default is 64 MB) would kill
+        # the first process that writes past the free space with SIGBUS. Reserve the pages now,
+        # so a lack of room is an OSError here and the load falls back to threads.
+        fd = getattr(self._shm, "_fd", -1)
+        if hasattr(os, "posix_fallocate") and isinstance(fd, int) and fd >= 0:
+            try:
+                os.posix_fallocate(fd, 0, max(1, nbytes))
+            except OSError:
+                self._shm.close()
+                self._shm.unlink()
+                raise
         mm = getattr(self._shm, "_mmap", None)
         self._mm = mm if isinstance(mm, mmap.mmap) and hasattr(self._shm, "_buf") else None
 

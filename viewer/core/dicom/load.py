@@ -366,12 +366,12 @@ def load_stack(stack: SeriesStack, *, progress: ProgressCallback | None = None,
     cache = _FileCache()
     bad: list[tuple[int, DicomReadError]] = []
     nworkers = workers if workers > 0 else min(32, (os.cpu_count() or 2) * 2)
-    shm, pooled = _shared_volume(raw, headers, color)
+    shm, pooled, proc = _shared_volume(raw, headers, color)
     if shm is not None:
         raw = shm.array(raw.shape, raw.dtype)
     voxels = None
     try:
-        _decode_all(raw, headers, color, cache, bad, pooled, shm, nworkers, progress, cancel)
+        _decode_all(raw, headers, color, cache, bad, pooled, shm, proc, nworkers, progress, cancel)
         raw, headers, voxels, rep, spacing, origin, direction, positions = _finish(
             raw, headers, color, bad, stack, rep, spacing, origin, direction, positions)
     finally:
@@ -494,25 +494,27 @@ def _finish(raw: np.ndarray, headers: list[InstanceHeader], color: bool, bad: li
     return raw, headers, voxels, rep, spacing, origin, direction, positions
 
 
-def _shared_volume(raw: np.ndarray, headers: list[InstanceHeader], color: bool) -> tuple[Any, list[int]]:
-    """A shared-memory block for ``raw`` and the slots worker processes decode, when worth it."""
+def _shared_volume(raw: np.ndarray, headers: list[InstanceHeader], color: bool) -> tuple[Any, list[int], Any]:
+    """A shared-memory block for ``raw``, the slots worker processes decode and their pool, when
+    worth it. The pool is taken once here: another load may drop a broken pool meanwhile."""
     if color:
-        return None, []
+        return None, [], None
     fast = [k for k, h in enumerate(headers) if _codec.eligible(h)]
     if not fast or not _codec.should_use_pool(len(fast), sum(_codec.decode_cost(headers[k]) for k in fast)):
-        return None, []
-    if _codec.get_pool() is None:
-        return None, []
+        return None, [], None
+    proc = _codec.get_pool()
+    if proc is None:
+        return None, [], None
     try:
         shm = _codec.SharedVolume(raw.nbytes)
     except OSError as exc:  # no /dev/shm room: threads it is
         log.info("no shared memory for the decode workers (%s): decoding in threads", exc)
-        return None, []
-    return shm, fast
+        return None, [], None
+    return shm, fast, proc
 
 
 def _decode_all(raw: np.ndarray, headers: list[InstanceHeader], color: bool, cache: _FileCache,
-                bad: list[tuple[int, DicomReadError]], pooled: list[int], shm: Any, nworkers: int,
+                bad: list[tuple[int, DicomReadError]], pooled: list[int], shm: Any, proc: Any, nworkers: int,
                 progress: ProgressCallback | None, cancel: SupportsCancel | None) -> None:
     """Fill ``raw``: ``pooled`` slots in the worker processes, the others (and retries) in threads."""
     import queue
@@ -530,7 +532,6 @@ def _decode_all(raw: np.ndarray, headers: list[InstanceHeader], color: bool, cac
         slot_of: dict[Any, int] = {tpool.submit(work, k): k for k in range(n) if k not in in_pool}
         chunk_of: dict[Any, list[int]] = {}
         if pooled:
-            proc = _codec.get_pool()
             per = max(1, -(-len(pooled) // (max(1, _codec.pool_workers()) * 10)))
             try:
                 for i in range(0, len(pooled), per):

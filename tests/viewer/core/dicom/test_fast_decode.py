@@ -3,6 +3,7 @@ same voxels as the full pydicom path, on every shared compressed file it accepts
 from __future__ import annotations
 
 import importlib.util
+import os
 from collections import Counter
 from pathlib import Path
 
@@ -163,3 +164,40 @@ def test_cancel_during_pooled_decode_stops_and_leaves_no_shared_block(tmp_path, 
     # The pool stays usable for the next load.
     vol = load_volume(stack)
     assert vol.voxels.shape[0] == 24 and vol.meta["bad_files"] == []
+
+
+_SMALL_SHM = r"""
+import os, sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[2])
+os.environ["CASEBOOK_DECODE_PROCESSES"] = "2"
+from casebook.viewer.core.dicom import _codec, load_volume, scan
+from test_fast_decode import _write_compressed_series
+_codec._COLD_MIN_PIXELS = 0
+folder = _write_compressed_series(Path(sys.argv[1]), "jpegls", 40)
+vol = load_volume(scan([folder]).stacks[0])
+print("loaded", vol.voxels.shape, len(vol.meta["bad_files"]))
+"""
+
+
+def test_too_small_dev_shm_falls_back_to_threads(tmp_path):
+    """Docker's /dev/shm is 64 MB: a volume that does not fit must load in threads, not SIGBUS.
+
+    Runs in a private mount namespace with a 256 KiB tmpfs on /dev/shm (needs root, as in CI).
+    """
+    import shutil
+    import subprocess
+    import sys
+
+    if shutil.which("unshare") is None or os.geteuid() != 0:
+        pytest.skip("needs root and unshare(1) for a private /dev/shm")
+    probe = subprocess.run(["unshare", "-m", "true"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip(f"mount namespaces not permitted here: {probe.stderr.decode().strip()}")
+    script = tmp_path / "small_shm.py"
+    script.write_text(_SMALL_SHM)
+    run = subprocess.run(["unshare", "-m", "sh", "-c", "mount -t tmpfs -o size=256k tmpfs /dev/shm && "
+                          f"exec {sys.executable} {script} {tmp_path} {Path(__file__).parent}"],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, (run.returncode, run.stderr[-2000:])
+    assert "loaded (40, 128, 128) 0" in run.stdout
