@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..card import IntensitySpec
 from ..errors import InferenceError
 
 
@@ -101,4 +102,21 @@ def load_npz(path: str | Path, val_fraction: float = 0.15, seed: int = 0) -> Lab
     return out
 
 
-__all__ = ["LabelledArrays", "load_npz", "TrainingDataError"]
+__all__ = ["LabelledArrays", "load_npz", "TrainingDataError", "default_intensity"]
+
+
+def default_intensity(kind: str) -> dict[str, IntensitySpec]:
+    """Intensity rules for a model trained on 8-bit MedMNIST-style images."""
+    if kind == "2d-slice":
+        return {
+            "XR": IntensitySpec("range"),
+            # a wide chest window resembles a radiograph's contrast more than a soft-tissue one
+            "CT": IntensitySpec("window", center=-300.0, width=1600.0),
+            "MR": IntensitySpec("percentile", low=1.0, high=99.0),
+            "default": IntensitySpec("percentile", low=0.5, high=99.5),
+        }
+    return {
+        "CT": IntensitySpec("window", center=40.0, width=400.0),
+        "MR": IntensitySpec("percentile", low=1.0, high=99.0),
+        "default": IntensitySpec("percentile", low=0.5, high=99.5),
+    }

@@ -26,7 +26,7 @@ from ..errors import Cancelled
 from ..export import export_torch
 from ..metrics import retrieval_scores
 from .augment import view
-from .data import LabelledArrays
+from .data import LabelledArrays, default_intensity
 from .nets import ConvEncoder
 
 log = logging.getLogger(__name__)
@@ -66,23 +66,6 @@ class TrainResult:
     history: list[dict[str, float]] = field(default_factory=list)
     best_epoch: int = -1
     seconds: float = 0.0
-
-
-def default_intensity(kind: str) -> dict[str, IntensitySpec]:
-    """Intensity rules for a model trained on 8-bit MedMNIST-style images."""
-    if kind == "2d-slice":
-        return {
-            "XR": IntensitySpec("range"),
-            # a wide chest window resembles a radiograph's contrast more than a soft-tissue one
-            "CT": IntensitySpec("window", center=-300.0, width=1600.0),
-            "MR": IntensitySpec("percentile", low=1.0, high=99.0),
-            "default": IntensitySpec("percentile", low=0.5, high=99.5),
-        }
-    return {
-        "CT": IntensitySpec("window", center=40.0, width=400.0),
-        "MR": IntensitySpec("percentile", low=1.0, high=99.0),
-        "default": IntensitySpec("percentile", low=0.5, high=99.5),
-    }
 
 
 def contrastive_loss(z: torch.Tensor, groups: torch.Tensor, temperature: float) -> torch.Tensor:

@@ -51,3 +51,31 @@ def test_train_encoder_from_store(library_dir, need_shared, capsys) -> None:
     assert main(["train-encoder", "--from-store", "2d-slice", "--name", "lib-enc", "--epochs", "1", "--width", "4",
                  "--input-size", "32", "--batch-size", "16", "--threads", "1"]) == 0
     assert (library_dir / "models" / "lib-enc-1.onnx").is_file()
+
+
+def test_training_set_from_store_labels_by_tags(library_dir, need_shared) -> None:
+    """A teaching file's tags as classes (numpy only: runs without the train extra)."""
+    from casebook.inference.training.data import TrainingDataError
+    from casebook.viewer.core.services.embedding import training_set_from_store
+    from casebook.viewer.core.services.library import open_store
+
+    assert main(["ingest", str(need_shared("dicom", "dcm_qa_ct", "In")), str(need_shared("dicom", "dcm_qa_ge"))]) in (0, 1)
+    store = open_store()
+    try:
+        studies = sorted({s.study_id for s in store.list_series()})
+        assert len(studies) >= 3
+        store.add_tag(studies[0], "bleed")
+        store.add_tag(studies[1], "normal-head")
+        store.add_tag(studies[2], "bleed")
+        store.add_tag(studies[2], "normal-head")  # both: ambiguous, so unlabelled
+        data = training_set_from_store(store, "2d-slice", size=32, val_fraction=0.3, label_tags=["bleed", "normal-head"])
+        assert data.label_names == ["bleed", "normal-head"]
+        labels = np.concatenate([data.train_labels, data.val_labels])
+        assert set(labels.tolist()) == {-1, 0, 1}
+        assert data.train_images.shape[1:] == (32, 32) and data.train_images.max() <= 1.0
+        by_diag = training_set_from_store(store, "2d-slice", size=32, val_fraction=0.3)
+        assert not by_diag.labelled  # no diagnoses entered
+        with pytest.raises(TrainingDataError, match="fracture"):
+            training_set_from_store(store, "2d-slice", size=32, label_tags=["bleed", "fracture"])
+    finally:
+        store.close()

@@ -18,6 +18,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("data", type=Path, nargs="?", help="MedMNIST-style .npz (train_images/train_labels[/val_*]) or a folder with one")
     p.add_argument("--from-store", choices=("2d-slice", "3d-volume"), help="train on the library itself (labels: diagnoses) with this input kind")
+    p.add_argument("--label-tags", metavar="TAG[,TAG...]",
+                   help="with --from-store: classes are these study tags instead of diagnoses (e.g. a teaching file's categories)")
     p.add_argument("-o", "--out", type=Path, help="ONNX file to write (default: <models dir>/<name>-<version>.onnx)")
     p.add_argument("--name", default="casebook-custom", help="model name in the card (no spaces)")
     p.add_argument("--version", default="1", help="model version in the card")
@@ -50,6 +52,10 @@ def run(args: argparse.Namespace) -> int:
     if (args.data is None) == (args.from_store is None):
         print("error: give an npz DATA path or --from-store KIND (not both)", file=sys.stderr)
         return 2
+    if args.label_tags and not args.from_store:
+        print("error: --label-tags goes with --from-store", file=sys.stderr)
+        return 2
+    label_tags = [t for t in (args.label_tags or "").split(",") if t.strip()] or None
     try:
         if args.from_store:
             from casebook.viewer.core.services.embedding import training_set_from_store
@@ -57,7 +63,8 @@ def run(args: argparse.Namespace) -> int:
 
             bar0 = ProgressBar("read library", unit="series")
             try:
-                data = training_set_from_store(open_store(settings, create=False), args.from_store, size=args.input_size, progress=bar0)
+                data = training_set_from_store(open_store(settings, create=False), args.from_store, size=args.input_size,
+                                               label_tags=label_tags, progress=bar0)
             finally:
                 bar0.close()
         else:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import Sequence
 
 import numpy as np
 
@@ -86,25 +87,39 @@ __all__ = ["EmbedReport", "embed_missing", "embed_library", "open_encoder"]
 
 def training_set_from_store(store: CaseStore, kind: str = "2d-slice", *, size: int | None = None,
                             slices_per_series: int = 8, val_fraction: float = 0.15, seed: int = 0,
+                            label_tags: Sequence[str] | None = None,
                             progress: ProgressCallback | None = None, cancel: SupportsCancel | None = None):
     """The library as a training set for ``casebook train-encoder --from-store``.
 
-    Labels are the series' diagnoses (its own report's, else its study's); series without one are
-    unlabelled (-1) and still used by the self-supervised term. The val split is drawn by study, so
-    slices of one study never sit on both sides. Images are mapped to [0, 1] with the same
-    modality rules as the shipped models (CT wide window, MR percentiles, radiographs as is).
+    Labels are the series' diagnoses (its own report's, else its study's), or with ``label_tags``
+    the one of those study tags a series' study carries (a teaching file's own categories; a study
+    with none or several of them is unlabelled). Unlabelled series (-1) are still used by the
+    self-supervised term. The val split is drawn by study, so slices of one study never sit on
+    both sides. Images are mapped to [0, 1] with the same modality rules as the shipped models
+    (CT wide window, MR percentiles, radiographs as is). Needs numpy only, not torch.
     """
     from casebook.inference.preprocess import normalise_intensity, resample_to, sample_slices
-    from casebook.inference.training.data import LabelledArrays, TrainingDataError
-    from casebook.inference.training.train import default_intensity
+    from casebook.inference.training.data import LabelledArrays, TrainingDataError, default_intensity
 
     three_d = kind == "3d-volume"
     size = size or (32 if three_d else 64)
     rules = default_intensity(kind)
-    diag = store.diagnoses()
-    names = sorted(set(diag.values()))
-    label_of = {n: i for i, n in enumerate(names)}
     series = store.list_series()
+    if label_tags:
+        classes = sorted({t.strip() for t in label_tags if t.strip()})
+        diag = {}
+        for s in series:
+            hits = [t for t in (s.tags or []) if t in classes]
+            if len(hits) == 1:
+                diag[s.id] = hits[0]
+        missing = [t for t in classes if t not in diag.values()]
+        if missing:
+            raise TrainingDataError(f"{store.path}: no series carries the tag(s) {', '.join(missing)} alone")
+        names = classes
+    else:
+        diag = store.diagnoses()
+        names = sorted(set(diag.values()))
+    label_of = {n: i for i, n in enumerate(names)}
     rng = np.random.default_rng(seed)
     studies = sorted({s.study_id for s in series})
     val_studies = set(rng.choice(studies, size=max(1, int(len(studies) * val_fraction)), replace=False).tolist()) if studies else set()
