@@ -460,6 +460,11 @@ class MappedHnsw {
 
 PYBIND11_MODULE(_hnswmap, m) {
     m.doc() = "Read-only search of an hnswlib index file through a memory map (see _hnswmap.cpp).";
+    m.def("kernel", []() {
+        std::string name;
+        pick_dot(&name);
+        return name;
+    }, "The inner-product kernel this CPU gets: avx2, sse or generic.");
     py::class_<MappedHnsw>(m, "MappedHnsw")
         .def(py::init<py::buffer, size_t>(), py::arg("buffer"), py::arg("dim"),
              "Parse and check the hnswlib file held by ``buffer`` (e.g. an mmap); raises on a "

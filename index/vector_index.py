@@ -502,6 +502,13 @@ def _sorted_union(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.insert(a, np.searchsorted(a, extra), extra)
 
 
+def search_backend() -> str:
+    """How saved indexes are searched on this installation (for ``casebook doctor``)."""
+    if _hnswmap is None:
+        return "hnswlib full load (the _hnswmap module is not built: large indexes open slowly)"
+    return f"in place through a memory map (_hnswmap, {_hnswmap.kernel()} kernel)"
+
+
 def _prefetch(graph: "object", path: Path) -> None:
     """Warm a just-mapped index in a background thread (``MappedHnsw.warm``, without the GIL).
 

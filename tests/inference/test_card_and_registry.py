@@ -95,3 +95,4 @@ def test_doctor_reports_provider(library_dir, capsys) -> None:
     out = capsys.readouterr().out
     assert "provider used CPUExecutionProvider" in out or "provider used CUDAExecutionProvider" in out
     assert "onnxruntime" in out
+    assert "vector search: in place through a memory map (_hnswmap" in out  # the compiled module is built

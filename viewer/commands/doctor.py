@@ -70,6 +70,9 @@ def run(args: argparse.Namespace) -> int:
     print()
     print(f"ONNX providers available: {', '.join(available_providers())}")
     print(f"GPU: {_gpus()}; CPU threads: {cpu_threads()}; device setting: {settings.device}")
+    from casebook.index.vector_index import search_backend
+
+    print(f"vector search: {search_backend()}")
     bad: list[str] = []
     models = list_models(settings.models_dir, bad)
     print(f"models: {', '.join(m.card.ident for m in models) or 'none'}")
