@@ -49,6 +49,11 @@ from typing import Callable, Collection, Iterable, Iterator, Protocol
 import hnswlib
 import numpy as np
 
+try:  # POSIX advisory locks serialise index writes between processes (GUI + CLI ingest)
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: one writer per library is assumed
+    fcntl = None  # type: ignore[assignment]
+
 from .errors import Cancelled, QueryError, VectorIndexError
 
 try:  # compiled by setup.py; optional: without it indexes are opened by hnswlib's full load
@@ -1013,7 +1018,7 @@ class VectorIndex:
         _check_cancel(cancel)
         fresh.set_num_threads(self.params.num_threads)
         live = sorted_unique(np.concatenate(seen)) if seen else np.empty(0, dtype=np.int64)
-        with self._save_lock:
+        with self._save_lock, self._dir_lock():
             meta, store = self._write_generation(fresh, live, set())
             with self._lock.write():
                 self._install(fresh, live, set(), meta, store)
@@ -1082,6 +1087,9 @@ class VectorIndex:
 
     def set_ef(self, ef: int) -> None:
         self._ready.wait()
+        if self._index is None:  # mapped: ef goes with each query, nothing shared to guard
+            self.params.ef = int(ef)
+            return
         with self._lock.write():
             self.params.ef = int(ef)
             if self._index is not None:
@@ -1095,7 +1103,7 @@ class VectorIndex:
         leaves the previous saved state whole. Searches go on meanwhile; writers wait.
         """
         self._ready.wait()
-        with self._save_lock:
+        with self._save_lock, self._dir_lock():
             if self._index is not None:
                 with self._lock.read():
                     idx, live, deleted = self._index, self._live, set(self._deleted)
@@ -1103,17 +1111,50 @@ class VectorIndex:
                 with self._lock.write():
                     self._install(idx, live, deleted, meta, store)
             elif self._mapped is not None and self._meta is not None:
-                if self._delta_needs_merge():
+                if not (self._dirty or self._delta_needs_merge()):
+                    return self.directory / self._meta.index_file
+                disk = self._disk_meta()
+                if disk is not None and disk.index_file != self._meta.index_file:
+                    # Another process wrote a new base file since this one was opened (and may
+                    # have removed ours): a delta on top of ours would name a file that is gone.
+                    # The index is a cache of the case store: the next open catches up from it.
+                    log.warning("%s: another Casebook process rewrote the index; this process's %d "
+                                "additions are left to the case store (caught up at the next open)",
+                                self.stem, self.delta_count)
+                    self._dirty = False
+                elif self._delta_needs_merge():
                     self._merge_and_write()
-                elif self._dirty:
+                else:
                     with self._lock.read():
-                        meta = self._write_delta()
+                        meta = self._write_delta(disk.delta_seq if disk is not None else 0)
                     with self._lock.write():
                         self._meta, self._dirty = meta, False
                     self._remove_stale(meta)
             else:
                 raise self._load_error or VectorIndexError(f"vector index {self.stem} is closed")
             return self.directory / self._meta.index_file
+
+    @contextmanager
+    def _dir_lock(self) -> Iterator[None]:
+        """Exclusive lock on this model's index files across processes (a GUI and a CLI ingest
+        on one library): file writes, the sidecar commit and the removal of stale files happen
+        as one step, so no sidecar ever names a file another process has just removed."""
+        if fcntl is None:  # pragma: no cover
+            yield
+            return
+        with open(self.directory / f"{self.stem}.lock", "a+b") as fh:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+    def _disk_meta(self) -> IndexMeta | None:
+        """The sidecar as it is on disk now (another process may have saved since)."""
+        try:
+            return IndexMeta.from_json(self.meta_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError, TypeError):
+            return None
 
     def _delta_needs_merge(self) -> bool:
         base = self._vectors.file.count if self._vectors.file is not None else 0
@@ -1149,10 +1190,10 @@ class VectorIndex:
             self._install(idx, live, deleted, meta, store)
         log.info("%s: merged the delta into a new base file in %.1fs", self.stem, time.perf_counter() - start)
 
-    def _write_delta(self) -> IndexMeta:
+    def _write_delta(self, seq_floor: int = 0) -> IndexMeta:
         """Write the delta (if any) as its own file, then the sidecar naming it with the tombstones."""
         meta = self._meta
-        seq = meta.delta_seq + 1
+        seq = max(meta.delta_seq, seq_floor) + 1
         fields: dict = {"delta_file": "", "delta_size": 0, "delta_crc32": 0}
         if self._delta is not None and self._delta.element_count:
             final = self.directory / f"{self.stem}.{self._generation:06d}.d{seq:05d}.hnsw"
@@ -1199,7 +1240,9 @@ class VectorIndex:
     def _write_generation(self, idx: hnswlib.Index, live: np.ndarray,
                           deleted: set[int]) -> tuple[IndexMeta, "_VectorStore"]:
         """Write ``idx`` as the next generation: temp file, fsync, rename, then the sidecar."""
-        gen = self._generation + 1
+        disk = self._disk_meta()
+        disk_gen = int(disk.index_file.rsplit(".", 2)[-2]) if disk is not None and disk.index_file else 0
+        gen = max(self._generation, disk_gen) + 1  # another process may have written generations too
         final = self._index_path(gen)
         tmp = final.with_name(final.name + ".tmp")
         idx.save_index(str(tmp))
@@ -1615,9 +1658,11 @@ class VectorIndex:
                         self.stem, k, recall, target, chosen)
         self.set_ef(chosen)
         self.recall_estimate = recall
-        with self._save_lock:
-            meta = self._meta
-            if meta is not None and not self._dirty:  # file unchanged: only the sidecar moves
+        with self._save_lock, self._dir_lock():
+            meta, disk = self._meta, self._disk_meta()
+            same = disk is not None and meta is not None and (disk.index_file, disk.delta_file) == (
+                meta.index_file, meta.delta_file)
+            if meta is not None and not self._dirty and same:  # files unchanged: only the sidecar moves
                 meta.ef, meta.recall_estimate = chosen, recall
                 self._write_meta(meta)
         log.info("%s: ef=%d gives recall@%d=%.3f on %d sampled queries", self.stem, chosen, k, recall, len(q))

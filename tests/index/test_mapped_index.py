@@ -330,3 +330,49 @@ def test_exit_while_warming_is_clean(tmp_path: Path) -> None:
                              capture_output=True, text=True, timeout=60)
         assert run.returncode == 0, run.stderr[-2000:]
         assert "terminate" not in run.stderr
+
+
+def test_two_writers_on_one_library_never_leave_a_dangling_sidecar(saved) -> None:
+    """A reading-room GUI and a CLI ingest with the same index open (two instances stand in for
+    two processes: the file lock is per open file). Whatever order they save in, the sidecar
+    always names files that exist, and the next open catches up from the store without a rebuild."""
+    directory, labels, vecs = saved
+    live_l, live_v = labels[40:], vecs[40:]
+    gui = VectorIndex.open(directory, MODEL, DIM)
+    cli = VectorIndex.open(directory, MODEL, DIM)
+    x, y, z = clustered(5, seed=201), clustered(5, seed=202), clustered(5, seed=203)
+    cli.add(np.arange(5) + 10**8, x)
+    cli.save()  # delta 1
+    gui.add(np.arange(5) + 2 * 10**8, y)
+    gui.save()  # same base: its own delta replaces the other's (both stay in the store)
+
+    def check_files() -> None:
+        meta = json.loads(next(directory.glob("*.json")).read_text())
+        assert (directory / meta["index_file"]).is_file()
+        assert not meta["delta_file"] or (directory / meta["delta_file"]).is_file()
+
+    check_files()
+    store_l = np.concatenate([live_l, np.arange(5) + 10**8, np.arange(5) + 2 * 10**8])
+    store_v = np.concatenate([live_v, x, y])
+    again = VectorIndex.open(directory, MODEL, DIM, ArraySource(store_l, store_v))
+    assert again.report.action == "caught-up" and again.report.added == 5  # the CLI's, from the store
+    assert again.search(x[2], k=1, mode="hnsw").labels[0, 0] == 10**8 + 2
+    assert again.search(y[2], k=1, mode="hnsw").labels[0, 0] == 2 * 10**8 + 2
+    again.close()
+    # Now the CLI merges into a new base file while the GUI still has the old one mapped.
+    cli.params.delta_min_merge, cli.params.delta_fraction = 0, 0.0
+    cli.add(np.arange(5) + 3 * 10**8, z)
+    cli.save()
+    gui.add([4 * 10**8], clustered(1, seed=204))
+    gui.save()  # its base is gone from the sidecar: it does not write a delta on top of it
+    check_files()
+    assert gui.search(vecs[300], k=1, mode="hnsw").labels[0, 0] == labels[300]  # still searchable
+    gui.close()
+    cli.close()
+    check_files()
+    final = VectorIndex.open(directory, MODEL, DIM, ArraySource(
+        np.concatenate([store_l, np.arange(5) + 3 * 10**8, [4 * 10**8]]),
+        np.concatenate([store_v, z, clustered(1, seed=204)])))
+    assert final.report.action in ("loaded", "caught-up")
+    assert final.search(z[1], k=1, mode="hnsw").labels[0, 0] == 3 * 10**8 + 1
+    assert final.search(clustered(1, seed=204)[0], k=1, mode="hnsw").labels[0, 0] == 4 * 10**8
