@@ -144,6 +144,8 @@ _POOL: ProcessPoolExecutor | None = None
 _POOL_WORKERS = 0
 _POOL_LOCK = threading.Lock()
 _POOL_BROKEN = False
+_POOL_FAILURES = 0
+_MAX_POOL_FAILURES = 3  # a worker killed once (out of memory, a crashing codec) is not a verdict
 
 
 def pool_workers() -> int:
@@ -202,14 +204,17 @@ def get_pool() -> ProcessPoolExecutor | None:
 
 
 def pool_failed(exc: BaseException) -> None:
-    """Drop a pool that broke (a worker died, spawning is impossible here): threads from now on."""
-    global _POOL, _POOL_BROKEN
-    log.warning("decode process pool unusable (%s): decoding in threads", type(exc).__name__)
+    """Drop a pool that broke (a worker died, spawning is impossible here). The next large load
+    starts a fresh pool; after a few failures in one session, threads only from then on."""
+    global _POOL, _POOL_BROKEN, _POOL_FAILURES
     with _POOL_LOCK:
         if _POOL is not None:
             _POOL.shutdown(wait=False, cancel_futures=True)
         _POOL = None
-        _POOL_BROKEN = True
+        _POOL_FAILURES += 1
+        _POOL_BROKEN = _POOL_FAILURES >= _MAX_POOL_FAILURES
+    log.warning("decode process pool failed (%s, %d in this session): %s", type(exc).__name__, _POOL_FAILURES,
+                "decoding in threads from now on" if _POOL_BROKEN else "this load finishes in threads")
 
 
 def shutdown_pool() -> None:

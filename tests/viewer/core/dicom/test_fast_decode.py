@@ -201,3 +201,32 @@ def test_too_small_dev_shm_falls_back_to_threads(tmp_path):
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, (run.returncode, run.stderr[-2000:])
     assert "loaded (40, 128, 128) 0" in run.stdout
+
+
+def test_killed_workers_fall_back_to_threads_and_a_fresh_pool_follows(tmp_path, monkeypatch):
+    """A decode worker killed (out of memory, a crashing codec): that load finishes in threads
+    with the same voxels, and the next large load gets a fresh pool."""
+    import signal
+    import time
+
+    folder = _write_compressed_series(tmp_path, "jpegls", 12)
+    stack = scan([folder]).stacks[0]
+    monkeypatch.setenv(_codec.ENV_PROCESSES, "0")
+    reference = load_volume(stack).voxels
+    monkeypatch.setenv(_codec.ENV_PROCESSES, "2")
+    monkeypatch.setattr(_codec, "_COLD_MIN_PIXELS", 0)
+    monkeypatch.setattr(_codec, "_POOL_FAILURES", 0)
+    monkeypatch.setattr(_codec, "_POOL_BROKEN", False)
+    _codec.shutdown_pool()
+    pool = _codec.get_pool()
+    assert pool is not None and pool.submit(os.getpid).result(timeout=60) != os.getpid()
+    for pid in list(pool._processes):  # the workers die before the next load reaches them
+        os.kill(pid, signal.SIGKILL)
+    time.sleep(0.5)
+    vol = load_volume(stack)
+    assert np.array_equal(vol.voxels, reference) and vol.meta["bad_files"] == []
+    assert _codec._POOL_FAILURES == 1 and not _codec._POOL_BROKEN
+    again = load_volume(stack)  # a fresh pool, started for this load
+    assert _codec._POOL is not None and _codec._POOL is not pool
+    assert np.array_equal(again.voxels, reference)
+    _codec.shutdown_pool()
