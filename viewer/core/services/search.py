@@ -193,6 +193,18 @@ class QueryEncoder(Protocol):
 # --------------------------------------------------------------------------------------------
 
 
+def check_encoder_matches(encoder: Any, model_key: str, dim: int) -> None:
+    """Refuse a query encoder that is not the model the index was built with.
+
+    Keys may carry a file-hash suffix ("name@version#sha..." / "+sha..."): name@version is compared.
+    """
+    enc_key = str(getattr(encoder, "model_key", model_key))
+    enc_dim = int(getattr(encoder, "dim", dim))
+    if enc_dim != dim or re.split(r"[#+]", enc_key)[0] != model_key:
+        raise QueryError(f"encoder {enc_key!r} ({enc_dim}-d) does not match the index of {model_key} "
+                         f"({dim}-d): queries would be compared with another model's vectors")
+
+
 class SearchService:
     """Similar-case search over one model's vector index and the case store."""
 
@@ -204,11 +216,7 @@ class SearchService:
         self.settings = settings or SearchSettings()
         self.rrf_k = rrf_k
         if encoder is not None:
-            enc_key = str(getattr(encoder, "model_key", index.model_key))
-            enc_dim = int(getattr(encoder, "dim", index.dim))
-            if enc_dim != index.dim or re.split(r"[#+]", enc_key)[0] != index.model_key:
-                raise QueryError(f"encoder {enc_key!r} ({enc_dim}-d) does not match the index of "
-                                 f"{index.model_key!r} ({index.dim}-d)")
+            check_encoder_matches(encoder, index.model_key, index.dim)
 
     def default_filters(self) -> SearchFilters:
         return SearchFilters(exclude_same_patient=self.settings.exclude_same_patient,
@@ -723,12 +731,7 @@ def open_store_search(settings: Any, model: str | None = None, *, progress: Any 
     index = VectorIndex.open(settings.index_dir, rec.key, rec.dim, store.embedding_source(rec.id),
                              progress=progress, cancel=cancel)
     if encoder is not None:
-        enc_key = str(getattr(encoder, "model_key", rec.key))
-        enc_dim = int(getattr(encoder, "dim", rec.dim))
-        # Keys may carry a file-hash suffix ("name@version#sha..." / "+sha..."): compare name@version.
-        if enc_dim != rec.dim or re.split(r"[#+]", enc_key)[0] != rec.key:
-            raise QueryError(f"encoder {enc_key!r} ({enc_dim}-d) does not match the index of "
-                             f"{rec.key} ({rec.dim}-d): queries would be compared with another model's vectors")
+        check_encoder_matches(encoder, rec.key, rec.dim)
     if encoder is None and auto_encoder:
         from .query_encoder import query_encoder_for
 
