@@ -638,7 +638,7 @@ class VectorIndex:
         self._index: hnswlib.Index | None = None  # whole graph in memory: fresh builds, no _hnswmap
         self._mapped = None  # _hnswmap.MappedHnsw over the saved base file
         self._delta: hnswlib.Index | None = None  # additions since the base file (mapped mode)
-        self._deny: np.ndarray | None = None  # cached: labels the mapped base must not return
+        self._deny: tuple[np.ndarray, int] | None = None  # cached until a write: see _mapped_deny
         self._live = np.empty(0, dtype=np.int64)  # sorted live labels
         self._deleted: set[int] = set()
         self._generation = 0
@@ -1526,7 +1526,7 @@ class VectorIndex:
         filtered = cand is not None or filter is not None or (excl is not None and len(excl) > 0)
         kk = min(k, live_n if cand is None else len(cand))
         want_ef = self._oversampled_ef(int(ef or self.params.ef), kk, frac, filtered)
-        deny = self._mapped_deny()  # tombstones, and base copies replaced in the delta
+        deny, delta_live = self._mapped_deny()  # tombstones, and base copies replaced in the delta
         if excl is not None and len(excl):
             deny = _sorted_union(deny, excl)
         try:
@@ -1539,7 +1539,7 @@ class VectorIndex:
         out_l[:, :kk] = labels
         out_s[:, :kk] = np.where(labels >= 0, 1.0 - dists, -np.inf)
         delta, pend = self._delta, self._vectors.pending_labels
-        delta_live = int(_member(self._live, pend).sum()) if delta is not None and len(pend) else 0
+        delta_live = delta_live if delta is not None else 0
         cand_d = cand[_member(pend, cand)] if cand is not None and delta_live else cand
         if delta_live and (cand_d is None or len(cand_d)):  # merge the delta's best with the base's
             extra = self._hnsw_on(delta, delta_live, q, k, cand_d, filter, excl, ef)
@@ -1549,14 +1549,16 @@ class VectorIndex:
             out_l, out_s = np.take_along_axis(cat_l, order, 1), np.take_along_axis(cat_s, order, 1)
         return SearchResult(out_l, out_s, "hnsw-filtered" if filtered else "hnsw")
 
-    def _mapped_deny(self) -> np.ndarray:
-        """Sorted labels the mapped base file must not return (cached until the next write)."""
-        deny = self._deny
-        if deny is None:
-            dead = np.fromiter(self._deleted, dtype=np.int64, count=len(self._deleted))
-            deny = _sorted_union(self._vectors.pending_labels, np.sort(dead))
-            self._deny = deny
-        return deny
+    def _mapped_deny(self) -> tuple[np.ndarray, int]:
+        """Sorted labels the mapped base file must not return, and how many delta vectors are
+        live; cached until the next write (not recomputed per query)."""
+        cached = self._deny
+        if cached is None:
+            dead = np.sort(np.fromiter(self._deleted, dtype=np.int64, count=len(self._deleted)))
+            pend = self._vectors.pending_labels
+            cached = (_sorted_union(pend, dead), int(len(pend) - _member(dead, pend).sum()))
+            self._deny = cached
+        return cached
 
     def _knn_one(self, idx: hnswlib.Index, q: np.ndarray, search_k: int, kk: int,
                  pred: Callable[[int], bool] | None) -> tuple[np.ndarray, np.ndarray]:
