@@ -1,8 +1,19 @@
 """Errors of the case store and vector index."""
 from __future__ import annotations
 
+from casebook.common.errors import Cancelled, CasebookError
 
-class CaseIndexError(Exception):
+__all__ = [
+    "CaseIndexError",
+    "Cancelled",
+    "QueryError",
+    "StoreError",
+    "UnknownItemError",
+    "VectorIndexError",
+]
+
+
+class CaseIndexError(CasebookError):
     """Base class of ``casebook.index`` errors (named to avoid shadowing the builtin)."""
 
 
@@ -16,10 +27,6 @@ class VectorIndexError(CaseIndexError):
 
 class QueryError(CaseIndexError):
     """A query is malformed: wrong embedding size, unknown series, bad filter."""
-
-
-class Cancelled(CaseIndexError):
-    """A long index operation was stopped through its cancel token."""
 
 
 class UnknownItemError(StoreError, QueryError):

@@ -1,8 +1,12 @@
 """Errors of the inference package."""
 from __future__ import annotations
 
+from casebook.common.errors import Cancelled, CasebookError
 
-class InferenceError(Exception):
+__all__ = ["Cancelled", "InferenceError", "ModelSpecError", "PreprocessError"]
+
+
+class InferenceError(CasebookError):
     """Base class of ``casebook.inference`` errors."""
 
 
@@ -12,7 +16,3 @@ class ModelSpecError(InferenceError):
 
 class PreprocessError(InferenceError):
     """An image cannot be turned into the input a model expects."""
-
-
-class Cancelled(InferenceError):
-    """A long inference operation was stopped through its cancel token."""

@@ -8,7 +8,7 @@ import pytest
 
 from casebook.index.case_store import CaseStore
 from casebook.viewer.cli import main
-from casebook.viewer.core.errors import OperationCancelled
+from casebook.viewer.core.errors import Cancelled
 from casebook.viewer.core.services.embedding import embed_missing
 from casebook.viewer.core.services.ingest import ingest
 
@@ -19,7 +19,7 @@ def test_embed_missing_is_resumable_and_records_model(tmp_path, need_shared, bas
     ingest([src], store, workers=2)
     ev = threading.Event()
     ev.set()
-    with pytest.raises(OperationCancelled):
+    with pytest.raises(Cancelled):
         embed_missing(store, baseline, cancel=ev)
     first = embed_missing(store, baseline, limit=1)
     assert first.done == 1 and first.remaining >= 1

@@ -7,9 +7,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from casebook.common.errors import Cancelled, CasebookError
 
-class CasebookError(Exception):
-    """Base class of all errors raised by ``casebook.viewer``."""
+__all__ = [
+    "Cancelled",
+    "CasebookError",
+    "ConfigError",
+    "DicomReadError",
+    "SeriesGeometryError",
+    "UnsupportedTransferSyntaxError",
+]
 
 
 class DicomReadError(CasebookError):
@@ -32,10 +39,6 @@ class SeriesGeometryError(CasebookError):
         self.series = series
         self.reason = reason
         super().__init__(f"series {series}: {reason}")
-
-
-class OperationCancelled(CasebookError):
-    """A long operation was stopped through its cancel token."""
 
 
 class ConfigError(CasebookError):

@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
 
-from casebook.viewer.core.errors import CasebookError, OperationCancelled
+from casebook.viewer.core.errors import CasebookError, Cancelled
 from casebook.viewer.core.progress import CancelToken
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ class FunctionWorker(QRunnable):
         try:
             out = self.fn(*self.args, progress=self._progress, cancel=self.cancel_token,
                           signals=self.signals, **self.kwargs)
-        except OperationCancelled:
+        except Cancelled:
             self.signals.cancelled.emit()
         except CasebookError as exc:
             self.signals.failed.emit(str(exc))

@@ -599,7 +599,7 @@ def scan(
     Files are read in a thread pool, headers only (pixel data is skipped, its offset kept so that
     :func:`load_volume` can read it directly). DICOMDIRs add the files they reference. Files that
     are not DICOM, or that cannot be parsed, become :class:`FileProblem` entries; nothing raises
-    except :class:`OperationCancelled`.
+    except :class:`Cancelled`.
     """
     problems: list[FileProblem] = []
     queue = _walk([paths] if isinstance(paths, (str, Path)) else paths, problems)

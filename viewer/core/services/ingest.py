@@ -23,7 +23,7 @@ from casebook.index.errors import StoreError
 
 from ..dicom.scan import scan as scan_files
 from ..dicom.scan import SeriesStack
-from ..errors import OperationCancelled
+from ..errors import Cancelled
 from ..progress import ProgressCallback, SupportsCancel, no_progress
 
 log = logging.getLogger(__name__)
@@ -115,7 +115,7 @@ def _walk(paths: Iterable[str | Path], summary: IngestSummary, progress: Progres
                         continue
                     files.append(os.path.join(root, name))
                 if cancel is not None and cancel.is_set():
-                    raise OperationCancelled("ingest cancelled")
+                    raise Cancelled("ingest cancelled")
                 progress(len(files), 0, PHASE_FIND)
         else:
             summary.skipped.append(SkippedFile(ap, "no such file or folder"))
@@ -175,7 +175,7 @@ def ingest(
     summary = IngestSummary(library=str(store.path))
     try:
         files, dicomdirs = _walk(paths, summary, progress, cancel)
-    except OperationCancelled:
+    except Cancelled:
         summary.cancelled = True
         summary.elapsed_s = time.monotonic() - t0
         return summary
@@ -209,7 +209,7 @@ def ingest(
 
     try:
         result = scan_files([*to_scan, *dicomdirs], progress=scan_progress, cancel=cancel, workers=workers)
-    except OperationCancelled:
+    except Cancelled:
         summary.cancelled = True
         summary.elapsed_s = time.monotonic() - t0
         return summary

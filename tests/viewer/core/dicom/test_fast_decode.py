@@ -140,7 +140,7 @@ def test_encapsulated_value_rejects_broken_items():
 
 
 def test_cancel_during_pooled_decode_stops_and_leaves_no_shared_block(tmp_path, monkeypatch):
-    from casebook.viewer.core.errors import OperationCancelled
+    from casebook.viewer.core.errors import Cancelled
     from casebook.viewer.core.progress import CancelToken
 
     folder = _write_compressed_series(tmp_path, "j2k", 24)
@@ -156,7 +156,7 @@ def test_cancel_during_pooled_decode_stops_and_leaves_no_shared_block(tmp_path, 
         seen.append(done)
         token.cancel()  # cancel as soon as the first slices arrive
 
-    with pytest.raises(OperationCancelled):
+    with pytest.raises(Cancelled):
         load_volume(stack, progress=progress, cancel=token)
     assert seen and seen[-1] < 24
     if shm_dir.is_dir():

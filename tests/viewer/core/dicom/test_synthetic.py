@@ -11,7 +11,7 @@ from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 from casebook.viewer.core.dicom import load_series, load_volume, scan
 from casebook.viewer.core.errors import DicomReadError
 from casebook.viewer.core.progress import CancelToken
-from casebook.viewer.core.errors import OperationCancelled
+from casebook.viewer.core.errors import Cancelled
 
 
 def _write_slice(path: Path, *, series: str, z: float, n: int, orientation=(1, 0, 0, 0, 1, 0), echo=None,
@@ -147,7 +147,7 @@ def test_cancel_and_progress(tmp_path):
     assert calls[-1] == (3, 3)
     tok = CancelToken()
     tok.cancel()
-    with pytest.raises(OperationCancelled):
+    with pytest.raises(Cancelled):
         scan([tmp_path], cancel=tok)
-    with pytest.raises(OperationCancelled):
+    with pytest.raises(Cancelled):
         load_volume(res.stacks[0], cancel=tok)
