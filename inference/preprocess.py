@@ -133,6 +133,8 @@ def resample_to(arr: np.ndarray, spacing: Sequence[float], out_size: Sequence[in
 
     Shrinks by whole factors with bin averaging first so downsampling does not alias.
     """
+    if min(arr.shape) < 1:
+        raise PreprocessError(f"cannot resample an empty image of shape {arr.shape}")
     arr = np.ascontiguousarray(arr, dtype=np.float32)
     sp = [float(s) for s in spacing]
     if target_spacing is None:
@@ -143,7 +145,8 @@ def resample_to(arr: np.ndarray, spacing: Sequence[float], out_size: Sequence[in
         want = list(target_spacing)
     img = sitk.GetImageFromArray(arr)
     img.SetSpacing(sp[::-1])
-    shrink = [max(1, int(w / s)) for w, s in zip(want, sp)]
+    # never bin more samples than an axis has (a one-slice image through a 3D model)
+    shrink = [max(1, min(n, int(w / s))) for n, w, s in zip(arr.shape, want, sp)]
     if max(shrink) > 1:
         img = sitk.BinShrink(img, shrink[::-1])
         img.SetOrigin([0.0] * arr.ndim)

@@ -33,18 +33,18 @@ def test_embed_missing_is_resumable_and_records_model(tmp_path, need_shared, bas
 
 
 def test_embed_cli(library_dir, need_shared, capsys) -> None:
-    assert main(["ingest", str(need_shared("dicom", "dcm_qa_ct"))]) in (0, 1)
+    assert main(["ingest", str(need_shared("dicom", "dcm_qa_ct"))]) == 0
     capsys.readouterr()
     assert main(["embed", "--model", "casebook-cxr2d"]) == 0
     assert "casebook-cxr2d@1.0" in capsys.readouterr().out
 
 
 def test_train_encoder_from_store(library_dir, need_shared, capsys) -> None:
-    pytest.importorskip("torch", reason="the 'train' extra (torch==2.13.0) is not installed")
+    pytest.importorskip("torch", reason="the 'train' extra (torch==2.13.0) is not installed (scripts/test.sh installs it)")
     from casebook.viewer.core.services.embedding import training_set_from_store
     from casebook.viewer.core.services.library import open_store
 
-    assert main(["ingest", str(need_shared("dicom", "dcm_qa_ct")), str(need_shared("dicom", "dcm_qa_ge"))]) in (0, 1)
+    assert main(["ingest", str(need_shared("dicom", "dcm_qa_ct")), str(need_shared("dicom", "dcm_qa_ge"))]) == 0
     data = training_set_from_store(open_store(), "2d-slice", size=32, val_fraction=0.3)
     assert data.train_images.shape[1:] == (32, 32) and 0.0 <= data.train_images.min() and data.train_images.max() <= 1.0
     assert not data.labelled  # no diagnoses entered: self-supervised
@@ -59,7 +59,7 @@ def test_training_set_from_store_labels_by_tags(library_dir, need_shared) -> Non
     from casebook.viewer.core.services.embedding import training_set_from_store
     from casebook.viewer.core.services.library import open_store
 
-    assert main(["ingest", str(need_shared("dicom", "dcm_qa_ct", "In")), str(need_shared("dicom", "dcm_qa_ge"))]) in (0, 1)
+    assert main(["ingest", str(need_shared("dicom", "dcm_qa_ct", "In")), str(need_shared("dicom", "dcm_qa_ge"))]) == 0
     store = open_store()
     try:
         studies = sorted({s.study_id for s in store.list_series()})

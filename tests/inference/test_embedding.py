@@ -79,3 +79,12 @@ def test_similar_images_are_closer_than_different(cxr2d, baseline) -> None:
     for enc in (cxr2d, baseline):
         ea, eb, ec = (embed_image(enc, ImageInput(v, (2.5, 0.7, 0.7), "CT")).series for v in (a, b, c))
         assert ea @ eb > ea @ ec
+
+
+def test_one_slice_image_through_every_encoder(baseline, cxr2d, adrenal3d) -> None:
+    """A single CR/US/one-slice CT through a 3D model: a unit vector, not an ITK exception."""
+    one = _phantom(shape=(1, 96, 128))
+    for enc in (baseline, cxr2d, adrenal3d):
+        s = embed_image(enc, ImageInput(one, (0.5, 0.7, 0.7), "CT"))
+        assert s.series.shape == (enc.embedding_size,) and abs(np.linalg.norm(s.series) - 1) < 1e-5
+        assert np.isfinite(s.parts).all() and s.parts.shape[0] >= 1

@@ -17,11 +17,26 @@ def _emb(enc, vol) -> np.ndarray:
 
 
 def test_transfer_syntaxes_give_the_same_embedding(need_shared, baseline, cxr2d) -> None:
+    """The same mosaic in 9 transfer syntaxes: the loader gives pydicom's pixels for each, so the
+    encoders (whose output on real files is pinned by the golden-embedding test) agree."""
+    import pydicom
+
     folder = need_shared("dicom", "dcm_qa_ts", "In")
     vols = []
     for f in sorted(folder.glob("*.dcm")):
         vols.append((f.name, load_series(f)))
     assert len(vols) >= 7
+    # independent reference: pydicom's decode of each file, cut into the mosaic's 64x64 tiles
+    for name, v in vols:
+        ds = pydicom.dcmread(folder / name)
+        mosaic = ds.pixel_array.astype(np.float64) * float(getattr(ds, "RescaleSlope", 1) or 1) + float(
+            getattr(ds, "RescaleIntercept", 0) or 0)
+        rows, cols = v.shape[1:]
+        per_row = mosaic.shape[1] // cols
+        tiles = [mosaic[(k // per_row) * rows:(k // per_row + 1) * rows, (k % per_row) * cols:(k % per_row + 1) * cols]
+                 for k in range(v.shape[0])]
+        assert v.shape == (35, 64, 64), name
+        assert np.array_equal(np.asarray(v.voxels, np.float64), np.stack(tiles)), name
     for enc in (baseline, cxr2d):
         embs = [_emb(enc, v) for _, v in vols]
         sims = [float(e @ embs[0]) for e in embs]
@@ -61,7 +76,8 @@ def test_covid_temporal_pairs_rank_own_prior_first(need_shared, baseline, cxr2d)
             rates.append(_top1_rate([_emb(enc, a) for a, _ in sub], [_emb(enc, b) for _, b in sub]))
         rate = float(np.mean(rates))
         print(f"covid19_ny_sbu {enc.card.name}: later->earlier top-1 rate {rate:.2f} (chance {chance:.2f})")
-        assert rate > chance
+        # measured 0.50 for both shipped encoders (2026-12-01): a regression guard, far above chance
+        assert rate >= 0.5
 
 
 def test_brain_tumor_temporal_pairs_rank_own_prior_first(need_shared, baseline) -> None:
@@ -85,4 +101,4 @@ def test_brain_tumor_temporal_pairs_rank_own_prior_first(need_shared, baseline) 
     assert len(earlier) >= 5
     rate = _top1_rate(earlier, later)
     print(f"brain_tumor_progression baseline: later->earlier top-1 rate {rate:.2f} (chance {1 / len(earlier):.2f})")
-    assert rate > 1 / len(earlier)
+    assert rate >= 0.5  # measured 0.55 (6 of 11) on 2026-12-01; chance is 0.09

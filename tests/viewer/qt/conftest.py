@@ -1,14 +1,13 @@
 """Fixtures for the render/Qt tests: real shared series as Volumes.
 
-Uses the project's DICOM loader when it is installed; otherwise a small pydicom stacker that is
-enough for single-orientation series (sorted on the slice normal, rescale applied).
+Volumes come from the project's own loader (``load_series``), never from a test-only stacker:
+a loader failure fails the GUI test that needed the volume.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
-import pydicom
 import pytest
 
 from casebook.viewer.core.dicom.volume import Volume
@@ -45,68 +44,11 @@ def pytest_sessionfinish(session, exitstatus) -> None:
     _stop_xvfb_after_exit()
 
 
-def stack_series(folder_or_files: Path | list[Path], series_uid: str | None = None) -> Volume:
-    files = sorted(folder_or_files.iterdir()) if isinstance(folder_or_files, Path) and folder_or_files.is_dir() else (
-        [folder_or_files] if isinstance(folder_or_files, Path) else list(folder_or_files))
-    dss = []
-    for f in files:
-        try:
-            ds = pydicom.dcmread(f)
-        except Exception:
-            continue
-        if "PixelData" not in ds or "ImageOrientationPatient" not in ds:
-            continue
-        if series_uid and ds.SeriesInstanceUID != series_uid:
-            continue
-        dss.append((f, ds))
-    assert dss, f"no images in {folder_or_files}"
-    uid = series_uid or dss[0][1].SeriesInstanceUID
-    dss = [(f, d) for f, d in dss if d.SeriesInstanceUID == uid]
-    iop = np.array(dss[0][1].ImageOrientationPatient, dtype=float)
-    row, col = iop[:3], iop[3:]
-    normal = np.cross(row, col)
-    dss.sort(key=lambda fd: float(np.dot(np.array(fd[1].ImagePositionPatient, float), normal)))
-    pos = np.array([np.array(d.ImagePositionPatient, float) for _, d in dss])
-    slices = []
-    for _, d in dss:
-        a = d.pixel_array.astype(np.float32) * float(getattr(d, "RescaleSlope", 1) or 1) + float(getattr(d, "RescaleIntercept", 0) or 0)
-        slices.append(a)
-    vox = np.stack(slices)
-    if len(pos) > 1:
-        step = np.diff(pos, axis=0).mean(axis=0)
-        sk = float(np.linalg.norm(step))
-        kdir = step / sk
-    else:
-        sk = float(getattr(dss[0][1], "SliceThickness", 1.0) or 1.0)
-        kdir = normal
-    ps = [float(x) for x in dss[0][1].PixelSpacing]
-    d0 = dss[0][1]
-    wc = getattr(d0, "WindowCenter", None)
-    ww = getattr(d0, "WindowWidth", None)
-    win = None
-    if wc is not None and ww is not None:
-        wc = float(wc[0] if isinstance(wc, pydicom.multival.MultiValue) else wc)
-        ww = float(ww[0] if isinstance(ww, pydicom.multival.MultiValue) else ww)
-        win = (wc, ww)
-    if vox.dtype != np.int16 and np.all(np.mod(vox, 1) == 0) and vox.min() >= -32768 and vox.max() < 32768:
-        vox = vox.astype(np.int16)
-    return Volume(voxels=vox, spacing=(sk, ps[0], ps[1]), origin=tuple(pos[0]),
-                  direction=np.stack([row, col, kdir], axis=1), modality=str(d0.Modality),
-                  series_uid=str(uid), study_uid=str(d0.StudyInstanceUID), description=str(getattr(d0, "SeriesDescription", "")),
-                  window=win, source_files=[f for f, _ in dss], slice_positions=pos)
-
-
 def load(path: Path) -> Volume:
-    """The project loader when implemented, else the pydicom stacker above."""
-    try:
-        from casebook.viewer.core.dicom import load_series
+    """The project's own loader: a GUI test on a volume the product cannot load would test nothing."""
+    from casebook.viewer.core.dicom import load_series
 
-        return load_series(path)
-    except Exception as exc:  # noqa: BLE001 - the project loader is still landing; these tests are about display
-        import warnings
-
-        warnings.warn(f"project loader failed on {path} ({type(exc).__name__}: {exc}); using the pydicom stacker")
-        return stack_series(path)
+    return load_series(path)
 
 
 @pytest.fixture(scope="session")
@@ -208,7 +150,7 @@ class PixelEncoder:
     def encode_folder(self, path):
         from casebook.viewer.core.services.search import QueryVectors
 
-        vol = stack_series(Path(path))
+        vol = load(Path(path))
         return QueryVectors(np.stack([thumb_embedding(vol.voxels[k]) for k in range(vol.shape[0])]),
                             list(range(vol.shape[0])), f"folder {path}")
 
