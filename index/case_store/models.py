@@ -254,3 +254,69 @@ class Embedding(Base):
     label: Mapped[int] = mapped_column(Integer)  # HNSW label, unique per model
     vector: Mapped[bytes] = mapped_column(LargeBinary)  # float32, little-endian
     created: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+# ---------------------------------------------------------------- migration 0003: finding-level regions
+
+
+class RegionDescriptor(Base):
+    """A region descriptor (name@version, size); labels of its regions are never reused."""
+
+    __tablename__ = "region_descriptor"
+    __table_args__ = (UniqueConstraint("name", "version", name="uq_region_descriptor_name_version"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String)
+    version: Mapped[str] = mapped_column(String)
+    dim: Mapped[int] = mapped_column(Integer)
+    next_label: Mapped[int] = mapped_column(Integer, default=0)
+    created: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class RegionSet(Base):
+    """That a series' regions were computed with a descriptor (also when it has none)."""
+
+    __tablename__ = "region_set"
+    __table_args__ = (UniqueConstraint("descriptor_id", "series_id", name="uq_region_set_descriptor_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    descriptor_id: Mapped[int] = mapped_column(ForeignKey("region_descriptor.id", ondelete="CASCADE"))
+    series_id: Mapped[int] = mapped_column(ForeignKey("series.id", ondelete="CASCADE"), index=True)
+    family: Mapped[str] = mapped_column(String, default="")
+    body_part: Mapped[str] = mapped_column(String, default="")
+    count: Mapped[int] = mapped_column(Integer, default=0)
+    created: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Region(Base):
+    """One candidate finding of a series: where it is, what it is like, and its descriptor."""
+
+    __tablename__ = "region"
+    __table_args__ = (
+        UniqueConstraint("descriptor_id", "label", name="uq_region_descriptor_id"),
+        Index("ix_region_descriptor_family", "descriptor_id", "family"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    descriptor_id: Mapped[int] = mapped_column(ForeignKey("region_descriptor.id", ondelete="CASCADE"))
+    series_id: Mapped[int] = mapped_column(ForeignKey("series.id", ondelete="CASCADE"), index=True)
+    label: Mapped[int] = mapped_column(Integer)  # HNSW label, unique per descriptor
+    family: Mapped[str] = mapped_column(String)  # CT | MR | XR | NM | US | OT
+    k0: Mapped[int] = mapped_column(Integer)  # box in voxels of the series, end-exclusive
+    k1: Mapped[int] = mapped_column(Integer)
+    j0: Mapped[int] = mapped_column(Integer)
+    j1: Mapped[int] = mapped_column(Integer)
+    i0: Mapped[int] = mapped_column(Integer)
+    i1: Mapped[int] = mapped_column(Integer)
+    centre_k: Mapped[float] = mapped_column(Float)
+    centre_j: Mapped[float] = mapped_column(Float)
+    centre_i: Mapped[float] = mapped_column(Float)
+    x: Mapped[float | None] = mapped_column(Float, nullable=True)  # LPS mm of the centre
+    y: Mapped[float | None] = mapped_column(Float, nullable=True)
+    z: Mapped[float | None] = mapped_column(Float, nullable=True)
+    diameter_mm: Mapped[float] = mapped_column(Float)
+    volume_ml: Mapped[float] = mapped_column(Float)
+    polarity: Mapped[int] = mapped_column(Integer)
+    contrast: Mapped[float] = mapped_column(Float)
+    saliency: Mapped[float] = mapped_column(Float)
+    vector: Mapped[bytes] = mapped_column(LargeBinary)  # float16, little-endian (half the bytes; cosine error < 1e-3)

@@ -1,0 +1,379 @@
+"""Candidate findings of an image: blobs that differ from their local context, segmented.
+
+Why: a reader's box is drawn around a *finding* (a nodule, a metastasis, a cyst), and an analogue
+is useful when it shows the same kind of finding, not the same body outline. So each series is
+reduced, once at embed time, to a few dozen candidate findings: places that differ from their
+surroundings at some physical scale (2.6-26 mm radius), each segmented and described
+(:mod:`.describe`). A box query goes through exactly the same steps restricted to the box, so the
+query region and the stored regions are made alike by construction.
+
+How, briefly (numpy + SimpleITK, no learned weights):
+
+1. The image is mapped to a *family intensity*: Hounsfield units for CT, per-mille of the
+   series' median tissue signal for MR and every other modality (their units are arbitrary), and
+   resampled to an isotropic grid (2 mm, coarser for very large volumes) so that sizes and shapes
+   are in mm and the same lesion looks alike in axial, coronal and sagittal series.
+2. Scale-normalised Laplacian-of-Gaussian responses at six scales; candidates are the extrema in
+   space and scale whose response stands out from the image's own noise (median absolute
+   deviation) and from a fixed floor per family.
+3. Each candidate is segmented by a two-sided band around its core value (the region closer to
+   the core than to the context median, without running past the core), kept to the connected
+   part that holds the centre, holes filled (cavities, necrosis), and rejected when it is really
+   a piece of a larger structure (it leaks out of its search sphere) or too faint.
+
+Blobs of normal anatomy are found too; they are kept (a box may be drawn on them, and they tell
+the search what is common), and the descriptor separates them from lesions.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import SimpleITK as sitk
+
+from ..errors import PreprocessError
+from ..preprocess import ImageInput
+
+log = logging.getLogger(__name__)
+
+# modality -> family: regions are only ever compared within one family
+_FAMILIES = {
+    "CT": "CT",
+    "MR": "MR",
+    **{m: "XR" for m in ("CR", "DX", "MG", "RF", "XA", "RG", "IO", "PX", "DR")},
+    **{m: "NM" for m in ("NM", "PT")},
+    "US": "US",
+}
+
+GRID_MM = 2.0  # isotropic detection grid
+MAX_GRID_VOXELS = 9_000_000  # a bigger volume gets a coarser grid (time and memory bound)
+SCALES_MM = (1.5, 2.5, 4.0, 6.0, 9.0, 14.0)  # LoG sigmas; blob radius ~ sigma * sqrt(3)
+_SQRT3 = math.sqrt(3.0)
+
+
+def modality_family(modality: str) -> str:
+    """The family a modality's regions are compared within (CT with CT, MR with MR, ...)."""
+    return _FAMILIES.get((modality or "").upper().strip(), "OT")
+
+
+@dataclass
+class PreparedImage:
+    """An image on the isotropic detection grid, in family intensity units.
+
+    ``values`` is (z, y, x) on a grid of ``grid_mm``; ``scale`` maps a grid index (z, y, x) to a
+    continuous index of the original image (k, j, i) by multiplication, ``offset`` is added after
+    (a crop's corner in the original image).
+    """
+
+    values: np.ndarray
+    grid_mm: float
+    family: str
+    reference: float  # the family unit: 1 HU for CT, median tissue signal / 1000 otherwise
+    scale: np.ndarray  # (3,) original-index per grid-index
+    offset: np.ndarray  # (3,) original index of grid voxel 0
+    original_shape: tuple[int, int, int]
+    noise: float  # robust noise of the values (family units)
+
+    def to_original(self, zyx: np.ndarray) -> np.ndarray:
+        """Grid indices (..., 3) -> continuous original indices (k, j, i)."""
+        return np.asarray(zyx, np.float64) * self.scale + self.offset
+
+
+@dataclass
+class Candidate:
+    """A segmented blob on the detection grid (before description)."""
+
+    centre: np.ndarray  # (3,) grid index (z, y, x), float
+    sigma_mm: float
+    polarity: int  # +1 brighter than its context, -1 darker
+    response: float  # |scale-normalised LoG| (family units)
+    core: float  # median value at the centre
+    context: float  # median value of the surrounding shell
+    crop: tuple[slice, slice, slice]  # grid crop the mask lives in
+    mask: np.ndarray  # bool, shape of the crop
+    filled: int  # voxels added by hole filling (cavity, necrosis)
+    spread: float = 0.0  # robust spread (MAD) of the context shell
+
+    def saliency(self, noise: float) -> float:
+        """How much the blob stands out from its context, in units of the context's own variation."""
+        return abs(self.core - self.context) / (self.spread + 2.0 * noise)
+
+    @property
+    def contrast(self) -> float:
+        return self.core - self.context
+
+    @property
+    def voxels(self) -> int:
+        return int(self.mask.sum())
+
+
+def family_reference(image: ImageInput) -> tuple[str, float]:
+    """(family, unit): CT is used in HU; other families relative to the median tissue signal."""
+    family = modality_family(image.modality)
+    if family == "CT":
+        return family, 1.0
+    v = np.asarray(image.voxels)
+    sample = v[:: max(1, v.shape[0] // 24)].astype(np.float32, copy=False).ravel()
+    if image.photometric.upper() == "MONOCHROME1":
+        sample = float(sample.max()) - sample
+    hi = float(np.percentile(sample, 99.5)) if sample.size else 0.0
+    tissue = sample[sample > 0.1 * hi] if hi > 0 else sample
+    ref = float(np.median(tissue)) if tissue.size else 1.0
+    return family, max(ref, 1e-6) / 1000.0
+
+
+def prepare(image: ImageInput, *, crop: tuple[slice, slice, slice] | None = None,
+            reference: float | None = None, grid_mm: float = GRID_MM) -> PreparedImage:
+    """The image (or a crop of it) on the isotropic detection grid, in family units.
+
+    ``reference`` is the family unit of the whole series (pass it for a crop, so a box query is
+    normalised like the stored regions of the same series)."""
+    family, ref = family_reference(image)
+    if reference is not None:
+        ref = float(reference)
+    vox = image.voxels
+    off = np.zeros(3)
+    if crop is not None:
+        vox = vox[crop]
+        off = np.array([s.start or 0 for s in crop], np.float64)
+    if vox.size == 0:
+        raise PreprocessError("cannot look for regions in an empty image")
+    arr = np.asarray(vox, np.float32)
+    if family != "CT":
+        if image.photometric.upper() == "MONOCHROME1":
+            arr = float(np.max(image.voxels)) - arr
+        arr = arr / np.float32(ref)
+    sp = np.asarray(image.spacing, np.float64)  # (sk, sj, si)
+    extent = np.asarray(arr.shape) * sp
+    g = max(float(grid_mm), float(min(sp[1:])))  # never finer than the image itself
+    while np.prod(np.maximum(np.ceil(extent / g), 1)) > MAX_GRID_VOXELS:
+        g *= 1.25
+    flat = arr.shape[0] < 3  # one slice (a radiograph, a single CT slice): 2D on each slice
+    size_zyx = [arr.shape[0] if flat else max(int(round(extent[0] / g)), 1),
+                max(int(round(extent[1] / g)), 1), max(int(round(extent[2] / g)), 1)]
+    out_sp = np.array([sp[0] if flat else extent[0] / size_zyx[0], extent[1] / size_zyx[1], extent[2] / size_zyx[2]])
+    img = sitk.GetImageFromArray(arr)
+    img.SetSpacing([float(s) for s in sp[::-1]])
+    # grid voxel centres span the same field of view as the original voxels
+    origin = (out_sp - sp) / 2.0
+    res = sitk.Resample(img, [int(v) for v in size_zyx[::-1]], sitk.Transform(), sitk.sitkLinear,
+                        [float(o) for o in origin[::-1]], [float(s) for s in out_sp[::-1]], img.GetDirection(),
+                        float(arr.min()), sitk.sitkFloat32)
+    values = sitk.GetArrayFromImage(res)
+    scale = out_sp / sp
+    offset = off + origin / sp
+    noise = _noise(values, family)
+    return PreparedImage(values, float(np.mean(out_sp[1:])), family, float(ref), scale, offset,
+                         tuple(int(s) for s in image.voxels.shape[:3]), noise)  # type: ignore[arg-type]
+
+
+def _noise(values: np.ndarray, family: str) -> float:
+    """Robust noise: MAD of the difference of neighbouring voxels inside the object."""
+    fg = values > (-900.0 if family == "CT" else 100.0)
+    d = np.diff(values, axis=-1)
+    m = fg[..., 1:] & fg[..., :-1]
+    if m.sum() < 100:
+        return 1.0
+    diffs = d[m]
+    return float(max(1.4826 * np.median(np.abs(diffs - np.median(diffs))) / math.sqrt(2.0), 1e-3))
+
+
+# thresholds per family (family units): minimum blob response and minimum segmented contrast
+_FLOOR = {"CT": 10.0, "MR": 12.0}
+_MIN_CONTRAST = {"CT": 18.0, "MR": 25.0}
+
+
+def _image(arr: np.ndarray, g: float) -> sitk.Image:
+    img = sitk.GetImageFromArray(np.ascontiguousarray(arr, np.float32))
+    img.SetSpacing([g] * arr.ndim)
+    return img
+
+
+def _log_at(values: np.ndarray, g: float, sigma: float) -> tuple[np.ndarray, float]:
+    """Scale-normalised LoG at ``sigma`` on a grid of about sigma/2 (a pyramid: coarse scales
+    cost little); returns (response, its grid step). Flat images are filtered slice by slice."""
+    step = max(1, int(sigma / 2.0 // g))
+    flat = values.shape[0] < 3
+    if flat:
+        sl = values[:, ::step, ::step]
+        out = np.stack([sitk.GetArrayFromImage(sitk.LaplacianRecursiveGaussian(_image(sl[k], g * step), sigma, True))
+                        for k in range(sl.shape[0])])
+    else:
+        img = _image(values, g)
+        if step > 1:
+            img = sitk.BinShrink(img, [step] * 3)
+        out = sitk.GetArrayFromImage(sitk.LaplacianRecursiveGaussian(img, sigma, True))
+    return out, g * step
+
+
+def _peaks(resp: np.ndarray, thr: float) -> np.ndarray:
+    """(n, 3) indices of voxels above ``thr`` that are maxima of their 3x3x3 neighbourhood."""
+    idx = np.argwhere(resp > thr)
+    if len(idx) == 0:
+        return idx
+    val = resp[tuple(idx.T)]
+    shape = np.asarray(resp.shape)
+    keep = np.ones(len(idx), bool)
+    for dz in (-1, 0, 1):
+        for dy in (-1, 0, 1):
+            for dx in (-1, 0, 1):
+                if dz == dy == dx == 0 or (shape[0] == 1 and dz):
+                    continue
+                nb = np.clip(idx + (dz, dy, dx), 0, shape - 1)
+                keep &= val >= resp[tuple(nb.T)]
+    return idx[keep]
+
+
+def find_candidates(prep: PreparedImage, *, within: tuple[slice, slice, slice] | None = None,
+                    max_seeds: int = 400, max_tries: int = 1200,
+                    scales: Sequence[float] = SCALES_MM) -> list[Candidate]:
+    """Segmented blob candidates of a prepared image, most salient first.
+
+    ``within`` limits the candidate *centres* to a part of the grid (a box query): the filtering
+    still sees the whole prepared image, so a candidate inside the box is computed exactly as it
+    would have been over the whole series."""
+    v = prep.values
+    g = prep.grid_mm
+    fam = prep.family
+    flat = v.shape[0] < 3
+    floor = _FLOOR.get(fam, 12.0)
+    levels = [_log_at(v, g, s) for s in scales]
+    seeds: list[tuple[float, int, np.ndarray, int]] = []
+    for n, s in enumerate(scales):
+        log_n, step = levels[n]
+        f = step / g
+        for polarity in (1, -1):
+            resp = -polarity * log_n  # bright blobs have a negative Laplacian
+            mad = float(np.median(np.abs(resp))) * 1.4826 if resp.size > 64 else 0.0
+            thr = max(floor, 6.0 * mad)
+            for p in _peaks(resp, thr):
+                c = p * (1.0 if flat else f)
+                if flat:
+                    c = np.array([p[0], p[1] * f, p[2] * f], float)
+                if within is not None and not all(sl.start <= cc < sl.stop for sl, cc in zip(within, c)):
+                    continue
+                r = float(resp[tuple(p)])
+                ok = True
+                for m in (n - 1, n + 1):  # a maximum across scale too
+                    if 0 <= m < len(scales):
+                        lm, sm = levels[m]
+                        q = np.clip(np.round(c / np.array([1.0 if flat else sm / g, sm / g, sm / g])).astype(int), 0,
+                                    np.asarray(lm.shape) - 1)
+                        if -polarity * float(lm[tuple(q)]) > r:
+                            ok = False
+                if ok:
+                    seeds.append((r, n, c, polarity))
+    seeds.sort(key=lambda t: -t[0])
+    # one seed per blob-sized cell and polarity at each scale: neighbouring maxima are one blob
+    cells: set[tuple[int, int, int, int, int]] = set()
+    unique: list[tuple[float, int, np.ndarray, int]] = []
+    for seed in seeds:
+        r_vox = max(scales[seed[1]] * _SQRT3 / g, 1.0)
+        key = (seed[1], seed[3], *(int(x // r_vox) for x in seed[2]))
+        if key not in cells:
+            cells.add(key)
+            unique.append(seed)
+    smooth = sitk.GetArrayFromImage(sitk.SmoothingRecursiveGaussian(_image(v, g), 1.0)) if not flat else v
+    out: list[Candidate] = []
+    centres = np.empty((0, 3))
+    radii = np.empty(0)
+    sig = np.empty(0)
+    pol = np.empty(0, int)
+    for strength, n, c, polarity in unique[:max_tries]:
+        if len(out) >= max_seeds:
+            break
+        s = scales[n]
+        r_mm = s * _SQRT3
+        if len(out):
+            near = ((pol == polarity) & (np.linalg.norm(centres - c, axis=1) * g < 0.8 * np.maximum(radii, r_mm))
+                    & (s / sig > 0.4) & (s / sig < 2.5))
+            if near.any():
+                continue  # the same blob at a neighbouring position or scale
+        cand = segment(smooth, g, c, s, polarity, fam, strength)
+        if cand is not None:
+            out.append(cand)
+            centres = np.vstack([centres, c[None]])
+            radii = np.append(radii, r_mm)
+            sig = np.append(sig, s)
+            pol = np.append(pol, polarity)
+    return out
+
+
+def _sphere_crop(shape: Sequence[int], centre: np.ndarray, radius_vox: float, flat: bool
+                 ) -> tuple[tuple[slice, slice, slice], np.ndarray]:
+    r = int(math.ceil(radius_vox))
+    lo = [max(int(round(c)) - r, 0) for c in centre]
+    hi = [min(int(round(c)) + r + 1, n) for c, n in zip(centre, shape)]
+    if flat:
+        lo[0], hi[0] = int(round(centre[0])), int(round(centre[0])) + 1
+    crop = tuple(slice(a, b) for a, b in zip(lo, hi))
+    grids = np.meshgrid(*[np.arange(a, b) - cc for a, b, cc in zip(lo, hi, centre)], indexing="ij")
+    if flat:
+        grids[0] = np.zeros_like(grids[0])
+    dist = np.sqrt(sum(gg.astype(np.float32) ** 2 for gg in grids))
+    return crop, dist  # type: ignore[return-value]
+
+
+def _component_at(band: np.ndarray, core: np.ndarray) -> np.ndarray | None:
+    """The connected part of ``band`` that overlaps ``core`` most (None when none does)."""
+    lab = sitk.GetArrayFromImage(sitk.ConnectedComponent(sitk.GetImageFromArray(band.astype(np.uint8))))
+    near = lab[core & (lab > 0)]
+    if near.size == 0:
+        return None
+    return lab == np.bincount(near).argmax()
+
+
+def segment(smooth: np.ndarray, g: float, centre: np.ndarray, sigma_mm: float, polarity: int, family: str,
+            response: float = 0.0) -> Candidate | None:
+    """Segment the blob at ``centre`` (grid index) of scale ``sigma_mm``; None when it is no blob."""
+    flat = smooth.shape[0] < 3
+    r_vox = sigma_mm * _SQRT3 / g
+    reach = max(2.5 * r_vox, 2.5)
+    crop, dist = _sphere_crop(smooth.shape, centre, reach * 1.1 + 1, flat)
+    vals = smooth[crop]
+    shell = (dist >= max(1.8 * r_vox, 1.5)) & (dist <= max(2.6 * r_vox, 2.5))
+    core_m = dist <= max(0.5 * r_vox, 0.75)
+    if shell.sum() < 6 or core_m.sum() < 1:
+        return None
+    ring = vals[shell]
+    context = float(np.median(ring))
+    spread = float(1.4826 * np.median(np.abs(ring - context)))
+    core = float(np.median(vals[core_m]))
+    d0 = core - context
+    if d0 * polarity <= 0 or abs(d0) < _MIN_CONTRAST.get(family, 25.0):
+        return None
+    if polarity > 0:
+        band = (vals > context + d0 / 2.0) & (vals < core + abs(d0))
+    else:
+        band = (vals < context + d0 / 2.0) & (vals > core - abs(d0))
+    band &= dist <= reach
+    if not band.any():
+        return None
+    keep = _component_at(band, core_m)
+    if keep is None:
+        return None
+    # cut thin attachments (a vessel feeding a nodule, a rib touching a vertebra) off the blob
+    open_r = int(round(0.35 * r_vox))
+    if open_r >= 1 and not flat:
+        opened = sitk.GetArrayFromImage(sitk.BinaryMorphologicalOpening(
+            sitk.GetImageFromArray(keep.astype(np.uint8)), [open_r] * 3, sitk.sitkBall)).astype(bool)
+        keep = _component_at(opened, core_m) if opened.any() else None
+        if keep is None:
+            return None
+    filled_img = sitk.BinaryFillhole(sitk.GetImageFromArray(keep.astype(np.uint8)), fullyConnected=False)
+    mask = sitk.GetArrayFromImage(filled_img).astype(bool)
+    n = int(mask.sum())
+    if n < (2 if flat else 3):
+        return None
+    edge = int((mask & (dist > reach - 1.0)).sum())
+    if edge > 0.25 * n:
+        return None  # part of a larger structure, not a blob of this scale
+    return Candidate(np.asarray(centre, float), float(sigma_mm), int(polarity), float(response), core, context,
+                     crop, mask, int(n - keep.sum()), spread)
+
+
+__all__ = ["Candidate", "GRID_MM", "PreparedImage", "SCALES_MM", "family_reference", "find_candidates",
+           "modality_family", "prepare", "segment"]
