@@ -7,7 +7,7 @@ from pathlib import Path
 
 from casebook.viewer.core.dicom import _fastheader, _io
 
-scan_mod = importlib.import_module("casebook.viewer.core.dicom.scan")
+scan_mod = importlib.import_module("casebook.viewer.core.dicom.headers")
 
 
 def _files(root: Path) -> list[Path]:
