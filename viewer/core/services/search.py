@@ -1,15 +1,5 @@
-"""Similar-case search: "what past cases look like this one?"
-
-A query (a stored series, a DICOM folder not in the store, an ROI box, one slice, free text, or
-text + image) becomes a small set of slice vectors and/or an FTS5 text query. Metadata filters
-are resolved in SQLite first (so a narrow filter turns into a small candidate label set that the
-vector index searches exactly); the vector index finds near slices; series are then ranked by
-late interaction over all their slices (:mod:`casebook.index.retrieval`), which also yields the
-"why similar" pair (query slice, matched slice). Text and image rankings are fused by reciprocal
-rank. Relevance feedback moves the query vectors (Rocchio) using stored vectors only.
-
-The service talks to the store through :class:`SearchCatalog` and to the encoder through
-:class:`QueryEncoder`, so it is testable on a real store and usable from the CLI and the GUI.
+"""Similar-case search: "what past cases look like this one?" (how it ranks:
+:mod:`.search_service`).
 
 This module is the public face of search: the CLI, the GUI and the tests import from here. The
 work is split by job: :mod:`.search_types` (query, filters, results, protocols),
