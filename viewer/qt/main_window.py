@@ -83,7 +83,8 @@ class MainWindow(QMainWindow):
         self.browser.import_requested.connect(self.import_dialog)
         from .controllers.similar import SimilarController
 
-        self.similar_controller = SimilarController(self)
+        self.similar_controller = SimilarController(self.similar, self.state, self.viewer, lambda: self.settings,
+                                                    self.open_analogue, parent=self)
         self.current_series_id: int | None = None
         self._restore_geometry()
 
@@ -329,19 +330,9 @@ class MainWindow(QMainWindow):
         dlg.setWindowTitle("Import")
         dlg.setWindowModality(Qt.WindowModality.WindowModal)
         dlg.setMinimumDuration(300)
-        settings = self.settings
+        from .controllers.library import import_task
 
-        def task(*, progress, cancel, signals):
-            from casebook.viewer.core.services.ingest import ingest
-            from casebook.viewer.core.services.library import open_store
-
-            store = open_store(settings)
-            try:
-                return ingest([path], store, progress=progress, cancel=cancel, workers=settings.ingest_workers)
-            finally:
-                store.close()
-
-        w = workers.FunctionWorker(task)
+        w = workers.FunctionWorker(import_task, self.settings, path)
         self._import_worker = w
         self._import_dialog = dlg
 

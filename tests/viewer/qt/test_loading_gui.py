@@ -76,8 +76,8 @@ def test_import_folder_with_progress_and_library_refresh(qtbot, need_shared, set
         w2.cancel()
         with qtbot.waitSignal(w2.signals.finished, timeout=60000):
             pass
-        qtbot.waitUntil(lambda: "cancel" in win.status_label.text().lower()
-                        or "Imported" in win.status_label.text(), timeout=10000)
+        qtbot.waitUntil(lambda: "cancelled" in win.status_label.text().lower(), timeout=10000)
+        assert "Imported" not in win.status_label.text()
     finally:
         _close(win)
 

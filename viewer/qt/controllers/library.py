@@ -1,50 +1,46 @@
-"""Reads the case store into rows for the study browser; loads stored series off the UI thread."""
+"""The study browser's rows and stored-series loading, bound for the Qt side.
+
+The reading itself is headless (:mod:`casebook.viewer.core.services.library_rows`,
+:mod:`casebook.viewer.core.services.loading`); this module adapts it to the browser's row dicts and
+to a :class:`~casebook.viewer.qt.workers.FunctionWorker`.
+"""
 from __future__ import annotations
 
-import logging
+from pathlib import Path
 from typing import Any
 
+from casebook.common.errors import Cancelled
 from casebook.viewer.core.config import Settings
 
-log = logging.getLogger(__name__)
+from ..workers import preview_emitter
 
 
 def library_rows(settings: Settings) -> list[dict[str, Any]]:
-    """One row per stored series; empty when the library has no database yet."""
-    if not settings.database_path.exists():
-        return []
-    from casebook.viewer.core.services.library import open_store
+    """One row dict per stored series (the browser's columns); empty without a library."""
+    from casebook.viewer.core.services.library_rows import library_rows as rows
 
-    store = open_store(settings, create=False)
-    try:
-        diagnoses = store.diagnoses()
-        rows = []
-        for s in store.list_series():
-            rows.append({"patient": s.patient_key, "date": s.study_date.isoformat() if s.study_date else "",
-                         "modality": s.modality, "description": s.description, "images": s.slice_count,
-                         "diagnosis": diagnoses.get(s.id, ""), "tags": s.body_part, "series_id": s.id,
-                         "study_id": s.study_id, "key": s.key})
-        return rows
-    finally:
-        store.close()
+    return [r.as_dict() for r in rows(settings)]
 
 
 def load_stored_task(settings: Settings, series_id: int, *, progress, cancel, signals):
     """Load a stored series, showing its middle slice first."""
-    import dataclasses
+    from casebook.viewer.core.services.loading import load_with_preview, stored_stack
 
-    from casebook.viewer.core.dicom import load_volume
-    from casebook.viewer.core.services.library import open_store, stack_for_series
+    stack = stored_stack(settings, int(series_id), cancel=cancel)
+    return load_with_preview(stack, on_preview=preview_emitter(signals), progress=progress, cancel=cancel), stack
 
-    store = open_store(settings, create=False)
+
+def import_task(settings: Settings, path: Path, *, progress, cancel, signals):
+    """Ingest ``path`` into the library. A cancelled import ends as :class:`Cancelled` (the worker's
+    ``cancelled`` signal), not as a result: the series stored before the cancel stay stored."""
+    from casebook.viewer.core.services.ingest import ingest
+    from casebook.viewer.core.services.library import open_store
+
+    store = open_store(settings)
     try:
-        stack = stack_for_series(store, int(series_id), cancel=cancel)
+        summary = ingest([path], store, progress=progress, cancel=cancel, workers=settings.ingest_workers)
     finally:
         store.close()
-    if len(stack.instances) > 8:
-        mid = dataclasses.replace(stack, instances=[stack.instances[len(stack.instances) // 2]])
-        try:
-            signals.preview.emit((load_volume(mid, cancel=cancel), stack))
-        except Exception as exc:  # noqa: BLE001 - the preview is a courtesy
-            log.info("preview slice failed: %s", exc)
-    return load_volume(stack, progress=progress, cancel=cancel), stack
+    if summary.cancelled:
+        raise Cancelled(f"import of {Path(path).name} cancelled after {summary.series_stored} series")
+    return summary

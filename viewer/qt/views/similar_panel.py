@@ -1,4 +1,6 @@
-"""Similar-case panel: Find similar buttons, filters and a grid of result cards. Layout only."""
+"""Similar-case panel: Find similar buttons, filters, a progress bar with Cancel, and a grid of
+result cards. Layout only: the form's values go out as a typed
+:class:`~casebook.viewer.core.services.search_form.SearchForm`, parsed in the core."""
 from __future__ import annotations
 
 from typing import Any
@@ -6,15 +8,16 @@ from typing import Any
 import numpy as np
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QImage, QPixmap
-from PySide6.QtWidgets import (QComboBox, QFrame, QGridLayout, QHBoxLayout, QLabel, QLineEdit, QPushButton,
-                               QScrollArea, QSpinBox, QVBoxLayout, QWidget, QCheckBox)
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QFrame, QGridLayout, QHBoxLayout, QLabel, QLineEdit,
+                               QProgressBar, QPushButton, QScrollArea, QSpinBox, QVBoxLayout, QWidget)
+
+from casebook.viewer.core.services.search_form import SearchForm
+from casebook.viewer.core.services.thumbnails import window_to_uint8
 
 
 def gray_to_pixmap(img: np.ndarray, window: tuple[float, float], size: int = 128) -> QPixmap:
     """Window a slice like the query and make a thumbnail."""
-    c, w = window
-    a = np.clip((np.asarray(img, dtype=np.float32) - (c - w / 2)) / max(w, 1e-6) * 255.0, 0, 255).astype(np.uint8)
-    a = np.ascontiguousarray(a)
+    a = window_to_uint8(img, window)
     q = QImage(a.data, a.shape[1], a.shape[0], a.strides[0], QImage.Format.Format_Grayscale8).copy()
     return QPixmap.fromImage(q).scaled(size, size, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation)
 
@@ -68,6 +71,7 @@ class SimilarPanel(QWidget):
     find_requested = Signal(str)  # "series" | "slice" | "box"
     open_requested = Signal(object)
     feedback = Signal(object, int)
+    cancel_requested = Signal()  # the Cancel button of a running search
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
@@ -120,6 +124,18 @@ class SimilarPanel(QWidget):
         self.status = QLabel("", self)
         self.status.setWordWrap(True)
         lay.addWidget(self.status)
+        busy = QHBoxLayout()
+        self.progress = QProgressBar(self)
+        self.progress.setTextVisible(False)
+        self.progress.setMaximumHeight(10)
+        self.cancel_button = QPushButton("Cancel", self)
+        self.cancel_button.setToolTip("Stop this search")
+        self.cancel_button.clicked.connect(self.cancel_requested)
+        busy.addWidget(self.progress, 1)
+        busy.addWidget(self.cancel_button)
+        lay.addLayout(busy)
+        self.progress.hide()
+        self.cancel_button.hide()
         self.scroll = QScrollArea(self)
         self.scroll.setWidgetResizable(True)
         self.grid_host = QWidget(self.scroll)
@@ -129,27 +145,38 @@ class SimilarPanel(QWidget):
         lay.addWidget(self.scroll, 1)
         self.cards: list[ResultCard] = []
 
-    def filters(self) -> dict[str, Any]:
-        return {"modality": None if self.modality.currentText() == "any" else self.modality.currentText(),
-                "body_part": self.body_part.text().strip() or None,
-                "diagnosis": self.diagnosis.text().strip() or None,
-                "text": self.text.text().strip() or None,
-                "sex": None if self.sex.currentText() == "any" else self.sex.currentText(),
-                "age_min": self.age_min.value() or None, "age_max": self.age_max.value() or None,
-                "date_from": self.date_from.text().strip() or None, "date_to": self.date_to.text().strip() or None,
-                "tags": tuple(t.strip() for t in self.tags.text().split(",") if t.strip()),
-                "top_k": self.top_k.value(),
-                "exclude_same_patient": self.exclude_patient.isChecked()}
+    def form(self) -> SearchForm:
+        """The filter form as typed (parsed into filters by the core)."""
+        return SearchForm(modality=self.modality.currentText(), body_part=self.body_part.text(),
+                          sex=self.sex.currentText(), age_min=self.age_min.value() or None,
+                          age_max=self.age_max.value() or None, date_from=self.date_from.text(),
+                          date_to=self.date_to.text(), tags=self.tags.text(), diagnosis=self.diagnosis.text(),
+                          text=self.text.text(), top_k=self.top_k.value(),
+                          exclude_same_patient=self.exclude_patient.isChecked())
 
     def set_busy(self, message: str) -> None:
+        """A search runs: buttons off, an indeterminate bar and Cancel until it ends."""
         self.status.setText(message)
         for b in self.buttons.values():
             b.setEnabled(False)
+        self.progress.setRange(0, 0)
+        self.progress.show()
+        self.cancel_button.setEnabled(True)
+        self.cancel_button.show()
+
+    def set_progress(self, done: int, total: int, message: str = "") -> None:
+        self.progress.setRange(0, max(total, 0))
+        if total:
+            self.progress.setValue(min(done, total))
+        if message:
+            self.status.setText(f"{message[:1].upper()}{message[1:]}…")
 
     def set_idle(self, message: str = "") -> None:
         self.status.setText(message)
         for b in self.buttons.values():
             b.setEnabled(True)
+        self.progress.hide()
+        self.cancel_button.hide()
 
     def set_results(self, items: list[tuple[Any, dict[str, Any], QPixmap | None]], message: str = "") -> None:
         for c in self.cards:

@@ -8,7 +8,7 @@ from PySide6.QtGui import QStandardItem, QStandardItemModel
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QLineEdit, QPushButton, QTableView, QVBoxLayout, QWidget
 
 COLUMNS = [("patient", "Patient"), ("date", "Date"), ("modality", "Mod"), ("description", "Description"),
-           ("images", "Images"), ("diagnosis", "Diagnosis"), ("tags", "Tags")]
+           ("body_part", "Body part"), ("images", "Images"), ("diagnosis", "Diagnosis"), ("tags", "Tags")]
 
 
 class StudyBrowser(QWidget):
