@@ -67,9 +67,8 @@ def _make_viewer(qtbot, volume, orientation, size=(520, 520)):
 def _compare_displayed(viewer, orientation):
     """Screenshot of the view vs the expected windowed slice, resampled onto the same pixels."""
     ad = viewer.adapters[orientation]
-    ad.set_crosshair_visible(False)
-    ad.show_overlay = False
-    viewer.state.events.overlay.emit()
+    viewer.state.set_crosshair_visible(False)
+    viewer.state.set_overlay_visible(False)
     viewer.flush_renders()
     shot = grab_render_window(viewer.viewports[orientation].render_window).astype(np.float64)
     st = viewer.state
