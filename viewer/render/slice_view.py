@@ -93,6 +93,16 @@ def _text(size: int, color: tuple[float, float, float] = OVERLAY_COLOR, bold: bo
     return t
 
 
+def _label_text(color: tuple[float, float, float]) -> vtkTextActor:
+    """A measurement label: hangs down from its anchor, on a dark box so it reads over bone and air."""
+    t = _text(13, color)
+    p = t.GetTextProperty()
+    p.SetVerticalJustificationToTop()
+    p.SetBackgroundColor(0.0, 0.0, 0.0)
+    p.SetBackgroundOpacity(0.6)
+    return t
+
+
 class SliceViewAdapter:
     """Renders ``state``'s ``orientation`` slice with overlays into ``renderer``."""
 
@@ -171,7 +181,7 @@ class SliceViewAdapter:
         self._preview_actor, self._preview_pd = _polyline_actor(PREVIEW_COLOR, 1.5)
         self._preview_actor.VisibilityOff()
         self.renderer.AddActor(self._preview_actor)
-        self.preview_text = _text(13, PREVIEW_COLOR)
+        self.preview_text = _label_text(PREVIEW_COLOR)
         self.preview_text.VisibilityOff()
         self.renderer.AddViewProp(self.preview_text)
 
@@ -457,8 +467,7 @@ class SliceViewAdapter:
         for key, m in wanted.items():
             if key not in self._measure_actors:
                 actor, pd = _polyline_actor(MEASURE_COLOR, 2.0)
-                text = _text(13, MEASURE_COLOR)
-                text.GetTextProperty().SetVerticalJustificationToTop()
+                text = _label_text(MEASURE_COLOR)
                 self.renderer.AddActor(actor)
                 self.renderer.AddViewProp(text)
                 self._measure_actors[key] = (actor, pd, text)
@@ -503,9 +512,14 @@ class SliceViewAdapter:
         for m, text in items:
             x0, y0, x1, y1 = self._shape_box_display(m)
             w, h = self._label_size(text.GetInput() or "")
+            top = y1
+            if m.kind == "distance":  # beside the end point furthest right, not the box corner
+                ax, ay = self.world_to_display(*self.image_to_world(*m.label_anchor()))
+                x1, top = ax, ay + h / 2.0
+                x0 = min(x0, ax)
             left = x1 + LABEL_GAP_PX + w > vw and x0 - LABEL_GAP_PX - w >= 0
             tx = x0 - LABEL_GAP_PX - w if left else x1 + LABEL_GAP_PX
-            ty = min(y1, vh - 4.0)  # top of the label level with the top of the shape
+            ty = min(top, vh - 4.0)  # top of the label level with the top of the shape
             for _ in range(len(taken) + 1):
                 box = (tx, ty - h, tx + w, ty)
                 hit = next((t for t in taken if box[0] < t[2] and t[0] < box[2] and box[1] < t[3] and t[1] < box[3]), None)
@@ -523,7 +537,6 @@ class SliceViewAdapter:
         if on:
             _set_polylines(self._preview_pd, [self._measurement_points(m)])
             self.preview_text.SetInput(m.label())
-            self.preview_text.GetTextProperty().SetVerticalJustificationToTop()
         self._preview_actor.SetVisibility(on)
         self.preview_text.SetVisibility(on and bool(self.preview_text.GetInput()))
         if on:

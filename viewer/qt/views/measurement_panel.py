@@ -79,6 +79,7 @@ class MeasurementPanel(QWidget):
                 for c, text in enumerate((str(m.number), m.title().split(" ", 1)[-1], where,
                                           m.label().replace("\n", "  "))):
                     item = QTableWidgetItem(text)
+                    item.setToolTip(m.label())
                     item.setData(Qt.ItemDataRole.UserRole, r)
                     self.table.setItem(r, c, item)
             self.table.resizeRowsToContents()
