@@ -12,25 +12,17 @@ from PySide6.QtWidgets import (QApplication, QDockWidget, QFileDialog, QLabel, Q
 
 from casebook.viewer.core.config import Settings, load_settings
 from casebook.viewer.core.dicom.volume import Volume
-from casebook.viewer.core.viewstate import ORIENTATIONS, StateLink, load_window_presets
+from casebook.viewer.core.viewstate import ORIENTATIONS, StateLink, StudyInfo, load_window_presets, tool_label
 
 from . import workers
 from .icons import icon
 from .views.help_dialog import HelpDialog
+from .views.measurement_panel import MeasurementPanel
 from .views.similar_panel import SimilarPanel
 from .views.study_browser import StudyBrowser
 from .views.study_viewer import StudyViewer
 
 log = logging.getLogger(__name__)
-
-
-def _study_meta(vol: Volume, stack: Any) -> None:
-    """Study description and date for the overlay text, from the stack the volume came from."""
-    vol.meta.setdefault("study_description", getattr(stack, "study_description", "") or "")
-    da = getattr(stack, "study_date", "") or ""
-    if len(da) == 8 and da.isdigit():
-        da = f"{da[:4]}-{da[4:6]}-{da[6:]}"
-    vol.meta.setdefault("study_date", da)
 
 
 class MainWindow(QMainWindow):
@@ -68,6 +60,11 @@ class MainWindow(QMainWindow):
         self.similar_dock.setObjectName("similar_dock")
         self.similar_dock.setWidget(self.similar)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.similar_dock)
+        self.measurements = MeasurementPanel(self.state, self)
+        self.measurements_dock = QDockWidget("Measurements", self)
+        self.measurements_dock.setObjectName("measurements_dock")
+        self.measurements_dock.setWidget(self.measurements)
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.measurements_dock)
 
         self.progress = QProgressBar(self)
         self.progress.setMaximumWidth(220)
@@ -75,10 +72,17 @@ class MainWindow(QMainWindow):
         self.statusBar().addPermanentWidget(self.progress)
         self.status_label = QLabel("", self)
         self.statusBar().addWidget(self.status_label, 1)
+        self.cine_label = QLabel("", self)
+        self.cine_label.setObjectName("cine_status")
+        self.statusBar().addPermanentWidget(self.cine_label)
+        self.tool_label = QLabel(f"Tool: {tool_label(self.state.tool)}", self)
+        self.tool_label.setObjectName("tool_status")
+        self.statusBar().addPermanentWidget(self.tool_label)
         self._loader: workers.FunctionWorker | None = None
         self._build_actions()
         self.state.events.volume.connect(lambda **_: self._update_title())
-        self.viewer.tool_changed.connect(lambda t: self.status_label.setText(f"Tool: {t}"))
+        self.viewer.tool_changed.connect(self._on_tool)
+        self.state.events.cine.connect(self._on_cine)
         self.browser.open_requested.connect(self._open_row)
         self.browser.import_requested.connect(self.import_dialog)
         from .controllers.similar import SimilarController
@@ -129,16 +133,18 @@ class MainWindow(QMainWindow):
         tb.addSeparator()
         tools = QActionGroup(self)
         tm = mb.addMenu("&Tools")
-        for key, tool, label in (("W", "wl", "Window/level"), ("P", "pan", "Pan"), ("Z", "zoom", "Zoom"),
-                                 ("C", "crosshair", "Crosshair"), ("D", "distance", "Distance"),
-                                 ("E", "ellipse", "Ellipse ROI"), ("B", "box", "Box (Find similar)")):
-            a = self._act(label, key, lambda _=False, t=tool: self.viewer.controller.set_tool(t), tm, checkable=True,
+        self.tool_actions: dict[str, QAction] = {}
+        for key, tool in (("W", "wl"), ("P", "pan"), ("Z", "zoom"), ("C", "crosshair"), ("D", "distance"),
+                          ("E", "ellipse"), ("B", "box")):
+            a = self._act(tool_label(tool), key, lambda _=False, t=tool: self.state.set_tool(t), tm, checkable=True,
                           icon_name=tool)
             tools.addAction(a)
             tb.addAction(a)
-            if tool == "wl":
-                a.setChecked(True)
-        self._act("Delete last measurement", QKeySequence(Qt.Key.Key_Delete), self._delete_last, tm)
+            self.tool_actions[tool] = a
+        self.tool_actions[self.state.tool].setChecked(True)
+        self._act("Delete measurement", QKeySequence(Qt.Key.Key_Delete), self._delete_measurement, tm)
+        self._act("Measurements list", "M", lambda: self.measurements_dock.setVisible(not self.measurements_dock.isVisible()),
+                  tm)
         tb.addSeparator()
         wm = mb.addMenu("&Window")
         for p in load_window_presets():
@@ -167,17 +173,25 @@ class MainWindow(QMainWindow):
         self._act("Keyboard shortcuts", "F1", self.show_help, hm)
 
     def _toggle_crosshair(self) -> None:
-        for a in self.viewer.adapters.values():
-            a.set_crosshair_visible(not a.show_crosshair)
+        self.state.set_crosshair_visible(not self.state.show_crosshair)
 
     def _toggle_overlay(self) -> None:
-        for a in self.viewer.adapters.values():
-            a.show_overlay = not a.show_overlay
-        self.state.events.overlay.emit()
+        self.state.set_overlay_visible(not self.state.show_overlay)
 
-    def _delete_last(self) -> None:
-        if self.state.measurements:
-            self.state.remove_measurement(self.state.measurements[-1])
+    def _delete_measurement(self) -> None:
+        """Delete the selected measurement, else the last one drawn (the PACS habit)."""
+        m = self.state.selected or (self.state.measurements[-1] if self.state.measurements else None)
+        if m is not None:
+            self.state.remove_measurement(m)
+
+    def _on_tool(self, tool: str) -> None:
+        self.tool_label.setText(f"Tool: {tool_label(tool)}")
+        a = self.tool_actions.get(tool)
+        if a is not None and not a.isChecked():
+            a.setChecked(True)
+
+    def _on_cine(self, playing: bool, fps: float) -> None:
+        self.cine_label.setText(f"▶ Cine {fps:.0f} fps" if playing else "")
 
     def show_help(self) -> None:
         HelpDialog(self).exec()
@@ -235,9 +249,9 @@ class MainWindow(QMainWindow):
         v = self.state.volume
         self.setWindowTitle(f"Casebook — {v.modality} {v.description}".strip() if v else "Casebook")
 
-    def show_volume(self, volume: Volume, patient_text: str = "", keep_view: bool = False) -> None:
-        for a in self.viewer.adapters.values():
-            a.patient_text = patient_text
+    def show_volume(self, volume: Volume, info: StudyInfo | None = None, keep_view: bool = False) -> None:
+        """Show a volume with the study facts of its overlay (blank when not known)."""
+        self.state.set_study_info(info or StudyInfo())
         self.viewer.set_volume(volume, keep_view=keep_view and self.state.volume is not None)
 
     def open_dialog(self) -> None:
@@ -269,30 +283,23 @@ class MainWindow(QMainWindow):
         self.progress.setRange(0, max(total, 1))
         self.progress.setValue(done)
         if total:
-            self.state.loading_fraction = done / total
-
-    @staticmethod
-    def _patient_text(stack: Any) -> str:
-        """Overlay line for the patient; also copies study facts into the volume for the overlay."""
-        return " ".join(x for x in (getattr(stack, "patient_name", ""), getattr(stack, "patient_id", "")) if x)
+            self.state.set_loading_fraction(done / total)
 
     def _on_preview(self, w: workers.FunctionWorker, vs: Any) -> None:
         if w is not self._loader:
             return
         vol, stack = vs
-        _study_meta(vol, stack)
-        self.state.loading_fraction = 0.0
+        self.state.set_loading_fraction(0.0)
         self._preview_shown = w
-        self.show_volume(vol, self._patient_text(stack))
+        self.show_volume(vol, StudyInfo.from_stack(stack))
 
     def _on_loaded(self, w: workers.FunctionWorker, vs: Any) -> None:
         if w is not self._loader:
             return
         vol, stack = vs
-        _study_meta(vol, stack)
-        self.state.loading_fraction = 1.0
+        self.state.set_loading_fraction(1.0)
         # after a preview, keep what the reader already set (window, zoom) and the slice position
-        self.show_volume(vol, self._patient_text(stack), keep_view=getattr(self, "_preview_shown", None) is w)
+        self.show_volume(vol, StudyInfo.from_stack(stack), keep_view=getattr(self, "_preview_shown", None) is w)
         self._preview_shown = None
         self.status_label.setText(f"{vol.modality} {vol.description}: {vol.shape[0]} slices"
                                   + ("; " + "; ".join(vol.geometry.warnings) if vol.geometry.warnings else ""))

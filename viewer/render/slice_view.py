@@ -30,12 +30,15 @@ from vtkmodules.vtkCommonCore import vtkLookupTable
 import vtkmodules.vtkRenderingOpenGL2  # noqa: F401  (registers the OpenGL backend)
 import vtkmodules.vtkRenderingFreeType  # noqa: F401  (text rendering)
 
-from casebook.viewer.core.viewstate import Measurement, ViewerState
+from casebook.viewer.core.viewstate import Measurement, ViewerState, preset_label
 
 # Slicer's plane colours: axial red, coronal green, sagittal yellow.
 PLANE_COLORS = {"axial": (0.95, 0.3, 0.3), "coronal": (0.35, 0.85, 0.35), "sagittal": (0.95, 0.85, 0.3)}
 OVERLAY_COLOR = (0.92, 0.92, 0.75)
 MEASURE_COLOR = (0.3, 0.9, 1.0)
+SELECTED_COLOR = (1.0, 0.85, 0.2)
+PREVIEW_COLOR = (1.0, 0.8, 0.2)
+LABEL_GAP_PX = 6.0  # between a shape and its label, in display pixels
 HIGHLIGHT_COLOR = (1.0, 0.6, 0.1)
 _NICE_MM = (1, 2, 5, 10, 20, 25, 50, 100, 200, 500)
 
@@ -90,6 +93,16 @@ def _text(size: int, color: tuple[float, float, float] = OVERLAY_COLOR, bold: bo
     return t
 
 
+def _label_text(color: tuple[float, float, float]) -> vtkTextActor:
+    """A measurement label: hangs down from its anchor, on a dark box so it reads over bone and air."""
+    t = _text(13, color)
+    p = t.GetTextProperty()
+    p.SetVerticalJustificationToTop()
+    p.SetBackgroundColor(0.0, 0.0, 0.0)
+    p.SetBackgroundOpacity(0.6)
+    return t
+
+
 class SliceViewAdapter:
     """Renders ``state``'s ``orientation`` slice with overlays into ``renderer``."""
 
@@ -99,8 +112,6 @@ class SliceViewAdapter:
         self.orientation = orientation
         self.render_window = render_window
         self.request_render = request_render or render_window.Render
-        self.patient_text = ""
-        self.show_overlay = True
         self.renderer = vtkRenderer()
         self.renderer.SetBackground(0.0, 0.0, 0.0)
         self.renderer.GetActiveCamera().ParallelProjectionOn()
@@ -127,7 +138,6 @@ class SliceViewAdapter:
         self.highlight.VisibilityOff()
         for a in (self.cross_h, self.cross_v, self.highlight):
             self.renderer.AddActor(a)
-        self.show_crosshair = True
 
         self.corners = {k: _text(13) for k in ("tl", "tr", "bl", "br")}
         self.corners["tr"].GetTextProperty().SetJustificationToRight()
@@ -166,18 +176,24 @@ class SliceViewAdapter:
         self.renderer.AddViewProp(self.scale_actor)
         self.renderer.AddViewProp(self.scale_text)
 
+        # measurements on this slice: id(measurement) -> (shape actor, its polydata, its label)
         self._measure_actors: dict[int, tuple[vtkActor, vtkPolyData, vtkTextActor]] = {}
-        self.preview: Measurement | None = None
-        self._preview_actor, self._preview_pd = _polyline_actor((1.0, 0.8, 0.2), 1.5)
+        self._preview_actor, self._preview_pd = _polyline_actor(PREVIEW_COLOR, 1.5)
         self._preview_actor.VisibilityOff()
         self.renderer.AddActor(self._preview_actor)
+        self.preview_text = _label_text(PREVIEW_COLOR)
+        self.preview_text.VisibilityOff()
+        self.renderer.AddViewProp(self.preview_text)
 
         ev = state.events
         self._subs = [
             (ev.volume, self._on_volume), (ev.slice, self._on_slice), (ev.crosshair, self._on_crosshair),
             (ev.window, self._on_window), (ev.invert, self._on_window), (ev.zoom, self._on_camera),
             (ev.pan, self._on_camera), (ev.measurements, self._on_measurements),
+            (ev.selection, self._on_measurements), (ev.preview, self._on_preview),
             (ev.highlight, self._on_highlight), (ev.overlay, self._on_overlay),
+            (ev.crosshair_visible, self._on_crosshair), (ev.loading, self._on_overlay),
+            (ev.study_info, self._on_overlay), (ev.cine, self._on_overlay),
         ]
         for emitter, cb in self._subs:
             emitter.connect(cb)
@@ -197,6 +213,7 @@ class SliceViewAdapter:
         self._update_camera()
         self._update_crosshair()
         self._sync_measurements()
+        self._update_preview()
         self._update_overlay_text()
         self.request_render()
 
@@ -226,6 +243,10 @@ class SliceViewAdapter:
 
     def _on_measurements(self, **_: Any) -> None:
         self._sync_measurements()
+        self.request_render()
+
+    def _on_preview(self, **_: Any) -> None:
+        self._update_preview()
         self.request_render()
 
     def _on_highlight(self, **_: Any) -> None:
@@ -308,6 +329,7 @@ class SliceViewAdapter:
         cam.SetParallelScale(self.fit_scale() / self.state.zoom[self.orientation])
         cam.SetClippingRange(1.0, 2000.0)
         self._update_scale_bar()
+        self._place_labels()
 
     def on_resize(self) -> None:
         self._update_camera()
@@ -343,7 +365,7 @@ class SliceViewAdapter:
 
     def _update_crosshair(self) -> None:
         g = self.state.geometry
-        if g is None or not self.show_crosshair:
+        if g is None or not self.state.show_crosshair:
             self.cross_h.VisibilityOff()
             self.cross_v.VisibilityOff()
             return
@@ -365,11 +387,6 @@ class SliceViewAdapter:
         self.cross_h.VisibilityOn()
         self.cross_v.VisibilityOn()
 
-    def set_crosshair_visible(self, visible: bool) -> None:
-        self.show_crosshair = visible
-        self._update_crosshair()
-        self.request_render()
-
     def _update_highlight(self) -> None:
         idx = self.state.slice_index(self.orientation)
         on = idx in self.state.highlight.get(self.orientation, set())
@@ -386,7 +403,7 @@ class SliceViewAdapter:
     def _update_overlay_text(self) -> None:
         st, g, v = self.state, self.state.geometry, self.state.volume
         for t in (*self.corners.values(), *self.markers.values(), self.scale_actor, self.scale_text):
-            t.SetVisibility(self.show_overlay and g is not None)
+            t.SetVisibility(st.show_overlay and g is not None)
         if g is None or v is None:
             return
         idx = st.slice_index(self.orientation)
@@ -398,17 +415,18 @@ class SliceViewAdapter:
         lps = g.canon_to_lps(c)
         comp = {"axial": 2, "coronal": 1, "sagittal": 0}[self.orientation]
         name = {"axial": "Z", "coronal": "Y", "sagittal": "X"}[self.orientation]
-        study = v.meta.get("study_description", "") or ""
-        date = v.meta.get("study_date", "") or ""
         # The two top corners share the width: long descriptions are cut, never drawn over each other.
         fit = max(8, int((max(self.render_window.GetSize()[0], 1) / 2 - 16) / _CHAR_PX))
-        self.corners["tl"].SetInput("\n".join(_clip(x, fit) for x in (self.patient_text, study, date) if x))
+        self.corners["tl"].SetInput("\n".join(_clip(x, fit) for x in st.study_info.overlay_lines()))
         self.corners["tr"].SetInput("\n".join(_clip(x, fit) for x in (f"{v.modality} {v.description}".strip(),
                                                                         self.orientation.capitalize()) if x))
         loading = "" if st.loading_fraction >= 1.0 else f"  loading {st.loading_fraction * 100:.0f}%"
-        self.corners["bl"].SetInput(f"Im {idx + 1}/{n}{loading}\n{name}: {lps[comp]:.1f} mm")
+        cine = f"  CINE {st.cine_fps:.0f} fps" if st.cine_playing and self.orientation == st.active_view else ""
+        self.corners["bl"].SetInput(f"Im {idx + 1}/{n}{loading}{cine}\n{name}: {lps[comp]:.1f} mm")
         wc, ww = st.window
         inv = "  INV" if st.invert else ""
+        if st.preset not in ("custom", "default"):
+            inv += f"  {preset_label(st.preset)}"
         cam = self.renderer.GetActiveCamera()
         vw, vh = self.render_window.GetSize()
         _, col_mm = g.pixel_spacing(self.orientation)
@@ -437,6 +455,7 @@ class SliceViewAdapter:
         return np.stack([cx + ax * np.cos(t), cy + ay * np.sin(t), np.full_like(t, z)], axis=1)
 
     def _sync_measurements(self) -> None:
+        """One shape and one value label per measurement on the shown slice (any number of them)."""
         idx = self.state.slice_index(self.orientation)
         wanted = {id(m): m for m in self.state.measurements
                   if m.orientation == self.orientation and m.slice_index == idx}
@@ -448,28 +467,92 @@ class SliceViewAdapter:
         for key, m in wanted.items():
             if key not in self._measure_actors:
                 actor, pd = _polyline_actor(MEASURE_COLOR, 2.0)
-                text = _text(13, MEASURE_COLOR)
-                text.GetPositionCoordinate().SetCoordinateSystemToWorld()
+                text = _label_text(MEASURE_COLOR)
                 self.renderer.AddActor(actor)
                 self.renderer.AddViewProp(text)
                 self._measure_actors[key] = (actor, pd, text)
             actor, pd, text = self._measure_actors[key]
-            pts = self._measurement_points(m)
-            _set_polylines(pd, [pts])
-            text.SetInput(m.label())
-            x = float(pts[:, 0].max()) + 2.0
-            y = float(pts[:, 1].min())
-            text.SetPosition(x, y, -0.7)
+            _set_polylines(pd, [self._measurement_points(m)])
+            text.SetInput(self.measurement_text(m))
+            color = SELECTED_COLOR if m is self.state.selected else MEASURE_COLOR
+            actor.GetProperty().SetColor(*color)
+            actor.GetProperty().SetLineWidth(3.0 if m is self.state.selected else 2.0)
+            text.GetTextProperty().SetColor(*color)
+        self._place_labels()
 
-    def set_preview(self, m: Measurement | None) -> None:
-        """Show the measurement being drawn (before it is committed to the state)."""
-        self.preview = m
-        if m is None:
-            self._preview_actor.VisibilityOff()
-        else:
+    @staticmethod
+    def measurement_text(m: Measurement) -> str:
+        """``"#1 23.4 mm"``: the number links the label on the image to the row in the list."""
+        label = m.label()
+        return f"#{m.number} {label}" if m.number else label
+
+    def _shape_box_display(self, m: Measurement) -> tuple[float, float, float, float]:
+        """(x0, y0, x1, y1) of the shape on screen in display pixels (origin bottom-left)."""
+        pts = self._measurement_points(m)
+        xs, ys = [], []
+        for x, y, _ in pts[:: max(1, len(pts) // 16)].tolist() + [pts[-1].tolist()]:
+            dx, dy = self.world_to_display(x, y)
+            xs.append(dx)
+            ys.append(dy)
+        return min(xs), min(ys), max(xs), max(ys)
+
+    def _label_size(self, text: str) -> tuple[float, float]:
+        lines = text.split("\n")
+        return max(len(line) for line in lines) * _CHAR_PX, len(lines) * 16.0
+
+    def _place_labels(self) -> None:
+        """Each label beside its shape, right of it (left when it would leave the view), not on another label."""
+        if self.state.geometry is None:
+            return
+        vw, vh = self.render_window.GetSize()
+        taken: list[tuple[float, float, float, float]] = []
+        items = [(m, self._measure_actors[id(m)][2]) for m in self.state.measurements if id(m) in self._measure_actors]
+        if self.state.preview is not None and self.preview_text.GetVisibility():
+            items.append((self.state.preview, self.preview_text))
+        for m, text in items:
+            x0, y0, x1, y1 = self._shape_box_display(m)
+            w, h = self._label_size(text.GetInput() or "")
+            top = y1
+            if m.kind == "distance":  # beside the end point furthest right, not the box corner
+                ax, ay = self.world_to_display(*self.image_to_world(*m.label_anchor()))
+                x1, top = ax, ay + h / 2.0
+                x0 = min(x0, ax)
+            left = x1 + LABEL_GAP_PX + w > vw and x0 - LABEL_GAP_PX - w >= 0
+            tx = x0 - LABEL_GAP_PX - w if left else x1 + LABEL_GAP_PX
+            ty = min(top, vh - 4.0)  # top of the label level with the top of the shape
+            for _ in range(len(taken) + 1):
+                box = (tx, ty - h, tx + w, ty)
+                hit = next((t for t in taken if box[0] < t[2] and t[0] < box[2] and box[1] < t[3] and t[1] < box[3]), None)
+                if hit is None:
+                    break
+                ty = hit[1] - 2.0  # below the label in the way
+            taken.append((tx, ty - h, tx + w, ty))
+            text.GetTextProperty().SetJustificationToLeft()
+            text.SetPosition(tx, ty)
+
+    def _update_preview(self) -> None:
+        """The measurement being drawn, with its live value."""
+        m = self.state.preview
+        on = m is not None and m.orientation == self.orientation and self.state.geometry is not None
+        if on:
             _set_polylines(self._preview_pd, [self._measurement_points(m)])
-            self._preview_actor.VisibilityOn()
-        self.request_render()
+            self.preview_text.SetInput(m.label())
+        self._preview_actor.SetVisibility(on)
+        self.preview_text.SetVisibility(on and bool(self.preview_text.GetInput()))
+        if on:
+            self._place_labels()
+
+    def label_actors(self) -> list[tuple[Measurement, vtkTextActor]]:
+        """The measurements drawn on the shown slice with their label actors (tests, screenshots)."""
+        return [(m, self._measure_actors[id(m)][2]) for m in self.state.measurements if id(m) in self._measure_actors]
+
+    def world_to_display(self, x: float, y: float) -> tuple[float, float]:
+        """World mm -> display pixels (origin bottom-left, as VTK's display coordinates)."""
+        coord = vtkCoordinate()
+        coord.SetCoordinateSystemToWorld()
+        coord.SetValue(float(x), float(y), 0.0)
+        dx, dy = coord.GetComputedDoubleDisplayValue(self.renderer)
+        return float(dx), float(dy)
 
     # -- picking --------------------------------------------------------------------------------
     def display_to_image(self, x: float, y_from_top: float) -> tuple[float, float]:
@@ -494,10 +577,6 @@ class SliceViewAdapter:
         _, vh = self.render_window.GetSize()
         out = []
         for r, c in ((0, 0), (rows - 1, cols - 1)):
-            x, y = self.image_to_world(r, c)
-            coord = vtkCoordinate()
-            coord.SetCoordinateSystemToWorld()
-            coord.SetValue(x, y, 0.0)
-            dx, dy = coord.GetComputedDoubleDisplayValue(self.renderer)
+            dx, dy = self.world_to_display(*self.image_to_world(r, c))
             out.append((dx, vh - 1 - dy))
         return out[0][0], out[0][1], out[1][0], out[1][1]

@@ -24,7 +24,7 @@ VIEW_NAMES = (*ORIENTATIONS, "3d")
 
 
 class StudyViewer(QWidget):
-    tool_changed = Signal(str)
+    tool_changed = Signal(str)  # the state's tool, for widgets that show it
     box_drawn = Signal(object)  # Measurement(kind="box")
     layout_requested = Signal(str)
     key_unhandled = Signal(object)
@@ -60,11 +60,13 @@ class StudyViewer(QWidget):
                                                  request_render=lambda: self.request_render("3d"))
                                if with_3d else None)
         self.single_view: str | None = None
-        self.state.events.layout.connect(lambda layout: self._arrange())
-        self.state.events.active_view.connect(self._on_active)
         self._cine = QTimer(self)
         self._cine.timeout.connect(lambda: self.state.cine_step())
-        self.state.events.cine.connect(self._on_cine)
+        ev = self.state.events
+        self._subs = [(ev.layout, self._on_layout), (ev.active_view, self._on_active), (ev.cine, self._on_cine),
+                      (ev.tool, self._on_tool)]
+        for emitter, cb in self._subs:
+            emitter.connect(cb)
         self._arrange()
         self._on_active(self.state.active_view)
 
@@ -132,6 +134,12 @@ class StudyViewer(QWidget):
             self.state.set_active_view(name)
         self._arrange()
 
+    def _on_layout(self, layout: str) -> None:
+        self._arrange()
+
+    def _on_tool(self, tool: str) -> None:
+        self.tool_changed.emit(tool)
+
     def _on_active(self, orientation: str) -> None:
         for name, vp in self.viewports.items():
             vp.set_active(name == orientation)
@@ -174,6 +182,9 @@ class StudyViewer(QWidget):
         self._closed = True
         self._render_timer.stop()
         self._cine.stop()
+        for emitter, cb in self._subs:
+            emitter.disconnect(cb)
+        self._subs = []
         for a in self.adapters.values():
             a.close()
         if self.volume_adapter:
