@@ -101,6 +101,7 @@ def test_wrong_names_raise_the_casebook_error_family():
         assert isinstance(info.value, CasebookError) and isinstance(info.value, ValueError)
 
 
+@pytest.mark.allows_error_log  # production mode logs the raising subscriber at ERROR: that is what it checks
 def test_strict_events_reraise_and_production_logs_and_continues(caplog, monkeypatch):
     st = ViewerState(_vol())
     after = []
