@@ -21,7 +21,11 @@ if TYPE_CHECKING:
 
 
 class EmbeddingsMixin:
-    """Registering encoders, storing and reading embeddings, label bookkeeping. Mixed into :class:`~.store.CaseStore`; sessions come from :class:`~.sessions.StoreSessions`."""
+    """Registering encoders, storing and reading embeddings, label bookkeeping.
+
+    Mixed into :class:`~.store.CaseStore`; sessions come from :class:`~.sessions.StoreSessions`.
+    """
+
     @staticmethod
     def _model_record(m: Model) -> ModelRecord:
         return ModelRecord(m.id, m.name, m.version, m.sha256, m.dim, m.input_kind, m.created)

@@ -75,7 +75,11 @@ def slice_geometry(instances: Sequence[InstanceRecord]) -> tuple[list[int], floa
 
 
 class IngestMixin:
-    """Adding stacks, remembering files, hiding and purging. Mixed into :class:`~.store.CaseStore`; sessions come from :class:`~.sessions.StoreSessions`."""
+    """Adding stacks, remembering files, hiding and purging.
+
+    Mixed into :class:`~.store.CaseStore`; sessions come from :class:`~.sessions.StoreSessions`.
+    """
+
     def file_states(self) -> dict[str, FileState]:
         """Every source file seen by ingest, by absolute path (to skip unchanged files on resume)."""
         with self._read() as s:

@@ -20,7 +20,11 @@ _HAS_THUMB = Series.thumbnail.is_not(None).label("has_thumbnail")
 
 
 class ListingMixin:
-    """Series, studies, patients, priors and thumbnails. Mixed into :class:`~.store.CaseStore`; sessions come from :class:`~.sessions.StoreSessions`."""
+    """Series, studies, patients, priors and thumbnails.
+
+    Mixed into :class:`~.store.CaseStore`; sessions come from :class:`~.sessions.StoreSessions`.
+    """
+
     def list_series(self, f: CaseFilter | None = None, *, study_id: int | None = None,
                     limit: int | None = None, offset: int = 0) -> list[SeriesSummary]:
         f = f or CaseFilter()

@@ -23,7 +23,11 @@ def fts_query(text_: str) -> str:
 
 
 class QueryMixin:
-    """Filters to SQL, and the ids they match. Mixed into :class:`~.store.CaseStore`; sessions come from :class:`~.sessions.StoreSessions`."""
+    """Filters to SQL, and the ids they match.
+
+    Mixed into :class:`~.store.CaseStore`; sessions come from :class:`~.sessions.StoreSessions`.
+    """
+
     def _visible(self) -> Any:
         return and_(Series.state == "complete", Series.deleted.is_(False), Study.deleted.is_(False))
 

@@ -16,7 +16,11 @@ from .records import TextHit
 
 
 class ReportsMixin:
-    """Writing and reading reports, diagnoses, text search. Mixed into :class:`~.store.CaseStore`; sessions come from :class:`~.sessions.StoreSessions`."""
+    """Writing and reading reports, diagnoses, text search.
+
+    Mixed into :class:`~.store.CaseStore`; sessions come from :class:`~.sessions.StoreSessions`.
+    """
+
     def set_report(self, study_id: int, *, findings: str = "", impression: str = "", diagnosis: str = "",
                    author: str = "", series_id: int | None = None) -> int:
         """Create or replace the report of a study (or of one of its series); returns its id."""

@@ -26,7 +26,8 @@ from .sessions import StoreSessions
 from .teaching import TeachingMixin
 
 
-class CaseStore(StoreSessions, IngestMixin, QueryMixin, ListingMixin, ReportsMixin, TeachingMixin, EmbeddingsMixin):
+class CaseStore(StoreSessions, IngestMixin, QueryMixin, ListingMixin, ReportsMixin, TeachingMixin,
+                EmbeddingsMixin):
     """Patients, studies, series, reports, tags, teaching fields and embeddings in one SQLite file."""
 
     def stats(self) -> StoreStats:

@@ -5,26 +5,39 @@ Radiologists curate teaching cases by tag and collection; these feed the filters
 """
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import and_, delete, func, select
+from sqlalchemy.orm import Session
 
 from ..errors import QueryError, UnknownItemError
 from .models import Collection, CollectionStudy, Study, StudyTag, Tag
 from .records import DEID_STATUSES, TEACHING_DIFFICULTIES, TeachingInfo
 
 
+def _named(s: Session, model: type[Any], name: str, **fields: Any) -> Any:
+    """The ``model`` row called ``name``, created (and flushed, so it has an id) when missing."""
+    row = s.scalar(select(model).where(model.name == name))
+    if row is None:
+        row = model(name=name, **fields)
+        s.add(row)
+        s.flush()
+    return row
+
+
 class TeachingMixin:
-    """Tags, collections and teaching fields. Mixed into :class:`~.store.CaseStore`; sessions come from :class:`~.sessions.StoreSessions`."""
+    """Tags, collections and teaching fields.
+
+    Mixed into :class:`~.store.CaseStore`; sessions come from :class:`~.sessions.StoreSessions`.
+    """
+
     def add_tag(self, study_id: int, name: str) -> None:
         name = name.strip()
         if not name:
             raise QueryError("a tag needs a name")
         self.get_study(study_id)
         with self._write() as s:
-            tag = s.scalar(select(Tag).where(Tag.name == name))
-            if tag is None:
-                tag = Tag(name=name)
-                s.add(tag)
-                s.flush()
+            tag = _named(s, Tag, name)
             if s.get(StudyTag, (int(study_id), tag.id)) is None:
                 s.add(StudyTag(study_id=int(study_id), tag_id=tag.id))
 
@@ -50,11 +63,7 @@ class TeachingMixin:
             raise QueryError("a collection needs a name")
         self.get_study(study_id)
         with self._write() as s:
-            col = s.scalar(select(Collection).where(Collection.name == name))
-            if col is None:
-                col = Collection(name=name, description=description)
-                s.add(col)
-                s.flush()
+            col = _named(s, Collection, name, description=description)
             link = s.get(CollectionStudy, (col.id, int(study_id)))
             if link is None:
                 pos = s.scalar(select(func.coalesce(func.max(CollectionStudy.position), -1))

@@ -14,8 +14,10 @@ from .results import SearchResult
 
 
 class ExactSearchMixin:
-    """Brute-force top-k over the stored vectors. Mixed into :class:`~.index.VectorIndex`; the state it works on is set up in ``VectorIndex.__init__``."""
+    """Brute-force top-k over the stored vectors.
 
+    Mixed into :class:`~.index.VectorIndex`; the state it works on is set up in ``VectorIndex.__init__``.
+    """
 
     def _empty(self, n: int, k: int, reason: str) -> SearchResult:
         return SearchResult(np.full((n, k), -1, np.int64), np.full((n, k), -np.inf, np.float32), "empty", reason)

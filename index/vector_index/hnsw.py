@@ -16,8 +16,10 @@ from .results import SearchResult
 
 
 class HnswSearchMixin:
-    """Graph search through hnswlib. Mixed into :class:`~.index.VectorIndex`; the state it works on is set up in ``VectorIndex.__init__``."""
+    """Graph search through hnswlib.
 
+    Mixed into :class:`~.index.VectorIndex`; the state it works on is set up in ``VectorIndex.__init__``.
+    """
 
     def _hnsw(self, q: np.ndarray, k: int, cand: np.ndarray | None, filter: Callable[[int], bool] | None,
               excl: np.ndarray | None, ef: int | None) -> SearchResult:

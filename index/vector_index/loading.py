@@ -25,8 +25,10 @@ log = logging.getLogger(__name__)
 
 
 class LoadingMixin:
-    """Reading the sidecar, the base file, the labels file and the delta file. Mixed into :class:`~.index.VectorIndex`; the state it works on is set up in ``VectorIndex.__init__``."""
+    """Reading the sidecar, the base file, the labels file and the delta file.
 
+    Mixed into :class:`~.index.VectorIndex`; the state it works on is set up in ``VectorIndex.__init__``.
+    """
 
     def _read_meta(self) -> IndexMeta:
         if not self.meta_path.exists():

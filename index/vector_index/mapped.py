@@ -37,7 +37,10 @@ def search_backend() -> str:
 
 
 class MappedSearchMixin:
-    """Mapping the base file and searching it with the delta merged in. Mixed into :class:`~.index.VectorIndex`; the state it works on is set up in ``VectorIndex.__init__``."""
+    """Mapping the base file and searching it with the delta merged in.
+
+    Mixed into :class:`~.index.VectorIndex`; the state it works on is set up in ``VectorIndex.__init__``.
+    """
 
     def _map_graph(self, path: Path) -> "object":
         """Map the saved file and parse its graph in place (milliseconds at a million vectors)."""

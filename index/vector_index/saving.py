@@ -29,8 +29,10 @@ log = logging.getLogger(__name__)
 
 
 class SavingMixin:
-    """Writing generations, deltas and the sidecar. Mixed into :class:`~.index.VectorIndex`; the state it works on is set up in ``VectorIndex.__init__``."""
+    """Writing generations, deltas and the sidecar.
 
+    Mixed into :class:`~.index.VectorIndex`; the state it works on is set up in ``VectorIndex.__init__``.
+    """
 
     def save(self) -> Path:
         """Persist every change: the delta and the sidecar, or a new base generation.

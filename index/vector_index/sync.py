@@ -21,8 +21,10 @@ log = logging.getLogger(__name__)
 
 
 class SyncMixin:
-    """Adding what the store has and the index lacks, removing what the store dropped. Mixed into :class:`~.index.VectorIndex`; the state it works on is set up in ``VectorIndex.__init__``."""
+    """Adding what the store has and the index lacks, removing what the store dropped.
 
+    Mixed into :class:`~.index.VectorIndex`; the state it works on is set up in ``VectorIndex.__init__``.
+    """
 
     @property
     def needs_compaction(self) -> bool:

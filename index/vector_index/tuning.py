@@ -18,8 +18,10 @@ log = logging.getLogger(__name__)
 
 
 class TuningMixin:
-    """Recall@k against exact search, and choosing ef from it. Mixed into :class:`~.index.VectorIndex`; the state it works on is set up in ``VectorIndex.__init__``."""
+    """Recall@k against exact search, and choosing ef from it.
 
+    Mixed into :class:`~.index.VectorIndex`; the state it works on is set up in ``VectorIndex.__init__``.
+    """
 
     def measure_recall(self, k: int = 10, sample: int = 200, ef: int | None = None,
                        seed: int = 0, queries: np.ndarray | None = None) -> float:
