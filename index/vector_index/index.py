@@ -156,6 +156,7 @@ class VectorIndex(LoadingMixin, SavingMixin, SyncMixin, ExactSearchMixin, HnswSe
 
     use_mapped = True  # class switch: False forces hnswlib's full load (benchmarks compare both)
     prefetch = True  # read a mapped file into the OS cache in the background after opening
+
     @property
     def backend(self) -> str:
         """What answers HNSW searches now: "mapped" (the saved file in place, plus the in-memory
