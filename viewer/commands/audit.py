@@ -8,7 +8,6 @@ from dataclasses import asdict
 
 from ..core.config import load_settings
 from ..core.services import search as search_service
-from ..core.services.library import require_library
 from ._console import print_table
 
 
@@ -27,7 +26,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     settings = load_settings()
-    require_library(settings)
     reports = search_service.audit_library(settings, model=args.model, k=args.k, sample=args.sample)
     if not reports:
         print(f"casebook audit: no vector index in {settings.index_dir} (run `casebook embed` first)",
