@@ -172,6 +172,13 @@ def run_command(args: argparse.Namespace) -> int:
         print(f"{prefix}: cancelled; what was stored is kept (run the same command again to resume)",
               file=sys.stderr)
         return EXIT_CANCELLED
+    except BrokenPipeError:  # `casebook ls | head`: the reader has what it wanted
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        return EXIT_OK
     except CasebookError as exc:
         log.debug("%s failed", name, exc_info=True)
         print(f"{prefix}: {_one_line(exc)}", file=sys.stderr)
