@@ -87,4 +87,4 @@ def test_cli_registers_gui():
 
     assert "gui" in COMMAND_MODULES
     args = build_parser().parse_args(["gui", "--library", "/tmp/x", "/tmp"])
-    assert args.gui_library == "/tmp/x" and str(args.path) == "/tmp"
+    assert args.library == "/tmp/x" and str(args.path) == "/tmp"

@@ -37,6 +37,7 @@ class DemoReport:
     annotated: int
     embedding: str
     problems: list[str] = field(default_factory=list)
+    sample_sources: list[str] = field(default_factory=list)  # the packages the samples came from
 
 
 def sample_files() -> list[tuple[str, Path]]:
@@ -45,7 +46,9 @@ def sample_files() -> list[tuple[str, Path]]:
     try:
         from pydicom.data import get_testdata_files
 
-        out += [("pydicom", Path(p)) for p in get_testdata_files() if Path(p).is_file()]
+        # pydicom's own test files, and those of the pydicom-data package when it is installed
+        out += [("pydicom-data" if "data_store" in Path(p).parts else "pydicom", Path(p))
+                for p in get_testdata_files() if Path(p).is_file()]
     except Exception as exc:  # noqa: BLE001 - an absent/odd optional package only loses its samples
         log.warning("pydicom test files unavailable: %s", exc)
     spec = importlib.util.find_spec("deid_data")
@@ -162,14 +165,14 @@ def build_demo(library_dir: Path, store: CaseStore, *, options: PhantomOptions |
     dicom_dir = library_dir / "demo-dicom"
     studies, generated = ensure_phantoms(dicom_dir, options, force=force, progress=progress, cancel=cancel)
     n_samples = copy_samples(dicom_dir / "samples", cancel) if samples else 0
-    progress(0, 0, "ingest")
+    sources = sorted({src for src, _ in sample_files()}) if samples else []
     summary = ingest([dicom_dir], store, progress=progress, cancel=cancel, rescan=generated or force)
     check_cancel(cancel)
     annotated = annotate(store, studies)
     if samples:
         annotate_samples(store, dicom_dir / "samples")
     rep = DemoReport(str(dicom_dir), generated, len(studies), n_samples,
-                     summary.series_stored + summary.series_updated, summary.files_skipped, annotated, "skipped")
+                     summary.series_stored + summary.series_updated, summary.files_skipped, annotated, "skipped", sample_sources=sources)
     if embed:
         rep.embedding = _embed(store, progress, cancel, rep)
     return rep

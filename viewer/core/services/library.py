@@ -23,9 +23,25 @@ class SeriesFilesMissing(CasebookError):
     """The files of a stored series are no longer where they were ingested from."""
 
 
+class LibraryMissing(CasebookError):
+    """No case store at the library location: commands that only read refuse rather than create
+    an empty library somewhere the user did not mean."""
+
+
+def require_library(settings: Settings) -> None:
+    """Raise :class:`LibraryMissing` (naming the place) when the library has no case store yet."""
+    if not settings.database_path.exists():
+        raise LibraryMissing(f"no library at {settings.library_dir} (no {settings.database_path.name}): "
+                             "create one with `casebook ingest PATH` or `casebook demo`, or choose another "
+                             "with --library DIR")
+
+
 def open_store(settings: Settings | None = None, *, create: bool = True) -> CaseStore:
-    """The library's case store (created and migrated as needed)."""
+    """The library's case store (created and migrated as needed; with ``create=False`` a missing
+    one is :class:`LibraryMissing`)."""
     settings = settings or load_settings()
+    if not create:
+        require_library(settings)
     return CaseStore.open(settings.database_path, create=create)
 
 
@@ -79,5 +95,5 @@ def library_files(settings: Settings) -> list[tuple[str, Path, int]]:
     return out
 
 
-__all__ = ["open_store", "stack_for_series", "load_stored_volume", "library_files", "SeriesFilesMissing",
+__all__ = ["LibraryMissing", "require_library", "open_store", "stack_for_series", "load_stored_volume", "library_files", "SeriesFilesMissing",
            "UnknownItemError"]
