@@ -17,24 +17,13 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from ..errors import StoreError
+from casebook.common.dates import parse_da
+
 from .models import FollowUp, Instance, Patient, Series, SourceFile, Study, utcnow
 from .records import AddResult, FileState, InstanceRecord, StackRecord
 from .sessions import chunks
 
 log = logging.getLogger(__name__)
-
-
-def parse_da(value: str | None) -> date | None:
-    """DICOM DA (YYYYMMDD, or the old YYYY.MM.DD) to a date; anything else to None."""
-    if not value:
-        return None
-    digits = re.sub(r"[^0-9]", "", str(value))[:8]
-    if len(digits) != 8:
-        return None
-    try:
-        return date(int(digits[:4]), int(digits[4:6]), int(digits[6:8]))
-    except ValueError:
-        return None
 
 
 def age_years(patient_age: str, birth: date | None, study: date | None) -> float | None:

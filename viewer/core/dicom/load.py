@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from casebook.common.logs import log_ref
+
 from ..errors import DicomReadError, SeriesGeometryError
 from ..progress import ProgressCallback, SupportsCancel
 from . import _mosaic
@@ -184,7 +186,7 @@ def _finish(raw: np.ndarray, headers: list[InstanceHeader], color: bool, bad: li
         keep = sorted(set(range(n)) - {k for k, _ in bad})
         for _, exc in bad:
             rep.warnings.append(f"skipped {Path(exc.path).name}: {exc.reason}")
-        log.warning("stack %s: %d of %d slices unreadable, loaded the rest", stack.key, len(bad), n)
+        log.warning("%s: %d of %d slices unreadable, loaded the rest", log_ref(stack.key), len(bad), n)
         raw = raw[keep]
         headers = [headers[k] for k in keep]
         # Geometry again from the slices actually loaded (a hole becomes a reported gap).

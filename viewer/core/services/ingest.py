@@ -18,10 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from casebook.common.dates import format_da
 from casebook.index.case_store import CaseStore, FileState, InstanceRecord, StackRecord
 
 from ..dicom.scan import scan as scan_files
-from ..dicom.scan import SeriesStack
+from ..dicom.stack import SeriesStack
+from ..dicom.walk import walk_files
 from ..errors import Cancelled, CasebookError
 from ..progress import ProgressCallback, SupportsCancel, no_progress
 
@@ -106,16 +108,16 @@ def _walk(paths: Iterable[str | Path], summary: IngestSummary, progress: Progres
         if p.is_file():
             (dicomdirs if p.name.upper() == "DICOMDIR" else files).append(ap)
         elif p.is_dir():
-            for root, dirs, names in os.walk(ap, onerror=lambda e: summary.skipped.append(
-                    SkippedFile(str(e.filename), f"cannot list folder: {e.strerror}"))):
-                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-                for name in sorted(names):
-                    if name.startswith(".") or name in _SKIP_NAMES:
-                        continue
-                    files.append(os.path.join(root, name))
-                if cancel is not None and cancel.is_set():
-                    raise Cancelled("ingest cancelled")
-                progress(len(files), 0, PHASE_FIND)
+            def unreadable(e: OSError) -> None:
+                summary.skipped.append(SkippedFile(str(e.filename), f"cannot list folder: {e.strerror}"))
+
+            for n, f in enumerate(walk_files(ap, skip_names=_SKIP_NAMES, onerror=unreadable)):
+                files.append(str(f))
+                if n % 256 == 0:
+                    if cancel is not None and cancel.is_set():
+                        raise Cancelled("ingest cancelled")
+                    progress(len(files), 0, PHASE_FIND)
+            progress(len(files), 0, PHASE_FIND)
         else:
             summary.skipped.append(SkippedFile(ap, "no such file or folder"))
     # the same file named twice (overlapping folders) is read once
@@ -311,7 +313,7 @@ def ingest(
             if res.status in ("stored", "updated"):
                 summary.series.append(IngestedSeries(
                     res.series_id, res.status, rec.modality, rec.series_description,
-                    _fmt_da(rec.study_date), len(rec.instances), rec.split_reason))
+                    format_da(rec.study_date), len(rec.instances), rec.split_reason))
             done_files += len(paths_in)
         progress(done_files, total_files, PHASE_STORE)
     summary.files_stored += len(stored_paths)
@@ -322,11 +324,6 @@ def ingest(
     log.info("ingest: %d series stored, %d updated, %d files skipped%s", summary.series_stored,
              summary.series_updated, summary.files_skipped, " (cancelled)" if summary.cancelled else "")
     return summary
-
-
-def _fmt_da(da: str) -> str:
-    d = "".join(ch for ch in da if ch.isdigit())
-    return f"{d[:4]}-{d[4:6]}-{d[6:8]}" if len(d) >= 8 else ""
 
 
 __all__ = ["IngestPathError", "missing_paths", "IngestSummary", "IngestedSeries", "SkippedFile", "ingest", "to_stack_record",

@@ -12,8 +12,9 @@ from casebook.index.case_store import CaseStore
 from casebook.index.errors import UnknownItemError
 
 from ..config import Settings, load_settings
-from ..dicom.scan import load_volume, scan as scan_files
-from ..dicom.scan import SeriesStack
+from ..dicom.load import load_volume
+from ..dicom.scan import scan as scan_files
+from ..dicom.stack import SeriesStack, main_stack
 from ..dicom.volume import Volume
 from ..errors import CasebookError
 from ..progress import ProgressCallback, SupportsCancel
@@ -66,7 +67,7 @@ def stack_for_series(store: CaseStore, series_id: int, *, progress: ProgressCall
     if not same:
         reasons = "; ".join(f"{p.path}: {p.reason}" for p in result.problems[:3])
         raise SeriesFilesMissing(f"series {series_id}: its files no longer hold the series ({reasons})")
-    return max(same, key=lambda s: len(s.instances))
+    return main_stack(same) or same[0]  # the one rule for "the main stack" (dicom.stack)
 
 
 def load_stored_volume(store: CaseStore, series_id: int, *, progress: ProgressCallback | None = None,
