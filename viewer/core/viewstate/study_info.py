@@ -9,13 +9,13 @@ from dataclasses import dataclass
 from collections.abc import Mapping
 from typing import Any
 
+from casebook.common.dates import format_da
+
 
 def _dicom_date(da: str) -> str:
-    """``20240131`` -> ``2024-01-31``; anything else as given (already formatted or partial)."""
+    """``20240131`` -> ``2024-01-31`` (the one DA formatter); anything else as given (partial)."""
     da = (da or "").strip()
-    if len(da) == 8 and da.isdigit():
-        return f"{da[:4]}-{da[4:6]}-{da[6:]}"
-    return da
+    return (format_da(da) or da) if len(da) == 8 and da.isdigit() else da
 
 
 @dataclass(frozen=True)
