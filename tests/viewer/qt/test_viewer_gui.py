@@ -381,7 +381,11 @@ def test_main_window_shortcuts_layouts_and_side_by_side(qtbot, ct_volume, settin
     win.analogue.state.scroll("axial", -2)
     assert st.slice_index("axial") == 11
     st.set_zoom("axial", 2.0)
-    assert win.analogue.state.zoom["axial"] == 2.0
+    _settle(qtbot, win.viewer)
+    win.analogue.flush_renders()
+    # zoom is linked by physical size (issue 16): the same mm per screen pixel in both panes
+    assert win.analogue.adapters["axial"].mm_per_display_pixel() == pytest.approx(
+        win.viewer.adapters["axial"].mm_per_display_pixel(), rel=1e-3)
     st.apply_preset("bone")
     assert win.analogue.state.window == st.window
     assert "Report" in win.report.toPlainText()
