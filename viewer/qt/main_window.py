@@ -13,7 +13,7 @@ from PySide6.QtWidgets import (QApplication, QDockWidget, QFileDialog, QLabel, Q
 from casebook.viewer.core.config import Settings, load_settings
 from casebook.viewer.core.dicom.volume import Volume
 from casebook.viewer.core.viewstate import (ORIENTATIONS, StateLink, StudyInfo, ViewerState, analogue_links,
-                                            load_window_presets, tool_label)
+                                            is_single_image, load_window_presets, tool_label)
 
 from . import workers
 from .icons import icon
@@ -318,7 +318,8 @@ class MainWindow(QMainWindow):
         # after a preview, keep what the reader already set (window, zoom) and the slice position
         self.show_volume(vol, StudyInfo.from_stack(stack), keep_view=getattr(self, "_preview_shown", None) is w)
         self._preview_shown = None
-        self.status_label.setText(f"{vol.modality} {vol.description}: {vol.shape[0]} slices"
+        unit = "frames" if is_single_image(vol) and vol.shape[0] > 1 else "slices"
+        self.status_label.setText(f"{vol.modality} {vol.description}: {vol.shape[0]} {unit}"
                                   + ("; " + "; ".join(vol.geometry.warnings) if vol.geometry.warnings else ""))
 
     def _on_failed(self, message: str) -> None:

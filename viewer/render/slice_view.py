@@ -30,7 +30,7 @@ from vtkmodules.vtkCommonCore import vtkLookupTable
 import vtkmodules.vtkRenderingOpenGL2  # noqa: F401  (registers the OpenGL backend)
 import vtkmodules.vtkRenderingFreeType  # noqa: F401  (text rendering)
 
-from casebook.viewer.core.viewstate import Measurement, ViewerState, preset_label
+from casebook.viewer.core.viewstate import Measurement, ViewerState, is_single_image, preset_label
 
 # Slicer's plane colours: axial red, coronal green, sagittal yellow.
 PLANE_COLORS = {"axial": (0.95, 0.3, 0.3), "coronal": (0.35, 0.85, 0.35), "sagittal": (0.95, 0.85, 0.3)}
@@ -185,10 +185,19 @@ class SliceViewAdapter:
 
         self.cross_h, self.cross_h_pd = _polyline_actor((1, 1, 1), 1.0)
         self.cross_v, self.cross_v_pd = _polyline_actor((1, 1, 1), 1.0)
-        self.highlight, self.highlight_pd = _polyline_actor(HIGHLIGHT_COLOR, 4.0)
-        self.highlight.VisibilityOff()
-        for a in (self.cross_h, self.cross_v, self.highlight):
+        for a in (self.cross_h, self.cross_v):
             self.renderer.AddActor(a)
+        # "why similar": a frame just inside the view's edge, in display pixels (on the image's
+        # own edge it would cut through the corner text when the image fills the view)
+        self.highlight_pd = vtkPolyData()
+        hm = vtkPolyDataMapper2D()
+        hm.SetInputData(self.highlight_pd)
+        self.highlight = vtkActor2D()
+        self.highlight.SetMapper(hm)
+        self.highlight.GetProperty().SetColor(*HIGHLIGHT_COLOR)
+        self.highlight.GetProperty().SetLineWidth(3.0)
+        self.highlight.VisibilityOff()
+        self.renderer.AddViewProp(self.highlight)
 
         self.corners = {k: _text(13) for k in ("tl", "tr", "bl", "br")}
         self.corners["tr"].GetTextProperty().SetJustificationToRight()
@@ -412,6 +421,7 @@ class SliceViewAdapter:
 
     def on_resize(self) -> None:
         self._update_camera()
+        self._update_highlight()
         self._update_overlay_text()
         self.request_render()
 
@@ -453,7 +463,8 @@ class SliceViewAdapter:
 
     def _update_crosshair(self) -> None:
         g = self.state.geometry
-        if g is None or not self.state.show_crosshair:
+        # one image (a radiograph, an ultrasound loop): no other planes for the lines to point at
+        if g is None or not self.state.show_crosshair or is_single_image(g.volume):
             self.cross_h.VisibilityOff()
             self.cross_v.VisibilityOff()
             return
@@ -479,11 +490,9 @@ class SliceViewAdapter:
         idx = self.state.slice_index(self.orientation)
         on = idx in self.state.highlight.get(self.orientation, set())
         if on:
-            w_mm, h_mm = self.image_extent_mm()
-            g = self.state.geometry
-            row_mm, col_mm = g.pixel_spacing(self.orientation) if g else (1.0, 1.0)
-            x0, y0, x1, y1 = -col_mm / 2, -row_mm / 2, w_mm - col_mm / 2, h_mm - row_mm / 2
-            _set_polylines(self.highlight_pd, [np.array([[x0, y0, -0.6], [x1, y0, -0.6], [x1, y1, -0.6], [x0, y1, -0.6], [x0, y0, -0.6]])])
+            vw, vh = self.render_window.GetSize()
+            x0, y0, x1, y1 = 1.5, 1.5, max(vw - 1.5, 2.0), max(vh - 1.5, 2.0)
+            _set_polylines(self.highlight_pd, [np.array([[x0, y0, 0], [x1, y0, 0], [x1, y1, 0], [x0, y1, 0], [x0, y0, 0]])])
             self.highlight_text.SetInput("why similar")
         self.highlight.SetVisibility(on)
         self.highlight_text.SetVisibility(on)
