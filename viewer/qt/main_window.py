@@ -306,6 +306,9 @@ class MainWindow(QMainWindow):
         if w is not self._loader:
             return
         vol, stack = vs
+        from casebook.viewer.core.dicom import slice_count
+
+        vol.meta["series_slices"] = slice_count(stack)  # a preview of a stack: not a single image
         self.state.set_loading_fraction(0.0)
         self._preview_shown = w
         self.show_volume(vol, StudyInfo.from_stack(stack))

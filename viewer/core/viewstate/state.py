@@ -41,8 +41,13 @@ ZOOM_RANGE = (0.1, 40.0)
 
 
 def is_single_image(volume: Volume) -> bool:
-    """A single image or a projection radiograph / ultrasound loop: shown in one view, not MPR."""
-    return volume.shape[0] == 1 or volume.modality.upper() in PROJECTION_MODALITIES
+    """A single image or a projection radiograph / ultrasound loop: shown in one view, not MPR.
+
+    ``volume.meta["series_slices"]`` (set on the one-slice preview of a longer series) is the
+    series' real slice count: its preview is not a single image.
+    """
+    n = int(volume.meta.get("series_slices", volume.shape[0]))
+    return n == 1 or volume.modality.upper() in PROJECTION_MODALITIES
 CINE_FPS_RANGE = (1.0, 60.0)
 
 
