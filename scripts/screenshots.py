@@ -180,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     resp = done[-1]
     if not getattr(resp, "hits", None):
         sys.exit(f"Find similar found nothing: {getattr(resp, 'reason', '')}")
+    win.state.reset_view()  # fit again: the lesion close-up is not what the comparison shows
     ctl.open_hit(resp.hits[0])
     wait(app, lambda: win.analogue_host.isVisible() and win.analogue.state.volume is not None, 60, "the analogue")
     settle(app, 2.0)

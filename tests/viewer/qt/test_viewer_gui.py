@@ -14,6 +14,8 @@ from PySide6.QtWidgets import QApplication
 from casebook.viewer.core.viewstate import set_strict
 from casebook.viewer.render.capture import grab_render_window
 
+from .conftest import close_gl_windows
+
 pytestmark = pytest.mark.gui
 
 
@@ -43,17 +45,7 @@ _OPEN = []
 def _finalize_windows():
     """Release the GL contexts before the X server goes away."""
     yield
-    import gc
-
-    while _OPEN:
-        w = _OPEN.pop()
-        w.close()
-        for viewer in getattr(w, "all_viewers", lambda: [w])():
-            viewer.close_adapters()
-        w.deleteLater()
-        del w
-    QApplication.processEvents()
-    gc.collect()
+    close_gl_windows(_OPEN)
 
 
 def _make_viewer(qtbot, volume, orientation, size=(520, 520)):

@@ -19,7 +19,7 @@ from PySide6.QtWidgets import QApplication, QLineEdit
 from casebook.viewer.core.viewstate import StudyInfo, set_strict
 from casebook.viewer.render.capture import grab_render_window
 
-from .conftest import load
+from .conftest import close_gl_windows, load
 
 pytestmark = pytest.mark.gui
 
@@ -36,17 +36,9 @@ _OPEN: list = []
 
 @pytest.fixture(autouse=True)
 def _finalize_windows():
+    """Release the GL contexts before the X server goes away."""
     yield
-    import gc
-
-    while _OPEN:
-        w = _OPEN.pop()
-        w.close()
-        for viewer in getattr(w, "all_viewers", lambda: [w])():
-            viewer.close_adapters()
-        w.deleteLater()
-    QApplication.processEvents()
-    gc.collect()
+    close_gl_windows(_OPEN)
 
 
 def _settle(qtbot, *viewers):
