@@ -12,7 +12,8 @@ from PySide6.QtWidgets import (QApplication, QDockWidget, QFileDialog, QLabel, Q
 
 from casebook.viewer.core.config import Settings, load_settings
 from casebook.viewer.core.dicom.volume import Volume
-from casebook.viewer.core.viewstate import ORIENTATIONS, StateLink, StudyInfo, load_window_presets, tool_label
+from casebook.viewer.core.viewstate import (ORIENTATIONS, StateLink, StudyInfo, ViewerState, analogue_links,
+                                            is_single_image, load_window_presets, tool_label)
 
 from . import workers
 from .icons import icon
@@ -81,6 +82,8 @@ class MainWindow(QMainWindow):
         self._loader: workers.FunctionWorker | None = None
         self._build_actions()
         self.state.events.volume.connect(lambda **_: self._update_title())
+        # a layout change hides views: the keyboard stays with the viewer, never the search box
+        self.state.events.layout.connect(lambda **_: self.viewer.focus_view())
         self.viewer.tool_changed.connect(self._on_tool)
         self.state.events.cine.connect(self._on_cine)
         self.browser.open_requested.connect(self._open_row)
@@ -91,6 +94,7 @@ class MainWindow(QMainWindow):
                                                     self.open_analogue, parent=self)
         self.current_series_id: int | None = None
         self._restore_geometry()
+        self.viewer.focus_view()
 
     # -- actions --------------------------------------------------------------------------------
     def _act(self, text: str, shortcut: str | QKeySequence | None, slot, menu=None, checkable=False,
@@ -161,6 +165,15 @@ class MainWindow(QMainWindow):
         self._act("Cine faster", "]", lambda: self.state.set_cine(self.state.cine_playing, self.state.cine_fps * 1.25), vm)
         self._act("Toggle crosshair", "X", self._toggle_crosshair, vm)
         self._act("Toggle overlay", "O", self._toggle_overlay, vm)
+        vm.addSeparator()
+        # a closed panel comes back from here (not only from a right-click on the toolbar)
+        self.panel_actions: dict[str, QAction] = {}
+        for name, dock in (("Studies", self.browser_dock), ("Similar cases", self.similar_dock),
+                           ("Measurements", self.measurements_dock)):
+            a = dock.toggleViewAction()
+            a.setText(f"{name} panel")
+            vm.addAction(a)
+            self.panel_actions[name] = a
         for n in ("Invert", "Reset view", "Cine play/stop"):
             tb.addAction(self.actions_by_name[n])
         sm = mb.addMenu("&Similar")
@@ -212,6 +225,7 @@ class MainWindow(QMainWindow):
 
                 apply_theme(app, self.settings.theme)
                 self.refresh_icons()
+                self._show_report()
             self.similar.top_k.setValue(self.settings.search.top_k)
             self.similar.exclude_patient.setChecked(self.settings.search.exclude_same_patient)
             self.refresh_library()
@@ -252,7 +266,10 @@ class MainWindow(QMainWindow):
     def show_volume(self, volume: Volume, info: StudyInfo | None = None, keep_view: bool = False) -> None:
         """Show a volume with the study facts of its overlay (blank when not known)."""
         self.state.set_study_info(info or StudyInfo())
-        self.viewer.set_volume(volume, keep_view=keep_view and self.state.volume is not None)
+        refine = keep_view and self.state.volume is not None
+        self.viewer.set_volume(volume, keep_view=refine)
+        if not refine:
+            self.viewer.focus_view()  # a study opened (e.g. by double-click in the list): arrows scroll it
 
     def open_dialog(self) -> None:
         d = QFileDialog.getExistingDirectory(self, "Open DICOM folder")
@@ -289,6 +306,9 @@ class MainWindow(QMainWindow):
         if w is not self._loader:
             return
         vol, stack = vs
+        from casebook.viewer.core.dicom import slice_count
+
+        vol.meta["series_slices"] = slice_count(stack)  # a preview of a stack: not a single image
         self.state.set_loading_fraction(0.0)
         self._preview_shown = w
         self.show_volume(vol, StudyInfo.from_stack(stack))
@@ -301,7 +321,8 @@ class MainWindow(QMainWindow):
         # after a preview, keep what the reader already set (window, zoom) and the slice position
         self.show_volume(vol, StudyInfo.from_stack(stack), keep_view=getattr(self, "_preview_shown", None) is w)
         self._preview_shown = None
-        self.status_label.setText(f"{vol.modality} {vol.description}: {vol.shape[0]} slices"
+        unit = "frames" if is_single_image(vol) and vol.shape[0] > 1 else "slices"
+        self.status_label.setText(f"{vol.modality} {vol.description}: {vol.shape[0]} {unit}"
                                   + ("; " + "; ".join(vol.geometry.warnings) if vol.geometry.warnings else ""))
 
     def _on_failed(self, message: str) -> None:
@@ -390,9 +411,16 @@ class MainWindow(QMainWindow):
     # -- analogue side by side ------------------------------------------------------------------
     def open_analogue(self, volume: Volume, report_html: str = "", matched_slice: int | None = None,
                       query_slice: int | None = None, orientation: str = "axial") -> None:
-        """Show an analogue beside the study (1×2), aligned on the matched slices, linked."""
+        """Show an analogue beside the study (1×2), aligned on the matched slices, linked.
+
+        The two panes share the width equally; scrolling follows patient mm from the matched
+        slices and both show the same mm per screen pixel (:func:`analogue_links`).
+        """
         if self.link is not None:
             self.link.unlink()
+            self.link = None
+        if not self.analogue_host.isVisible():
+            self._layout_before_analogue = self.state.layout
         self.analogue.set_volume(volume)
         self.analogue.state.set_layout("1x1")
         self.analogue.state.set_active_view(orientation)
@@ -405,9 +433,33 @@ class MainWindow(QMainWindow):
             self.state.set_slice(orientation, query_slice)
             self.state.set_highlight(orientation, {query_slice})
         self.analogue.state.set_window(*self.state.window)
-        self.report.setHtml(report_html or "<i>No report stored for this case.</i>")
+        self._report_html = report_html or "<i>No report stored for this case.</i>"
+        self._show_report()
         self.analogue_host.show()
-        self.link = StateLink(self.state, self.analogue.state)
+        half = max(self.splitter.width() // 2, 1)
+        self.splitter.setSizes([half, half])
+        QApplication.processEvents()  # the panes take their new sizes before the scales are matched
+        self.link = StateLink(self.state, self.analogue.state, links=analogue_links(self._view_size))
+        self.viewer.focus_view()
+
+    def _view_size(self, state: ViewerState, orientation: str) -> tuple[float, float]:
+        """Pixel size of the view showing ``orientation`` of ``state`` (for physical-size zoom)."""
+        viewer = self.viewer if state is self.state else self.analogue
+        w, h = viewer.adapters[orientation].render_window.GetSize()
+        if w <= 1 or h <= 1:  # not drawn yet: the widget's size in device pixels
+            vw = viewer.viewports[orientation].vtk_widget
+            dpr = vw.devicePixelRatioF()
+            w, h = vw.width() * dpr, vw.height() * dpr
+        return float(max(w, 1)), float(max(h, 1))
+
+    def _show_report(self) -> None:
+        """The analogue's report in the palette's text colour (readable in both themes)."""
+        pal = self.report.palette()
+        text = pal.color(pal.ColorRole.Text).name()
+        link = pal.color(pal.ColorRole.Link).name()
+        self.report.document().setDefaultStyleSheet(f"body, p, h1, h2, h3, li, b, i {{ color: {text}; }} "
+                                                    f"a {{ color: {link}; }}")
+        self.report.setHtml(getattr(self, "_report_html", ""))
 
     def close_analogue(self) -> None:
         if self.link is not None:
@@ -416,4 +468,4 @@ class MainWindow(QMainWindow):
         for o in ORIENTATIONS:
             self.state.set_highlight(o, set())
         self.analogue_host.hide()
-        self.state.set_layout("2x2")
+        self.state.set_layout(getattr(self, "_layout_before_analogue", "2x2"))

@@ -44,6 +44,23 @@ def pytest_sessionfinish(session, exitstatus) -> None:
     _stop_xvfb_after_exit()
 
 
+def close_gl_windows(windows: list) -> None:
+    """Close the windows a test opened and release their GL contexts before the X server goes."""
+    import gc
+
+    from PySide6.QtWidgets import QApplication
+
+    while windows:
+        w = windows.pop()
+        w.close()
+        for viewer in getattr(w, "all_viewers", lambda: [w])():
+            viewer.close_adapters()
+        w.deleteLater()
+        del w
+    QApplication.processEvents()
+    gc.collect()
+
+
 def load(path: Path) -> Volume:
     """The project's own loader: a GUI test on a volume the product cannot load would test nothing."""
     from casebook.viewer.core.dicom import load_series

@@ -14,6 +14,8 @@ from PySide6.QtWidgets import QApplication
 from casebook.viewer.core.viewstate import set_strict
 from casebook.viewer.render.capture import grab_render_window
 
+from .conftest import close_gl_windows
+
 pytestmark = pytest.mark.gui
 
 
@@ -43,17 +45,7 @@ _OPEN = []
 def _finalize_windows():
     """Release the GL contexts before the X server goes away."""
     yield
-    import gc
-
-    while _OPEN:
-        w = _OPEN.pop()
-        w.close()
-        for viewer in getattr(w, "all_viewers", lambda: [w])():
-            viewer.close_adapters()
-        w.deleteLater()
-        del w
-    QApplication.processEvents()
-    gc.collect()
+    close_gl_windows(_OPEN)
 
 
 def _make_viewer(qtbot, volume, orientation, size=(520, 520)):
@@ -381,7 +373,11 @@ def test_main_window_shortcuts_layouts_and_side_by_side(qtbot, ct_volume, settin
     win.analogue.state.scroll("axial", -2)
     assert st.slice_index("axial") == 11
     st.set_zoom("axial", 2.0)
-    assert win.analogue.state.zoom["axial"] == 2.0
+    _settle(qtbot, win.viewer)
+    win.analogue.flush_renders()
+    # zoom is linked by physical size (issue 16): the same mm per screen pixel in both panes
+    assert win.analogue.adapters["axial"].mm_per_display_pixel() == pytest.approx(
+        win.viewer.adapters["axial"].mm_per_display_pixel(), rel=1e-3)
     st.apply_preset("bone")
     assert win.analogue.state.window == st.window
     assert "Report" in win.report.toPlainText()

@@ -23,6 +23,7 @@ def _geometry(headers: list[InstanceHeader], stack: SeriesStack) -> tuple[list[i
     ps = h0.pixel_spacing
     if ps is None:
         rep.warnings.append("no pixel spacing in the header: 1 mm assumed")
+        rep.pixel_spacing_known = False
         sj, si = 1.0, 1.0
     else:
         sj, si = float(ps[0]), float(ps[1])
@@ -30,6 +31,7 @@ def _geometry(headers: list[InstanceHeader], stack: SeriesStack) -> tuple[list[i
     have_geo = all(h.position is not None and h.orientation is not None for h in headers)
     order = slice_order(headers)
     if not have_geo:
+        rep.patient_geometry_known = False
         sk = float(h0.spacing_between_slices or h0.slice_thickness or 1.0)
         if n > 1:
             rep.warnings.append("slices have no position/orientation: stacked in instance order, "

@@ -20,10 +20,11 @@ from .errors import ViewStateError
 from .events import EventEmitter, Events, is_strict, set_strict
 from .geometry import ORIENTATIONS, MprGeometry, orientation_label
 from .gestures import TOOL_LABELS, TOOLS, Drag, begin_drag, tool_label
-from .link import CameraLink, Link, ScrollDeltaLink, StateLink, TransformLink, WindowLink
+from .link import (CameraLink, Link, PhysicalCameraLink, PositionLink, ScrollDeltaLink, StateLink, TransformLink,
+                   WindowLink, analogue_links)
 from .measurements import KIND_LABELS, Measurement, distance_mm, ellipse_stats
 from .presets import load_window_presets, preset_label, wl_presets
-from .state import EVENT_NAMES, LAYOUTS, ViewerState
+from .state import EVENT_NAMES, LAYOUTS, PROJECTION_MODALITIES, ViewerState, is_single_image
 from .study_info import StudyInfo
 
 
@@ -33,7 +34,8 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["CameraLink", "Drag", "EVENT_NAMES", "EventEmitter", "Events", "KIND_LABELS", "LAYOUTS", "Link",
+__all__ = ["CameraLink", "Drag", "PROJECTION_MODALITIES", "PhysicalCameraLink", "PositionLink", "analogue_links",
+           "is_single_image", "EVENT_NAMES", "EventEmitter", "Events", "KIND_LABELS", "LAYOUTS", "Link",
            "Measurement", "MprGeometry", "ORIENTATIONS", "ScrollDeltaLink", "StateLink", "StudyInfo", "TOOLS",
            "TOOL_LABELS", "TransformLink", "ViewStateError", "ViewerState", "WindowLink", "begin_drag",
            "distance_mm", "ellipse_stats", "is_strict", "load_window_presets", "orientation_label",

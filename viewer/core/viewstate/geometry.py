@@ -126,6 +126,33 @@ class MprGeometry:
         s, p, l = self.shape
         return {"axial": (p, l), "coronal": (s, l), "sagittal": (s, p)}[orientation]
 
+    def extent_mm(self, orientation: str) -> tuple[float, float]:
+        """(width, height) of the displayed image in mm."""
+        rows, cols = self.image_shape(orientation)
+        row_mm, col_mm = self.pixel_spacing(orientation)
+        return cols * col_mm, rows * row_mm
+
+    def fit_half_height_mm(self, orientation: str, view_w: float, view_h: float) -> float:
+        """Half the view height in mm that shows the whole image in a ``view_w`` x ``view_h`` view
+        (zoom 1: the camera's parallel scale), with a 2% margin."""
+        w_mm, h_mm = self.extent_mm(orientation)
+        aspect = view_h / view_w if view_w > 0 and view_h > 0 else 1.0
+        return max(h_mm / 2.0, w_mm / 2.0 * aspect) * 1.02
+
+    def slice_position_mm(self, orientation: str, canon: np.ndarray) -> float:
+        """Where the slice through ``canon`` lies along its normal, in patient mm (LPS projected)."""
+        ax = self.slice_axis(orientation)
+        return float(self.canon_to_lps(canon) @ self.axes_lps[ax])
+
+    def index_at_position(self, orientation: str, position_mm: float, canon: np.ndarray) -> int:
+        """The slice of ``orientation`` nearest to ``position_mm`` along its normal (clamped)."""
+        ax = self.slice_axis(orientation)
+        c0 = np.array(canon, dtype=np.float64)
+        c0[ax] = 0.0
+        step = self.spacing[ax] * float(self.axes_lps[ax] @ self.axes_lps[ax])
+        k = (position_mm - self.slice_position_mm(orientation, c0)) / (step or 1.0)
+        return int(np.clip(round(k), 0, self.shape[ax] - 1))
+
     def screen_vectors(self, orientation: str) -> tuple[np.ndarray, np.ndarray]:
         """LPS unit vectors pointing to the screen's right and down in this view."""
         s, p, l = self.axes_lps

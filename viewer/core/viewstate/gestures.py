@@ -105,6 +105,8 @@ class Drag:
         elif self.tool == "crosshair" and image_point is not None:
             state.set_crosshair_from_image(self.view, *image_point)
         elif self.tool in DRAWING_TOOLS and image_point is not None and self.image0 is not None:
+            if self.tool == "box":
+                state.set_search_box(None)  # drawing the next box replaces the last one
             state.set_preview(Measurement(self.tool, self.view, state.slice_index(self.view), self.image0,
                                           image_point))
 
@@ -118,6 +120,7 @@ class Drag:
             return None  # a click, not a drawing
         m = Measurement(self.tool, self.view, state.slice_index(self.view), self.image0, image_point)
         if self.tool == "box":
+            state.set_search_box(m)
             return m
         return state.add_measurement(m)
 

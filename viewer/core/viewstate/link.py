@@ -1,7 +1,9 @@
 """Linking two viewer states: each kind of link is one small object on the pair's shared guard.
 
-A study and its analogue from another patient are linked by slice *delta* (their fields of view
-differ; the reader aligned them on the matched slice), plus zoom/pan and window/level. A study and
+A study and its analogue from another patient are linked by *position*: the same mm along the
+slice normal from the matched slices the reader aligned them on (:class:`PositionLink`), at the
+same physical scale (:class:`PhysicalCameraLink`) and window/level (:func:`analogue_links`); the
+plain slice-delta and zoom-factor links stay for views of the same grid. A study and
 its prior of the same patient will be linked through a registration transform: that is
 :class:`TransformLink`, one more link in the same :class:`StateLink`, mapping the crosshair
 through a 4x4 LPS matrix instead of counting slices.
@@ -86,6 +88,95 @@ class ScrollDeltaLink(Link):
                 self._last[id(dst)][orientation] = dst.slice_index(orientation)
             guard.run(apply)
         return on_slice
+
+
+class PositionLink(Link):
+    """Scrolling one state moves the other by the same distance in patient mm along the slice
+    normal (not by slice number: a 1 mm series beside a 5 mm one stays on the same anatomy).
+
+    The alignment (the offset between the two positions, per orientation) is taken when linked
+    and whenever either state gets a new volume: the reader aligned the pair on the matched slices.
+    """
+
+    def attach(self, a: ViewerState, b: ViewerState, guard: _Guard) -> None:
+        self._states = (a, b)
+        self._offset: dict[str, float] = {}
+        self.resync()
+        for src, dst, sign in ((a, b, 1.0), (b, a, -1.0)):
+            self._hook(src.events.slice, self._make(src, dst, sign, guard))
+            self._hook(src.events.volume, lambda keep_view=False, **_: None if keep_view else self.resync())
+
+    @staticmethod
+    def position(state: ViewerState, orientation: str) -> float | None:
+        """The shown slice's position along its normal in mm (None without a volume)."""
+        g = state.geometry
+        return None if g is None else g.slice_position_mm(orientation, state.crosshair_canon)
+
+    def resync(self) -> None:
+        a, b = self._states
+        for o in ORIENTATIONS:
+            pa, pb = self.position(a, o), self.position(b, o)
+            self._offset[o] = (pb - pa) if pa is not None and pb is not None else 0.0
+
+    def _make(self, src: ViewerState, dst: ViewerState, sign: float, guard: _Guard) -> Callable[..., Any]:
+        def on_slice(orientation: str, index: int) -> None:
+            p = self.position(src, orientation)
+            if p is None or dst.geometry is None:
+                return
+            target = p + sign * self._offset.get(orientation, 0.0)
+            k = dst.geometry.index_at_position(orientation, target, dst.crosshair_canon)
+            guard.run(lambda: dst.set_slice(orientation, k))
+        return on_slice
+
+
+ViewSize = Callable[[ViewerState, str], tuple[float, float]]
+
+
+class PhysicalCameraLink(Link):
+    """Zoom by physical size: both views show the same mm per screen pixel, and pan (in mm) alike.
+
+    The states' zoom is relative to "fit the image", and two series rarely have the same field of
+    view, so copying the factor shows a 35 cm chest beside a 20 cm one at different scales. The
+    view size (width, height in pixels) comes from ``view_size``; equal views when not given.
+    """
+
+    def __init__(self, view_size: ViewSize | None = None) -> None:
+        super().__init__()
+        self.view_size: ViewSize = view_size or (lambda state, orientation: (1.0, 1.0))
+
+    def _mm_per_px_at_zoom_1(self, state: ViewerState, orientation: str) -> float | None:
+        g = state.geometry
+        if g is None:
+            return None
+        vw, vh = self.view_size(state, orientation)
+        return 2.0 * g.fit_half_height_mm(orientation, vw, vh) / max(vh, 1.0)
+
+    def matching_zoom(self, src: ViewerState, dst: ViewerState, orientation: str) -> float | None:
+        """The zoom of ``dst`` that shows its image at the scale ``src`` shows its own."""
+        s, d = self._mm_per_px_at_zoom_1(src, orientation), self._mm_per_px_at_zoom_1(dst, orientation)
+        if s is None or d is None or s <= 0:
+            return None
+        return src.zoom[orientation] * d / s
+
+    def attach(self, a: ViewerState, b: ViewerState, guard: _Guard) -> None:
+        self._states = (a, b)
+        for src, dst in ((a, b), (b, a)):
+            self._hook(src.events.zoom, lambda orientation, zoom, s=src, d=dst: guard.run(
+                lambda: self._follow(s, d, orientation)))
+            self._hook(src.events.pan, lambda orientation, pan, d=dst: guard.run(lambda: d.set_pan(orientation, pan)))
+        self.resync()
+
+    def _follow(self, src: ViewerState, dst: ViewerState, orientation: str) -> None:
+        z = self.matching_zoom(src, dst, orientation)
+        if z is not None:
+            dst.set_zoom(orientation, z)
+
+    def resync(self) -> None:
+        """Bring the second state to the first one's scale (after a view was resized)."""
+        a, b = self._states
+        guard = _Guard()
+        for o in ORIENTATIONS:
+            guard.run(lambda o=o: self._follow(a, b, o))
 
 
 class CameraLink(Link):
@@ -178,4 +269,10 @@ class StateLink:
         self.links = []
 
 
-__all__ = ["CameraLink", "Link", "ScrollDeltaLink", "StateLink", "TransformLink", "WindowLink"]
+def analogue_links(view_size: ViewSize | None = None) -> list[Link]:
+    """A study beside an analogue: same anatomy by position, same physical scale, same window."""
+    return [PositionLink(), PhysicalCameraLink(view_size), WindowLink()]
+
+
+__all__ = ["CameraLink", "Link", "PhysicalCameraLink", "PositionLink", "ScrollDeltaLink", "StateLink",
+           "TransformLink", "ViewSize", "WindowLink", "analogue_links"]

@@ -26,18 +26,20 @@ class Measurement:
     values: dict[str, float] = field(default_factory=dict)
     unit: str = ""
     number: int = 0  # 1, 2, ... in the order drawn on this state (0: not added yet)
+    length_unit: str = "mm"  # "px" when the file gives no pixel spacing (1 mm would be a guess)
 
     def label(self) -> str:
         """What the overlay shows next to the shape (and the list panel in its Value column)."""
         v = self.values
+        lu = self.length_unit
         if self.kind == "distance":
-            return f"{v.get('length_mm', 0.0):.1f} mm"
+            return f"{v.get('length_mm', 0.0):.1f} {lu}"
         if self.kind == "ellipse":
             u = f" {self.unit}" if self.unit else ""
             if not v.get("n"):
-                return f"no pixels\narea {v.get('area_mm2', 0.0):.1f} mm²"
+                return f"no pixels\narea {v.get('area_mm2', 0.0):.1f} {lu}²"
             return (f"mean {v.get('mean', 0.0):.1f}{u}  SD {v.get('sd', 0.0):.1f}\n"
-                    f"area {v.get('area_mm2', 0.0):.1f} mm²")
+                    f"area {v.get('area_mm2', 0.0):.1f} {lu}²")
         return ""
 
     def title(self) -> str:

@@ -32,8 +32,22 @@ LAYOUTS: tuple[str, ...] = ("1x1", "1x2", "2x2")
 EVENT_NAMES: tuple[str, ...] = (
     "volume", "slice", "crosshair", "window", "invert", "zoom", "pan", "layout", "active_view", "measurements",
     "selection", "preview", "cine", "highlight", "overlay", "crosshair_visible", "tool", "loading", "study_info",
+    "search_box",
 )
+# Projection and video modalities: one plane of the patient per image, never an MPR stack.
+PROJECTION_MODALITIES: frozenset[str] = frozenset(
+    {"CR", "DX", "MG", "XA", "RF", "US", "IO", "PX", "OP", "XC", "ES", "GM", "SM", "DOC"})
 ZOOM_RANGE = (0.1, 40.0)
+
+
+def is_single_image(volume: Volume) -> bool:
+    """A single image or a projection radiograph / ultrasound loop: shown in one view, not MPR.
+
+    ``volume.meta["series_slices"]`` (set on the one-slice preview of a longer series) is the
+    series' real slice count: its preview is not a single image.
+    """
+    n = int(volume.meta.get("series_slices", volume.shape[0]))
+    return n == 1 or volume.modality.upper() in PROJECTION_MODALITIES
 CINE_FPS_RANGE = (1.0, 60.0)
 
 
@@ -49,6 +63,7 @@ class ViewerState:
     - ``selection(measurement)``, ``preview(measurement)``: the one being drawn, or None
     - ``cine(playing, fps)``, ``highlight(orientation, slices)``, ``overlay(visible)``,
       ``crosshair_visible(visible)``, ``tool(tool)``, ``loading(fraction)``, ``study_info(info)``
+    - ``search_box(measurement)``: the last box drawn for Find similar (stays drawn), or None
     """
 
     def __init__(self, volume: Volume | None = None) -> None:
@@ -69,12 +84,14 @@ class ViewerState:
         self.measurements: list[Measurement] = []
         self.selected: Measurement | None = None
         self.preview: Measurement | None = None
+        self.search_box: Measurement | None = None
         self._next_number = 1
         self.cine_playing = False
         self.cine_fps = 15.0
         self.highlight: dict[str, set[int]] = {o: set() for o in ORIENTATIONS}
         self._loading_fraction = 1.0
         self.study_info = StudyInfo()
+        self._layout_before_single: str | None = None
         if volume is not None:
             self.set_volume(volume)
 
@@ -99,6 +116,9 @@ class ViewerState:
             self.selected = None
             self._next_number = 1
             self.highlight = {o: set() for o in ORIENTATIONS}
+        box_cleared = not keep_view and self.search_box is not None
+        if box_cleared:
+            self.search_box = None
         self.preview = None
         self.events.volume.emit(volume=volume, keep_view=keep_view)
         for o in ORIENTATIONS:
@@ -109,6 +129,27 @@ class ViewerState:
         if cleared:
             self.events.measurements.emit(action="cleared", measurement=None)
             self.events.selection.emit(measurement=None)
+        if box_cleared:
+            self.events.search_box.emit(measurement=None)
+        if not keep_view:
+            self._layout_for(volume)
+
+    def _layout_for(self, volume: Volume) -> None:
+        """One view for a single image (its own plane), the reader's layout back for the next stack.
+
+        Coronal/sagittal reformats of one image are black lines and 3D cannot render it, so a CR,
+        an ultrasound or a one-slice CT opens in 1x1 on the view that shows the stored image.
+        """
+        assert self.geometry is not None
+        if is_single_image(volume):
+            if self._layout_before_single is None:
+                self._layout_before_single = self.layout
+            view, _ = self.geometry.k_to_view(self.geometry.canon_to_k(self._crosshair_canon))
+            self.set_active_view(view)
+            self.set_layout("1x1")
+        elif self._layout_before_single is not None:
+            layout, self._layout_before_single = self._layout_before_single, None
+            self.set_layout(layout)
 
     def _clamp(self, c: np.ndarray) -> np.ndarray:
         assert self.geometry is not None
@@ -315,6 +356,8 @@ class ViewerState:
         if self.geometry is None:
             return m
         sp = self.geometry.pixel_spacing(m.orientation)
+        known = self.volume is None or self.volume.geometry.pixel_spacing_known
+        m.length_unit = "mm" if known else "px"  # the 1 mm placeholder makes the values pixels
         if m.kind == "distance":
             m.values = {"length_mm": distance_mm(m.p0, m.p1, sp)}
         elif m.kind in ("ellipse", "box"):
@@ -371,6 +414,13 @@ class ViewerState:
         self.preview = m
         self.events.preview.emit(measurement=m)
 
+    def set_search_box(self, m: Measurement | None) -> None:
+        """The box the reader drew for Find similar: it stays on the image (the query the results
+        answer) until the next box is started or another volume opens."""
+        if m is not self.search_box:
+            self.search_box = m
+            self.events.search_box.emit(measurement=m)
+
     # -- similar-case highlights ----------------------------------------------------------------
     def set_highlight(self, orientation: str, slices: set[int]) -> None:
         self._check_orientation(orientation)
@@ -380,4 +430,4 @@ class ViewerState:
             self.events.highlight.emit(orientation=orientation, slices=set(new))
 
 
-__all__ = ["EVENT_NAMES", "LAYOUTS", "ViewerState"]
+__all__ = ["EVENT_NAMES", "LAYOUTS", "PROJECTION_MODALITIES", "ViewerState", "is_single_image"]
