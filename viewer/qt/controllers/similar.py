@@ -294,8 +294,11 @@ class SimilarController(QObject):
 
     def _results_for(self) -> str:
         """Which study the cards answer (named, so that they are never read as another's)."""
+        from casebook.viewer.core.services.study_list import display_name
+
         si = self.state.study_info
-        what = " ".join(x for x in (si.patient_text, si.study_description, si.study_date) if x)
+        what = " · ".join(x for x in (display_name(si.patient_name), si.patient_id, si.study_description,
+                                      si.study_date) if x)
         if not what:
             v = self.state.volume
             what = f"{v.modality} {v.description}".strip() if v is not None else ""

@@ -66,7 +66,7 @@ class ResultCard(QFrame):
         self.has_thumbnail = pixmap is not None
         self.setFrameShape(QFrame.Shape.StyledPanel)
         self.setFixedWidth(CARD_W)
-        self.setSizePolicy(QSizePolicy.Policy.Fixed, QSizePolicy.Policy.Maximum)
+        self.setSizePolicy(QSizePolicy.Policy.Fixed, QSizePolicy.Policy.Fixed)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(6, 6, 6, 6)
         lay.setSpacing(3)
@@ -128,6 +128,10 @@ class ResultCard(QFrame):
                 b.clicked.connect(lambda _=False, v=val: self.feedback.emit(self.hit, v))
             row.addWidget(b, 1 if val == 0 else 0)
         lay.addLayout(row)
+        # the width is fixed, so the height that holds every wrapped line is known: fix it, so that
+        # a crowded grid can never squeeze the text rows over the thumbnail
+        lay.activate()
+        self.setFixedHeight(lay.heightForWidth(CARD_W) if lay.hasHeightForWidth() else lay.sizeHint().height())
 
     def mouseDoubleClickEvent(self, event) -> None:  # noqa: N802
         self.open_requested.emit(self.hit)
@@ -309,7 +313,7 @@ class SimilarPanel(QWidget):
         for c in self.cards:
             self.grid.removeWidget(c)
         for n, c in enumerate(self.cards):
-            self.grid.addWidget(c, n // cols, n % cols)
+            self.grid.addWidget(c, n // cols, n % cols, Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
 
     def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt API
         if obj is self.scroll.viewport() and event.type() == QEvent.Type.Resize:
