@@ -78,18 +78,23 @@ def too_small(path: Path, min_side: int = MIN_SAMPLE_SIDE) -> bool:
     return 0 < min(rows, cols) < min_side if rows and cols else False
 
 
+def sample_target(dest: Path, source: str, path: Path) -> Path:
+    """Where :func:`copy_samples` puts a sample: ``dest/<source>/<path below the package's data folder>``."""
+    rel = path.name
+    for anchor in ("data", "test_files"):
+        if anchor in path.parts:
+            rel = str(Path(*path.parts[len(path.parts) - path.parts[::-1].index(anchor):]))
+            break
+    return dest / source / rel
+
+
 def copy_samples(dest: Path, cancel: SupportsCancel | None = None) -> int:
     """Copy the sample files under ``dest/<source>/`` (skipping ones already there, same size),
     leaving out images too small to show (:func:`too_small`; removed if an older demo copied them)."""
     n = 0
     for source, p in sample_files():
         check_cancel(cancel)
-        rel = p.name
-        for anchor in ("data", "test_files"):
-            if anchor in p.parts:
-                rel = str(Path(*p.parts[len(p.parts) - p.parts[::-1].index(anchor):]))
-                break
-        target = dest / source / rel
+        target = sample_target(dest, source, p)
         if too_small(p):
             target.unlink(missing_ok=True)
             continue
@@ -224,4 +229,4 @@ def _embed(store: CaseStore, progress: ProgressCallback, cancel: SupportsCancel 
 
 
 __all__ = ["DemoReport", "MIN_SAMPLE_SIDE", "annotate", "build_demo", "copy_samples", "ensure_phantoms", "sample_files",
-           "too_small"]
+           "sample_target", "too_small"]
