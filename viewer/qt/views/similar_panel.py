@@ -314,6 +314,7 @@ class SimilarPanel(QWidget):
             self.grid.removeWidget(c)
         for n, c in enumerate(self.cards):
             self.grid.addWidget(c, n // cols, n % cols, Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
+            c.show()  # not left to the layout's queued show: the cards are on screen when this returns
 
     def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt API
         if obj is self.scroll.viewport() and event.type() == QEvent.Type.Resize:
