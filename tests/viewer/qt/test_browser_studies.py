@@ -11,24 +11,6 @@ from PySide6.QtWidgets import QApplication
 pytestmark = pytest.mark.gui
 
 
-def _window(qtbot, settings):
-    from casebook.viewer.qt.main_window import MainWindow
-
-    win = MainWindow(settings, with_3d=False)
-    qtbot.addWidget(win)
-    win.resize(1500, 900)
-    win.show()
-    qtbot.waitExposed(win)
-    return win
-
-
-def _close(win):
-    win.close()
-    for v in win.all_viewers():
-        v.close_adapters()
-    QApplication.processEvents()
-
-
 def _dclick(qtbot, tree, index):
     tree.scrollTo(index)
     rect = tree.visualRect(index)
@@ -36,7 +18,7 @@ def _dclick(qtbot, tree, index):
     QTest.mouseDClick(tree.viewport(), Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, rect.center())
 
 
-def test_study_tree_search_count_elided_ids_and_double_click(qtbot, gui_library, monkeypatch, tmp_path):
+def test_study_tree_search_count_elided_ids_and_double_click(qtbot, main_window, gui_library, monkeypatch, tmp_path):
     settings, head = gui_library
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
     from casebook.index.case_store.store import CaseStore
@@ -52,7 +34,7 @@ def test_study_tree_search_count_elided_ids_and_double_click(qtbot, gui_library,
             store.add_tag(sid, "follow-up-grew")
     finally:
         store.close()
-    win = _window(qtbot, settings)
+    win = main_window(settings)
     try:
         win.refresh_library()
         b = win.browser
@@ -105,7 +87,7 @@ def test_study_tree_search_count_elided_ids_and_double_click(qtbot, gui_library,
         assert opened.args[0]["series_id"] == entry.main_series.series_id
         qtbot.waitUntil(lambda: win.current_series_id == entry.main_series.series_id, timeout=30000)
     finally:
-        _close(win)
+        win.close()  # the main_window fixture also closes its VTK adapters
         store = CaseStore.open(settings.database_path, create=False)
         try:
             for sid in tagged:
@@ -114,14 +96,14 @@ def test_study_tree_search_count_elided_ids_and_double_click(qtbot, gui_library,
             store.close()
 
 
-def test_import_from_the_window_is_searchable_and_lists_skipped_files(qtbot, need_shared, settings, tmp_path):
+def test_import_from_the_window_is_searchable_and_lists_skipped_files(qtbot, main_window, need_shared, settings, tmp_path):
     """Issue 16: after Import…, Find similar on the new series failed with "run casebook embed first"."""
     folder = tmp_path / "incoming"
     folder.mkdir()
     for f in sorted(need_shared("dicom", "dcm_qa_ct", "In", "GE").iterdir()):
         (folder / f.name).symlink_to(f)
     (folder / "readme.txt").write_text("not DICOM\n")
-    win = _window(qtbot, settings)
+    win = main_window(settings)
     try:
         w = win.import_path(folder)
         with qtbot.waitSignal(w.signals.finished, timeout=120000):
@@ -149,17 +131,17 @@ def test_import_from_the_window_is_searchable_and_lists_skipped_files(qtbot, nee
         assert resp.query is not None and resp.query.series_id == ge.main_series.series_id
         assert resp.hits and len(win.similar.cards) == len(resp.hits)
     finally:
-        _close(win)
+        win.close()  # the main_window fixture also closes its VTK adapters
 
 
-def test_import_report_dialog_lists_skipped_files(qtbot, need_shared, settings, tmp_path):
+def test_import_report_dialog_lists_skipped_files(qtbot, main_window, need_shared, settings, tmp_path):
     folder = tmp_path / "incoming"
     folder.mkdir()
     for f in sorted(need_shared("dicom", "dcm_qa_ct", "In", "GE").iterdir())[:3]:
         (folder / f.name).symlink_to(f)
     (folder / "readme.txt").write_text("not DICOM\n")
     (folder / "empty.dcm").write_bytes(b"")
-    win = _window(qtbot, settings)
+    win = main_window(settings)
     try:
         w = win.import_path(folder)
         with qtbot.waitSignal(w.signals.finished, timeout=120000):
@@ -172,4 +154,4 @@ def test_import_report_dialog_lists_skipped_files(qtbot, need_shared, settings, 
         assert dlg.files.isVisible() and dlg.reasons.rowCount() >= 1
         assert "2 files skipped" in dlg.headline.text()
     finally:
-        _close(win)
+        win.close()  # the main_window fixture also closes its VTK adapters
