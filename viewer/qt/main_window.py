@@ -92,6 +92,7 @@ class MainWindow(QMainWindow):
 
         self.similar_controller = SimilarController(self.similar, self.state, self.viewer, lambda: self.settings,
                                                     self.open_analogue, parent=self)
+        self.similar_controller.add_to_library.connect(self.import_path)
         self.current_series_id: int | None = None
         self._restore_geometry()
         self.viewer.focus_view()
@@ -279,8 +280,10 @@ class MainWindow(QMainWindow):
     def open_path(self, path: Path, stack_key: str | None = None) -> workers.FunctionWorker:
         """Load a series off the UI thread; the middle slice shows first, then the full volume."""
         self._set_current_series(None)
-        return self._start_loader(workers.FunctionWorker(workers.load_series_task, Path(path), stack_key=stack_key),
-                                  Path(path).name)
+        w = self._start_loader(workers.FunctionWorker(workers.load_series_task, Path(path), stack_key=stack_key),
+                               Path(path).name)
+        w.signals.result.connect(lambda vs, p=Path(path): self.similar_controller.set_study(None, p, vs[1].key))
+        return w
 
     def _start_loader(self, w: workers.FunctionWorker, what: str) -> workers.FunctionWorker:
         if self._loader is not None:
@@ -356,7 +359,7 @@ class MainWindow(QMainWindow):
         """Ingest a folder/DICOMDIR into the library with a progress dialog and Cancel."""
         dlg = QProgressDialog(f"Importing {path.name}…", "Cancel", 0, 0, self)
         dlg.setWindowTitle("Import")
-        dlg.setWindowModality(Qt.WindowModality.WindowModal)
+        dlg.setWindowModality(Qt.WindowModality.NonModal)  # runs in the background: reading goes on
         dlg.setMinimumDuration(300)
         from .controllers.library import import_task
 
@@ -369,11 +372,15 @@ class MainWindow(QMainWindow):
             dlg.setValue(min(done, max(total, 1)))
             dlg.setLabelText(f"{message or 'Importing'}: {done}/{total}")
 
-        def on_done(summary: Any) -> None:
+        def on_done(report: Any) -> None:
+            from .views.import_report import ImportReportDialog
+
             dlg.close()
-            stored = getattr(summary, "series_stored", "?")
-            self.status_label.setText(f"Imported {path.name}: {stored} series stored")
+            self.status_label.setText(report.headline(path.name))
+            self.similar_controller.library_changed()
             self.refresh_library()
+            self.import_report = ImportReportDialog(path.name, report, self)
+            self.import_report.show()
 
         w.signals.progress.connect(on_progress)
         dlg.canceled.connect(w.cancel)
@@ -384,10 +391,10 @@ class MainWindow(QMainWindow):
 
     def refresh_library(self) -> None:
         """Reload the study browser from the case store (when a library exists)."""
-        from .controllers.library import library_rows
+        from .controllers.library import study_list
 
         try:
-            self.browser.set_rows(library_rows(self.settings))
+            self.browser.set_studies(study_list(self.settings))
         except Exception as exc:  # noqa: BLE001 - an unreadable library must not stop the viewer
             log.warning("library not readable: %s", exc)
             self.browser.status.setText(f"Library not readable: {exc}")

@@ -1,25 +1,24 @@
-"""The study browser's rows and stored-series loading, bound for the Qt side.
+"""The study browser's list, stored-series loading and importing, bound for the Qt side.
 
-The reading itself is headless (:mod:`casebook.viewer.core.services.library_rows`,
-:mod:`casebook.viewer.core.services.loading`); this module adapts it to the browser's row dicts and
-to a :class:`~casebook.viewer.qt.workers.FunctionWorker`.
+The work itself is headless (:mod:`casebook.viewer.core.services.study_list`,
+:mod:`casebook.viewer.core.services.loading`, :mod:`casebook.viewer.core.services.import_pipeline`);
+this module adapts it to a :class:`~casebook.viewer.qt.workers.FunctionWorker`.
 """
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-from casebook.common.errors import Cancelled
 from casebook.viewer.core.config import Settings
+from casebook.viewer.core.services.study_list import StudyList
 
 from ..workers import preview_emitter
 
 
-def library_rows(settings: Settings) -> list[dict[str, Any]]:
-    """One row dict per stored series (the browser's columns); empty without a library."""
-    from casebook.viewer.core.services.library_rows import library_rows as rows
+def study_list(settings: Settings) -> StudyList:
+    """The library's studies with their series; empty without a library."""
+    from casebook.viewer.core.services.study_list import load_study_list
 
-    return [r.as_dict() for r in rows(settings)]
+    return load_study_list(settings)
 
 
 def load_stored_task(settings: Settings, series_id: int, *, progress, cancel, signals):
@@ -30,17 +29,10 @@ def load_stored_task(settings: Settings, series_id: int, *, progress, cancel, si
     return load_with_preview(stack, on_preview=preview_emitter(signals), progress=progress, cancel=cancel), stack
 
 
-def import_task(settings: Settings, path: Path, *, progress, cancel, signals):
-    """Ingest ``path`` into the library. A cancelled import ends as :class:`Cancelled` (the worker's
+def import_task(settings: Settings, path: Path, *, progress, cancel, signals, encoder=None):
+    """Ingest ``path`` into the library, then embed and index the new series so that *Find
+    similar* works on them. A cancelled import ends as :class:`Cancelled` (the worker's
     ``cancelled`` signal), not as a result: the series stored before the cancel stay stored."""
-    from casebook.viewer.core.services.ingest import ingest
-    from casebook.viewer.core.services.library import open_store
+    from casebook.viewer.core.services.import_pipeline import import_paths
 
-    store = open_store(settings)
-    try:
-        summary = ingest([path], store, progress=progress, cancel=cancel, workers=settings.ingest_workers)
-    finally:
-        store.close()
-    if summary.cancelled:
-        raise Cancelled(f"import of {Path(path).name} cancelled after {summary.series_stored} series")
-    return summary
+    return import_paths(settings, [path], progress=progress, cancel=cancel, encoder=encoder)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import html
 import logging
 import time
+from pathlib import Path
 from typing import Any, Callable, Hashable
 
 import numpy as np
@@ -39,10 +40,26 @@ ANALOGUE_CACHE = 8
 OpenAnalogue = Callable[..., None]  # (volume, report_html, matched_slice=, query_slice=, orientation=)
 
 
+def card_info(hit: SearchHit) -> dict[str, Any]:
+    """What a result card shows of a hit; ``confidence`` and ``region`` when the hit carries them
+    (region-level search: a calibrated probability, the matched box (i0, j0, i1, j1) on the
+    thumbnail's slice)."""
+    i = hit.info
+    info: dict[str, Any] = {"score": hit.score, "date": i.study_date.isoformat() if i.study_date else "",
+                            "diagnosis": i.diagnosis, "snippet": i.report_snippet, "has_followup": i.has_follow_up,
+                            "description": f"{i.modality} {i.description}".strip()}
+    for name in ("confidence", "region"):
+        value = getattr(hit, name, None)
+        if value is not None:
+            info[name] = value
+    return info
+
+
 class SimilarController(QObject):
     results_shown = Signal(object)  # SearchResponse, after the cards are on screen
     search_failed = Signal(str)
     search_cancelled = Signal()
+    add_to_library = Signal(object)  # Path: the reader asked to import the folder on screen
 
     def __init__(self, panel: SimilarPanel, state: ViewerState, viewer: StudyViewer,
                  settings: Callable[[], Settings], open_analogue: OpenAnalogue,
@@ -60,7 +77,10 @@ class SimilarController(QObject):
         self._service: Any = None
         self._service_library = None
         self.response: SearchResponse | None = None
-        self.current_series_id: int | None = None
+        self._series_id: int | None = None
+        self.folder: Path | None = None  # a folder on screen that was opened without importing it
+        self.stack_key: str | None = None
+        self._results_study: tuple[Any, ...] = (None, None, None)  # the study the panel's results are for
         self.volumes: LRUCache[Hashable, Volume] = LRUCache(ANALOGUE_CACHE)
         self.last_elapsed_s = 0.0
         self._t0 = 0.0
@@ -69,7 +89,40 @@ class SimilarController(QObject):
         panel.open_requested.connect(self.open_hit)
         panel.feedback.connect(self.feedback)
         panel.cancel_requested.connect(self.cancel)
+        panel.add_requested.connect(lambda: self.folder is not None and self.add_to_library.emit(self.folder))
         viewer.box_drawn.connect(self.find_box)
+
+    # -- what is on screen ----------------------------------------------------------------------
+    @property
+    def current_series_id(self) -> int | None:
+        return self._series_id
+
+    @current_series_id.setter
+    def current_series_id(self, series_id: int | None) -> None:
+        self.set_study(series_id)
+
+    def set_study(self, series_id: int | None, folder: Path | None = None, stack_key: str | None = None) -> None:
+        """The study on screen is now a library series (``series_id``) or a folder opened without
+        importing it. Results and filters of another study are cleared: they belong to another
+        patient and would read as answers about this one."""
+        folder = Path(folder) if folder is not None else None
+        self._series_id, self.folder, self.stack_key = series_id, folder, stack_key
+        study = (series_id, folder, stack_key)
+        if (series_id is None and folder is None) or study == self._results_study:
+            return  # loading (the next study is not known yet), or the same study again
+        self._results_study = study
+        had_results = bool(self.panel.cards) or self.response is not None
+        if self.worker is not None:
+            self.worker.cancel()
+        self.response = None
+        s = self._settings().search
+        self.panel.reset_filters(s.top_k, s.exclude_same_patient)
+        self.panel.clear_results("Results of the previous study cleared." if had_results else "")
+        self.panel.add_button.setVisible(series_id is None and folder is not None)
+
+    def library_changed(self) -> None:
+        """Series were added (an import): the next search reopens the index with their vectors."""
+        self._service_library = None
 
     # -- service (worker thread only) -----------------------------------------------------------
     def _get_service(self, progress: Any = None, cancel: Any = None) -> Any:
@@ -102,19 +155,29 @@ class SimilarController(QObject):
             self.viewer.controller.set_tool("box")
             self.panel.status.setText("Draw a box on any view.")
             return
+        k = self._view_to_k() if mode == "slice" else None
+        if self.current_series_id is None and self.folder is not None:
+            folder, key = self.folder, self.stack_key
+
+            def folder_q(svc: Any) -> QueryVectors:
+                from casebook.viewer.core.services.folder_query import folder_query
+
+                return folder_query(svc, folder, stack_key=key, slice_index=k)
+
+            self._run(folder_q, f"folder {folder.name}" + ("" if k is None else f", slice {k + 1}"))
+            return
         if self.current_series_id is None:
-            self.panel.set_idle("Find similar works on series from the library: open it from the study browser "
-                                "(or import it first).")
+            self.panel.set_idle("Open a series from the study browser, or a folder, to find similar cases.")
             return
         sid = self.current_series_id
-        k = self._view_to_k() if mode == "slice" else None
         self._run(lambda svc: svc.query_from_series(sid) if k is None else svc.query_from_slice(sid, k),
                   "series" if k is None else f"slice {k + 1}")
 
     def find_box(self, m: Measurement) -> None:
         self.viewer.controller.set_tool("wl")
         if self.current_series_id is None or self.state.geometry is None:
-            self.panel.set_idle("Open a series from the library to search with a box.")
+            self.panel.set_idle("A box searches series of the library: open one from the study browser"
+                                + (", or add this folder to the library." if self.folder is not None else "."))
             return
         box = self.state.geometry.image_box_to_ijk_box(m.orientation, m.slice_index, m.p0, m.p1)
         sid = self.current_series_id
@@ -171,11 +234,20 @@ class SimilarController(QObject):
         w = workers.FunctionWorker(task)
         self.worker = w
         w.signals.progress.connect(self._on_progress)
-        w.signals.result.connect(on_result or self._show)
+        study = self._results_study
+        deliver = on_result or self._show
+        # a search that ends after another study was opened answers nothing on screen now
+        w.signals.result.connect(lambda out, st=study: self._deliver(st, out, deliver))
         w.signals.failed.connect(self._failed)
         w.signals.cancelled.connect(self._cancelled)
         w.signals.finished.connect(lambda w=w: self._finished(w))
         workers.start(w, self.pool)
+
+    def _deliver(self, study: tuple[Any, ...], out: Any, deliver: Callable[[Any], None]) -> None:
+        if study != self._results_study:
+            self.panel.set_idle("")
+            return
+        deliver(out)
 
     def cancel(self) -> None:
         """Stop the running search (its token is checked between the steps of the search)."""
@@ -207,18 +279,30 @@ class SimilarController(QObject):
         window = self.state.window
         items = []
         for h in resp.hits:
-            i = h.info
-            info = {"score": h.score, "date": i.study_date.isoformat() if i.study_date else "",
-                    "diagnosis": i.diagnosis, "snippet": i.report_snippet, "has_followup": i.has_follow_up}
+            info = card_info(h)
             img = thumbs.get(h.series_id)
-            pm = gray_to_pixmap(img, window) if img is not None and img.ndim == 2 else None
+            if img is not None and img.ndim == 2:
+                info["image_size"] = img.shape
+            pm = gray_to_pixmap(img, window, region=info.get("region")) if img is not None and img.ndim == 2 else None
             items.append((h, info, pm))
         self.last_elapsed_s = time.perf_counter() - self._t0
         msg = f"{len(resp.hits)} similar cases in {self.last_elapsed_s:.2f} s"
         if not resp.hits and resp.reason:
             msg = f"No similar cases: {resp.reason}"
-        self.panel.set_results(items, msg)
+        self.panel.set_results(items, msg, results_for=self._results_for())
         self.results_shown.emit(resp)
+
+    def _results_for(self) -> str:
+        """Which study the cards answer (named, so that they are never read as another's)."""
+        from casebook.viewer.core.services.study_list import display_name
+
+        si = self.state.study_info
+        what = " · ".join(x for x in (display_name(si.patient_name), si.patient_id, si.study_description,
+                                      si.study_date) if x)
+        if not what:
+            v = self.state.volume
+            what = f"{v.modality} {v.description}".strip() if v is not None else ""
+        return f"Similar to: {what}" if what else ""
 
     def _failed(self, message: str) -> None:
         self.panel.set_idle(f"Search failed: {message}")
