@@ -48,6 +48,7 @@ def main() -> int:
     from PySide6.QtWidgets import QApplication
 
     app = QApplication.instance() or QApplication([])
+    from casebook.viewer.core.viewstate import StudyInfo
     from casebook.viewer.qt.main_window import MainWindow
     from casebook.viewer.render.capture import grab_render_window, save_png
     from casebook.viewer.render.widget import gl_renderer_name
@@ -56,7 +57,7 @@ def main() -> int:
     win.resize(1600, 1000)
     win.show()
     app.processEvents()
-    win.show_volume(vol, "DEMO^PATIENT")
+    win.show_volume(vol, StudyInfo(patient_name="DEMO^PATIENT"))
     app.processEvents()
     win.viewer.flush_renders()
     grab_render_window(win.viewer.viewports["axial"].render_window, render=False)
@@ -118,6 +119,7 @@ def find_similar_time(app, n_slices: int) -> float:
     from casebook.viewer.core.config import Settings
     from casebook.viewer.core.services.ingest import ingest
     from casebook.viewer.core.services.embedding import embed_missing, open_encoder
+    from casebook.viewer.core.viewstate import StudyInfo
     from casebook.viewer.qt.main_window import MainWindow
 
     shared = Path(os.environ.get("CASEBOOK_SHARED", REPO.parent / "shared")) / "data"

@@ -7,8 +7,12 @@ CasebookError`` in a CLI command or a GUI worker catches every domain error.
 """
 from __future__ import annotations
 
+import logging
+
 from .errors import Cancelled, CasebookError
 from .progress import CancelToken, ProgressCallback, SupportsCancel, check_cancel, no_progress
+
+logging.getLogger("casebook").addHandler(logging.NullHandler())
 
 __all__ = [
     "CancelToken",

@@ -42,6 +42,7 @@ def write_card(model_path: str | Path, card: ModelCard, out_path: str | Path | N
     model.metadata_props.add(key=CARD_KEY, value=card.to_json())
     model.doc_string = card.description or model.doc_string
     model.producer_name = model.producer_name or "casebook"
+    _fit_ir_version(model, str(src))
     dst.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".card-", suffix=".onnx", dir=dst.parent)
     os.close(fd)
@@ -54,6 +55,30 @@ def write_card(model_path: str | Path, card: ModelCard, out_path: str | Path | N
             os.unlink(tmp)
     log.info("wrote model card %s into %s", card.ident, dst)
     return dst
+
+
+def _fit_ir_version(model: Any, origin: str) -> None:
+    """Lower the file's IR version to what the installed onnxruntime reads (the ``onnx`` package
+    may write a newer one); refuse when the graph's opsets need a newer IR than that."""
+    from onnx import helper
+
+    from .runtime import max_ir_version
+
+    top = max_ir_version()
+    if model.ir_version <= top:
+        return
+    need = 3
+    for imp in model.opset_import:
+        if imp.domain in ("", "ai.onnx"):
+            for _rel, ir, opset, *_ in helper.VERSION_TABLE:
+                if opset >= imp.version:
+                    need = max(need, ir)
+                    break
+    if need > top:
+        raise ModelSpecError(f"{origin}: its opset needs ONNX IR {need}, the installed onnxruntime reads up to "
+                             f"IR {top}: export with a lower opset (e.g. 17) or upgrade onnxruntime")
+    log.info("%s: IR version %d lowered to %d for onnxruntime", origin, model.ir_version, top)
+    model.ir_version = top
 
 
 def export_torch(module: Any, card: ModelCard, out_path: str | Path, opset: int = 17) -> Path:

@@ -80,11 +80,11 @@ def validate_model(path: str | Path) -> ModelCard:
     card = enc.card
     x = np.zeros((2, card.channels, *card.input_size), np.float32)
     try:
-        y = enc.encode(x + 0.5)
-    except Exception as exc:
-        raise ModelSpecError(f"{path}: test inference failed: {exc}") from exc
-    if y.shape != (2, card.embedding_size):
-        raise ModelSpecError(f"{path}: model returned {y.shape}, card promises (N, {card.embedding_size})")
+        enc.encode(x + 0.5)
+    except ModelSpecError as exc:
+        raise ModelSpecError(f"{path}: test inference on a batch of 2: {exc}") from exc
+    except Exception as exc:  # onnxruntime's own exception types: the graph cannot run
+        raise ModelSpecError(f"{path}: test inference failed: {' '.join(str(exc).split())}") from exc
     return card
 
 

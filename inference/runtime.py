@@ -8,6 +8,8 @@ and exposed (``casebook doctor`` shows it).
 """
 from __future__ import annotations
 
+import functools
+
 import ctypes
 import hashlib
 import logging
@@ -100,6 +102,46 @@ def choose_providers(device: str = "auto") -> tuple[list[str], str]:
     return [CPU], why
 
 
+@functools.lru_cache(maxsize=1)
+def max_ir_version() -> int:
+    """The newest ONNX IR version the installed onnxruntime loads, probed once with a one-node graph.
+
+    The ``onnx`` package may be newer than onnxruntime (onnx 1.23 saves IR 14, onnxruntime 1.31 reads
+    up to 13): files Casebook writes use this version, so they always open.
+    """
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "probe",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    for ir in range(onnx.IR_VERSION, 6, -1):
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=ir)
+        try:
+            ort.InferenceSession(model.SerializeToString(), providers=[CPU])
+            return ir
+        except Exception:  # onnxruntime raises its own exception types
+            continue
+    return 7
+
+
+def _load_problem(path: Path, exc: Exception) -> str:
+    """onnxruntime's load error, with the fix when the file is just of a newer IR version."""
+    text = " ".join(str(exc).split())
+    try:
+        import onnx
+
+        ir = onnx.load(str(path), load_external_data=False).ir_version
+    except Exception:
+        return text
+    top = max_ir_version()
+    if ir > top:
+        return (f"the file is ONNX IR version {ir}, this onnxruntime reads up to IR {top}; re-save it with "
+                f"casebook.inference.export.write_card (it writes IR {top}) ({text})")
+    return text
+
+
 class Encoder:
     """Runs one encoder model; ``encode`` takes a model-ready batch and returns unit vectors."""
 
@@ -132,7 +174,7 @@ class Encoder:
                 self.session = ort.InferenceSession(str(model_file), sess_options=so, providers=[CPU])
                 self.provider_reason = "CUDA session creation failed"
             else:
-                raise ModelSpecError(f"{self.path}: onnxruntime cannot load the model: {exc}") from exc
+                raise ModelSpecError(f"{self.path}: onnxruntime cannot load the model: {_load_problem(self.path, exc)}") from exc
         self.model_file = model_file
         self.provider = self.session.get_providers()[0]
         if CUDA in providers and self.provider != CUDA:
@@ -168,7 +210,14 @@ class Encoder:
             raise InferenceError(f"{self.card.ident}: input batch shape {batch.shape} does not match (N, {', '.join(map(str, want))})")
         out = []
         for start in range(0, len(batch), self.batch_size):
-            out.append(np.asarray(self._run(batch[start : start + self.batch_size]), dtype=np.float32).reshape(-1, self.card.embedding_size))
+            chunk = batch[start : start + self.batch_size]
+            y = np.asarray(self._run(chunk), dtype=np.float32)
+            # (N, D) or (N, 1, D)-like: one row per input; anything else is the card's fault, named
+            # with the shape the graph really returned (never reshaped into a misleading one)
+            if y.ndim < 2 or y.shape[0] != len(chunk) or int(np.prod(y.shape[1:])) != self.card.embedding_size:
+                raise ModelSpecError(f"{self.card.ident}: the model returned shape {tuple(y.shape)} for a batch of "
+                                     f"{len(chunk)}; its card promises (N, {self.card.embedding_size})")
+            out.append(y.reshape(len(chunk), self.card.embedding_size))
         if not out:
             return np.zeros((0, self.card.embedding_size), np.float32)
         emb = np.concatenate(out)
@@ -181,4 +230,4 @@ class Encoder:
                 "reason": self.provider_reason, "threads": self.threads, "sha256": self.sha256[:12]}
 
 
-__all__ = ["Encoder", "ModelProvenance", "choose_providers", "cuda_device_count", "available_providers", "file_sha256", "cpu_threads"]
+__all__ = ["max_ir_version", "Encoder", "ModelProvenance", "choose_providers", "cuda_device_count", "available_providers", "file_sha256", "cpu_threads"]

@@ -82,7 +82,7 @@ def test_model_add_and_list_cli(tmp_path, library_dir, capsys) -> None:
     assert "hospital-model" in out and "casebook-cxr2d" in out
     junk = tmp_path / "junk.onnx"
     junk.write_bytes(b"not a model")
-    assert main(["model", "add", str(junk)]) == 1
+    assert main(["model", "add", str(junk)]) == 2  # refused: the CLI's one exit code for a bad input
     assert "junk.onnx" in capsys.readouterr().err
     # a different file under the same name+version is refused
     other = write_card(find_model("casebook-cxr2d").path, dataclasses.replace(read_card(find_model("casebook-cxr2d").path), name="hospital-model", version="2"), tmp_path / "other.onnx")

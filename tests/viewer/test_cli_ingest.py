@@ -65,10 +65,16 @@ def test_library_flag_overrides_settings(library_dir: Path, ct_dir: Path, tmp_pa
 
 
 def test_empty_library_and_corrupt_file(library_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["info"]) == 0
-    assert "no case store yet" in capsys.readouterr().out
-    assert main(["ls"]) == 1
-    assert "casebook ingest" in capsys.readouterr().err
+    # a missing library is refused alike by every command that reads it (exit 2, one line naming
+    # the place and how to create one) and none of them creates it
+    for cmd in (["info"], ["ls"], ["search", "--text", "nodule"], ["embed"]):
+        assert main(cmd) == 2, cmd
+        out, err = capsys.readouterr()
+        assert err.count("\n") == 1 and f"casebook {cmd[0]}: no library at {library_dir}" in err
+        assert "casebook ingest PATH" in err and "Traceback" not in err
+        assert not library_dir.exists(), cmd
+    assert main(["info"]) == 2
+    assert str(library_dir) in capsys.readouterr().out  # info still says where it looked
     library_dir.mkdir(parents=True)
     db = library_dir / "casebook.sqlite"
     db.write_bytes(os.urandom(8192))

@@ -1,106 +1,131 @@
-"""Terminal rendering shared by sub-commands: a progress bar and plain tables."""
+"""Terminal output shared by sub-commands: progress and tables, drawn by ``rich``.
+
+``rich`` is the ecosystem's convention for both (live multi-task progress, aligned tables), so
+nothing here draws a bar or pads a column by hand. What this module adds is policy:
+
+- progress goes to stderr, results to stdout, so ``casebook ls --json | jq`` stays clean;
+- on a terminal the bars update live; on a pipe or a CI log rich draws nothing while the work
+  runs and prints the finished bars once at the end (a few lines, not one per update);
+- tables on a pipe are never wrapped or cut to 80 columns (paths stay whole for ``grep``) and
+  carry no colour codes;
+- one progress display per operation, with one task per phase ("finding files", "reading
+  headers", "storing series"), each with its own count, rate and time left.
+"""
 from __future__ import annotations
 
 import contextlib
-import shutil
 import signal
 import sys
 import threading
-import time
-from typing import Iterator, Sequence, TextIO
+from typing import Callable, Iterator, Sequence, TextIO
+
+from rich import box
+from rich.console import Console
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn,
+                           TimeRemainingColumn)
+from rich.table import Table
+
+# Width a table may take on a pipe: wide enough that rows are never folded; rich only pads a
+# table to its own natural width, so short tables stay short.
+_PIPE_WIDTH = 4000
 
 
-class ProgressBar:
-    """Renders ``progress(done, total, message)`` calls as one self-updating line on a TTY.
+def console(stream: TextIO | None = None, *, stderr: bool = False) -> Console:
+    """A rich console on ``stream`` (default: the current stdout/stderr, looked up at call time so
+    redirections and test capture are honoured)."""
+    file = stream or (sys.stderr if stderr else sys.stdout)
+    is_tty = bool(getattr(file, "isatty", lambda: False)())
+    return Console(file=file, width=None if is_tty else _PIPE_WIDTH, highlight=False, soft_wrap=not is_tty,
+                   emoji=False, markup=False)
 
-    On a non-TTY (CI logs, pipes) it prints at most one line every few seconds so logs stay short.
+
+def print_table(headers: Sequence[str], rows: Sequence[Sequence[object]], stream: TextIO | None = None,
+                *, title: str | None = None) -> None:
+    """Print an aligned table: header, a rule, one line per row (cells are plain text, no markup)."""
+    out = console(stream)
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, title=title, title_justify="left",
+                  header_style="bold" if out.is_terminal else "")
+    for h in headers:
+        table.add_column(str(h), overflow="fold")
+    for r in rows:
+        table.add_row(*("" if c is None else str(c) for c in r))
+    out.print(table)
+
+
+class PhaseProgress:
+    """``progress(done, total, message)`` drawn as one rich display with a task per phase.
+
+    A long operation announces its phase through ``message``; each new phase gets its own task, so
+    counts, rates and time left restart with it while the finished phases stay listed.
+    ``unit_for(message)`` names a phase's unit, ``phase_of(message)`` folds per-item messages
+    ("series 12") into one phase name. Use as a context manager (or call :meth:`close`).
     """
 
-    def __init__(self, label: str, stream: TextIO | None = None, unit: str = "files") -> None:
-        self.label = label
-        self.stream = stream or sys.stderr
-        self.unit = unit
-        self.start = time.monotonic()
-        self._last = 0.0
-        self._tty = self.stream.isatty()
-        self._dirty = False
-
-    def __call__(self, done: int, total: int, message: str = "") -> None:
-        now = time.monotonic()
-        finished = total > 0 and done >= total
-        if not finished and now - self._last < (0.1 if self._tty else 5.0):
-            return
-        self._last = now
-        elapsed = max(now - self.start, 1e-6)
-        rate = done / elapsed
-        width = shutil.get_terminal_size((100, 20)).columns
-        if total > 0:
-            frac = min(done / total, 1.0)
-            eta = (total - done) / rate if rate > 0 else 0.0
-            head = f"{self.label} {done}/{total} {self.unit} {rate:,.1f}/s eta {eta:,.0f}s "
-            barw = max(10, min(40, width - len(head) - 12))
-            bar = "#" * int(frac * barw) + "-" * (barw - int(frac * barw))
-            line = f"{head}[{bar}] {frac * 100:3.0f}%"
-        else:
-            line = f"{self.label} {done} {self.unit} {rate:,.1f}/s"
-        if message:
-            line += f" {message}"
-        line = line[: width - 1]
-        if self._tty:
-            self.stream.write("\r" + line.ljust(width - 1))
-            self._dirty = True
-        else:
-            self.stream.write(line + "\n")
-        self.stream.flush()
-
-    def close(self) -> None:
-        if self._tty and self._dirty:
-            self.stream.write("\n")
-            self.stream.flush()
-            self._dirty = False
-
-
-def print_table(headers: Sequence[str], rows: Sequence[Sequence[object]], stream: TextIO | None = None) -> None:
-    """Print an aligned plain-text table (no colours: logs and pipes stay readable)."""
-    stream = stream or sys.stdout
-    cells = [[str(h) for h in headers]] + [["" if c is None else str(c) for c in r] for r in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    for n, row in enumerate(cells):
-        stream.write("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() + "\n")
-        if n == 0:
-            stream.write("  ".join("-" * w for w in widths) + "\n")
-
-
-class PhaseBars:
-    """A fresh :class:`ProgressBar` for each phase a long operation announces through its message,
-    so counts, rates and ETA restart with each phase (finding files, reading headers, storing...).
-
-    ``unit_for(message)`` names the unit of a phase; ``phase_of(message)`` folds per-item messages
-    (e.g. "series 12") into one phase name.
-    """
-
-    def __init__(self, enabled: bool = True, *, unit_for=None, phase_of=None) -> None:
+    def __init__(self, enabled: bool = True, *, unit_for: Callable[[str], str] | None = None,
+                 phase_of: Callable[[str], str] | None = None, stream: TextIO | None = None) -> None:
         self.enabled = enabled
         self.unit_for = unit_for or (lambda message: "files")
         self.phase_of = phase_of or (lambda message: message)
+        self._stream = stream
+        self._progress: Progress | None = None
+        self._task: TaskID | None = None
         self.phase: str | None = None
-        self.bar: ProgressBar | None = None
+        self._lock = threading.Lock()
+
+    def _start(self) -> Progress:
+        if self._progress is None:
+            self._progress = Progress(
+                TextColumn("{task.description}"), BarColumn(bar_width=30), MofNCompleteColumn(),
+                TextColumn("{task.fields[unit]}"), TextColumn("{task.fields[rate]}"),
+                TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(),
+                console=console(self._stream, stderr=True), transient=False, redirect_stdout=False,
+                redirect_stderr=False)
+            self._progress.start()
+        return self._progress
 
     def __call__(self, done: int, total: int, message: str = "") -> None:
         if not self.enabled:
             return
-        message = self.phase_of(message)
-        if message != self.phase:
-            self.close()
-            self.phase = message
-            self.bar = ProgressBar(message or "working", unit=self.unit_for(message))
-        if self.bar is not None and (total or done):
-            self.bar(done, total)
+        with self._lock:
+            phase = self.phase_of(message) or "working"
+            prog = self._start()
+            if phase != self.phase or self._task is None:
+                if self._task is not None:
+                    self._finish_task(prog, self._task)
+                self.phase = phase
+                self._task = prog.add_task(phase, total=None, unit=self.unit_for(phase), rate="")
+            task = prog.tasks[self._task]
+            speed = task.speed
+            rate = f"{speed:,.1f}/s" if speed else ""
+            prog.update(self._task, completed=done, total=total if total > 0 else None, rate=rate)
+
+    @staticmethod
+    def _finish_task(prog: Progress, task_id: TaskID) -> None:
+        task = prog.tasks[task_id]
+        if task.total is None:  # an open-ended phase (counting files): show what it reached
+            prog.update(task_id, total=task.completed)
+        prog.stop_task(task_id)
 
     def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
+        with self._lock:
+            if self._progress is not None:
+                if self._task is not None:
+                    self._finish_task(self._progress, self._task)
+                self._progress.stop()
+                self._progress = None
+                self._task = None
+
+    def __enter__(self) -> "PhaseProgress":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def progress_bar(label: str, unit: str = "files", *, enabled: bool = True,
+                 stream: TextIO | None = None) -> PhaseProgress:
+    """A one-task display: every message is the same phase, named ``label``."""
+    return PhaseProgress(enabled, unit_for=lambda m: unit, phase_of=lambda m: label, stream=stream)
 
 
 @contextlib.contextmanager

@@ -6,8 +6,6 @@ import json
 import sys
 from dataclasses import asdict
 
-from casebook.index.errors import CaseIndexError
-
 from ..core.config import load_settings
 from ..core.services import search as search_service
 from ._console import print_table
@@ -28,15 +26,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     settings = load_settings()
-    try:
-        reports = search_service.audit_library(settings, model=args.model, k=args.k, sample=args.sample)
-    except CaseIndexError as exc:
-        print(f"casebook audit: {exc}", file=sys.stderr)
-        return 2
+    reports = search_service.audit_library(settings, model=args.model, k=args.k, sample=args.sample)
     if not reports:
         print(f"casebook audit: no vector index in {settings.index_dir} (run `casebook embed` first)",
               file=sys.stderr)
-        return 1
+        return 2
     if args.json:
         print(json.dumps([asdict(r) for r in reports], indent=1, default=str))
         return 0

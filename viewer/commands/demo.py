@@ -7,17 +7,11 @@ pydicom, pydicom-data and deid-data, ingested into the library and annotated.
 from __future__ import annotations
 
 import argparse
-import logging
-import warnings
 import sys
 from typing import Any
 
-from casebook.index.errors import CaseIndexError
-
 from ..core.config import load_settings
-from ..core.errors import CasebookError
-from ..core.progress import CancelToken
-from ._console import PhaseBars, print_table, sigint_cancels
+from ._console import PhaseProgress, print_table
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -37,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-embed", action="store_true", help="do not compute embeddings")
     p.add_argument("--force", action="store_true", help="regenerate the phantom files and re-read everything")
     p.add_argument("--open", action="store_true", help="open the library afterwards (GUI, else a listing)")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, cancellable=True)
 
 
 def _demo_phase(message: str) -> str:
@@ -46,7 +40,11 @@ def _demo_phase(message: str) -> str:
 
 
 def _demo_unit(message: str) -> str:
-    return "slices" if "phantom" in message else "series" if "series" in message else "files"
+    if "phantom" in message:
+        return "slices"
+    if "index" in message:
+        return "vectors"
+    return "series" if message == "embed series" else "files"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -54,38 +52,23 @@ def run(args: argparse.Namespace) -> int:
     from ..core.demo.phantom import PhantomOptions
     from ..core.services.library import open_store
 
-    try:
-        settings = load_settings()
-        settings.library_dir.mkdir(parents=True, exist_ok=True)
-        store = open_store(settings)
-    except (CasebookError, CaseIndexError, OSError) as exc:
-        print(f"casebook demo: {exc}", file=sys.stderr)
-        return 2
+
     if args.patients < 1 or args.size < 64 or args.slices < 8:
         print("casebook demo: need --patients >= 1, --size >= 64, --slices >= 8", file=sys.stderr)
         return 2
+    settings = load_settings()
+    settings.library_dir.mkdir(parents=True, exist_ok=True)
+    store = open_store(settings)
     opts = PhantomOptions(patients=args.patients, seed=args.seed, size=args.size, slices=args.slices,
                           big_slices=max(0, args.big_slices))
-    if not getattr(args, "verbose", 0):
-        # some public sample files are deliberately broken: Casebook reports them per series, so
-        # pydicom's own decoder tracebacks would only bury the progress bars (-v shows them)
-        logging.getLogger("pydicom").setLevel(logging.CRITICAL)
-        warnings.filterwarnings("ignore", category=UserWarning, module=r"pydicom\.")
-    cancel = CancelToken()
-    bars = PhaseBars(unit_for=_demo_unit, phase_of=_demo_phase)
     try:
-        with sigint_cancels(cancel, "stopping"):
+        with PhaseProgress(unit_for=_demo_unit, phase_of=_demo_phase) as bars:
             rep = build_demo(settings.library_dir, store, options=opts, force=args.force,
-                             samples=not args.no_samples, progress=bars, cancel=cancel, embed=not args.no_embed)
-    except (CasebookError, CaseIndexError, OSError) as exc:
-        bars.close()
-        print(f"casebook demo: {exc}", file=sys.stderr)
-        return 130 if cancel.is_set() else 2
-    finally:
-        bars.close()
-    try:
+                             samples=not args.no_samples, progress=bars, cancel=args.cancel, embed=not args.no_embed)
+        sources = ", ".join(rep.sample_sources) if rep.sample_sources else (
+            "none installed" if not args.no_samples else "--no-samples")
         stats = [["phantom studies", rep.studies, "generated now" if rep.generated else "already there"],
-                 ["sample files (pydicom, deid-data)", rep.sample_files, ""],
+                 [f"sample files ({sources})", rep.sample_files, ""],
                  ["series stored or updated now", rep.series_stored, ""],
                  ["files skipped by ingest", rep.files_skipped, "non-image samples, duplicates, bad files"],
                  ["studies annotated", rep.annotated, "reports, diagnoses, tags, teaching"],
@@ -95,17 +78,15 @@ def run(args: argparse.Namespace) -> int:
             print(f"  problem: {p}", file=sys.stderr)
         print(f"\nlibrary: {settings.library_dir}\nDICOM files: {rep.dicom_dir}")
         if args.open:
-            from .. import cli
+            from .gui import display_problem
 
-            import os
-
-            headless = sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get(
-                "WAYLAND_DISPLAY") or os.environ.get("QT_QPA_PLATFORM"))
-            if "gui" in cli.COMMAND_MODULES and not headless:
+            problem = display_problem()
+            if problem is None:
                 store.close()
+                from .. import cli
+
                 return cli.main(["--library", str(settings.library_dir), "gui"])
-            if headless:
-                print("no display: listing the library instead of opening the window")
+            print(f"{problem}: listing the library instead of opening the window")
             _overview(store)
     finally:
         store.close()

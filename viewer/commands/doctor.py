@@ -6,6 +6,8 @@ current model, GPUs seen by the driver, and the state of the library folder and 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import importlib.metadata as md
 import platform
 import shutil
@@ -18,9 +20,52 @@ PACKAGES = ("numpy", "pydicom", "SimpleITK", "onnxruntime-gpu", "onnxruntime", "
             "alembic", "PySide6", "vtk", "pylibjpeg", "python-gdcm", "torch")
 
 
+# What onnxruntime-gpu's CUDA provider loads (CUDA 12 builds), and the pip package of each.
+CUDA_LIBRARIES: tuple[tuple[str, str], ...] = (
+    ("libcudart.so.12", "nvidia-cuda-runtime-cu12"),
+    ("libcublas.so.12", "nvidia-cublas-cu12"),
+    ("libcublasLt.so.12", "nvidia-cublas-cu12"),
+    ("libcufft.so.11", "nvidia-cufft-cu12"),
+    ("libcurand.so.10", "nvidia-curand-cu12"),
+    ("libcudnn.so.9", "nvidia-cudnn-cu12"),
+)
+CUDA_DOCS = "https://onnxruntime.ai/docs/execution-providers/CUDA-ExecutionProvider.html#requirements"
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("doctor", help="check versions, ONNX providers, GPU and library health")
+    p = subparsers.add_parser(
+        "doctor", help="check versions, ONNX providers, GPU and library health",
+        description="For hospital IT: installed versions, the settings file and library state (SQLite "
+                    "integrity check), ONNX providers available and the one the current model really "
+                    "uses, the GPU and which CUDA/cuDNN libraries onnxruntime-gpu cannot load (with the "
+                    "pip packages that provide them), and the registered models. Exit code 1 when a "
+                    "problem is found.")
     p.set_defaults(func=run)
+
+
+def missing_cuda_libraries() -> list[tuple[str, str]]:
+    """(library, pip package) of each CUDA/cuDNN library the CUDA provider needs that cannot be loaded.
+
+    onnxruntime-gpu ships without them; they come from the NVIDIA driver's CUDA toolkit or from
+    NVIDIA's pip wheels, which onnxruntime finds when they are installed in the same environment.
+    """
+    import ctypes
+
+    try:  # onnxruntime >= 1.21 can load the NVIDIA pip wheels' libraries itself
+        import onnxruntime as ort
+
+        if hasattr(ort, "preload_dlls"):
+            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+                ort.preload_dlls(directory="")
+    except Exception:  # noqa: BLE001 - a failed preload is what the loop below reports
+        pass
+    missing = []
+    for lib, pkg in CUDA_LIBRARIES:
+        try:
+            ctypes.CDLL(lib)
+        except OSError:
+            missing.append((lib, pkg))
+    return missing
 
 
 def _gpus() -> str:
@@ -68,8 +113,20 @@ def run(args: argparse.Namespace) -> int:
     rows.append(["vector index", str(settings.index_dir), "present" if settings.index_dir.is_dir() else "not built yet"])
     print_table(["item", "path", "state"], rows)
     print()
-    print(f"ONNX providers available: {', '.join(available_providers())}")
+    providers = available_providers()
+    print(f"ONNX providers available: {', '.join(providers)}")
     print(f"GPU: {_gpus()}; CPU threads: {cpu_threads()}; device setting: {settings.device}")
+    if "CUDAExecutionProvider" in providers:
+        missing = missing_cuda_libraries()
+        if missing:
+            pkgs = " ".join(dict.fromkeys(pkg for _, pkg in missing))
+            print(f"CUDA libraries onnxruntime-gpu cannot load: {', '.join(lib for lib, _ in missing)}; encoders "
+                  f"run on the CPU. To use the GPU: an NVIDIA driver, then `pip install {pkgs}` in this "
+                  f"environment (or the CUDA 12 toolkit and cuDNN 9), see {CUDA_DOCS}")
+            if settings.device == "cuda":
+                problems += 1
+        else:
+            print("CUDA libraries: all found (CUDA runtime, cuBLAS, cuFFT, cuRAND, cuDNN)")
     from casebook.index.vector_index import search_backend
 
     print(f"vector search: {search_backend()}")

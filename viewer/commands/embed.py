@@ -5,29 +5,30 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ._console import ProgressBar
+from ._console import progress_bar
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("embed", help="embed every stored series lacking embeddings for the model")
+    p = subparsers.add_parser(
+        "embed", help="embed every stored series lacking embeddings for the model",
+        description="Compute the encoder's series and per-slice (or per-slab) embeddings of every stored "
+                    "series that has none for this model, and add them to the model's vector index. Each "
+                    "series is written in one transaction: Ctrl-C stops after the current series and "
+                    "running the command again continues where it stopped. Series whose files are gone "
+                    "or cannot be decoded are listed and skipped (exit code 1). The model is `model` in "
+                    "settings (or CASEBOOK_MODEL); `casebook model list` shows the available ones.")
     p.add_argument("--model", help="model name or name@version (default: settings.model)")
     p.add_argument("--limit", type=int, help="embed at most this many series")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, cancellable=True)
 
 
 def run(args: argparse.Namespace) -> int:
-    from casebook.inference.errors import InferenceError
     from casebook.viewer.core.services.embedding import embed_library
 
-    bar = ProgressBar("embed", unit="series")
-    try:
-        rep = embed_library(model=args.model, progress=bar, limit=args.limit)
-    except InferenceError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        bar.close()
-    print(f"{rep.model} on {rep.provider}: embedded {rep.done} series, {len(rep.failed)} failed, {rep.remaining} still missing")
+    with progress_bar("embed", unit="series") as bar:
+        rep = embed_library(model=args.model, progress=bar, cancel=args.cancel, limit=args.limit)
+    print(f"{rep.model} on {rep.provider}: embedded {rep.done} series, {len(rep.failed)} failed, "
+          f"{rep.remaining} still missing")
     for sid, why in rep.failed[:20]:
         print(f"  series {sid}: {why}", file=sys.stderr)
     return 0 if not rep.failed else 1

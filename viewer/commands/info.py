@@ -3,14 +3,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from dataclasses import asdict
 
-from casebook.index.errors import CaseIndexError
-
 from ..core.config import config_file, load_settings
-from ..core.errors import CasebookError
-from ..core.services.library import library_files, open_store
+from ..core.services.library import library_files, open_store, require_library
 from ._console import print_table
 
 
@@ -26,11 +22,7 @@ def _mib(n: int) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        settings = load_settings()
-    except CasebookError as exc:
-        print(f"casebook info: {exc}", file=sys.stderr)
-        return 2
+    settings = load_settings()
     db = settings.database_path
     if not db.exists():
         if args.json:
@@ -38,17 +30,12 @@ def run(args: argparse.Namespace) -> int:
         else:
             print(f"library: {settings.library_dir}")
             print(f"settings: {config_file()}")
-            print(f"no case store yet at {db}: run `casebook ingest PATH` to create it")
-        return 0
+        require_library(settings)  # refused like every command that reads the library (exit 2)
+    store = open_store(settings, create=False)
     try:
-        store = open_store(settings, create=False)
-        try:
-            st = store.stats()
-        finally:
-            store.close()
-    except CaseIndexError as exc:
-        print(f"casebook info: {exc}", file=sys.stderr)
-        return 2
+        st = store.stats()
+    finally:
+        store.close()
     files = library_files(settings)
     if args.json:
         out = asdict(st)

@@ -6,14 +6,10 @@ import json
 import sys
 from dataclasses import asdict
 
-from casebook.index.errors import CaseIndexError
-
 from ..core.config import load_settings
-from ..core.errors import CasebookError
-from ..core.progress import CancelToken
 from ..core.services import ingest as ingest_service
 from ..core.services.library import open_store
-from ._console import PhaseBars, print_table, sigint_cancels
+from ._console import PhaseProgress, print_table
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -31,29 +27,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--show-skipped", type=int, default=20, metavar="N",
                    help="list up to N skipped files with the reason (default 20; 0 lists none)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON (no progress bar)")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, cancellable=True)
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        settings = load_settings()
-        store = open_store(settings)
-    except (CasebookError, CaseIndexError) as exc:
-        print(f"casebook ingest: {exc}", file=sys.stderr)
-        return 2
+    settings = load_settings()
+    gone = ingest_service.missing_paths(args.paths)
+    if len(gone) == len(args.paths):  # nothing to read: refuse before a library is created
+        ingest_service.missing_paths(args.paths, raise_error=True)
     workers = settings.ingest_workers if args.workers is None else max(0, args.workers)
-    cancel = CancelToken()
-    bars = PhaseBars(enabled=not args.json)
+    store = open_store(settings)
     try:
-        with sigint_cancels(cancel, "stopping after the current series"):
-            summary = ingest_service.ingest(args.paths, store, progress=bars, cancel=cancel, workers=workers,
+        with PhaseProgress(enabled=not args.json) as bars:
+            summary = ingest_service.ingest(args.paths, store, progress=bars, cancel=args.cancel, workers=workers,
                                             rescan=args.rescan)
-    except (CasebookError, CaseIndexError) as exc:
-        bars.close()
-        print(f"casebook ingest: {exc}", file=sys.stderr)
-        return 2
     finally:
-        bars.close()
         store.close()
     if args.json:
         print(json.dumps(asdict(summary), indent=1, default=str))
@@ -61,6 +49,10 @@ def run(args: argparse.Namespace) -> int:
         print_summary(summary, show_skipped=args.show_skipped)
     if summary.cancelled:
         return 130
+    if gone:
+        print(f"casebook ingest: {', '.join(gone)}: no such file or folder (the other paths were ingested)",
+              file=sys.stderr)
+        return 1
     return 0
 
 

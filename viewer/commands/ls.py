@@ -3,15 +3,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from dataclasses import asdict
 from datetime import date
 
 from casebook.index.case_store import CaseFilter
-from casebook.index.errors import CaseIndexError
 
 from ..core.config import load_settings
-from ..core.errors import CasebookError
 from ..core.services.library import open_store
 from ._console import print_table
 
@@ -39,33 +36,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        settings = load_settings()
-    except CasebookError as exc:
-        print(f"casebook ls: {exc}", file=sys.stderr)
-        return 2
-    if not settings.database_path.exists():
-        print(f"casebook ls: no case store yet at {settings.database_path}: run `casebook ingest PATH`",
-              file=sys.stderr)
-        return 1
+    settings = load_settings()
     f = CaseFilter(patient=args.patient, modalities=tuple(args.modality), body_parts=tuple(args.body_part),
                    tags=tuple(args.tag), collections=tuple(args.collection), text=args.text,
                    diagnosis=args.diagnosis, date_from=args.date_from, date_to=args.date_to,
                    teaching_only=args.teaching, include_deleted=args.deleted,
                    study_ids=(args.study,) if args.study else ())
     limit = args.limit or None
+    store = open_store(settings, create=False)
     try:
-        store = open_store(settings, create=False)
-        try:
-            if args.series or args.study:
-                items: list = store.list_series(f, limit=limit)
-            else:
-                items = store.list_studies(f, limit=limit)
-        finally:
-            store.close()
-    except CaseIndexError as exc:
-        print(f"casebook ls: {exc}", file=sys.stderr)
-        return 2
+        if args.series or args.study:
+            items: list = store.list_series(f, limit=limit)
+        else:
+            items = store.list_studies(f, limit=limit)
+    finally:
+        store.close()
     if args.json:
         print(json.dumps([asdict(i) for i in items], indent=1, default=str))
         return 0

@@ -5,11 +5,10 @@ import argparse
 import sys
 from datetime import date
 
-from casebook.index.errors import CaseIndexError
-
 from ..core.config import load_settings
 from ..core.services import search as search_service
-from ._console import ProgressBar, print_table
+from ..core.services.library import require_library
+from ._console import print_table, progress_bar
 
 
 def _date(s: str) -> date:
@@ -34,7 +33,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "search", help="find similar past cases",
         description="Find the most similar cases in the library for a stored series (all of it, one "
                     "slice, or an ROI box), a DICOM folder not in the library, a text over reports "
-                    "and diagnoses, or text and image together (fused by rank).")
+                    "and diagnoses, or text and image together (fused by rank). Series ids are the "
+                    "`id` column of `casebook ls --series`.")
     q = p.add_argument_group("query")
     q.add_argument("--series", help="stored series: id, SeriesInstanceUID or stack key")
     q.add_argument("--slice", type=int, help="only this slice of --series")
@@ -60,7 +60,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="relevance feedback: re-rank towards this result (repeatable)")
     p.add_argument("--not-like", action="append", default=[], metavar="SERIES",
                    help="relevance feedback: re-rank away from this result (repeatable)")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, cancellable=True)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -77,10 +77,10 @@ def run(args: argparse.Namespace) -> int:
         tags=tuple(args.tag), collections=tuple(args.collection), diagnosis=args.diagnosis,
         exclude_same_patient=settings.search.exclude_same_patient and not args.include_same_patient,
         exclude_same_study=settings.search.exclude_same_study and not args.include_same_study)
-    bar = ProgressBar("index", unit="vectors")
+    require_library(settings)
+    with progress_bar("index", unit="vectors") as bar:
+        service = search_service.open_store_search(settings, args.model, progress=bar, cancel=args.cancel)
     try:
-        service = search_service.open_store_search(settings, args.model, progress=bar)
-        bar.close()
         cat = service.catalog
         query = None
         if args.series:
@@ -97,13 +97,8 @@ def run(args: argparse.Namespace) -> int:
         if args.more_like or args.not_like:
             resp = service.feedback(resp, [cat.find_series(s) for s in args.more_like],
                                     [cat.find_series(s) for s in args.not_like])
-    except (CaseIndexError, OSError) as exc:
-        bar.close()
-        print(f"casebook search: {exc}", file=sys.stderr)
-        return 2
     finally:
-        if "service" in locals():
-            service.close()
+        service.close()
     what = resp.query.description if resp.query else ""
     if resp.text:
         what = f"{what} + text {resp.text!r}" if what else f"text {resp.text!r}"

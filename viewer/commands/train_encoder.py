@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ._console import ProgressBar, print_table
+from ._console import print_table, progress_bar
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -35,57 +35,48 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--licence", default="", help="licence of the trained weights (follow the data's licence)")
     p.add_argument("--training-data", default="", help="one-line description of the training data for the card")
     p.add_argument("--no-register", action="store_true", help="do not copy the model into the library")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, cancellable=True)
 
 
 def run(args: argparse.Namespace) -> int:
     try:
         from casebook.inference.training.train import TrainConfig, export_result, train_encoder
     except ImportError as exc:
-        print(f"train-encoder needs torch (the 'train' extra): pip install 'torch==2.13.0' ({exc})", file=sys.stderr)
+        print(f"casebook train-encoder: needs torch (the 'train' extra): pip install 'casebook[train]' ({exc})",
+              file=sys.stderr)
         return 2
-    from casebook.inference.errors import InferenceError
     from casebook.inference.training.data import load_npz
     from casebook.viewer.core.config import load_settings
 
     settings = load_settings()
     if (args.data is None) == (args.from_store is None):
-        print("error: give an npz DATA path or --from-store KIND (not both)", file=sys.stderr)
+        print("casebook train-encoder: give an npz DATA path or --from-store KIND (not both)", file=sys.stderr)
         return 2
     if args.label_tags and not args.from_store:
-        print("error: --label-tags goes with --from-store", file=sys.stderr)
+        print("casebook train-encoder: --label-tags goes with --from-store", file=sys.stderr)
         return 2
     label_tags = [t for t in (args.label_tags or "").split(",") if t.strip()] or None
-    try:
-        if args.from_store:
-            from casebook.viewer.core.services.embedding import training_set_from_store
-            from casebook.viewer.core.services.library import open_store
+    if args.from_store:
+        from casebook.viewer.core.services.embedding import training_set_from_store
+        from casebook.viewer.core.services.library import open_store
 
-            bar0 = ProgressBar("read library", unit="series")
-            try:
-                data = training_set_from_store(open_store(settings, create=False), args.from_store, size=args.input_size,
-                                               label_tags=label_tags, progress=bar0)
-            finally:
-                bar0.close()
-        else:
-            data = load_npz(args.data)
-    except InferenceError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        store = open_store(settings, create=False)
+        try:
+            with progress_bar("read library", unit="series") as bar0:
+                data = training_set_from_store(store, args.from_store, size=args.input_size,
+                                               label_tags=label_tags, progress=bar0, cancel=args.cancel)
+        finally:
+            store.close()
+    else:
+        data = load_npz(args.data)
     print(f"{data.source}: {data.kind}, train {len(data.train_images)}, val {len(data.val_images)}, "
           f"{'labelled' if data.labelled else 'unlabelled (self-supervised)'}", file=sys.stderr)
     cfg = TrainConfig(name=args.name, version=args.version, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                       width=args.width, embedding_size=args.embedding_size, input_size=args.input_size,
                       ssl_weight=args.ssl_weight, threads=args.threads, seed=args.seed, licence=args.licence,
                       training_data=args.training_data)
-    bar = ProgressBar("train", unit="epochs")
-    try:
+    with progress_bar("train", unit="epochs") as bar:
         result = train_encoder(data, cfg, progress=bar)
-    except InferenceError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        bar.close()
     keys = [k for k in result.history[0] if k != "epoch"]
     print_table(["epoch", *keys], [[int(h["epoch"]), *(f"{h[k]:.4f}" for k in keys)] for h in result.history])
     out = args.out or settings.models_dir / f"{args.name}-{args.version}.onnx"

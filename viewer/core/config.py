@@ -4,6 +4,14 @@ Order of precedence (last wins): built-in defaults, ``settings.toml`` in the pla
 config dir (or the file named by ``CASEBOOK_CONFIG``), then ``CASEBOOK_*`` environment variables.
 Environment overrides make a reading-room machine, a CI run and a cluster worker configurable
 without touching the user's file.
+
+Parsing is the standard library's ``tomllib``; validation is the small table :data:`KEYS` below
+(type, allowed values or range, environment variable, one-line help) rather than pydantic: eleven
+flat keys do not justify a compiled dependency in the bundle every reading-room PC installs, and
+the same table drives the refusal messages, ``casebook doctor`` and the README's settings list,
+so the three cannot drift apart. Every value, from the file or the environment, is checked:
+``CASEBOOK_DECODE_PROCESSES=abc`` or ``device = "tpu"`` is refused with a message naming the key,
+its origin and what is allowed.
 """
 from __future__ import annotations
 
@@ -83,22 +91,98 @@ class Settings:
         return path
 
 
-_ENV = {
-    "CASEBOOK_LIBRARY": ("library_dir", Path),
-    "CASEBOOK_MODEL": ("model", str),
-    "CASEBOOK_DEVICE": ("device", str),
-    "CASEBOOK_INGEST_WORKERS": ("ingest_workers", int),
-    "CASEBOOK_TOP_K": ("search.top_k", int),
-    "CASEBOOK_THEME": ("theme", str),
-}
+@dataclass(frozen=True)
+class Key:
+    """One setting: where it lives, its type and the values it may take."""
 
-_DEVICES = {"auto", "cpu", "cuda"}
-_THEMES = {"dark", "light"}
+    name: str  # dotted: "search.top_k"
+    type: type
+    help: str
+    env: str | None = None
+    choices: tuple[str, ...] = ()
+    min: float | None = None
+    max: float | None = None
+
+    def check(self, value: Any, origin: str) -> Any:
+        """``value`` converted to the key's type, or :class:`ConfigError` naming key and origin."""
+        where = f"{origin}: {self.name}"
+        t = self.type
+        if t is Path:
+            if not isinstance(value, (str, Path)) or str(value).strip() == "":
+                raise ConfigError(f"{where} must be a path string")
+            return Path(value).expanduser()
+        if t is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, t) or (t is int and isinstance(value, bool)):
+            raise ConfigError(f"{where} must be {t.__name__}, not {type(value).__name__}")
+        if t is str and not value.strip():
+            raise ConfigError(f"{where} must not be empty")
+        if self.choices and value not in self.choices:
+            raise ConfigError(f"{where} must be one of {', '.join(self.choices)}, not {value!r}")
+        if self.min is not None and value < self.min:
+            raise ConfigError(f"{where} must be >= {self.min:g}, not {value!r}")
+        if self.max is not None and value > self.max:
+            raise ConfigError(f"{where} must be <= {self.max:g}, not {value!r}")
+        return value
+
+    def parse_env(self, text: str) -> Any:
+        """An environment variable's text as the key's type (then :meth:`check`)."""
+        origin = f"{self.env}={text!r}"
+        raw: Any = text.strip()
+        try:
+            if self.type is int:
+                raw = int(raw)
+            elif self.type is float:
+                raw = float(raw)
+            elif self.type is bool:
+                low = raw.lower()
+                if low not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+                    raise ValueError("not a yes/no value")
+                raw = low in ("1", "true", "yes", "on")
+        except ValueError:
+            raise ConfigError(f"{origin}: {self.name} must be {self.type.__name__}") from None
+        return self.check(raw, origin)
+
+
+KEYS: tuple[Key, ...] = (
+    Key("library_dir", Path, "the library folder (case store, vector index, models)", env="CASEBOOK_LIBRARY"),
+    Key("model", str, "encoder used for embedding and search (name or name@version; `casebook model list`)",
+        env="CASEBOOK_MODEL"),
+    Key("device", str, "where encoders run: auto (CUDA when usable, else CPU), cpu, cuda",
+        env="CASEBOOK_DEVICE", choices=("auto", "cpu", "cuda")),
+    Key("ingest_workers", int, "parallel DICOM header readers for ingest; 0 = one per CPU core",
+        env="CASEBOOK_INGEST_WORKERS", min=0, max=256),
+    Key("theme", str, "window colours: dark (reading room) or light", env="CASEBOOK_THEME",
+        choices=("dark", "light")),
+    Key("search.top_k", int, "results per search", env="CASEBOOK_TOP_K", min=1, max=1000),
+    Key("search.exclude_same_patient", bool, "leave out the query patient's own cases"),
+    Key("search.exclude_same_study", bool, "leave out other series of the query's study"),
+    Key("search.min_score", float, "hide results scoring below this (0 to 1)", min=0.0, max=1.0),
+)
+
+# Environment variables that are not settings-file keys, checked the same way at start-up.
+ENV_ONLY: tuple[Key, ...] = (
+    Key("config file", Path, "settings file to read instead of the user config dir's settings.toml",
+        env="CASEBOOK_CONFIG"),
+    Key("decode processes", int, "worker processes decoding compressed slices; 0 or 1 = threads only "
+        "(default: one per core, at most 8)", env="CASEBOOK_DECODE_PROCESSES", min=0, max=256),
+)
+
+_BY_NAME = {k.name: k for k in KEYS}
 
 
 def config_file() -> Path:
     env = os.environ.get("CASEBOOK_CONFIG")
-    return Path(env) if env else default_config_file()
+    return Path(env).expanduser() if env else default_config_file()
+
+
+def check_environment(environ: dict[str, str] | None = None) -> None:
+    """Refuse an invalid ``CASEBOOK_*`` variable at start-up, before any work is done, including
+    those read deep inside a component (``CASEBOOK_DECODE_PROCESSES``)."""
+    environ = dict(os.environ if environ is None else environ)
+    for key in (*KEYS, *ENV_ONLY):
+        if key.env and environ.get(key.env, "") != "":
+            key.parse_env(environ[key.env])
 
 
 def load_settings(path: Path | None = None, environ: dict[str, str] | None = None) -> Settings:
@@ -109,53 +193,31 @@ def load_settings(path: Path | None = None, environ: dict[str, str] | None = Non
     if path.exists():
         try:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (OSError, tomllib.TOMLDecodeError) as exc:
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
             raise ConfigError(f"{path}: cannot read settings: {exc}") from exc
         _apply(settings, data, str(path))
-    for var, (name, conv) in _ENV.items():
-        if var in environ and environ[var] != "":
-            try:
-                value = conv(environ[var])
-            except ValueError as exc:
-                raise ConfigError(f"{var}={environ[var]!r}: {exc}") from exc
-            _set(settings, name, value)
-    if settings.device not in _DEVICES:
-        raise ConfigError(f"device must be one of {sorted(_DEVICES)}, not {settings.device!r}")
-    if settings.theme not in _THEMES:
-        raise ConfigError(f"theme must be one of {sorted(_THEMES)}, not {settings.theme!r}")
+    for key in KEYS:
+        if key.env and environ.get(key.env, "") != "":
+            _set(settings, key.name, key.parse_env(environ[key.env]))
     settings.library_dir = Path(settings.library_dir).expanduser()
     return settings
 
 
-def _apply(settings: Settings, data: dict[str, Any], origin: str) -> None:
-    known = {f.name: f for f in fields(Settings)}
+def _apply(settings: Settings, data: dict[str, Any], origin: str, prefix: str = "") -> None:
     for key, value in data.items():
-        if key not in known:
-            raise ConfigError(f"{origin}: unknown setting {key!r}")
-        if key == "search":
-            if not isinstance(value, dict):
-                raise ConfigError(f"{origin}: [search] must be a table")
-            sknown = {f.name: f for f in fields(SearchSettings)}
-            for skey, svalue in value.items():
-                if skey not in sknown:
-                    raise ConfigError(f"{origin}: unknown setting search.{skey!r}")
-                setattr(settings.search, skey, _coerce(svalue, type(getattr(settings.search, skey)), f"search.{skey}", origin))
-        else:
-            current = getattr(settings, key)
-            target = Path if isinstance(current, Path) else type(current)
-            setattr(settings, key, _coerce(value, target, key, origin))
-
-
-def _coerce(value: Any, target: type, name: str, origin: str) -> Any:
-    if target is Path:
-        if not isinstance(value, str):
-            raise ConfigError(f"{origin}: {name} must be a path string")
-        return Path(value)
-    if target is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if not isinstance(value, target) or (target is int and isinstance(value, bool)):
-        raise ConfigError(f"{origin}: {name} must be {target.__name__}, not {type(value).__name__}")
-    return value
+        dotted = prefix + key
+        if isinstance(value, dict):
+            if not any(k.name.startswith(dotted + ".") for k in KEYS):
+                raise ConfigError(f"{origin}: unknown setting [{dotted}]" if dotted not in _BY_NAME
+                                  else f"{origin}: {dotted} must be a value, not a table")
+            _apply(settings, value, origin, dotted + ".")
+            continue
+        spec = _BY_NAME.get(dotted)
+        if spec is None:
+            if any(k.name.startswith(dotted + ".") for k in KEYS):
+                raise ConfigError(f"{origin}: [{dotted}] must be a table")
+            raise ConfigError(f"{origin}: unknown setting {dotted!r}")
+        _set(settings, dotted, spec.check(value, origin))
 
 
 def _set(settings: Settings, dotted: str, value: Any) -> None:
@@ -178,4 +240,5 @@ def _toml_value(v: Any) -> str:
     return f'"{_esc(str(v))}"'
 
 
-__all__ = ["Settings", "SearchSettings", "load_settings", "config_file"]
+__all__ = ["ENV_ONLY", "KEYS", "Key", "Settings", "SearchSettings", "check_environment", "config_file",
+           "load_settings"]

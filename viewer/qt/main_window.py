@@ -12,25 +12,18 @@ from PySide6.QtWidgets import (QApplication, QDockWidget, QFileDialog, QLabel, Q
 
 from casebook.viewer.core.config import Settings, load_settings
 from casebook.viewer.core.dicom.volume import Volume
-from casebook.viewer.core.viewstate import ORIENTATIONS, StateLink, load_window_presets
+from casebook.viewer.core.viewstate import (ORIENTATIONS, StateLink, StudyInfo, ViewerState, analogue_links,
+                                            is_single_image, load_window_presets, tool_label)
 
 from . import workers
 from .icons import icon
 from .views.help_dialog import HelpDialog
+from .views.measurement_panel import MeasurementPanel
 from .views.similar_panel import SimilarPanel
 from .views.study_browser import StudyBrowser
 from .views.study_viewer import StudyViewer
 
 log = logging.getLogger(__name__)
-
-
-def _study_meta(vol: Volume, stack: Any) -> None:
-    """Study description and date for the overlay text, from the stack the volume came from."""
-    vol.meta.setdefault("study_description", getattr(stack, "study_description", "") or "")
-    da = getattr(stack, "study_date", "") or ""
-    if len(da) == 8 and da.isdigit():
-        da = f"{da[:4]}-{da[4:6]}-{da[6:]}"
-    vol.meta.setdefault("study_date", da)
 
 
 class MainWindow(QMainWindow):
@@ -68,6 +61,11 @@ class MainWindow(QMainWindow):
         self.similar_dock.setObjectName("similar_dock")
         self.similar_dock.setWidget(self.similar)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.similar_dock)
+        self.measurements = MeasurementPanel(self.state, self)
+        self.measurements_dock = QDockWidget("Measurements", self)
+        self.measurements_dock.setObjectName("measurements_dock")
+        self.measurements_dock.setWidget(self.measurements)
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.measurements_dock)
 
         self.progress = QProgressBar(self)
         self.progress.setMaximumWidth(220)
@@ -75,17 +73,29 @@ class MainWindow(QMainWindow):
         self.statusBar().addPermanentWidget(self.progress)
         self.status_label = QLabel("", self)
         self.statusBar().addWidget(self.status_label, 1)
+        self.cine_label = QLabel("", self)
+        self.cine_label.setObjectName("cine_status")
+        self.statusBar().addPermanentWidget(self.cine_label)
+        self.tool_label = QLabel(f"Tool: {tool_label(self.state.tool)}", self)
+        self.tool_label.setObjectName("tool_status")
+        self.statusBar().addPermanentWidget(self.tool_label)
         self._loader: workers.FunctionWorker | None = None
         self._build_actions()
         self.state.events.volume.connect(lambda **_: self._update_title())
-        self.viewer.tool_changed.connect(lambda t: self.status_label.setText(f"Tool: {t}"))
+        # a layout change hides views: the keyboard stays with the viewer, never the search box
+        self.state.events.layout.connect(lambda **_: self.viewer.focus_view())
+        self.viewer.tool_changed.connect(self._on_tool)
+        self.state.events.cine.connect(self._on_cine)
         self.browser.open_requested.connect(self._open_row)
         self.browser.import_requested.connect(self.import_dialog)
         from .controllers.similar import SimilarController
 
-        self.similar_controller = SimilarController(self)
+        self.similar_controller = SimilarController(self.similar, self.state, self.viewer, lambda: self.settings,
+                                                    self.open_analogue, parent=self)
+        self.similar_controller.add_to_library.connect(self.import_path)
         self.current_series_id: int | None = None
         self._restore_geometry()
+        self.viewer.focus_view()
 
     # -- actions --------------------------------------------------------------------------------
     def _act(self, text: str, shortcut: str | QKeySequence | None, slot, menu=None, checkable=False,
@@ -128,16 +138,18 @@ class MainWindow(QMainWindow):
         tb.addSeparator()
         tools = QActionGroup(self)
         tm = mb.addMenu("&Tools")
-        for key, tool, label in (("W", "wl", "Window/level"), ("P", "pan", "Pan"), ("Z", "zoom", "Zoom"),
-                                 ("C", "crosshair", "Crosshair"), ("D", "distance", "Distance"),
-                                 ("E", "ellipse", "Ellipse ROI"), ("B", "box", "Box (Find similar)")):
-            a = self._act(label, key, lambda _=False, t=tool: self.viewer.controller.set_tool(t), tm, checkable=True,
+        self.tool_actions: dict[str, QAction] = {}
+        for key, tool in (("W", "wl"), ("P", "pan"), ("Z", "zoom"), ("C", "crosshair"), ("D", "distance"),
+                          ("E", "ellipse"), ("B", "box")):
+            a = self._act(tool_label(tool), key, lambda _=False, t=tool: self.state.set_tool(t), tm, checkable=True,
                           icon_name=tool)
             tools.addAction(a)
             tb.addAction(a)
-            if tool == "wl":
-                a.setChecked(True)
-        self._act("Delete last measurement", QKeySequence(Qt.Key.Key_Delete), self._delete_last, tm)
+            self.tool_actions[tool] = a
+        self.tool_actions[self.state.tool].setChecked(True)
+        self._act("Delete measurement", QKeySequence(Qt.Key.Key_Delete), self._delete_measurement, tm)
+        self._act("Measurements list", "M", lambda: self.measurements_dock.setVisible(not self.measurements_dock.isVisible()),
+                  tm)
         tb.addSeparator()
         wm = mb.addMenu("&Window")
         for p in load_window_presets():
@@ -154,6 +166,15 @@ class MainWindow(QMainWindow):
         self._act("Cine faster", "]", lambda: self.state.set_cine(self.state.cine_playing, self.state.cine_fps * 1.25), vm)
         self._act("Toggle crosshair", "X", self._toggle_crosshair, vm)
         self._act("Toggle overlay", "O", self._toggle_overlay, vm)
+        vm.addSeparator()
+        # a closed panel comes back from here (not only from a right-click on the toolbar)
+        self.panel_actions: dict[str, QAction] = {}
+        for name, dock in (("Studies", self.browser_dock), ("Similar cases", self.similar_dock),
+                           ("Measurements", self.measurements_dock)):
+            a = dock.toggleViewAction()
+            a.setText(f"{name} panel")
+            vm.addAction(a)
+            self.panel_actions[name] = a
         for n in ("Invert", "Reset view", "Cine play/stop"):
             tb.addAction(self.actions_by_name[n])
         sm = mb.addMenu("&Similar")
@@ -166,17 +187,25 @@ class MainWindow(QMainWindow):
         self._act("Keyboard shortcuts", "F1", self.show_help, hm)
 
     def _toggle_crosshair(self) -> None:
-        for a in self.viewer.adapters.values():
-            a.set_crosshair_visible(not a.show_crosshair)
+        self.state.set_crosshair_visible(not self.state.show_crosshair)
 
     def _toggle_overlay(self) -> None:
-        for a in self.viewer.adapters.values():
-            a.show_overlay = not a.show_overlay
-        self.state.events.overlay.emit()
+        self.state.set_overlay_visible(not self.state.show_overlay)
 
-    def _delete_last(self) -> None:
-        if self.state.measurements:
-            self.state.remove_measurement(self.state.measurements[-1])
+    def _delete_measurement(self) -> None:
+        """Delete the selected measurement, else the last one drawn (the PACS habit)."""
+        m = self.state.selected or (self.state.measurements[-1] if self.state.measurements else None)
+        if m is not None:
+            self.state.remove_measurement(m)
+
+    def _on_tool(self, tool: str) -> None:
+        self.tool_label.setText(f"Tool: {tool_label(tool)}")
+        a = self.tool_actions.get(tool)
+        if a is not None and not a.isChecked():
+            a.setChecked(True)
+
+    def _on_cine(self, playing: bool, fps: float) -> None:
+        self.cine_label.setText(f"▶ Cine {fps:.0f} fps" if playing else "")
 
     def show_help(self) -> None:
         HelpDialog(self).exec()
@@ -197,6 +226,7 @@ class MainWindow(QMainWindow):
 
                 apply_theme(app, self.settings.theme)
                 self.refresh_icons()
+                self._show_report()
             self.similar.top_k.setValue(self.settings.search.top_k)
             self.similar.exclude_patient.setChecked(self.settings.search.exclude_same_patient)
             self.refresh_library()
@@ -234,10 +264,13 @@ class MainWindow(QMainWindow):
         v = self.state.volume
         self.setWindowTitle(f"Casebook — {v.modality} {v.description}".strip() if v else "Casebook")
 
-    def show_volume(self, volume: Volume, patient_text: str = "", keep_view: bool = False) -> None:
-        for a in self.viewer.adapters.values():
-            a.patient_text = patient_text
-        self.viewer.set_volume(volume, keep_view=keep_view and self.state.volume is not None)
+    def show_volume(self, volume: Volume, info: StudyInfo | None = None, keep_view: bool = False) -> None:
+        """Show a volume with the study facts of its overlay (blank when not known)."""
+        self.state.set_study_info(info or StudyInfo())
+        refine = keep_view and self.state.volume is not None
+        self.viewer.set_volume(volume, keep_view=refine)
+        if not refine:
+            self.viewer.focus_view()  # a study opened (e.g. by double-click in the list): arrows scroll it
 
     def open_dialog(self) -> None:
         d = QFileDialog.getExistingDirectory(self, "Open DICOM folder")
@@ -247,8 +280,10 @@ class MainWindow(QMainWindow):
     def open_path(self, path: Path, stack_key: str | None = None) -> workers.FunctionWorker:
         """Load a series off the UI thread; the middle slice shows first, then the full volume."""
         self._set_current_series(None)
-        return self._start_loader(workers.FunctionWorker(workers.load_series_task, Path(path), stack_key=stack_key),
-                                  Path(path).name)
+        w = self._start_loader(workers.FunctionWorker(workers.load_series_task, Path(path), stack_key=stack_key),
+                               Path(path).name)
+        w.signals.result.connect(lambda vs, p=Path(path): self.similar_controller.set_study(None, p, vs[1].key))
+        return w
 
     def _start_loader(self, w: workers.FunctionWorker, what: str) -> workers.FunctionWorker:
         if self._loader is not None:
@@ -268,32 +303,29 @@ class MainWindow(QMainWindow):
         self.progress.setRange(0, max(total, 1))
         self.progress.setValue(done)
         if total:
-            self.state.loading_fraction = done / total
-
-    @staticmethod
-    def _patient_text(stack: Any) -> str:
-        """Overlay line for the patient; also copies study facts into the volume for the overlay."""
-        return " ".join(x for x in (getattr(stack, "patient_name", ""), getattr(stack, "patient_id", "")) if x)
+            self.state.set_loading_fraction(done / total)
 
     def _on_preview(self, w: workers.FunctionWorker, vs: Any) -> None:
         if w is not self._loader:
             return
         vol, stack = vs
-        _study_meta(vol, stack)
-        self.state.loading_fraction = 0.0
+        from casebook.viewer.core.dicom import slice_count
+
+        vol.meta["series_slices"] = slice_count(stack)  # a preview of a stack: not a single image
+        self.state.set_loading_fraction(0.0)
         self._preview_shown = w
-        self.show_volume(vol, self._patient_text(stack))
+        self.show_volume(vol, StudyInfo.from_stack(stack))
 
     def _on_loaded(self, w: workers.FunctionWorker, vs: Any) -> None:
         if w is not self._loader:
             return
         vol, stack = vs
-        _study_meta(vol, stack)
-        self.state.loading_fraction = 1.0
+        self.state.set_loading_fraction(1.0)
         # after a preview, keep what the reader already set (window, zoom) and the slice position
-        self.show_volume(vol, self._patient_text(stack), keep_view=getattr(self, "_preview_shown", None) is w)
+        self.show_volume(vol, StudyInfo.from_stack(stack), keep_view=getattr(self, "_preview_shown", None) is w)
         self._preview_shown = None
-        self.status_label.setText(f"{vol.modality} {vol.description}: {vol.shape[0]} slices"
+        unit = "frames" if is_single_image(vol) and vol.shape[0] > 1 else "slices"
+        self.status_label.setText(f"{vol.modality} {vol.description}: {vol.shape[0]} {unit}"
                                   + ("; " + "; ".join(vol.geometry.warnings) if vol.geometry.warnings else ""))
 
     def _on_failed(self, message: str) -> None:
@@ -327,21 +359,11 @@ class MainWindow(QMainWindow):
         """Ingest a folder/DICOMDIR into the library with a progress dialog and Cancel."""
         dlg = QProgressDialog(f"Importing {path.name}…", "Cancel", 0, 0, self)
         dlg.setWindowTitle("Import")
-        dlg.setWindowModality(Qt.WindowModality.WindowModal)
+        dlg.setWindowModality(Qt.WindowModality.NonModal)  # runs in the background: reading goes on
         dlg.setMinimumDuration(300)
-        settings = self.settings
+        from .controllers.library import import_task
 
-        def task(*, progress, cancel, signals):
-            from casebook.viewer.core.services.ingest import ingest
-            from casebook.viewer.core.services.library import open_store
-
-            store = open_store(settings)
-            try:
-                return ingest([path], store, progress=progress, cancel=cancel, workers=settings.ingest_workers)
-            finally:
-                store.close()
-
-        w = workers.FunctionWorker(task)
+        w = workers.FunctionWorker(import_task, self.settings, path)
         self._import_worker = w
         self._import_dialog = dlg
 
@@ -350,11 +372,15 @@ class MainWindow(QMainWindow):
             dlg.setValue(min(done, max(total, 1)))
             dlg.setLabelText(f"{message or 'Importing'}: {done}/{total}")
 
-        def on_done(summary: Any) -> None:
+        def on_done(report: Any) -> None:
+            from .views.import_report import ImportReportDialog
+
             dlg.close()
-            stored = getattr(summary, "series_stored", "?")
-            self.status_label.setText(f"Imported {path.name}: {stored} series stored")
+            self.status_label.setText(report.headline(path.name))
+            self.similar_controller.library_changed()
             self.refresh_library()
+            self.import_report = ImportReportDialog(path.name, report, self)
+            self.import_report.show()
 
         w.signals.progress.connect(on_progress)
         dlg.canceled.connect(w.cancel)
@@ -365,10 +391,10 @@ class MainWindow(QMainWindow):
 
     def refresh_library(self) -> None:
         """Reload the study browser from the case store (when a library exists)."""
-        from .controllers.library import library_rows
+        from .controllers.library import study_list
 
         try:
-            self.browser.set_rows(library_rows(self.settings))
+            self.browser.set_studies(study_list(self.settings))
         except Exception as exc:  # noqa: BLE001 - an unreadable library must not stop the viewer
             log.warning("library not readable: %s", exc)
             self.browser.status.setText(f"Library not readable: {exc}")
@@ -392,9 +418,16 @@ class MainWindow(QMainWindow):
     # -- analogue side by side ------------------------------------------------------------------
     def open_analogue(self, volume: Volume, report_html: str = "", matched_slice: int | None = None,
                       query_slice: int | None = None, orientation: str = "axial") -> None:
-        """Show an analogue beside the study (1×2), aligned on the matched slices, linked."""
+        """Show an analogue beside the study (1×2), aligned on the matched slices, linked.
+
+        The two panes share the width equally; scrolling follows patient mm from the matched
+        slices and both show the same mm per screen pixel (:func:`analogue_links`).
+        """
         if self.link is not None:
             self.link.unlink()
+            self.link = None
+        if not self.analogue_host.isVisible():
+            self._layout_before_analogue = self.state.layout
         self.analogue.set_volume(volume)
         self.analogue.state.set_layout("1x1")
         self.analogue.state.set_active_view(orientation)
@@ -407,9 +440,33 @@ class MainWindow(QMainWindow):
             self.state.set_slice(orientation, query_slice)
             self.state.set_highlight(orientation, {query_slice})
         self.analogue.state.set_window(*self.state.window)
-        self.report.setHtml(report_html or "<i>No report stored for this case.</i>")
+        self._report_html = report_html or "<i>No report stored for this case.</i>"
+        self._show_report()
         self.analogue_host.show()
-        self.link = StateLink(self.state, self.analogue.state)
+        half = max(self.splitter.width() // 2, 1)
+        self.splitter.setSizes([half, half])
+        QApplication.processEvents()  # the panes take their new sizes before the scales are matched
+        self.link = StateLink(self.state, self.analogue.state, links=analogue_links(self._view_size))
+        self.viewer.focus_view()
+
+    def _view_size(self, state: ViewerState, orientation: str) -> tuple[float, float]:
+        """Pixel size of the view showing ``orientation`` of ``state`` (for physical-size zoom)."""
+        viewer = self.viewer if state is self.state else self.analogue
+        w, h = viewer.adapters[orientation].render_window.GetSize()
+        if w <= 1 or h <= 1:  # not drawn yet: the widget's size in device pixels
+            vw = viewer.viewports[orientation].vtk_widget
+            dpr = vw.devicePixelRatioF()
+            w, h = vw.width() * dpr, vw.height() * dpr
+        return float(max(w, 1)), float(max(h, 1))
+
+    def _show_report(self) -> None:
+        """The analogue's report in the palette's text colour (readable in both themes)."""
+        pal = self.report.palette()
+        text = pal.color(pal.ColorRole.Text).name()
+        link = pal.color(pal.ColorRole.Link).name()
+        self.report.document().setDefaultStyleSheet(f"body, p, h1, h2, h3, li, b, i {{ color: {text}; }} "
+                                                    f"a {{ color: {link}; }}")
+        self.report.setHtml(getattr(self, "_report_html", ""))
 
     def close_analogue(self) -> None:
         if self.link is not None:
@@ -418,4 +475,4 @@ class MainWindow(QMainWindow):
         for o in ORIENTATIONS:
             self.state.set_highlight(o, set())
         self.analogue_host.hide()
-        self.state.set_layout("2x2")
+        self.state.set_layout(getattr(self, "_layout_before_analogue", "2x2"))

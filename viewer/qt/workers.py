@@ -1,21 +1,22 @@
 """Background work on a QThreadPool: loading series, importing folders, searching.
 
 Workers report through Qt signals (queued to the UI thread), take a CancelToken, and never touch
-widgets. Loading shows the middle slice first: the reader sees the study while the rest arrives.
+widgets. The work itself is headless (``casebook.viewer.core.services``); a worker only runs it
+and forwards progress, previews, results, cancellation and errors. Any :class:`CasebookError`
+(DICOM, index, query, inference) is a message for the reader; :class:`Cancelled` is not an
+error; anything else is a bug, logged with its trace.
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
-import time
 import traceback
 from pathlib import Path
 from typing import Any, Callable
 
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
 
-from casebook.viewer.core.errors import CasebookError, Cancelled
-from casebook.viewer.core.progress import CancelToken
+from casebook.common.errors import Cancelled, CasebookError
+from casebook.common.progress import CancelToken
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,7 @@ class FunctionWorker(QRunnable):
         except Cancelled:
             self.signals.cancelled.emit()
         except CasebookError as exc:
+            log.info("background task stopped: %s", type(exc).__name__)  # the message may name files
             self.signals.failed.emit(str(exc))
         except Exception as exc:  # noqa: BLE001 - report anything to the reader, log the trace
             log.error("background task failed: %s\n%s", exc, traceback.format_exc())
@@ -74,24 +76,14 @@ def start(worker: FunctionWorker, pool: QThreadPool | None = None) -> FunctionWo
 
 
 def load_series_task(path: Path, *, progress, cancel, signals, stack_key: str | None = None):
-    """Scan ``path``, show its middle slice as soon as decoded, then load the whole stack."""
-    from casebook.viewer.core.dicom import load_volume, scan
+    """Open the main stack of ``path`` (or the one named ``stack_key``), middle slice first."""
+    from casebook.viewer.core.services.loading import folder_stack, load_with_preview
 
-    t0 = time.perf_counter()
-    res = scan([path], cancel=cancel)
-    stacks = [s for s in res.stacks if s.is_image and not s.is_localizer] or [s for s in res.stacks if s.is_image]
-    if stack_key:
-        stacks = [s for s in stacks if s.key == stack_key] or stacks
-    if not stacks:
-        reasons = "; ".join(f"{p.path.name}: {p.reason}" for p in res.problems[:3])
-        raise CasebookError(f"{path}: no displayable image series found" + (f" ({reasons})" if reasons else ""))
-    stack = max(stacks, key=lambda s: len(s.instances))
-    if len(stack.instances) > 8:
-        mid = dataclasses.replace(stack, instances=[stack.instances[len(stack.instances) // 2]])
-        try:
-            signals.preview.emit((load_volume(mid, cancel=cancel), stack))
-        except CasebookError as exc:  # the preview is a courtesy; the full load reports errors
-            log.info("preview slice failed: %s", exc)
-    vol = load_volume(stack, progress=progress, cancel=cancel)
-    log.info("loaded %d slices in %.2fs", vol.shape[0], time.perf_counter() - t0)
-    return vol, stack
+    stack = folder_stack(path, stack_key=stack_key, cancel=cancel)
+    return load_with_preview(stack, on_preview=preview_emitter(signals), progress=progress, cancel=cancel), stack
+
+
+def preview_emitter(signals: WorkerSignals):
+    """``on_preview`` for :func:`~casebook.viewer.core.services.loading.load_with_preview`: the
+    one-slice volume goes to the UI thread as ``(volume, stack)``."""
+    return lambda vol, stack: signals.preview.emit((vol, stack))

@@ -26,7 +26,7 @@ import vtkmodules.vtkRenderingOpenGL2  # noqa: F401
 import vtkmodules.vtkRenderingFreeType  # noqa: F401
 
 from casebook.resources import PRESETS_DIR
-from casebook.viewer.core.viewstate import ViewerState
+from casebook.viewer.core.viewstate import ViewerState, ViewStateError
 
 from .widget import is_software_gl
 
@@ -35,6 +35,25 @@ log = logging.getLogger(__name__)
 
 def load_volume_presets() -> dict[str, dict[str, Any]]:
     return json.loads((PRESETS_DIR / "volume_presets.json").read_text(encoding="utf-8"))["presets"]
+
+
+def default_preset(presets: dict[str, dict[str, Any]], modality: str) -> str:
+    """The preset a modality opens with: HU tables only for CT, percentile ones for the rest.
+
+    A CT transfer function on MR signal is a brown block (MR has no Hounsfield scale), so the
+    choice follows the modality of each new volume, not the last preset used.
+    """
+    m = (modality or "").upper()
+    for want in (m, "*"):
+        for name, p in presets.items():
+            if want in p.get("modalities", ()):
+                return name
+    return next(iter(presets))
+
+
+def _family(modality: str) -> str:
+    """CT (Hounsfield units) or anything else (relative intensities)."""
+    return "CT" if (modality or "").upper() == "CT" else "other"
 
 
 class VolumeViewAdapter:
@@ -47,6 +66,7 @@ class VolumeViewAdapter:
         self.request_render = request_render or render_window.Render
         self.presets = load_volume_presets()
         self.preset = ""
+        self._chosen: dict[str, str] = {}  # the reader's preset per family (CT / other), this session
         self.max_dim_gpu = max_dim_gpu
         self.max_dim_software = max_dim_software
         self.software: bool | None = None
@@ -116,8 +136,12 @@ class VolumeViewAdapter:
             self.mapper.InteractiveAdjustSampleDistancesOn()
             self.mapper.SetInteractiveUpdateRate(8.0)
         self.volume_actor.VisibilityOn()
-        default = "ct-soft-tissue" if v.modality.upper() == "CT" else "mr-default"
-        self.set_preset(self.preset or default, render=False)
+        if not keep_view or not self.preset:
+            fam = _family(v.modality)
+            self.set_preset(self._chosen.get(fam) or default_preset(self.presets, v.modality), render=False,
+                            remember=False)
+        else:
+            self.set_preset(self.preset, render=False, remember=False)
         # keep the reader's 3D view only when the same volume is refined (e.g. a progressive load)
         if not keep_view or getattr(self, "_last_shape", None) != g.shape:
             self.reset_camera()
@@ -131,11 +155,15 @@ class VolumeViewAdapter:
         lo, hi = np.percentile(self._buf[:: max(1, self._buf.shape[0] // 16)], [1.0, 99.0])
         return float(lo), float(max(hi, lo + 1.0))
 
-    def set_preset(self, name: str, render: bool = True) -> None:
+    def set_preset(self, name: str, render: bool = True, remember: bool = True) -> None:
+        """Apply a transfer function; the reader's choice (``remember``) returns for the same kind
+        of volume (CT or not) later in the session."""
         if name not in self.presets:
-            raise ValueError(f"unknown volume preset {name!r}; known: {sorted(self.presets)}")
+            raise ViewStateError(f"unknown volume preset {name!r}; known: {sorted(self.presets)}")
         p = self.presets[name]
         self.preset = name
+        if remember and self.state.volume is not None:
+            self._chosen[_family(self.state.volume.modality)] = name
         scale = (lambda x: x)
         if p.get("relative") and self._buf is not None:
             lo, hi = self._percentiles()

@@ -44,6 +44,23 @@ def pytest_sessionfinish(session, exitstatus) -> None:
     _stop_xvfb_after_exit()
 
 
+def close_gl_windows(windows: list) -> None:
+    """Close the windows a test opened and release their GL contexts before the X server goes."""
+    import gc
+
+    from PySide6.QtWidgets import QApplication
+
+    while windows:
+        w = windows.pop()
+        w.close()
+        for viewer in getattr(w, "all_viewers", lambda: [w])():
+            viewer.close_adapters()
+        w.deleteLater()
+        del w
+    QApplication.processEvents()
+    gc.collect()
+
+
 def load(path: Path) -> Volume:
     """The project's own loader: a GUI test on a volume the product cannot load would test nothing."""
     from casebook.viewer.core.dicom import load_series
@@ -158,3 +175,36 @@ class PixelEncoder:
 @pytest.fixture
 def pixel_encoder(gui_library):
     return PixelEncoder(gui_library[0])
+
+
+@pytest.fixture
+def main_window(qtbot, monkeypatch, tmp_path):
+    """``main_window(settings, size=(w, h))`` -> a shown MainWindow (no 3D), closed with its VTK
+    adapters after the test; window geometry is kept out of the user's own settings."""
+    from PySide6.QtWidgets import QApplication
+
+    from casebook.viewer.qt.main_window import MainWindow
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-window"))
+    made = []
+
+    def make(settings, size=(1500, 900)):
+        win = MainWindow(settings, with_3d=False)
+        qtbot.addWidget(win)
+        win.resize(*size)
+        win.show()
+        qtbot.waitExposed(win)
+        made.append(win)
+        return win
+
+    yield make
+    from PySide6.QtCore import QSettings
+
+    for win in made:
+        win.close()
+        for v in win.all_viewers():
+            v.close_adapters()
+    QApplication.processEvents()
+    # closing saved this test's dock layout (hidden, floating docks); QSettings keeps the first
+    # location it read for the whole process, so the next test's window would restore it
+    QSettings("Casebook", "Casebook").remove("main")

@@ -76,8 +76,8 @@ def test_import_folder_with_progress_and_library_refresh(qtbot, need_shared, set
         w2.cancel()
         with qtbot.waitSignal(w2.signals.finished, timeout=60000):
             pass
-        qtbot.waitUntil(lambda: "cancel" in win.status_label.text().lower()
-                        or "Imported" in win.status_label.text(), timeout=10000)
+        qtbot.waitUntil(lambda: "cancelled" in win.status_label.text().lower(), timeout=10000)
+        assert "Imported" not in win.status_label.text()
     finally:
         _close(win)
 
@@ -87,4 +87,4 @@ def test_cli_registers_gui():
 
     assert "gui" in COMMAND_MODULES
     args = build_parser().parse_args(["gui", "--library", "/tmp/x", "/tmp"])
-    assert args.gui_library == "/tmp/x" and str(args.path) == "/tmp"
+    assert args.library == "/tmp/x" and str(args.path) == "/tmp"

@@ -9,6 +9,18 @@ from PySide6.QtWidgets import QApplication
 pytestmark = pytest.mark.gui
 
 
+def _headless(settings, series_id, *, k, slice_index=None):
+    """What the search service answers on its own for the query the GUI sends (default filters)."""
+    from casebook.viewer.core.services.search import open_store_search
+
+    svc = open_store_search(settings, auto_encoder=False)
+    try:
+        q = svc.query_from_series(series_id) if slice_index is None else svc.query_from_slice(series_id, slice_index)
+        return svc.search(q, filters=svc.default_filters(), k=k)
+    finally:
+        svc.close()
+
+
 def test_browse_find_similar_open_side_by_side(qtbot, gui_library, pixel_encoder, monkeypatch, tmp_path):
     settings, head = gui_library
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
@@ -21,9 +33,26 @@ def test_browse_find_similar_open_side_by_side(qtbot, gui_library, pixel_encoder
     qtbot.waitExposed(win)
     try:
         win.refresh_library()
-        assert win.browser.row_count() > 5
+        assert win.browser.row_count() > 3  # studies (each expands to its series)
         win.browser.filter.setText("CT")
         assert 0 < win.browser.row_count()
+        win.browser.filter.setText("")
+        # the Tags column shows the study's tags from the case store (the body part has its own column)
+        from casebook.index.case_store.store import CaseStore
+
+        store = CaseStore.open(settings.database_path, create=False)
+        try:
+            store.add_tag(store.get_series(head).study_id, "gui-teaching")
+            body_part = store.get_series(head).body_part
+        finally:
+            store.close()
+        win.refresh_library()
+        win.browser.filter.setText("gui-teaching")
+        assert win.browser.row_count() == 1
+        study = win.browser.entry_at(win.browser.study_index(0))
+        assert study.tags == ("gui-teaching",) and study.main_series.series_id == head
+        assert [s.body_part for s in study.series if s.series_id == head] == [body_part]
+        assert win.browser.model.index(0, 6).data() == "gui-teaching"  # the Tags column shows the tag
         win.browser.filter.setText("")
         # open the GE head CT from the library, off the UI thread
         win.open_stored(head)
@@ -34,10 +63,12 @@ def test_browse_find_similar_open_side_by_side(qtbot, gui_library, pixel_encoder
         with qtbot.waitSignal(ctl.results_shown, timeout=30000) as blocker:
             QTest.mouseClick(win.similar.buttons["series"], Qt.MouseButton.LeftButton)
         resp = blocker.args[0]
-        assert resp.hits, resp.reason
+        expected = _headless(settings, head, k=win.similar.top_k.value())
+        assert [h.series_id for h in resp.hits] == [h.series_id for h in expected.hits]  # exactly, in order
+        assert resp.hits and resp.hits[0].series_id == expected.hits[0].series_id  # the best analogue first
         assert len(win.similar.cards) == len(resp.hits)
         assert all(h.series_id != head for h in resp.hits)  # same patient excluded by default
-        assert resp.hits[0].score >= resp.hits[-1].score
+        assert [h.score for h in resp.hits] == sorted((h.score for h in resp.hits), reverse=True)
         assert win.similar.cards[0].findChildren(type(win.similar.status))  # labels present
         assert sum(c.has_thumbnail for c in win.similar.cards) >= len(resp.hits) - 1  # matched slices shown
         # filters are honoured: no MR in this library, so an MR-only search says why it is empty
@@ -58,9 +89,15 @@ def test_browse_find_similar_open_side_by_side(qtbot, gui_library, pixel_encoder
             win.similar.cards[-1].feedback.emit(shown.hits[-1], +1)
         assert ctl.response.hits and ctl.response is not shown
         assert ctl.response.hits[0].series_id in {h.series_id for h in shown.hits}
-        # "this slice" searches with the slice on screen
-        with qtbot.waitSignal(ctl.results_shown, timeout=30000):
+        # "this slice" searches with the slice on screen, and finds what the service finds for it
+        k_on_screen = win.state.geometry.canon_to_k(win.state.crosshair_canon)
+        with qtbot.waitSignal(ctl.results_shown, timeout=30000) as b_slice:
             QTest.mouseClick(win.similar.buttons["slice"], Qt.MouseButton.LeftButton)
+        sliced = b_slice.args[0]
+        assert sliced.query.slice_indices == [k_on_screen]
+        expected = _headless(settings, head, k=win.similar.top_k.value(), slice_index=k_on_screen)
+        assert [h.series_id for h in sliced.hits] == [h.series_id for h in expected.hits] and sliced.hits
+        assert {h.query_slice for h in sliced.hits} == {k_on_screen}
         # a box drawn on the axial view becomes an ROI query (k0,k1,j0,j1,i0,i1) of that slice
         enc = pixel_encoder
         ctl.set_encoder(enc)

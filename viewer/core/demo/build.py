@@ -17,6 +17,8 @@ from pathlib import Path
 from casebook.index.case_store import CaseStore
 from casebook.index.case_store.records import TeachingInfo
 
+from ..config import Settings
+from ..errors import CasebookError
 from ..progress import ProgressCallback, SupportsCancel, check_cancel, no_progress
 from .phantom import GeneratedStudy, PhantomOptions, generate_library
 
@@ -37,6 +39,7 @@ class DemoReport:
     annotated: int
     embedding: str
     problems: list[str] = field(default_factory=list)
+    sample_sources: list[str] = field(default_factory=list)  # the packages the samples came from
 
 
 def sample_files() -> list[tuple[str, Path]]:
@@ -45,7 +48,9 @@ def sample_files() -> list[tuple[str, Path]]:
     try:
         from pydicom.data import get_testdata_files
 
-        out += [("pydicom", Path(p)) for p in get_testdata_files() if Path(p).is_file()]
+        # pydicom's own test files, and those of the pydicom-data package when it is installed
+        out += [("pydicom-data" if "data_store" in Path(p).parts else "pydicom", Path(p))
+                for p in get_testdata_files() if Path(p).is_file()]
     except Exception as exc:  # noqa: BLE001 - an absent/odd optional package only loses its samples
         log.warning("pydicom test files unavailable: %s", exc)
     spec = importlib.util.find_spec("deid_data")
@@ -55,17 +60,44 @@ def sample_files() -> list[tuple[str, Path]]:
     return out
 
 
+#: Sample images narrower than this (pixels, either side) are left out of the demo: the packages
+#: ship many 16x16 or 3x3 codec test stubs, which a reader would only see as blank squares.
+MIN_SAMPLE_SIDE = 32
+
+
+def too_small(path: Path, min_side: int = MIN_SAMPLE_SIDE) -> bool:
+    """True for an image whose Rows or Columns is below ``min_side`` (a codec test stub); files
+    without pixel dimensions (reports, DICOMDIRs) or unreadable ones are left to the ingest."""
+    try:
+        import pydicom
+
+        ds = pydicom.dcmread(path, stop_before_pixels=True, force=True, specific_tags=["Rows", "Columns"])
+        rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
+    except Exception:  # noqa: BLE001 - not for us to judge: the ingest reports it with its reason
+        return False
+    return 0 < min(rows, cols) < min_side if rows and cols else False
+
+
+def sample_target(dest: Path, source: str, path: Path) -> Path:
+    """Where :func:`copy_samples` puts a sample: ``dest/<source>/<path below the package's data folder>``."""
+    rel = path.name
+    for anchor in ("data", "test_files"):
+        if anchor in path.parts:
+            rel = str(Path(*path.parts[len(path.parts) - path.parts[::-1].index(anchor):]))
+            break
+    return dest / source / rel
+
+
 def copy_samples(dest: Path, cancel: SupportsCancel | None = None) -> int:
-    """Copy the sample files under ``dest/<source>/`` (skipping ones already there, same size)."""
+    """Copy the sample files under ``dest/<source>/`` (skipping ones already there, same size),
+    leaving out images too small to show (:func:`too_small`; removed if an older demo copied them)."""
     n = 0
     for source, p in sample_files():
         check_cancel(cancel)
-        rel = p.name
-        for anchor in ("data", "test_files"):
-            if anchor in p.parts:
-                rel = str(Path(*p.parts[len(p.parts) - p.parts[::-1].index(anchor):]))
-                break
-        target = dest / source / rel
+        target = sample_target(dest, source, p)
+        if too_small(p):
+            target.unlink(missing_ok=True)
+            continue
         if not (target.exists() and target.stat().st_size == p.stat().st_size):
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(p, target)
@@ -153,7 +185,7 @@ def annotate_samples(store: CaseStore, sample_dir: Path) -> int:
 
 def build_demo(library_dir: Path, store: CaseStore, *, options: PhantomOptions | None = None, force: bool = False,
                samples: bool = True, progress: ProgressCallback | None = None,
-               cancel: SupportsCancel | None = None, embed: bool = True) -> DemoReport:
+               cancel: SupportsCancel | None = None, embed: bool = True, settings: Settings | None = None) -> DemoReport:
     """Make ``library_dir`` a ready demo library; see the module docstring."""
     from ..services.ingest import ingest  # local: ingest pulls in the scanner
 
@@ -162,53 +194,39 @@ def build_demo(library_dir: Path, store: CaseStore, *, options: PhantomOptions |
     dicom_dir = library_dir / "demo-dicom"
     studies, generated = ensure_phantoms(dicom_dir, options, force=force, progress=progress, cancel=cancel)
     n_samples = copy_samples(dicom_dir / "samples", cancel) if samples else 0
-    progress(0, 0, "ingest")
+    sources = sorted({src for src, _ in sample_files()}) if samples else []
     summary = ingest([dicom_dir], store, progress=progress, cancel=cancel, rescan=generated or force)
     check_cancel(cancel)
     annotated = annotate(store, studies)
     if samples:
         annotate_samples(store, dicom_dir / "samples")
     rep = DemoReport(str(dicom_dir), generated, len(studies), n_samples,
-                     summary.series_stored + summary.series_updated, summary.files_skipped, annotated, "skipped")
+                     summary.series_stored + summary.series_updated, summary.files_skipped, annotated, "skipped", sample_sources=sources)
     if embed:
-        rep.embedding = _embed(store, progress, cancel, rep)
+        rep.embedding = _embed(store, progress, cancel, rep, settings)
     return rep
 
 
-def _embed(store: CaseStore, progress: ProgressCallback, cancel: SupportsCancel | None, rep: DemoReport) -> str:
+def _embed(store: CaseStore, progress: ProgressCallback, cancel: SupportsCancel | None, rep: DemoReport,
+           settings: Settings | None = None) -> str:
+    """Embed and index the demo library with the import pipeline (the window's *Import…* runs the
+    same), so the first search opens the index at once; failures are listed, not raised."""
+    from ..config import load_settings
+    from ..services.import_pipeline import embed_and_index
+
     try:
-        from ..config import load_settings
-        from ..services.embedding import embed_missing, open_encoder
-    except ImportError as exc:
-        log.warning("embedding service not available (%s): demo library built without embeddings", exc)
-        return "skipped: embedding service not installed"
-    try:
-        enc = open_encoder(load_settings())
-        er = embed_missing(store, enc, progress=progress, cancel=cancel)
-    except Exception as exc:  # noqa: BLE001 - the library is usable without vectors; say why
+        ir = embed_and_index(store, settings or load_settings(), progress=progress, cancel=cancel)
+    except (CasebookError, OSError, ValueError) as exc:  # the library is usable without vectors; say why
         log.warning("demo embeddings not computed: %s", exc)
         rep.problems.append(f"embeddings: {exc}")
         return f"failed: {exc}"
-    for sid, why in er.failed:
+    for sid, why in ir.failed:
         rep.problems.append(f"series {sid}: {why}")
-    text = f"{er.model} on {er.provider}: {er.done} series embedded, {len(er.failed)} failed"
-    # build (or catch up) the on-disk vector index now, so the first search opens it at once
-    try:
-        from casebook.index.vector_index import VectorIndex
-
-        settings = load_settings()
-        prov = enc.provenance
-        rec = next(m for m in store.list_models() if (m.name, m.version, m.sha256) == (prov.name, prov.version, prov.sha256))
-        index = VectorIndex.open(settings.index_dir, rec.key, rec.dim, store.embedding_source(rec.id),
-                                 progress=progress, cancel=cancel)
-        try:
-            text += f"; index {len(index)} vectors"
-        finally:
-            index.close()
-    except Exception as exc:  # noqa: BLE001 - search rebuilds the index itself when it opens
-        log.warning("demo vector index not built now (search builds it on first use): %s", exc)
-        rep.problems.append(f"vector index: {exc}")
-    return text
+    if ir.problem:
+        rep.problems.append(ir.problem)
+        return f"failed: {ir.problem}"
+    return f"{ir.model} on {ir.provider}: {ir.embedded} series embedded, {len(ir.failed)} failed; index {ir.vectors} vectors"
 
 
-__all__ = ["DemoReport", "annotate", "build_demo", "copy_samples", "ensure_phantoms", "sample_files"]
+__all__ = ["DemoReport", "MIN_SAMPLE_SIDE", "annotate", "build_demo", "copy_samples", "ensure_phantoms", "sample_files",
+           "sample_target", "too_small"]

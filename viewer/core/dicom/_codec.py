@@ -122,7 +122,7 @@ def decode(path: Path, offset: int, ts: str, opts: dict[str, Any]) -> np.ndarray
     from pydicom.pixels.decoders.base import get_decoder
 
     decoder = get_decoder(ts)
-    first = _FIRST_PLUGIN.get(ts)
+    first = first_plugin(ts)
     if first:
         try:
             return decoder.as_array(value, decoding_plugin=first, **opts)[0]
@@ -136,6 +136,14 @@ def decode(path: Path, offset: int, ts: str, opts: dict[str, Any]) -> np.ndarray
 # JPEG-LS: GDCM's CharLS ~7 ms vs pylibjpeg-libjpeg ~19 ms; JPEG 2000 lossless: pylibjpeg-openjpeg
 # ~17 ms vs GDCM ~19-20 ms (GDCM also starts OpenJPEG threads, which only contend with the pool).
 _FIRST_PLUGIN = {"1.2.840.10008.1.2.4.80": "gdcm", "1.2.840.10008.1.2.4.81": "gdcm", _J2K_LOSSLESS: "pylibjpeg"}
+
+
+def first_plugin(ts: str) -> str | None:
+    """The decoding plugin to try first for transfer syntax ``ts`` (None: pydicom's own order).
+
+    The one plugin-preference table: the fast path here and the pydicom path of the loader share it.
+    """
+    return _FIRST_PLUGIN.get(ts)
 
 
 # ------------------------------------------------------------------------------ process pool

@@ -32,6 +32,10 @@ class GeometryReport:
     missing_slices: int = 0
     gantry_tilt_deg: float = 0.0
     warnings: list[str] = field(default_factory=list)
+    # False when the file gives none: the viewer then draws no orientation letters / no scale bar
+    # (1 mm and an identity direction are only placeholders that keep the arithmetic going).
+    pixel_spacing_known: bool = True
+    patient_geometry_known: bool = True
 
 
 @dataclass
@@ -98,7 +102,11 @@ class Volume:
         return float(np.min(self.voxels)), float(np.max(self.voxels))
 
     def default_window(self) -> tuple[float, float]:
-        """Header window if present, else a robust percentile window."""
+        """Header window if present, else a robust percentile window; colour shows as stored."""
+        if self.is_color:
+            # RGB is already display values: the identity window over the stored range
+            top = 255.0 if self.voxels.dtype == np.uint8 else float(max(np.max(self.voxels), 1))
+            return top / 2.0, top
         if self.window is not None and self.window[1] > 0:
             return self.window
         sample = self.voxels[:: max(1, self.shape[0] // 16)]

@@ -23,7 +23,7 @@ from casebook.inference.runtime import Encoder
 from ..config import Settings, load_settings
 from ..errors import CasebookError
 from ..progress import ProgressCallback, SupportsCancel, check_cancel
-from .library import load_stored_volume
+from .library import load_stored_volume, open_store
 
 log = logging.getLogger(__name__)
 
@@ -72,14 +72,15 @@ def embed_missing(store: CaseStore, encoder: Encoder, *, progress: ProgressCallb
 
 
 def embed_library(settings: Settings | None = None, model: str | None = None, **kw) -> EmbedReport:
+    """Embed the library's missing series; a library that does not exist is refused
+    (:class:`~.library.LibraryMissing`), never created empty."""
     settings = settings or load_settings()
-    store = CaseStore.open(settings.database_path, create=True)
+    encoder = open_encoder(settings, model)  # a bad model is refused before the store is touched
+    store = open_store(settings, create=False)
     try:
-        return embed_missing(store, open_encoder(settings, model), **kw)
+        return embed_missing(store, encoder, **kw)
     finally:
-        close = getattr(store, "close", None)
-        if close:
-            close()
+        store.close()
 
 
 __all__ = ["EmbedReport", "embed_missing", "embed_library", "open_encoder"]

@@ -18,12 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from casebook.common.dates import format_da
 from casebook.index.case_store import CaseStore, FileState, InstanceRecord, StackRecord
-from casebook.index.errors import StoreError
 
 from ..dicom.scan import scan as scan_files
-from ..dicom.scan import SeriesStack
-from ..errors import Cancelled
+from ..dicom.stack import SeriesStack
+from ..dicom.walk import walk_files
+from ..errors import Cancelled, CasebookError
 from ..progress import ProgressCallback, SupportsCancel, no_progress
 
 log = logging.getLogger(__name__)
@@ -107,22 +108,36 @@ def _walk(paths: Iterable[str | Path], summary: IngestSummary, progress: Progres
         if p.is_file():
             (dicomdirs if p.name.upper() == "DICOMDIR" else files).append(ap)
         elif p.is_dir():
-            for root, dirs, names in os.walk(ap, onerror=lambda e: summary.skipped.append(
-                    SkippedFile(str(e.filename), f"cannot list folder: {e.strerror}"))):
-                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-                for name in sorted(names):
-                    if name.startswith(".") or name in _SKIP_NAMES:
-                        continue
-                    files.append(os.path.join(root, name))
-                if cancel is not None and cancel.is_set():
-                    raise Cancelled("ingest cancelled")
-                progress(len(files), 0, PHASE_FIND)
+            def unreadable(e: OSError) -> None:
+                summary.skipped.append(SkippedFile(str(e.filename), f"cannot list folder: {e.strerror}"))
+
+            for n, f in enumerate(walk_files(ap, skip_names=_SKIP_NAMES, onerror=unreadable)):
+                files.append(str(f))
+                if n % 256 == 0:
+                    if cancel is not None and cancel.is_set():
+                        raise Cancelled("ingest cancelled")
+                    progress(len(files), 0, PHASE_FIND)
+            progress(len(files), 0, PHASE_FIND)
         else:
             summary.skipped.append(SkippedFile(ap, "no such file or folder"))
     # the same file named twice (overlapping folders) is read once
     seen: set[str] = set()
     unique = [f for f in files if not (f in seen or seen.add(f))]  # type: ignore[func-returns-value]
     return unique, dicomdirs
+
+
+class IngestPathError(CasebookError):
+    """A path given to ingest does not exist (a typo, an unmounted share): refused before anything
+    is read or created, rather than reported as an empty ingest."""
+
+
+def missing_paths(paths: Iterable[str | Path], *, raise_error: bool = False) -> list[str]:
+    """The given paths that do not exist; with ``raise_error``, :class:`IngestPathError` naming them."""
+    gone = [str(p) for p in paths if not Path(p).expanduser().exists()]
+    if gone and raise_error:
+        more = f" (and {len(gone) - 3} more)" if len(gone) > 3 else ""
+        raise IngestPathError(f"{', '.join(gone[:3])}{more}: no such file or folder")
+    return gone
 
 
 def to_stack_record(stack: SeriesStack, stats: dict[str, tuple[int, int]]) -> StackRecord:
@@ -267,12 +282,9 @@ def ingest(
             summary.cancelled = True
             break
         records = [to_stack_record(st, stats) for st in group]
-        try:
-            results = store.add_stacks(records)
-        except StoreError as exc:
-            # one unusable series (e.g. missing UIDs) must not stop the archive
-            if "missing series or study UID" not in str(exc):
-                raise
+        if any(not (rec.key and rec.series_uid and rec.study_uid) for rec in records):
+            # the store cannot file a series without its UIDs; checked here on the record itself
+            # (not by reading the store's error text), and one such series never stops the archive
             reason = "missing Study/Series Instance UID"
             bad = {inst.path: inst for rec in records for inst in rec.instances}
             for path, inst in bad.items():
@@ -280,6 +292,7 @@ def ingest(
             store.record_problems(FileState(path, inst.file_size or 0, inst.file_mtime_ns or 0, "problem", reason)
                                   for path, inst in bad.items())
             continue
+        results = store.add_stacks(records)
         for rec, res in zip(records, results):
             paths_in = {i.path for i in rec.instances}
             dup_paths = {p for p, _ in res.duplicates}
@@ -300,7 +313,7 @@ def ingest(
             if res.status in ("stored", "updated"):
                 summary.series.append(IngestedSeries(
                     res.series_id, res.status, rec.modality, rec.series_description,
-                    _fmt_da(rec.study_date), len(rec.instances), rec.split_reason))
+                    format_da(rec.study_date), len(rec.instances), rec.split_reason))
             done_files += len(paths_in)
         progress(done_files, total_files, PHASE_STORE)
     summary.files_stored += len(stored_paths)
@@ -313,10 +326,5 @@ def ingest(
     return summary
 
 
-def _fmt_da(da: str) -> str:
-    d = "".join(ch for ch in da if ch.isdigit())
-    return f"{d[:4]}-{d[4:6]}-{d[6:8]}" if len(d) >= 8 else ""
-
-
-__all__ = ["IngestSummary", "IngestedSeries", "SkippedFile", "ingest", "to_stack_record",
+__all__ = ["IngestPathError", "missing_paths", "IngestSummary", "IngestedSeries", "SkippedFile", "ingest", "to_stack_record",
            "PHASE_FIND", "PHASE_SCAN", "PHASE_STORE"]

@@ -12,8 +12,9 @@ from casebook.index.case_store import CaseStore
 from casebook.index.errors import UnknownItemError
 
 from ..config import Settings, load_settings
-from ..dicom.scan import load_volume, scan as scan_files
-from ..dicom.scan import SeriesStack
+from ..dicom.load import load_volume
+from ..dicom.scan import scan as scan_files
+from ..dicom.stack import SeriesStack, main_stack
 from ..dicom.volume import Volume
 from ..errors import CasebookError
 from ..progress import ProgressCallback, SupportsCancel
@@ -23,9 +24,25 @@ class SeriesFilesMissing(CasebookError):
     """The files of a stored series are no longer where they were ingested from."""
 
 
+class LibraryMissing(CasebookError):
+    """No case store at the library location: commands that only read refuse rather than create
+    an empty library somewhere the user did not mean."""
+
+
+def require_library(settings: Settings) -> None:
+    """Raise :class:`LibraryMissing` (naming the place) when the library has no case store yet."""
+    if not settings.database_path.exists():
+        raise LibraryMissing(f"no library at {settings.library_dir} (no {settings.database_path.name}): "
+                             "create one with `casebook ingest PATH` or `casebook demo`, or choose another "
+                             "with --library DIR")
+
+
 def open_store(settings: Settings | None = None, *, create: bool = True) -> CaseStore:
-    """The library's case store (created and migrated as needed)."""
+    """The library's case store (created and migrated as needed; with ``create=False`` a missing
+    one is :class:`LibraryMissing`)."""
     settings = settings or load_settings()
+    if not create:
+        require_library(settings)
     return CaseStore.open(settings.database_path, create=create)
 
 
@@ -50,7 +67,7 @@ def stack_for_series(store: CaseStore, series_id: int, *, progress: ProgressCall
     if not same:
         reasons = "; ".join(f"{p.path}: {p.reason}" for p in result.problems[:3])
         raise SeriesFilesMissing(f"series {series_id}: its files no longer hold the series ({reasons})")
-    return max(same, key=lambda s: len(s.instances))
+    return main_stack(same) or same[0]  # the one rule for "the main stack" (dicom.stack)
 
 
 def load_stored_volume(store: CaseStore, series_id: int, *, progress: ProgressCallback | None = None,
@@ -79,5 +96,5 @@ def library_files(settings: Settings) -> list[tuple[str, Path, int]]:
     return out
 
 
-__all__ = ["open_store", "stack_for_series", "load_stored_volume", "library_files", "SeriesFilesMissing",
+__all__ = ["LibraryMissing", "require_library", "open_store", "stack_for_series", "load_stored_volume", "library_files", "SeriesFilesMissing",
            "UnknownItemError"]

@@ -7,8 +7,6 @@ vectors of a retrained model are not comparable with the library's, even under t
 from __future__ import annotations
 
 import logging
-import threading
-from collections import OrderedDict
 from pathlib import Path
 from typing import Hashable
 
@@ -24,14 +22,15 @@ from casebook.inference.runtime import Encoder
 from ..config import Settings
 from ..dicom import load_series
 from ..errors import CasebookError
+from ..lru import LRUCache
 from .library import load_stored_volume
-from .search import QueryVectors
+from .search_types import QueryVectors
 
 log = logging.getLogger(__name__)
 
 
 class StoreQueryEncoder:
-    """A :class:`~casebook.viewer.core.services.search.QueryEncoder` over an onnxruntime encoder."""
+    """A :class:`~casebook.viewer.core.services.search_types.QueryEncoder` over an onnxruntime encoder."""
 
     def __init__(self, encoder: Encoder, store: CaseStore, record: ModelRecord) -> None:
         prov = encoder.provenance
@@ -44,30 +43,21 @@ class StoreQueryEncoder:
         self.store = store
         self.model_key = record.key
         self.dim = int(record.dim)
-        self._images: OrderedDict[int, ImageInput] = OrderedDict()
-        self._lock = threading.Lock()
+        self._images: LRUCache[int, ImageInput] = LRUCache(2)
 
     def remember(self, series_id: Hashable, volume: object) -> None:
         """Keep the Volume a viewer already decoded, so a box drawn on it is not re-read from disk."""
-        with self._lock:
-            self._images[int(series_id)] = ImageInput.from_volume(volume)  # type: ignore[arg-type]
-            self._images.move_to_end(int(series_id))
-            while len(self._images) > 2:
-                self._images.popitem(last=False)
+        self._images.put(int(series_id), ImageInput.from_volume(volume))  # type: ignore[arg-type]
 
     def _image(self, series_id: int, depth: int) -> ImageInput:
-        with self._lock:
-            image = self._images.get(series_id)
+        image = self._images.get(series_id)
         if image is None or image.shape[0] < depth:  # not seen, or only a preview of the series
             image = ImageInput.from_volume(load_stored_volume(self.store, series_id))
             self.remember_image(series_id, image)
         return image
 
     def remember_image(self, series_id: int, image: ImageInput) -> None:
-        with self._lock:
-            self._images[series_id] = image
-            while len(self._images) > 2:
-                self._images.popitem(last=False)
+        self._images.put(series_id, image)
 
     def encode_roi(self, series_id: Hashable, box: tuple[int, int, int, int, int, int]) -> QueryVectors:
         """Box (k0, k1, j0, j1, i0, i1) in voxels of a stored series, end-exclusive."""

@@ -1,8 +1,10 @@
-"""Mouse and keyboard gestures on the viewports -> changes of the ViewerState.
+"""Mouse and keyboard gestures on the viewports -> the core's gesture functions on the ViewerState.
 
-PACS conventions: wheel scrolls, left drag runs the current tool (window/level by default),
-right drag zooms, middle drag pans, double-click toggles the single-view layout, arrow/page
-keys scroll. The controller only translates gestures; the state does the work.
+PACS conventions (see :mod:`casebook.viewer.core.viewstate.gestures`): wheel scrolls, left drag
+runs the current tool (window/level by default), right drag zooms, middle drag pans, double-click
+toggles the single-view layout, arrow/page keys scroll. This controller only reads Qt events and
+asks the view's adapter where a pixel is in the image; the arithmetic and every change live in the
+core and the state, which the renderers follow.
 """
 from __future__ import annotations
 
@@ -10,12 +12,16 @@ from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QEvent, QObject, Qt
 
-from casebook.viewer.core.viewstate import Measurement
+from casebook.viewer.core.viewstate import TOOLS, Drag, begin_drag
+from casebook.viewer.core.viewstate.gestures import wheel_scroll, wheel_zoom
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..views.study_viewer import StudyViewer
 
-TOOLS = ("wl", "pan", "zoom", "crosshair", "distance", "ellipse", "box")
+_BUTTONS = {Qt.MouseButton.LeftButton: "left", Qt.MouseButton.RightButton: "right",
+            Qt.MouseButton.MiddleButton: "middle"}
+
+__all__ = ["TOOLS", "InteractionController"]
 
 
 class InteractionController(QObject):
@@ -24,14 +30,16 @@ class InteractionController(QObject):
     def __init__(self, viewer: "StudyViewer") -> None:
         super().__init__(viewer)
         self.viewer = viewer
-        self.tool = "wl"
-        self._drag: dict | None = None
+        self._drag: Drag | None = None
+        self._rotate: tuple[float, float] | None = None  # 3D view: last pointer position
+
+    @property
+    def tool(self) -> str:
+        """The current left-button tool (kept in the state; this is a convenience)."""
+        return self.viewer.state.tool
 
     def set_tool(self, tool: str) -> None:
-        if tool not in TOOLS:
-            raise ValueError(f"unknown tool {tool!r}")
-        self.tool = tool
-        self.viewer.tool_changed.emit(tool)
+        self.viewer.state.set_tool(tool)
 
     # ------------------------------------------------------------------------------------------
     def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt API)
@@ -59,6 +67,9 @@ class InteractionController(QObject):
         dpr = self.viewer.devicePixelRatioF()
         return p.x() * dpr, p.y() * dpr
 
+    def _image_point(self, view: str, x: float, y: float) -> tuple[float, float]:
+        return self.viewer.adapters[view].display_to_image(x, y)
+
     def _wheel(self, name: str, event) -> bool:
         st = self.viewer.state
         steps = event.angleDelta().y() / 120.0
@@ -67,80 +78,46 @@ class InteractionController(QObject):
             return True
         st.set_active_view(name)
         if event.modifiers() & Qt.KeyboardModifier.ControlModifier:
-            st.set_zoom(name, st.zoom[name] * (1.1 ** steps))
+            st.set_zoom(name, wheel_zoom(st.zoom[name], steps))
         else:
-            n = int(round(steps)) or (1 if steps > 0 else -1)
-            st.scroll(name, -n)  # wheel away from the reader goes up / towards the head
+            st.scroll(name, wheel_scroll(steps))
         return True
 
     def _press(self, name: str, event) -> bool:
-        st = self.viewer.state
         x, y = self._pos(event)
-        btn = event.button()
-        if name != "3d":
-            st.set_active_view(name)
-        tool = self.tool
-        if btn == Qt.MouseButton.RightButton:
-            tool = "zoom"
-        elif btn == Qt.MouseButton.MiddleButton:
-            tool = "pan"
         if name == "3d":
-            tool = "rotate"
-        self._drag = {"view": name, "tool": tool, "x0": x, "y0": y, "x": x, "y": y,
-                      "window": st.window, "zoom": st.zoom.get(name, 1.0), "pan": st.pan.get(name, (0.0, 0.0))}
-        if tool in ("distance", "ellipse", "box", "crosshair") and name != "3d":
-            r, c = self.viewer.adapters[name].display_to_image(x, y)
-            self._drag["img0"] = (r, c)
-            if tool == "crosshair":
-                st.set_crosshair_from_image(name, r, c)
+            self._rotate = (x, y)
+            return True
+        button = _BUTTONS.get(event.button())
+        if button is None:
+            return False
+        self._drag = begin_drag(self.viewer.state, name, button, x, y, self._image_point(name, x, y))
         return True
 
     def _move(self, name: str, event) -> bool:
+        x, y = self._pos(event)
+        if self._rotate is not None:
+            # the 3D camera is the render adapter's own: the model holds no 3D view state yet
+            lx, ly = self._rotate
+            self._rotate = (x, y)
+            self.viewer.volume_adapter.rotate(-(x - lx) * 0.5, (y - ly) * 0.5)
+            return True
         d = self._drag
         if d is None:
             return False
-        x, y = self._pos(event)
-        dx, dy = x - d["x"], y - d["y"]
-        tx, ty = x - d["x0"], y - d["y0"]
-        d["x"], d["y"] = x, y
-        st = self.viewer.state
-        view = d["view"]
-        tool = d["tool"]
-        if tool == "rotate":
-            self.viewer.volume_adapter.rotate(-dx * 0.5, dy * 0.5)
-        elif tool == "wl":
-            c0, w0 = d["window"]
-            scale = max(w0, 10.0) / 250.0  # a 250-pixel drag changes the width by its own size
-            st.set_window(c0 + ty * scale, w0 + tx * scale)
-        elif tool == "zoom":
-            st.set_zoom(view, d["zoom"] * (1.01 ** (-ty)))
-        elif tool == "pan":
-            mm = self.viewer.adapters[view].mm_per_display_pixel()
-            st.set_pan(view, (d["pan"][0] + tx * mm, d["pan"][1] + ty * mm))
-        elif tool == "crosshair":
-            r, c = self.viewer.adapters[view].display_to_image(x, y)
-            st.set_crosshair_from_image(view, r, c)
-        elif tool in ("distance", "ellipse", "box"):
-            r, c = self.viewer.adapters[view].display_to_image(x, y)
-            m = Measurement(tool, view, st.slice_index(view), d["img0"], (r, c))
-            self.viewer.adapters[view].set_preview(m)
+        ad = self.viewer.adapters[d.view]
+        d.move(self.viewer.state, x, y, self._image_point(d.view, x, y), ad.mm_per_display_pixel())
         return True
 
     def _release(self, name: str, event) -> bool:
-        d = self._drag
-        self._drag = None
+        if self._rotate is not None:
+            self._rotate = None
+            return True
+        d, self._drag = self._drag, None
         if d is None:
             return False
-        tool, view = d["tool"], d["view"]
-        if tool in ("distance", "ellipse", "box"):
-            x, y = self._pos(event)
-            r, c = self.viewer.adapters[view].display_to_image(x, y)
-            self.viewer.adapters[view].set_preview(None)
-            if abs(x - d["x0"]) + abs(y - d["y0"]) < 3:
-                return True  # a click, not a drawing
-            m = Measurement(tool, view, self.viewer.state.slice_index(view), d["img0"], (r, c))
-            if tool == "box":
-                self.viewer.box_drawn.emit(m)
-            else:
-                self.viewer.state.add_measurement(m)
+        x, y = self._pos(event)
+        m = d.release(self.viewer.state, x, y, self._image_point(d.view, x, y))
+        if m is not None and m.kind == "box":
+            self.viewer.box_drawn.emit(m)
         return True

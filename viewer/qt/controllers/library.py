@@ -1,50 +1,38 @@
-"""Reads the case store into rows for the study browser; loads stored series off the UI thread."""
+"""The study browser's list, stored-series loading and importing, bound for the Qt side.
+
+The work itself is headless (:mod:`casebook.viewer.core.services.study_list`,
+:mod:`casebook.viewer.core.services.loading`, :mod:`casebook.viewer.core.services.import_pipeline`);
+this module adapts it to a :class:`~casebook.viewer.qt.workers.FunctionWorker`.
+"""
 from __future__ import annotations
 
-import logging
-from typing import Any
+from pathlib import Path
 
 from casebook.viewer.core.config import Settings
+from casebook.viewer.core.services.study_list import StudyList
 
-log = logging.getLogger(__name__)
+from ..workers import preview_emitter
 
 
-def library_rows(settings: Settings) -> list[dict[str, Any]]:
-    """One row per stored series; empty when the library has no database yet."""
-    if not settings.database_path.exists():
-        return []
-    from casebook.viewer.core.services.library import open_store
+def study_list(settings: Settings) -> StudyList:
+    """The library's studies with their series; empty without a library."""
+    from casebook.viewer.core.services.study_list import load_study_list
 
-    store = open_store(settings, create=False)
-    try:
-        diagnoses = store.diagnoses()
-        rows = []
-        for s in store.list_series():
-            rows.append({"patient": s.patient_key, "date": s.study_date.isoformat() if s.study_date else "",
-                         "modality": s.modality, "description": s.description, "images": s.slice_count,
-                         "diagnosis": diagnoses.get(s.id, ""), "tags": s.body_part, "series_id": s.id,
-                         "study_id": s.study_id, "key": s.key})
-        return rows
-    finally:
-        store.close()
+    return load_study_list(settings)
 
 
 def load_stored_task(settings: Settings, series_id: int, *, progress, cancel, signals):
     """Load a stored series, showing its middle slice first."""
-    import dataclasses
+    from casebook.viewer.core.services.loading import load_with_preview, stored_stack
 
-    from casebook.viewer.core.dicom import load_volume
-    from casebook.viewer.core.services.library import open_store, stack_for_series
+    stack = stored_stack(settings, int(series_id), cancel=cancel)
+    return load_with_preview(stack, on_preview=preview_emitter(signals), progress=progress, cancel=cancel), stack
 
-    store = open_store(settings, create=False)
-    try:
-        stack = stack_for_series(store, int(series_id), cancel=cancel)
-    finally:
-        store.close()
-    if len(stack.instances) > 8:
-        mid = dataclasses.replace(stack, instances=[stack.instances[len(stack.instances) // 2]])
-        try:
-            signals.preview.emit((load_volume(mid, cancel=cancel), stack))
-        except Exception as exc:  # noqa: BLE001 - the preview is a courtesy
-            log.info("preview slice failed: %s", exc)
-    return load_volume(stack, progress=progress, cancel=cancel), stack
+
+def import_task(settings: Settings, path: Path, *, progress, cancel, signals, encoder=None):
+    """Ingest ``path`` into the library, then embed and index the new series so that *Find
+    similar* works on them. A cancelled import ends as :class:`Cancelled` (the worker's
+    ``cancelled`` signal), not as a result: the series stored before the cancel stay stored."""
+    from casebook.viewer.core.services.import_pipeline import import_paths
+
+    return import_paths(settings, [path], progress=progress, cancel=cancel, encoder=encoder)

@@ -1,99 +1,145 @@
 """Find similar: runs searches on a dedicated worker thread and fills the similar-case panel.
 
 The search service (SQLite + HNSW index) is opened once on its own thread and only used there,
-so SQLite connections never cross threads and the UI thread never waits on a query.
+so SQLite connections never cross threads and the UI thread never waits on a query. Every search
+shows progress (the first one may catch up or rebuild the index) and can be cancelled.
+
+The controller binds narrow collaborators, not the window: the panel, the study's headless
+state, the study viewer (box tool and drawn boxes), the current settings and a callback that
+shows an analogue side by side. Filters, thumbnails and slice lookup are headless
+(:mod:`casebook.viewer.core.services`).
 """
 from __future__ import annotations
 
 import html
 import logging
 import time
-from collections import OrderedDict
-from typing import Any
+from pathlib import Path
+from typing import Any, Callable, Hashable
 
 import numpy as np
 from PySide6.QtCore import QObject, QThreadPool, Signal
 
-from casebook.viewer.core.viewstate import Measurement
+from casebook.common.errors import CasebookError
+from casebook.viewer.core.config import Settings
+from casebook.viewer.core.dicom.volume import Volume
+from casebook.viewer.core.lru import LRUCache
+from casebook.viewer.core.progress import check_cancel
+from casebook.viewer.core.services.search_types import QueryEncoder, QueryVectors, SearchHit, SearchResponse
+from casebook.viewer.core.viewstate import Measurement, MprGeometry, ViewerState
 
 from .. import workers
-from ..views.similar_panel import gray_to_pixmap
+from ..views.similar_panel import SimilarPanel, gray_to_pixmap
+from ..views.study_viewer import StudyViewer
 
 log = logging.getLogger(__name__)
 
+#: Analogue volumes kept decoded (opening a result again, its thumbnail on the next search).
+ANALOGUE_CACHE = 8
 
-def _instance_at(stack: Any, k: int) -> Any:
-    """The instance that the loader puts at slice ``k`` (sorted along the slice normal)."""
-    insts = list(stack.instances)
-    o = next((i.orientation for i in insts if i.orientation), None)
-    if o is not None and all(i.position is not None for i in insts):
-        n = np.cross(np.asarray(o[:3], float), np.asarray(o[3:], float))
-        insts.sort(key=lambda i: float(np.dot(np.asarray(i.position, float), n)))
-    else:
-        insts.sort(key=lambda i: (i.instance_number or 0, i.frame_index or 0))
-    return insts[int(np.clip(k, 0, len(insts) - 1))]
+OpenAnalogue = Callable[..., None]  # (volume, report_html, matched_slice=, query_slice=, orientation=)
+
+
+def card_info(hit: SearchHit) -> dict[str, Any]:
+    """What a result card shows of a hit; ``confidence`` and ``region`` when the hit carries them
+    (region-level search: a calibrated probability, the matched box (i0, j0, i1, j1) on the
+    thumbnail's slice)."""
+    i = hit.info
+    info: dict[str, Any] = {"score": hit.score, "date": i.study_date.isoformat() if i.study_date else "",
+                            "diagnosis": i.diagnosis, "snippet": i.report_snippet, "has_followup": i.has_follow_up,
+                            "description": f"{i.modality} {i.description}".strip()}
+    for name in ("confidence", "region"):
+        value = getattr(hit, name, None)
+        if value is not None:
+            info[name] = value
+    return info
 
 
 class SimilarController(QObject):
     results_shown = Signal(object)  # SearchResponse, after the cards are on screen
     search_failed = Signal(str)
+    search_cancelled = Signal()
+    add_to_library = Signal(object)  # Path: the reader asked to import the folder on screen
 
-    def __init__(self, window: Any, encoder: Any = None) -> None:
-        super().__init__(window)
-        self.win = window
-        self.panel = window.similar
+    def __init__(self, panel: SimilarPanel, state: ViewerState, viewer: StudyViewer,
+                 settings: Callable[[], Settings], open_analogue: OpenAnalogue,
+                 encoder: QueryEncoder | None = None, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.panel = panel
+        self.state = state
+        self.viewer = viewer
+        self._settings = settings
+        self._open_analogue = open_analogue
         self.encoder = encoder
         self.pool = QThreadPool(self)
         self.pool.setMaxThreadCount(1)
         self.pool.setExpiryTimeout(-1)  # one long-lived thread owns the service
         self._service: Any = None
         self._service_library = None
-        self.response: Any = None
-        self.current_series_id: int | None = None
-        self.volumes: OrderedDict[int, Any] = OrderedDict()  # small cache of analogues
+        self.response: SearchResponse | None = None
+        self._series_id: int | None = None
+        self.folder: Path | None = None  # a folder on screen that was opened without importing it
+        self.stack_key: str | None = None
+        self._results_study: tuple[Any, ...] = (None, None, None)  # the study the panel's results are for
+        self.volumes: LRUCache[Hashable, Volume] = LRUCache(ANALOGUE_CACHE)
         self.last_elapsed_s = 0.0
         self._t0 = 0.0
-        self.panel.find_requested.connect(self.find)
-        self.panel.open_requested.connect(self.open_hit)
-        self.panel.feedback.connect(self.feedback)
-        window.viewer.box_drawn.connect(self.find_box)
+        self.worker: workers.FunctionWorker | None = None  # the running search, if any
+        panel.find_requested.connect(self.find)
+        panel.open_requested.connect(self.open_hit)
+        panel.feedback.connect(self.feedback)
+        panel.cancel_requested.connect(self.cancel)
+        panel.add_requested.connect(lambda: self.folder is not None and self.add_to_library.emit(self.folder))
+        viewer.box_drawn.connect(self.find_box)
+
+    # -- what is on screen ----------------------------------------------------------------------
+    @property
+    def current_series_id(self) -> int | None:
+        return self._series_id
+
+    @current_series_id.setter
+    def current_series_id(self, series_id: int | None) -> None:
+        self.set_study(series_id)
+
+    def set_study(self, series_id: int | None, folder: Path | None = None, stack_key: str | None = None) -> None:
+        """The study on screen is now a library series (``series_id``) or a folder opened without
+        importing it. Results and filters of another study are cleared: they belong to another
+        patient and would read as answers about this one."""
+        folder = Path(folder) if folder is not None else None
+        self._series_id, self.folder, self.stack_key = series_id, folder, stack_key
+        study = (series_id, folder, stack_key)
+        if (series_id is None and folder is None) or study == self._results_study:
+            return  # loading (the next study is not known yet), or the same study again
+        self._results_study = study
+        had_results = bool(self.panel.cards) or self.response is not None
+        if self.worker is not None:
+            self.worker.cancel()
+        self.response = None
+        s = self._settings().search
+        self.panel.reset_filters(s.top_k, s.exclude_same_patient)
+        self.panel.clear_results("Results of the previous study cleared." if had_results else "")
+        self.panel.add_button.setVisible(series_id is None and folder is not None)
+
+    def library_changed(self) -> None:
+        """Series were added (an import): the next search reopens the index with their vectors."""
+        self._service_library = None
 
     # -- service (worker thread only) -----------------------------------------------------------
-    def _get_service(self) -> Any:
+    def _get_service(self, progress: Any = None, cancel: Any = None) -> Any:
         from casebook.viewer.core.services.search import open_store_search
 
-        settings = self.win.settings
+        settings = self._settings()
         if self._service is None or self._service_library != settings.library_dir:
             if self._service is not None:
                 self._service.close()
-            self._service = open_store_search(settings, encoder=self.encoder)
+                self._service = None
+            if progress is not None:
+                progress(0, 0, "opening the library index")
+            self._service = open_store_search(settings, encoder=self.encoder, progress=progress, cancel=cancel)
             self._service_library = settings.library_dir
         return self._service
 
-    def _filters(self) -> Any:
-        from casebook.viewer.core.services.search import SearchFilters
-
-        from datetime import date
-
-        f = self.panel.filters()
-        s = self.win.settings.search
-
-        def day(text: str | None, name: str) -> date | None:
-            if not text:
-                return None
-            try:
-                return date.fromisoformat(text)
-            except ValueError:
-                raise ValueError(f"{name} {text!r} is not a date (YYYY-MM-DD)") from None
-
-        return SearchFilters(modalities=(f["modality"],) if f["modality"] else (),
-                             body_parts=(f["body_part"],) if f["body_part"] else (),
-                             sex=f["sex"], age_min=f["age_min"], age_max=f["age_max"],
-                             date_from=day(f["date_from"], "date from"), date_to=day(f["date_to"], "date to"),
-                             tags=f["tags"], diagnosis=f["diagnosis"],
-                             exclude_same_patient=f["exclude_same_patient"], exclude_same_study=s.exclude_same_study)
-
-    def set_encoder(self, encoder: Any) -> None:
+    def set_encoder(self, encoder: QueryEncoder | None) -> None:
         """Give the search an encoder (``QueryEncoder``): box/ROI and folder queries need one."""
         self.encoder = encoder
         self._service_library = None  # reopen the service with it on the next search
@@ -101,33 +147,43 @@ class SimilarController(QObject):
     # -- queries --------------------------------------------------------------------------------
     def _view_to_k(self) -> int:
         """Volume slice index k of the slice on screen (the search service counts in k)."""
-        g = self.win.state.geometry
-        return g.canon_to_k(self.win.state.crosshair_canon) if g is not None else 0
+        g = self.state.geometry
+        return g.canon_to_k(self.state.crosshair_canon) if g is not None else 0
 
     def find(self, mode: str) -> None:
         if mode == "box":
-            self.win.viewer.controller.set_tool("box")
+            self.viewer.controller.set_tool("box")
             self.panel.status.setText("Draw a box on any view.")
             return
+        k = self._view_to_k() if mode == "slice" else None
+        if self.current_series_id is None and self.folder is not None:
+            folder, key = self.folder, self.stack_key
+
+            def folder_q(svc: Any) -> QueryVectors:
+                from casebook.viewer.core.services.folder_query import folder_query
+
+                return folder_query(svc, folder, stack_key=key, slice_index=k)
+
+            self._run(folder_q, f"folder {folder.name}" + ("" if k is None else f", slice {k + 1}"))
+            return
         if self.current_series_id is None:
-            self.panel.set_idle("Find similar works on series from the library: open it from the study browser "
-                                "(or import it first).")
+            self.panel.set_idle("Open a series from the study browser, or a folder, to find similar cases.")
             return
         sid = self.current_series_id
-        k = self._view_to_k() if mode == "slice" else None
         self._run(lambda svc: svc.query_from_series(sid) if k is None else svc.query_from_slice(sid, k),
                   "series" if k is None else f"slice {k + 1}")
 
     def find_box(self, m: Measurement) -> None:
-        self.win.viewer.controller.set_tool("wl")
-        if self.current_series_id is None or self.win.state.geometry is None:
-            self.panel.set_idle("Open a series from the library to search with a box.")
+        self.viewer.controller.set_tool("wl")
+        if self.current_series_id is None or self.state.geometry is None:
+            self.panel.set_idle("A box searches series of the library: open one from the study browser"
+                                + (", or add this folder to the library." if self.folder is not None else "."))
             return
-        box = self.win.state.geometry.image_box_to_ijk_box(m.orientation, m.slice_index, m.p0, m.p1)
+        box = self.state.geometry.image_box_to_ijk_box(m.orientation, m.slice_index, m.p0, m.p1)
         sid = self.current_series_id
-        vol = self.win.state.volume
+        vol = self.state.volume
 
-        def query(svc: Any) -> Any:
+        def query(svc: Any) -> QueryVectors:
             remember = getattr(svc.encoder, "remember", None)
             if remember is not None and vol is not None:
                 remember(sid, vol)  # the decoded series on screen: no second read from disk
@@ -135,122 +191,150 @@ class SimilarController(QObject):
 
         self._run(query, "box")
 
-    def _run(self, make_query, label: str) -> None:
+    def _run(self, make_query: Callable[[Any], QueryVectors], label: str) -> None:
+        form = self.panel.form()
         try:
-            filters = self._filters()
-        except ValueError as exc:
+            filters = form.to_filters(exclude_same_study=self._settings().search.exclude_same_study)
+        except CasebookError as exc:
             self.panel.set_idle(str(exc))
             return
-        self.panel.set_busy(f"Searching ({label})…")
-        self._t0 = time.perf_counter()
-        f = self.panel.filters()
-        k = f["top_k"]
-        text = f["text"]
+        k, text = form.top_k, form.query_text
 
         def task(*, progress, cancel, signals):
-            svc = self._get_service()
-            q = make_query(svc)
-            resp = svc.search(q, text=text, filters=filters, k=k)
-            return resp, self._thumbnails(svc, resp)
+            svc = self._get_service(progress, cancel)
+            check_cancel(cancel)
+            progress(0, 0, f"searching ({label})")
+            resp = svc.search(make_query(svc), text=text, filters=filters, k=k)
+            check_cancel(cancel)
+            return resp, self._thumbnails(svc, resp, progress, cancel)
 
-        w = workers.FunctionWorker(task)
-        w.signals.result.connect(self._show)
-        w.signals.failed.connect(self._failed)
-        workers.start(w, self.pool)
+        self._start(task, f"Searching ({label})…")
 
-    def feedback(self, hit: Any, sign: int) -> None:
+    def feedback(self, hit: SearchHit, sign: int) -> None:
         if self.response is None:
             return
         resp0 = self.response
-        self.panel.set_busy("Re-ranking…")
-        self._t0 = time.perf_counter()
 
         def task(*, progress, cancel, signals):
-            svc = self._get_service()
+            svc = self._get_service(progress, cancel)
             more = [hit.series_id] if sign > 0 else []
             less = [hit.series_id] if sign < 0 else []
+            progress(0, 0, "re-ranking")
             resp = svc.feedback(resp0, more_like=more, not_like=less)
-            return resp, self._thumbnails(svc, resp)
+            check_cancel(cancel)
+            return resp, self._thumbnails(svc, resp, progress, cancel)
 
+        self._start(task, "Re-ranking…")
+
+    def _start(self, task: Callable[..., Any], message: str,
+               on_result: Callable[[Any], None] | None = None) -> None:
+        """Run ``task`` on the service thread with the panel's progress bar and Cancel bound to it."""
+        self.panel.set_busy(message)
+        self._t0 = time.perf_counter()
         w = workers.FunctionWorker(task)
-        w.signals.result.connect(self._show)
+        self.worker = w
+        w.signals.progress.connect(self._on_progress)
+        study = self._results_study
+        deliver = on_result or self._show
+        # a search that ends after another study was opened answers nothing on screen now
+        w.signals.result.connect(lambda out, st=study: self._deliver(st, out, deliver))
         w.signals.failed.connect(self._failed)
+        w.signals.cancelled.connect(self._cancelled)
+        w.signals.finished.connect(lambda w=w: self._finished(w))
         workers.start(w, self.pool)
 
-    def _thumbnails(self, svc: Any, resp: Any) -> dict[Any, np.ndarray]:
-        """The matched slice of each analogue: only that one file is decoded (cached volumes reused)."""
-        import dataclasses
+    def _deliver(self, study: tuple[Any, ...], out: Any, deliver: Callable[[Any], None]) -> None:
+        if study != self._results_study:
+            self.panel.set_idle("")
+            return
+        deliver(out)
 
-        from casebook.viewer.core.dicom import load_volume
-        from casebook.viewer.core.services.library import stack_for_series
+    def cancel(self) -> None:
+        """Stop the running search (its token is checked between the steps of the search)."""
+        if self.worker is not None:
+            self.worker.cancel()
+            self.panel.cancel_button.setEnabled(False)
+            self.panel.status.setText("Cancelling…")
+
+    def _on_progress(self, done: int, total: int, message: str) -> None:
+        if self.worker is not None:
+            self.panel.set_progress(done, total, message)
+
+    def _finished(self, w: workers.FunctionWorker) -> None:
+        if self.worker is w:
+            self.worker = None
+
+    def _thumbnails(self, svc: Any, resp: SearchResponse, progress: Any, cancel: Any) -> dict[Hashable, np.ndarray]:
+        """The matched slice of each analogue: only that one file is decoded (cached volumes reused)."""
+        from casebook.viewer.core.services.thumbnails import matched_slices
 
         store = getattr(svc.catalog, "store", None)
-        out: dict[Any, np.ndarray] = {}
         if store is None:
-            return out
-        for h in resp.hits:
-            k = int(h.matched_slice or 0)
-            try:
-                vol = self.volumes.get(h.series_id)
-                if vol is not None:
-                    out[h.series_id] = vol.voxels[min(k, vol.shape[0] - 1)]
-                    continue
-                stack = stack_for_series(store, int(h.series_id))
-                inst = _instance_at(stack, k)
-                one = load_volume(dataclasses.replace(stack, instances=[inst]))
-                out[h.series_id] = one.voxels[0]
-            except Exception as exc:  # noqa: BLE001 - a missing file costs a thumbnail, not the search
-                log.info("no thumbnail for series %s: %s", h.series_id, exc)
-        return out
+            return {}
+        return matched_slices(store, resp.hits, volumes=self.volumes, progress=progress, cancel=cancel)
 
-    def _cache(self, sid: Any, vol: Any) -> None:
-        self.volumes[sid] = vol
-        self.volumes.move_to_end(sid)
-        while len(self.volumes) > 8:
-            self.volumes.popitem(last=False)
-
-    def _show(self, out: Any) -> None:
+    def _show(self, out: tuple[SearchResponse, dict[Hashable, np.ndarray]]) -> None:
         resp, thumbs = out
         self.response = resp
-        window = self.win.state.window
+        window = self.state.window
         items = []
         for h in resp.hits:
-            i = h.info
-            info = {"score": h.score, "date": i.study_date.isoformat() if i.study_date else "",
-                    "diagnosis": i.diagnosis, "snippet": i.report_snippet, "has_followup": i.has_follow_up}
+            info = card_info(h)
             img = thumbs.get(h.series_id)
-            pm = gray_to_pixmap(img, window) if img is not None and img.ndim == 2 else None
+            if img is not None and img.ndim == 2:
+                info["image_size"] = img.shape
+            pm = gray_to_pixmap(img, window, region=info.get("region")) if img is not None and img.ndim == 2 else None
             items.append((h, info, pm))
         self.last_elapsed_s = time.perf_counter() - self._t0
         msg = f"{len(resp.hits)} similar cases in {self.last_elapsed_s:.2f} s"
         if not resp.hits and resp.reason:
             msg = f"No similar cases: {resp.reason}"
-        self.panel.set_results(items, msg)
+        self.panel.set_results(items, msg, results_for=self._results_for())
         self.results_shown.emit(resp)
+
+    def _results_for(self) -> str:
+        """Which study the cards answer (named, so that they are never read as another's)."""
+        from casebook.viewer.core.services.study_list import display_name
+
+        si = self.state.study_info
+        what = " · ".join(x for x in (display_name(si.patient_name), si.patient_id, si.study_description,
+                                      si.study_date) if x)
+        if not what:
+            v = self.state.volume
+            what = f"{v.modality} {v.description}".strip() if v is not None else ""
+        return f"Similar to: {what}" if what else ""
 
     def _failed(self, message: str) -> None:
         self.panel.set_idle(f"Search failed: {message}")
         self.search_failed.emit(message)
 
+    def _cancelled(self) -> None:
+        self.panel.set_idle("Search cancelled.")
+        self.search_cancelled.emit()
+
     # -- open a result side by side -------------------------------------------------------------
-    def open_hit(self, hit: Any) -> None:
+    def open_hit(self, hit: SearchHit) -> None:
         vol = self.volumes.get(hit.series_id)
         if vol is not None:
-            self._open(hit, vol, self._report_html(hit))
+            self._open(hit, vol)
             return
 
         def task(*, progress, cancel, signals):
             from casebook.viewer.core.services.library import load_stored_volume
 
-            svc = self._get_service()
+            svc = self._get_service(progress, cancel)
             return load_stored_volume(svc.catalog.store, int(hit.series_id), progress=progress, cancel=cancel)
 
-        w = workers.FunctionWorker(task)
-        w.signals.result.connect(lambda v, h=hit: (self._cache(h.series_id, v), self._open(h, v, self._report_html(h))))
-        w.signals.failed.connect(self._failed)
-        workers.start(w, self.pool)
+        shown = self.panel.status.text()
 
-    def _report_html(self, hit: Any) -> str:
+        def opened(v: Volume, h: SearchHit = hit) -> None:
+            self.volumes.put(h.series_id, v)
+            self.panel.set_idle(shown)
+            self._open(h, v)
+
+        self._start(task, "Opening the case…", opened)
+
+    def _report_html(self, hit: SearchHit) -> str:
         i = hit.info
         date = i.study_date.isoformat() if i.study_date else "date unknown"
         parts = [f"<h3>{html.escape(i.modality)} {html.escape(i.description)} — {date}</h3>",
@@ -265,13 +349,11 @@ class SimilarController(QObject):
             parts.append("<p><i>This patient has follow-up studies.</i></p>")
         return "".join(parts)
 
-    def _open(self, hit: Any, vol: Any, report: str) -> None:
-        from casebook.viewer.core.viewstate import MprGeometry
-
+    def _open(self, hit: SearchHit, vol: Volume) -> None:
         g_a = MprGeometry(vol)
         o_a, idx_a = g_a.k_to_view(int(hit.matched_slice or 0))
         q_idx = None
-        g = self.win.state.geometry
+        g = self.state.geometry
         if g is not None and hit.query_slice is not None:
-            o_q, q_idx = g.k_to_view(int(hit.query_slice))
-        self.win.open_analogue(vol, report, matched_slice=idx_a, query_slice=q_idx, orientation=o_a)
+            _o_q, q_idx = g.k_to_view(int(hit.query_slice))
+        self._open_analogue(vol, self._report_html(hit), matched_slice=idx_a, query_slice=q_idx, orientation=o_a)

@@ -1,6 +1,7 @@
 """The keyboard shortcut reference (F1)."""
 from __future__ import annotations
 
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QDialog, QDialogButtonBox, QTableWidget, QTableWidgetItem, QVBoxLayout
 
 SHORTCUTS: list[tuple[str, str]] = [
@@ -13,7 +14,8 @@ SHORTCUTS: list[tuple[str, str]] = [
     ("Double-click", "Toggle single view"),
     ("W / P / Z / C", "Tool: window-level / pan / zoom / crosshair"),
     ("D / E / B", "Tool: distance / ellipse ROI / box for Find similar"),
-    ("Delete", "Remove the last measurement"),
+    ("Delete", "Delete the selected measurement (else the last one)"),
+    ("M", "Show / hide the measurement list (click a row to go to its slice)"),
     ("F2 F3 F4 F5 F6", "Window: CT lung / mediastinum / abdomen / bone / brain"),
     ("F7 / F8", "Window: auto (MR) / header default"),
     ("I", "Invert"),
@@ -42,11 +44,23 @@ class HelpDialog(QDialog):
         for r, (k, a) in enumerate(SHORTCUTS):
             table.setItem(r, 0, QTableWidgetItem(k))
             table.setItem(r, 1, QTableWidgetItem(a))
-        table.resizeColumnsToContents()
-        table.horizontalHeader().setStretchLastSection(True)
         table.verticalHeader().hide()
+        table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        table.resizeColumnsToContents()
+        table.resizeRowsToContents()
+        table.horizontalHeader().setStretchLastSection(True)
+        table.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         lay.addWidget(table)
         bb = QDialogButtonBox(QDialogButtonBox.StandardButton.Close, self)
         bb.rejected.connect(self.reject)
         lay.addWidget(bb)
-        self.resize(560, 640)
+        self.table = table
+        # wide enough for every key and action (no sideways scrolling), as tall as the screen allows
+        need_w = (sum(table.columnWidth(c) for c in range(2)) + table.verticalScrollBar().sizeHint().width()
+                  + 2 * table.frameWidth() + lay.contentsMargins().left() + lay.contentsMargins().right() + 24)
+        need_h = (table.horizontalHeader().height() + sum(table.rowHeight(r) for r in range(table.rowCount()))
+                  + 2 * table.frameWidth() + bb.sizeHint().height() + 48)
+        screen = self.screen().availableGeometry() if self.screen() is not None else None
+        max_w = screen.width() - 40 if screen is not None else need_w
+        max_h = screen.height() - 60 if screen is not None else need_h
+        self.resize(min(max(560, need_w), max_w), min(need_h, max_h))

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 
 from PySide6.QtCore import QEvent, Qt, QTimer, Signal
-from PySide6.QtWidgets import QGridLayout, QWidget
+from PySide6.QtWidgets import QApplication, QGridLayout, QWidget
 
 from casebook.viewer.core.dicom.volume import Volume
 from casebook.viewer.core.viewstate import ORIENTATIONS, Measurement, ViewerState
@@ -24,7 +24,7 @@ VIEW_NAMES = (*ORIENTATIONS, "3d")
 
 
 class StudyViewer(QWidget):
-    tool_changed = Signal(str)
+    tool_changed = Signal(str)  # the state's tool, for widgets that show it
     box_drawn = Signal(object)  # Measurement(kind="box")
     layout_requested = Signal(str)
     key_unhandled = Signal(object)
@@ -60,11 +60,13 @@ class StudyViewer(QWidget):
                                                  request_render=lambda: self.request_render("3d"))
                                if with_3d else None)
         self.single_view: str | None = None
-        self.state.events.layout.connect(lambda layout: self._arrange())
-        self.state.events.active_view.connect(self._on_active)
         self._cine = QTimer(self)
         self._cine.timeout.connect(lambda: self.state.cine_step())
-        self.state.events.cine.connect(self._on_cine)
+        ev = self.state.events
+        self._subs = [(ev.layout, self._on_layout), (ev.active_view, self._on_active), (ev.cine, self._on_cine),
+                      (ev.tool, self._on_tool)]
+        for emitter, cb in self._subs:
+            emitter.connect(cb)
         self._arrange()
         self._on_active(self.state.active_view)
 
@@ -99,9 +101,10 @@ class StudyViewer(QWidget):
         self.state.set_volume(volume, keep_view=keep_view)
 
     def _arrange(self) -> None:
+        focus = QApplication.focusWidget()
+        had_focus = any(focus is vp.vtk_widget for vp in self.viewports.values())
         for vp in self.viewports.values():
             self.grid.removeWidget(vp)
-            vp.hide()
         layout = self.state.layout
         active = self.state.active_view
         if self.single_view or layout == "1x1":
@@ -112,16 +115,39 @@ class StudyViewer(QWidget):
         else:
             second = ["sagittal", "3d"] if self.with_3d else ["sagittal"]
             shown = [["axial", "coronal"], second]
+        names = {n for row in shown for n in row}
+        # hide only what leaves the screen: hiding the focused view would hand the keyboard to the
+        # next widget in the focus chain (the browser's search box), where "I" types an "i"
+        for name, vp in self.viewports.items():
+            if name not in names:
+                vp.hide()
         for r, row in enumerate(shown):
             for c, name in enumerate(row):
                 self.grid.addWidget(self.viewports[name], r, c)
                 self.viewports[name].show()
+        if had_focus:
+            self.focus_view()
         for r in range(2):
             self.grid.setRowStretch(r, 1 if r < len(shown) else 0)
         for c in range(2):
             self.grid.setColumnStretch(c, 1 if c < max(len(row) for row in shown) else 0)
         for name in self.viewports:
             self.request_render(name)
+
+    def focus_view(self, name: str | None = None) -> None:
+        """Give the keyboard to a shown view (the active one by default): arrows scroll it, and the
+        single-letter shortcuts reach the window instead of typing into a text field."""
+        name = name or (self.single_view if self.single_view else self.state.active_view)
+        vp = self.viewports.get(name)
+        if vp is None or vp.isHidden():
+            vp = next((v for v in self.viewports.values() if not v.isHidden()), None)
+        if vp is not None:
+            vp.vtk_widget.setFocus(Qt.FocusReason.OtherFocusReason)
+
+    def has_keyboard(self) -> bool:
+        """Whether one of this viewer's views has the keyboard focus."""
+        focus = QApplication.focusWidget()
+        return any(focus is vp.vtk_widget for vp in self.viewports.values())
 
     def visible_views(self) -> list[str]:
         return [n for n, vp in self.viewports.items() if vp.isVisible()]
@@ -131,6 +157,12 @@ class StudyViewer(QWidget):
         if name in ORIENTATIONS:
             self.state.set_active_view(name)
         self._arrange()
+
+    def _on_layout(self, layout: str) -> None:
+        self._arrange()
+
+    def _on_tool(self, tool: str) -> None:
+        self.tool_changed.emit(tool)
 
     def _on_active(self, orientation: str) -> None:
         for name, vp in self.viewports.items():
@@ -174,6 +206,9 @@ class StudyViewer(QWidget):
         self._closed = True
         self._render_timer.stop()
         self._cine.stop()
+        for emitter, cb in self._subs:
+            emitter.disconnect(cb)
+        self._subs = []
         for a in self.adapters.values():
             a.close()
         if self.volume_adapter:

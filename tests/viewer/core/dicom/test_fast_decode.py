@@ -12,7 +12,7 @@ import pydicom
 import pytest
 
 from casebook.viewer.core.dicom import _codec, load_volume, scan
-from casebook.viewer.core.dicom.load import _decode_file
+from casebook.viewer.core.dicom.pixels import _decode_file
 
 
 def _pydicom_tests() -> Path | None:

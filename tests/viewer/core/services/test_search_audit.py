@@ -37,7 +37,7 @@ def test_audit_reports_size_recall_latency(library_dir: Path) -> None:
 
 
 def test_audit_cli_table_json_and_errors(library_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["audit"]) == 1
+    assert main(["audit"]) == 2  # refused, like every command with nothing to work on
     assert "no vector index" in capsys.readouterr().err
     _index(library_dir, n=3000)
     assert main(["audit", "--sample", "30"]) == 0

@@ -184,7 +184,8 @@ def test_filters_are_honoured(service, search_library) -> None:
     assert {h.series_id for h in coll.hits} == {h.series_id for h in tagged.hits}
     for sex in ("M", "F"):
         res = service.search(q, filters=SearchFilters(sex=sex), k=10)
-        assert all(h.info.sex == sex for h in res.hits) and (res.hits or res.reason)
+        assert res.hits, f"no {sex} analogue: {res.reason}"
+        assert all(h.info.sex == sex for h in res.hits)
 
 
 def test_filters_matching_nothing_give_empty_result_with_reason(service, search_library) -> None:
