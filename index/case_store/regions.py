@@ -21,7 +21,8 @@ from sqlalchemy import delete, exists, func, insert, select
 
 from ..errors import QueryError, UnknownItemError
 from .models import Region, RegionDescriptor, RegionSet, Series, Study, utcnow
-from .store import CaseStore, _chunks
+from .sessions import chunks as _chunks
+from .store import CaseStore
 
 _COLUMNS = ("k0", "k1", "j0", "j1", "i0", "i1", "centre_k", "centre_j", "centre_i", "x", "y", "z",
             "diameter_mm", "volume_ml", "polarity", "contrast", "saliency")

@@ -98,7 +98,7 @@ def describe(prep: PreparedImage, cand: Candidate) -> np.ndarray:
     """The descriptor (:data:`DIM` float32, unit length) of one segmented candidate."""
     g = prep.grid_mm
     v = prep.values
-    flat = v.shape[0] < 3
+    flat = v.shape[0] < 4
     # a crop that holds the lesion and 16 mm of context around it
     pad = int(math.ceil(16.0 / g)) + 1
     lo = [max(s.start - pad, 0) for s in cand.crop]

@@ -57,7 +57,7 @@ def _to_region(prep: PreparedImage, cand: Candidate, image: ImageInput) -> Regio
     shape = np.asarray(prep.original_shape)
     a = np.clip(np.floor(lo + 0.5), 0, shape - 1).astype(int)
     b = np.clip(np.ceil(hi - 0.5), a + 1, shape).astype(int)
-    if prep.values.shape[0] < 3:  # flat images: the slice the region is on
+    if prep.values.shape[0] < 4:  # flat images: the slice the region is on
         k = int(round(prep.to_original(base + centroid)[0]))
         a[0], b[0] = k, k + 1
     centre = prep.to_original(base + centroid)
@@ -108,10 +108,13 @@ def find_regions(image: ImageInput, *, max_regions: int = MAX_REGIONS, cancel: A
     """The candidate findings of a whole image, most salient first (at most ``max_regions``)."""
     if image.voxels.size == 0:
         raise PreprocessError("cannot look for regions in an empty image")
-    prep = prepare(image)
-    if cancel is not None and cancel.is_set():
-        raise Cancelled("region detection cancelled")
-    cands = find_candidates(prep, max_seeds=600)
+    try:
+        prep = prepare(image)
+        if cancel is not None and cancel.is_set():
+            raise Cancelled("region detection cancelled")
+        cands = find_candidates(prep, max_seeds=600)
+    except RuntimeError as exc:  # SimpleITK refuses an image it cannot filter (too small, odd)
+        raise PreprocessError(f"no regions: {str(exc).splitlines()[-1][:200]}") from exc
     out: list[Region] = []
     for cand in select_candidates(cands, prep.noise, prep.family, max_regions):
         if cancel is not None and cancel.is_set():
@@ -171,7 +174,7 @@ def _box_region(image: ImageInput, prep: PreparedImage, within: tuple[slice, sli
     g = prep.grid_mm
     c = np.array([(s.start + s.stop - 1) / 2.0 for s in within])
     half = np.array([(s.stop - s.start) / 2.0 for s in within])
-    flat = prep.values.shape[0] < 3
+    flat = prep.values.shape[0] < 4
     smooth = prep.values
     sigma = float(max(min(half[1:].min() * g / math.sqrt(3.0), SCALES_MM[-1]), SCALES_MM[0]))
     for polarity in (1, -1):

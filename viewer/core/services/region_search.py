@@ -1,0 +1,210 @@
+"""Region-level "Find similar": a reader's box (or a slice) is matched against stored findings.
+
+Why this and not slice vectors: a box is drawn around a finding; comparing a crop with whole-slice
+vectors returns whatever slice has a similar outline (the issue-11 measurement: box P@1 0.06).
+Here the box is segmented and described exactly like the stored regions
+(:func:`casebook.inference.regions.regions_in_box`), searched in the region index of the *same
+modality family* only (CT never returns MR), and regions are aggregated per series by their best
+match (late interaction, max-sim): each hit carries the matched region's box and slice, so the
+viewer can box it and open the analogue centred there.
+
+Always k results or a reason: candidates removed by each filter (same patient, same study,
+metadata filters) are counted and the reason names the filter that left fewer than k. Scores
+come with a calibrated reading (:mod:`.calibration`): the similarity's percentile against the
+archive's regions and, below a fixed descriptor similarity, an explicit "no close match".
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Hashable, Sequence
+
+import numpy as np
+
+from casebook.index.case_store.regions import DescriptorRecord, RegionRow, RegionStore
+from casebook.index.errors import QueryError
+from casebook.index.vector_index import VectorIndex
+from casebook.inference.preprocess import ImageInput
+from casebook.inference.regions import regions_in_box
+from casebook.inference.regions.detect import family_reference
+
+from .calibration import ArchiveCalibration, NO_CLOSE_MATCH
+from .regions import open_region_index, register
+from .search_types import SearchFilters, SeriesInfo
+from .store_catalog import StoreCatalog, _case_filter
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RegionQuery:
+    """What a box or slice became: region vectors of one family, and where they are."""
+
+    vectors: np.ndarray  # (n, dim) unit rows; row 0 is the box's own finding
+    regions: list[RegionRow]
+    family: str
+    description: str
+    series_id: Hashable | None = None
+    patient_key: Hashable | None = None
+    study_key: Hashable | None = None
+    slice_index: int | None = None
+
+
+@dataclass
+class RegionHit:
+    """One analogue: the series, its matched finding (box, slice, centre) and how sure we are."""
+
+    rank: int
+    series_id: Hashable
+    score: float  # cosine of the query finding and the matched region (1.0 = identical descriptor)
+    percentile: float  # of the score among the query's similarities to the archive's regions (0-100)
+    confidence: str  # "close match" | "similar" | NO_CLOSE_MATCH
+    matched_box: tuple[int, int, int, int, int, int]  # k0, k1, j0, j1, i0, i1 in the analogue's voxels
+    matched_slice: int  # the slice to open the analogue on (centre of the matched region)
+    matched_centre_lps: tuple[float, float, float] | None
+    matched_diameter_mm: float
+    query_region: int  # which query row matched
+    info: SeriesInfo | None = None
+
+
+@dataclass
+class RegionSearchResponse:
+    hits: list[RegionHit]
+    reason: str = ""  # why fewer than k (which filter removed the candidates), or ""
+    removed: dict[str, int] = field(default_factory=dict)  # filter -> series it removed
+    query: RegionQuery | None = None
+    k: int = 10
+    elapsed_ms: float = 0.0
+    calibration: str = ""  # what the confidence means on this library
+
+
+class RegionSearchService:
+    """Box and slice queries over the region index of a library (one instance per open library)."""
+
+    def __init__(self, store: Any, index_dir: Path, *, progress: Any = None, cancel: Any = None) -> None:
+        self.store = store
+        self.regions, self.descriptor = register(store)
+        self.index_dir = Path(index_dir)
+        self.catalog = StoreCatalog(store, -1)  # series keys, exclusions and result details only
+        self._indexes: dict[str, VectorIndex] = {}
+        self._calibration: dict[str, ArchiveCalibration] = {}
+        self._progress, self._cancel = progress, cancel
+
+    def close(self) -> None:
+        for idx in self._indexes.values():
+            idx.close()
+        self._indexes.clear()
+
+    def index(self, family: str) -> VectorIndex:
+        if family not in self._indexes:
+            self._indexes[family] = open_region_index(self.index_dir, self.regions, self.descriptor, family,
+                                                      progress=self._progress, cancel=self._cancel)
+        return self._indexes[family]
+
+    def calibration(self, family: str) -> ArchiveCalibration:
+        if family not in self._calibration:
+            self._calibration[family] = ArchiveCalibration.from_index(self.index(family))
+        return self._calibration[family]
+
+    # ---------------------------------------------------------------- queries
+    def query_from_box(self, series_id: int, box: Sequence[int], image: ImageInput | None = None) -> RegionQuery:
+        """The finding inside a box (k0, k1, j0, j1, i0, i1, end-exclusive voxels) of a stored series."""
+        if image is None:
+            from .library import load_stored_volume
+
+            image = ImageInput.from_volume(load_stored_volume(self.store, int(series_id)))
+        _, ref = family_reference(image)
+        found = regions_in_box(image, tuple(int(v) for v in box), reference=ref)
+        patient, study = self.catalog.series_keys(series_id)
+        rows = [RegionRow(r.box, r.centre, r.centre_lps, r.diameter_mm, r.volume_ml, r.polarity, r.contrast,
+                          r.saliency, r.family) for r in found]
+        return RegionQuery(np.vstack([r.vector for r in found]), rows, found[0].family,
+                           f"box {tuple(int(v) for v in box)} of series {series_id}", series_id, patient, study,
+                           int((int(box[0]) + int(box[1]) - 1) // 2))
+
+    def query_from_slice(self, series_id: int, slice_index: int) -> RegionQuery:
+        """The stored findings that lie on one slice: every slice is reachable, none is substituted."""
+        fam = self.regions.series_family(self.descriptor.id, int(series_id))
+        if fam is None:
+            raise QueryError(f"series {series_id} has no regions yet; run `casebook embed`")
+        rows, vecs = self.regions.regions_of_series(self.descriptor.id, int(series_id))
+        on = [n for n, r in enumerate(rows) if r.box[0] <= int(slice_index) < r.box[1]]
+        if not on:
+            raise QueryError(f"no finding candidate was detected on slice {slice_index} of series {series_id}: "
+                             "draw a box to search for what it shows")
+        on.sort(key=lambda n: -rows[n].saliency)
+        patient, study = self.catalog.series_keys(series_id)
+        return RegionQuery(vecs[on], [rows[n] for n in on], fam[0], f"slice {slice_index} of series {series_id}",
+                           series_id, patient, study, int(slice_index))
+
+    # ---------------------------------------------------------------- search
+    def search(self, query: RegionQuery, *, filters: SearchFilters | None = None, k: int = 10,
+               primary_only: bool = True) -> RegionSearchResponse:
+        """Top ``k`` series by their best region match; fewer only with the reason why."""
+        start = time.perf_counter()
+        filters = filters or SearchFilters()
+        filters.validate()
+        if k <= 0:
+            raise QueryError(f"k must be positive, not {k}")
+        resp = RegionSearchResponse([], query=query, k=k)
+        index = self.index(query.family)
+        if len(index) == 0:
+            resp.reason = f"the library has no {query.family} regions: run `casebook embed`"
+            return self._finish(resp, start)
+        excluded = self.catalog.series_to_exclude(query.patient_key, query.study_key, filters)
+        if query.series_id is not None and (filters.exclude_same_patient or filters.exclude_same_study):
+            excluded.add(query.series_id)
+        allowed = set(self.store.series_ids_matching(_case_filter(filters))) if filters.restricts() else None
+        q = query.vectors[:1] if primary_only else query.vectors
+        per_k = max(8 * k, 64)
+        best: dict[int, tuple[float, int, int]] = {}
+        removed = {"same patient or study": set(), "filters": set()}
+        while True:
+            res = index.search(q, min(per_k, len(index)))
+            best.clear()
+            for row in range(len(q)):
+                for lab, sim in res.hits(row):
+                    if lab not in best or best[lab][0] < sim:
+                        best[lab] = (sim, row, lab)
+            rows = self.regions.resolve(self.descriptor.id, best)
+            per_series: dict[int, tuple[float, int, int]] = {}
+            for lab, (sim, row, _) in best.items():
+                r = rows.get(lab)
+                if r is None:
+                    continue
+                if r.series_id in excluded:
+                    removed["same patient or study"].add(r.series_id)
+                    continue
+                if allowed is not None and r.series_id not in allowed:
+                    removed["filters"].add(r.series_id)
+                    continue
+                if r.series_id not in per_series or per_series[r.series_id][0] < sim:
+                    per_series[r.series_id] = (sim, row, lab)
+            if len(per_series) >= k or per_k >= len(index):
+                break
+            per_k *= 4
+        ranked = sorted(per_series.items(), key=lambda kv: -kv[1][0])[:k]
+        infos = self.catalog.series_info([s for s, _ in ranked])
+        cal = self.calibration(query.family)
+        resp.calibration = cal.describe()
+        for n, (sid, (sim, row, lab)) in enumerate(ranked, start=1):
+            r = rows[lab]
+            pct, conf = cal.read(q[row], sim)
+            resp.hits.append(RegionHit(n, sid, sim, pct, conf, r.box, int(round(r.centre[0])), r.centre_lps,
+                                       r.diameter_mm, row, infos.get(sid)))
+        resp.removed = {name: len(v) for name, v in removed.items() if v}
+        if len(resp.hits) < k:
+            why = ", ".join(f"{n} series removed by {name}" for name, n in resp.removed.items())
+            resp.reason = (f"only {len(resp.hits)} series with {query.family} regions pass"
+                           + (f" ({why}; {filters.describe()})" if why else f" ({filters.describe()})"))
+        return self._finish(resp, start)
+
+    @staticmethod
+    def _finish(resp: RegionSearchResponse, start: float) -> RegionSearchResponse:
+        resp.elapsed_ms = (time.perf_counter() - start) * 1e3
+        return resp
+
+
+__all__ = ["RegionHit", "RegionQuery", "RegionSearchResponse", "RegionSearchService"]

@@ -1,0 +1,92 @@
+"""Region (finding) index: detect and store the candidate findings of every series, and open the
+per-family region vector indexes.
+
+Why here: detection and description are pure numpy (``casebook.inference.regions``), storage is
+the case store's (``casebook.index.case_store.regions``); this module joins them with the stored
+pixels, like :mod:`.embedding` does for encoder vectors. Resumable the same way: a series whose
+region set is stored is done (also when it has no region), so an interrupted run continues.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from casebook.index.case_store import CaseStore
+from casebook.index.case_store.regions import DescriptorRecord, RegionRow, RegionStore
+from casebook.index.vector_index import VectorIndex
+from casebook.inference.errors import InferenceError
+from casebook.inference.preprocess import ImageInput
+from casebook.inference.regions import REGION_CARD, find_regions, modality_family
+
+from ..errors import CasebookError
+from ..progress import ProgressCallback, SupportsCancel, check_cancel
+from .library import load_stored_volume
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RegionEmbedReport:
+    descriptor: str
+    done: int = 0
+    regions: int = 0
+    failed: list[tuple[int, str]] = field(default_factory=list)
+    remaining: int = 0
+
+
+def register(store: CaseStore) -> tuple[RegionStore, DescriptorRecord]:
+    """The store's region tables and the shipped descriptor's record (registered if new)."""
+    regions = RegionStore(store)
+    return regions, regions.register_descriptor(REGION_CARD.name, REGION_CARD.version, REGION_CARD.dim)
+
+
+def rows_of(found: list) -> list[RegionRow]:
+    """Detector regions as storable rows."""
+    return [RegionRow(r.box, r.centre, r.centre_lps, r.diameter_mm, r.volume_ml, r.polarity, r.contrast, r.saliency,
+                      r.family) for r in found]
+
+
+def embed_regions(store: CaseStore, *, progress: ProgressCallback | None = None,
+                  cancel: SupportsCancel | None = None, limit: int | None = None) -> RegionEmbedReport:
+    """Detect, describe and store the regions of every series that has none yet."""
+    regions, desc = register(store)
+    todo = regions.series_missing_regions(desc.id)
+    if limit is not None:
+        todo = todo[:limit]
+    rep = RegionEmbedReport(desc.key)
+    for n, sid in enumerate(todo):
+        check_cancel(cancel)
+        try:
+            se = store.get_series(sid)
+            vol = load_stored_volume(store, sid, cancel=cancel)
+            image = ImageInput.from_volume(vol)
+            found = find_regions(image, cancel=cancel)
+            family = modality_family(image.modality or se.modality)
+            vecs = [r.vector for r in found]
+            import numpy as np
+
+            regions.put_regions(desc.id, sid, rows_of(found),
+                                np.vstack(vecs) if vecs else np.empty((0, desc.dim), np.float32),
+                                family=family, body_part=se.body_part)
+            rep.done += 1
+            rep.regions += len(found)
+        except (CasebookError, InferenceError, OSError, ValueError) as exc:
+            if cancel is not None and cancel.is_set():
+                raise
+            log.warning("series %d: no regions: %s", sid, exc)
+            rep.failed.append((sid, str(exc)))
+        if progress:
+            progress(n + 1, len(todo), f"regions of series {sid}")
+    rep.remaining = len(regions.series_missing_regions(desc.id))
+    return rep
+
+
+def open_region_index(index_dir: Path, regions: RegionStore, desc: DescriptorRecord, family: str, *,
+                      progress: ProgressCallback | None = None, cancel: SupportsCancel | None = None) -> VectorIndex:
+    """The on-disk vector index of one family's regions, checked and caught up against the store."""
+    return VectorIndex.open(index_dir, desc.index_key(family), desc.dim, regions.source(desc.id, family),
+                            progress=progress, cancel=cancel)
+
+
+__all__ = ["RegionEmbedReport", "embed_regions", "open_region_index", "register", "rows_of"]
