@@ -386,18 +386,21 @@ def segment(smooth: np.ndarray, g: float, centre: np.ndarray, sigma_mm: float, p
     for frac in (0.35, 0.6):
         part = keep
         open_r = int(round(frac * r_vox))
-        if open_r >= 1 and not flat:
+        if open_r >= 1 and r_vox >= 2.5 and not flat:  # a blob a few voxels across has nothing to cut
             opened = sitk.GetArrayFromImage(sitk.BinaryMorphologicalOpening(
                 sitk.GetImageFromArray(keep.astype(np.uint8)), [open_r] * 3, sitk.sitkBall)).astype(bool)
             part = _component_at(opened, core_m) if opened.any() else None
             if part is None:
-                return None
+                part = keep
         filled_img = sitk.BinaryFillhole(sitk.GetImageFromArray(part.astype(np.uint8)), fullyConnected=False)
         mask = sitk.GetArrayFromImage(filled_img).astype(bool)
         n = int(mask.sum())
         if n < (2 if flat else 3):
             return None
-        if int((mask & (dist > reach - 1.0)).sum()) <= 0.25 * n:
+        # a blob with attachments crosses its search sphere in a few places; a piece of a larger
+        # structure (a lung, the liver) covers much of the sphere's surface
+        surface = dist > reach - 1.0
+        if int((mask & surface).sum()) <= 0.15 * max(int((surface & (dist <= reach)).sum()), 1):
             keep = part
             break
     else:

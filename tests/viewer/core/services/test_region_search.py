@@ -1,0 +1,89 @@
+"""Region-level search finds the same *finding* (issue 11/18): a real phantom library on disk,
+real ingest, real SQLite, real hnswlib region index; a box on a lesion returns the other patient
+with the same lesion kind first, with its matched box on that lesion."""
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from casebook.index.case_store import CaseStore
+from casebook.index.errors import QueryError
+from casebook.viewer.core.demo.phantom import LesionSpec, PhantomOptions, plan_library, series_geometry, write_study
+from casebook.viewer.core.services.ingest import ingest
+from casebook.viewer.core.services.region_search import RegionSearchService
+from casebook.viewer.core.services.regions import embed_regions, register
+from casebook.viewer.core.services.search_types import SearchFilters
+
+LESIONS = {  # patient -> (kind, centre mm, diameter mm)
+    "A": ("lung_nodule_solid", (-70.0, -10.0, 45.0), 20.0),
+    "B": ("lung_nodule_solid", (75.0, 5.0, 30.0), 16.0),
+    "C": ("bone_sclerotic", (0.0, 68.0, 30.0), 18.0),
+    "D": ("bone_sclerotic", (0.0, 68.0, -25.0), 15.0),
+}
+
+
+def voxel(plan, les: LesionSpec) -> tuple[int, float, float]:
+    sp = plan.series[0]
+    rdir, cdir, normal, origin = series_geometry(sp, plan.shift_mm)
+    p = np.asarray(les.centre) + np.asarray(plan.shift_mm) - origin
+    return int(round(p @ normal / sp.slice_mm)), float(p @ cdir / sp.pixel_mm), float(p @ rdir / sp.pixel_mm)
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory: pytest.TempPathFactory):
+    root = tmp_path_factory.mktemp("regions")
+    template = plan_library(PhantomOptions(patients=1, size=96, slices=28, big_slices=0, seed=5))[0]
+    plans = {}
+    for n, (name, (kind, centre, diam)) in enumerate(LESIONS.items()):
+        plan = replace(template, patient_index=n, patient_id=f"REG{name}", patient_name=f"DEMO^{name}",
+                       lesions=(LesionSpec(kind, centre, diam, "test"),), series=template.series[:1],
+                       seed=1000 + n, shift_mm=(float(n), -float(n), 0.0))
+        write_study(plan, root / "dicom", seed=77)
+        plans[name] = plan
+    store = CaseStore.open(root / "casebook.sqlite", create=True)
+    ingest([root / "dicom"], store)
+    rep = embed_regions(store)
+    assert rep.done == 4 and not rep.failed
+    ids = {s.patient_key: s.id for s in store.list_series()}
+    svc = RegionSearchService(store, root / "vectors")
+    yield store, svc, plans, {name: ids[f"REG{name}"] for name in LESIONS}
+    svc.close()
+    store.close()
+
+
+@pytest.mark.parametrize("query, want", [("A", "B"), ("C", "D")])
+def test_box_on_a_lesion_returns_the_same_kind_first(library, query: str, want: str) -> None:
+    store, svc, plans, ids = library
+    plan = plans[query]
+    k, j, i = voxel(plan, plan.lesions[0])
+    half = plan.lesions[0].diameter_mm * 0.65 / plan.series[0].pixel_mm + 2
+    box = (k, k + 1, int(j - half), int(j + half) + 1, int(i - half), int(i + half) + 1)
+    resp = svc.search(svc.query_from_box(ids[query], box), filters=SearchFilters(), k=10)
+    assert resp.query is not None and resp.query.family == "CT"
+    assert [h.series_id for h in resp.hits][0] == ids[want], resp.hits
+    top = resp.hits[0]
+    # "why similar": the matched region is the other patient's lesion, not some other blob
+    wk, wj, wi = voxel(plans[want], plans[want].lesions[0])
+    b = top.matched_box
+    assert b[0] - 1 <= wk <= b[1] and b[2] - 1 <= wj <= b[3] + 1 and b[4] - 1 <= wi <= b[5] + 1, (b, (wk, wj, wi))
+    assert top.score > resp.hits[-1].score if len(resp.hits) > 1 else True
+    assert top.percentile > 90.0
+    # fewer than k analogues exist: the response says which filter removed the rest
+    assert len(resp.hits) == 3 and "same patient" in resp.reason
+
+
+def test_slice_without_a_finding_is_refused_not_substituted(library) -> None:
+    store, svc, plans, ids = library
+    regions, desc = register(store)
+    rows, _ = regions.regions_of_series(desc.id, ids["A"])
+    covered = {k for r in rows for k in range(r.box[0], r.box[1])}
+    free = [k for k in range(plans["A"].series[0].slices) if k not in covered]
+    if free:
+        with pytest.raises(QueryError, match="no finding candidate"):
+            svc.query_from_slice(ids["A"], free[0])
+    k, _, _ = voxel(plans["A"], plans["A"].lesions[0])
+    q = svc.query_from_slice(ids["A"], k)
+    assert all(r.box[0] <= k < r.box[1] for r in q.regions)
