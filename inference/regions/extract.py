@@ -160,7 +160,10 @@ def regions_in_box(image: ImageInput, box: Sequence[int], *, reference: float | 
         area = float((bj1 - bj0) * sp[1] * (bi1 - bi0) * sp[2])
         fit = min(area, box_area) / max(area, box_area, 1e-6)
         covers = bk0 <= (k0 + k1 - 1) / 2.0 < bk1 or k1 - k0 > 1
-        scored.append((cand.response * math.sqrt(fit) * (1.0 if covers else 0.3), reg))
+        # a reader centres the box on the finding: off-centre blobs (the organ around it) count less
+        off = np.hypot((reg.centre[1] - (j0 + j1 - 1) / 2.0) / max((j1 - j0) / 2.0, 0.5),
+                       (reg.centre[2] - (i0 + i1 - 1) / 2.0) / max((i1 - i0) / 2.0, 0.5))
+        scored.append((cand.response * math.sqrt(fit) * math.exp(-2.0 * off ** 2) * (1.0 if covers else 0.3), reg))
     scored.sort(key=lambda t: -t[0])
     out = [r for _, r in scored[:limit]]
     if not out:
