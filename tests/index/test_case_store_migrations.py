@@ -71,7 +71,7 @@ def test_store_with_data_survives_downgrade_and_upgrade(tmp_path: Path) -> None:
         assert con.execute("SELECT count(*) FROM report_fts WHERE report_fts MATCH 'glioblastoma'").fetchone()[0] == 1
     # opening an older store migrates it, after a backup next to it
     with CaseStore.open(path) as s:
-        assert s.revision == "0002"
+        assert s.revision == "0003"
         assert s.get_series(sid).slice_count == 3
         assert [h.study_id for h in s.search_text("frontal lesion")] == [st]
         assert s.get_teaching(st).deid_status == "identified"
