@@ -23,15 +23,15 @@ from typing import Any, Hashable, Sequence
 
 import numpy as np
 
-from casebook.index.case_store.regions import DescriptorRecord, RegionRow, RegionStore
+from casebook.index.case_store.regions import RegionRow
 from casebook.index.errors import QueryError
 from casebook.index.vector_index import VectorIndex
 from casebook.inference.preprocess import ImageInput
 from casebook.inference.regions import regions_in_box
 from casebook.inference.regions.detect import family_reference
 
-from .calibration import ArchiveCalibration, NO_CLOSE_MATCH
-from .regions import open_region_index, register
+from .calibration import NO_CLOSE_MATCH, ArchiveCalibration
+from .regions import open_region_index, register, rows_of
 from .search_types import SearchFilters, SeriesInfo
 from .store_catalog import StoreCatalog, _case_filter
 
@@ -60,7 +60,7 @@ class RegionHit:
     series_id: Hashable
     score: float  # cosine of the query finding and the matched region (1.0 = identical descriptor)
     percentile: float  # of the score among the query's similarities to the archive's regions (0-100)
-    confidence: str  # "close match" | "similar" | NO_CLOSE_MATCH
+    confidence: str  # "close match" | "similar" | calibration.NO_CLOSE_MATCH
     matched_box: tuple[int, int, int, int, int, int]  # k0, k1, j0, j1, i0, i1 in the analogue's voxels
     matched_slice: int  # the slice to open the analogue on (centre of the matched region)
     matched_centre_lps: tuple[float, float, float] | None
@@ -118,8 +118,7 @@ class RegionSearchService:
         _, ref = family_reference(image)
         found = regions_in_box(image, tuple(int(v) for v in box), reference=ref)
         patient, study = self.catalog.series_keys(series_id)
-        rows = [RegionRow(r.box, r.centre, r.centre_lps, r.diameter_mm, r.volume_ml, r.polarity, r.contrast,
-                          r.saliency, r.family) for r in found]
+        rows = rows_of(found)
         return RegionQuery(np.vstack([r.vector for r in found]), rows, found[0].family,
                            f"box {tuple(int(v) for v in box)} of series {series_id}", series_id, patient, study,
                            int((int(box[0]) + int(box[1]) - 1) // 2))
@@ -207,4 +206,4 @@ class RegionSearchService:
         return resp
 
 
-__all__ = ["RegionHit", "RegionQuery", "RegionSearchResponse", "RegionSearchService"]
+__all__ = ["NO_CLOSE_MATCH", "RegionHit", "RegionQuery", "RegionSearchResponse", "RegionSearchService"]

@@ -12,6 +12,8 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from casebook.index.case_store import CaseStore
 from casebook.index.case_store.regions import DescriptorRecord, RegionRow, RegionStore
 from casebook.index.vector_index import VectorIndex
@@ -64,8 +66,6 @@ def embed_regions(store: CaseStore, *, progress: ProgressCallback | None = None,
             found = find_regions(image, cancel=cancel)
             family = modality_family(image.modality or se.modality)
             vecs = [r.vector for r in found]
-            import numpy as np
-
             regions.put_regions(desc.id, sid, rows_of(found),
                                 np.vstack(vecs) if vecs else np.empty((0, desc.dim), np.float32),
                                 family=family, body_part=se.body_part)
