@@ -122,8 +122,8 @@ def test_keyboard_stays_with_the_viewer_after_layout_changes_and_opening_a_study
     QTest.keyClick(QApplication.focusWidget(), Qt.Key.Key_I)
     assert not st.invert and search.text() == ""
     # open a study while the list has the keyboard: the viewer takes it once the study shows
-    win.browser.table.setFocus()
-    assert QApplication.focusWidget() is win.browser.table
+    win.browser.tree.setFocus()
+    assert QApplication.focusWidget() is win.browser.tree
     w = win.open_path(need_shared("dicom", "dcm_qa_ct", "In", "Philips", "S21570", "S2010"))
     del w
     qtbot.waitUntil(lambda: st.volume is not ct_volume and st.volume.shape[0] == 28 and st.loading_fraction >= 1.0,
