@@ -42,6 +42,25 @@ def require_shared(*parts: str) -> Path:
     return SHARED_DATA.joinpath(*parts)
 
 
+def package_sample(name: str) -> Path:
+    """A sample file shipped by pydicom-data (``data_store``) or pydicom itself, by file name."""
+    import importlib.util
+
+    for pkg, sub in (("data_store", "data"), ("pydicom", "data/test_files")):
+        spec = importlib.util.find_spec(pkg)
+        if spec is not None and spec.submodule_search_locations:
+            p = Path(list(spec.submodule_search_locations)[0]) / sub / name
+            if p.is_file():
+                return p
+    pytest.skip(f"{name} not installed (pydicom-data is in the test extra)")
+
+
+@pytest.fixture(scope="session")
+def sample_file():
+    """``sample_file("US1_UNCR.dcm")`` -> Path of a pydicom/pydicom-data sample (see package_sample)."""
+    return package_sample
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     return require_shared()

@@ -7,7 +7,6 @@ widgets, ``QWidget.grab``; the state is the model the widgets bind to.
 """
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +15,7 @@ from PySide6.QtCore import QPoint, Qt
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication, QLineEdit
 
-from casebook.viewer.core.viewstate import StudyInfo, set_strict
+from casebook.viewer.core.viewstate import StudyInfo
 from casebook.viewer.render.capture import grab_render_window
 
 from .conftest import close_gl_windows, load
@@ -24,11 +23,6 @@ from .conftest import close_gl_windows, load
 pytestmark = pytest.mark.gui
 
 
-@pytest.fixture(autouse=True)
-def _strict_events():
-    set_strict(True)
-    yield
-    set_strict(None)
 
 
 _OPEN: list = []
@@ -62,20 +56,11 @@ def _window(qtbot, settings, with_3d=False, size=(1400, 900)):
     return win
 
 
-def _sample(name: str) -> Path:
-    for pkg, sub in (("data_store", "data"), ("pydicom", "data/test_files")):
-        spec = importlib.util.find_spec(pkg)
-        if spec is not None and spec.submodule_search_locations:
-            p = Path(list(spec.submodule_search_locations)[0]) / sub / name
-            if p.is_file():
-                return p
-    pytest.skip(f"{name} not installed (pydicom-data is in the test extra)")
-
 
 @pytest.fixture(scope="module")
-def colour_us():
+def colour_us(sample_file):
     """US1_UNCR.dcm: a power-Doppler ultrasound, RGB, with neither pixel spacing nor orientation."""
-    return load(_sample("US1_UNCR.dcm"))
+    return load(sample_file("US1_UNCR.dcm"))
 
 
 @pytest.fixture(scope="module")
@@ -122,8 +107,8 @@ def test_keyboard_stays_with_the_viewer_after_layout_changes_and_opening_a_study
     QTest.keyClick(QApplication.focusWidget(), Qt.Key.Key_I)
     assert not st.invert and search.text() == ""
     # open a study while the list has the keyboard: the viewer takes it once the study shows
-    win.browser.table.setFocus()
-    assert QApplication.focusWidget() is win.browser.table
+    win.browser.tree.setFocus()
+    assert QApplication.focusWidget() is win.browser.tree
     w = win.open_path(need_shared("dicom", "dcm_qa_ct", "In", "Philips", "S21570", "S2010"))
     del w
     qtbot.waitUntil(lambda: st.volume is not ct_volume and st.volume.shape[0] == 28 and st.loading_fraction >= 1.0,

@@ -1,7 +1,6 @@
 """Sample files with quirks real archives have: inferred transfer syntax, 16-bit palette LUTs."""
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -12,19 +11,10 @@ from pydicom.pixels import apply_color_lut
 from casebook.viewer.core.dicom import load_volume, scan
 
 
-def _sample(name: str) -> Path:
-    for pkg, sub in (("data_store", "data"), ("pydicom", "data/test_files")):
-        spec = importlib.util.find_spec(pkg)
-        if spec is not None and spec.submodule_search_locations:
-            p = Path(list(spec.submodule_search_locations)[0]) / sub / name
-            if p.is_file():
-                return p
-    pytest.skip(f"{name} not installed (pydicom-data)")
 
-
-def test_palette_file_without_transfer_syntax_loads_as_rgb():
+def test_palette_file_without_transfer_syntax_loads_as_rgb(sample_file):
     """OT-PAL-8-face.dcm: no (0002,0010) in its file meta; 8-bit indices into 16-bit LUTs."""
-    path = _sample("OT-PAL-8-face.dcm")
+    path = sample_file("OT-PAL-8-face.dcm")
     res = scan([path])
     (stack,) = res.stacks
     vol = load_volume(stack)
