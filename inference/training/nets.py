@@ -5,7 +5,10 @@ repository (a few MB). A hospital with a GPU can raise ``width`` or bring its ow
 """
 from __future__ import annotations
 
+import math
+
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -24,11 +27,16 @@ class ConvEncoder(nn.Module):
     ``forward`` returns the embedding (what ships); ``project`` adds the MLP head used only by the
     contrastive loss during training (the usual SimCLR/SupCon practice: the representation
     before the head retrieves better than the head's output).
+
+    With ``input_norm`` every image is standardised by its own mean and standard deviation first,
+    so a radiograph exposed or windowed differently from the training images is seen the same.
     """
 
-    def __init__(self, dims: int = 2, channels: int = 1, width: int = 16, embedding_size: int = 128, proj_size: int = 64) -> None:
+    def __init__(self, dims: int = 2, channels: int = 1, width: int = 16, embedding_size: int = 128, proj_size: int = 64,
+                 input_norm: bool = False) -> None:
         super().__init__()
         self.dims = dims
+        self.input_norm = input_norm
         w = [width, width * 2, width * 4, width * 8]
         stages = []
         cin = channels
@@ -41,6 +49,9 @@ class ConvEncoder(nn.Module):
         self.head = nn.Sequential(nn.ReLU(), nn.Linear(embedding_size, embedding_size), nn.ReLU(), nn.Linear(embedding_size, proj_size))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.input_norm:
+            axes = tuple(range(1, x.dim()))
+            x = (x - x.mean(dim=axes, keepdim=True)) / (x.std(dim=axes, keepdim=True) + 1e-3)
         f = self.features(x)
         flat = f.flatten(2)
         pooled = torch.cat([flat.mean(dim=2), flat.amax(dim=2)], dim=1)
@@ -50,4 +61,31 @@ class ConvEncoder(nn.Module):
         return self.head(self.forward(x))
 
 
-__all__ = ["ConvEncoder"]
+class Ensemble(nn.Module):
+    """Several encoders as one: the concatenation of their L2-normalised embeddings over sqrt(K).
+
+    The cosine of two such vectors is the mean of the members' cosines, so the exported graph
+    ranks exactly as averaging the members' similarities would, in one ONNX file and one index.
+    With ``flip`` each member also sees the image mirrored left-right and its two embeddings are
+    summed (test-time augmentation inside the graph).
+    """
+
+    def __init__(self, members: list[nn.Module], flip: bool = False) -> None:
+        super().__init__()
+        if not members:
+            raise ValueError("an ensemble needs at least one member")
+        self.members = nn.ModuleList(members)
+        self.flip = flip
+        self.scale = 1.0 / math.sqrt(len(members))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        outs = []
+        for m in self.members:
+            e = F.normalize(m(x), dim=1)
+            if self.flip:
+                e = F.normalize(e + F.normalize(m(torch.flip(x, dims=(-1,))), dim=1), dim=1)
+            outs.append(e)
+        return torch.cat(outs, dim=1) * self.scale
+
+
+__all__ = ["ConvEncoder", "Ensemble"]
