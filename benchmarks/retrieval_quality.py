@@ -48,12 +48,14 @@ RESULTS = REPO / "benchmarks" / "results" / "retrieval_quality.txt"
 @dataclass(frozen=True)
 class LabelledSet:
     file: str
-    model: str  # the shipped encoder trained on it
+    models: tuple[str, ...]  # the shipped encoders trained on it
     modality: str  # what Casebook is told the images are
 
 
-SETS = (LabelledSet("pneumoniamnist_trainval.npz", "casebook-cxr2d", "XR"),
-        LabelledSet("adrenalmnist3d_64_trainval.npz", "casebook-adrenal3d", ""))
+# casebook-cxr2d 1.0 and casebook-adrenal3d's 1.0 were trained on the whole train split: their
+# held-out rows are queries they were trained on (optimistic); the others never saw them.
+SETS = (LabelledSet("pneumoniamnist_trainval.npz", ("casebook-cxr2d", "casebook-pneumonia2d"), "XR"),
+        LabelledSet("adrenalmnist3d_64_trainval.npz", ("casebook-adrenal3d",), ""))
 
 
 def random_init_copy(path: Path, out: Path, seed: int = 0) -> Path:
@@ -118,14 +120,17 @@ def main() -> int:
         vx, vy = d["val_images"], d["val_labels"].ravel().astype(np.int64)
         keep, held = stratified_holdout(ty, HOLDOUT_FRACTION, HOLDOUT_SEED)
         ax, ay, hx, hy = tx[keep], ty[keep], tx[held], ty[held]
-        shipped = find_model(ls.model).path
-        cands: dict[str, Encoder | None] = {"raw pixels": None, "casebook-baseline": Encoder(find_model("casebook-baseline").path, device="cpu"),
-                                            f"{ls.model} random weights": Encoder(random_init_copy(shipped, tmp / f"{ls.model}-random.onnx"), device="cpu")}
+        cands: dict[str, Encoder | None] = {"raw pixels": None, "casebook-baseline": Encoder(find_model("casebook-baseline").path, device="cpu")}
+        for model in ls.models:
+            shipped = find_model(model).path
+            cands[f"{model} random weights"] = Encoder(random_init_copy(shipped, tmp / f"{model}-random.onnx"), device="cpu")
         for name, file in extras:
             enc = Encoder(file, device="cpu")
             if enc.card.is_3d == (vx.ndim == 4):
                 cands[name] = enc
-        cands[f"{ls.model} {Encoder(shipped, device='cpu').card.version}"] = Encoder(shipped, device="cpu")
+        for model in ls.models:
+            enc = Encoder(find_model(model).path, device="cpu")
+            cands[f"{model} {enc.card.version}"] = enc
         rows: list[list[str]] = []
         for name, enc in cands.items():
             t0 = time.perf_counter()

@@ -1,6 +1,6 @@
 """Reproduce Casebook's shipped encoders end to end: train, export, measure, write the card.
 
-    .venv/bin/python scripts/train_shipped_encoders.py [cxr2d] [adrenal3d] [--out-dir DIR] [--threads N]
+    .venv/bin/python scripts/train_shipped_encoders.py [pneumonia2d] [adrenal3d] [--out-dir DIR] [--threads N]
 
 Needs the ``train`` extra (``scripts/setup.sh --train``) and the shared labelled sets
 (``CASEBOOK_SHARED`` or ``../shared``). For each model:
@@ -33,10 +33,14 @@ REPO = Path(__file__).resolve().parents[1]
 # The settings the shipped encoders were trained with (chosen by cross-validation on train and
 # by val; the held-out split chose nothing).
 SHIPPED = {
-    "cxr2d": dict(
+    # The radiograph encoder. It ships beside casebook-cxr2d 1.0, not in its place: on CT slices
+    # (tests/inference/test_real_data.py, a later COVID CT slice finding the same patient's prior)
+    # it scores 0.30 where cxr2d 1.0 and the baseline score 0.50, so cxr2d 1.0 stays the generic
+    # slice encoder until a 64^2 version of this recipe is trained (too slow on the shared CPUs).
+    "pneumonia2d": dict(
         file="pneumoniamnist_trainval.npz", modality="XR",
-        config=dict(name="casebook-cxr2d", version="2.0", input_size=32, width=16, embedding_size=64, epochs=16,
-                    batch_size=128, lr=1e-3, weight_decay=5e-4, members=3, balanced=True, input_norm=True,
+        config=dict(name="casebook-pneumonia2d", version="1.0", input_size=32, width=16, embedding_size=64, epochs=12,
+                    batch_size=128, lr=1e-3, weight_decay=5e-4, members=3, balanced=True, input_norm=False,
                     flip_tta=False, ssl_weight=0.5, seed=0, licence="CC-BY-4.0"),
         training_data=("PneumoniaMNIST (MedMNIST v2, CC BY 4.0): paediatric chest radiographs 28x28, normal vs "
                        "pneumonia; trained on the train split minus Casebook's held-out test split "
@@ -44,12 +48,12 @@ SHIPPED = {
     ),
     "adrenal3d": dict(
         file="adrenalmnist3d_64_trainval.npz", modality="",
-        config=dict(name="casebook-adrenal3d", version="2.0", input_size=32, width=8, embedding_size=64, epochs=20,
+        config=dict(name="casebook-adrenal3d", version="2.0", input_size=32, width=8, embedding_size=64, epochs=15,
                     batch_size=64, lr=1e-3, weight_decay=5e-4, members=3, balanced=True, input_norm=False,
-                    flip_tta=False, ssl_weight=0.5, seed=0, licence="CC-BY-4.0"),
+                    flip_tta=False, shape_descriptor=True, ssl_weight=0.5, seed=0, licence="CC-BY-4.0"),
         training_data=("AdrenalMNIST3D (MedMNIST v2, CC BY 4.0): adrenal-gland shape volumes 64^3 from abdominal CT, "
                        "normal vs mass; trained on the train split minus Casebook's held-out test split "
-                       "({n} images), epochs chosen by 3-fold cross-validation on those"),
+                       "({n} images), epochs and descriptor weights chosen by 3-fold cross-validation on those"),
     ),
 }
 

@@ -121,3 +121,37 @@ def test_heldout_split_is_stratified_fixed_and_disjoint(need_shared) -> None:
     assert sorted(np.concatenate(folds).tolist()) == list(range(len(keep)))
     shares = [h.data.train_labels[f].mean() for f in folds]
     assert max(shares) - min(shares) < 0.01
+
+
+def test_from_store_supervised_then_audit_compares_before_and_after(library_dir, need_shared, capsys) -> None:
+    """The library's own diagnoses train an encoder, and `casebook audit` reports it beside the model it replaces."""
+    import json
+
+    from casebook.viewer.cli import main
+    from casebook.viewer.core.services.library import open_store
+
+    mr = [str(need_shared("dicom", "dcm_qa_ts", "In", f"{n}.dcm")) for n in (1, 2, 3)]
+    assert main(["ingest", str(need_shared("dicom", "dcm_qa_ct", "In")), *mr]) == 0
+    store = open_store()
+    try:
+        studies = sorted({s.study_id: s.modality for s in store.list_series()}.items())
+        assert len(studies) >= 3 and {m for _, m in studies} == {"CT", "MR"}
+        for sid, modality in studies:  # a diagnosis a reader could have entered: CT head vs MR brain work-up
+            store.set_report(sid, diagnosis="head CT" if modality == "CT" else "brain MR")
+    finally:
+        store.close()
+    assert main(["embed", "--model", "casebook-cxr2d"]) == 0  # the shipped slice encoder: "before"
+    capsys.readouterr()
+    assert main(["train-encoder", "--from-store", "2d-slice", "--name", "lib-sup", "--epochs", "1", "--width", "4",
+                 "--input-size", "32", "--batch-size", "16", "--threads", "1"]) == 0
+    err = capsys.readouterr().err
+    assert ", labelled" in err and "self-supervised" not in err  # the diagnoses became classes
+    assert (library_dir / "models" / "lib-sup-1.onnx").is_file()
+    assert main(["embed", "--model", "lib-sup"]) == 0
+    capsys.readouterr()
+    assert main(["audit", "--json", "--sample", "20"]) == 0
+    reports = {r["model_key"].split("@")[0]: r for r in json.loads(capsys.readouterr().out)}
+    assert {"casebook-cxr2d", "lib-sup"} <= set(reports)
+    for key in ("casebook-cxr2d", "lib-sup"):  # before and after, on the same labelled cases
+        assert reports[key]["diagnosis_queries"] > 0 and reports[key]["precision_at_1"] is not None
+    assert reports["casebook-cxr2d"]["diagnosis_queries"] == reports["lib-sup"]["diagnosis_queries"]
