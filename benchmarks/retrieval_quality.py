@@ -65,9 +65,12 @@ def random_init_copy(path: Path, out: Path, seed: int = 0) -> Path:
 
     m = onnx.load(str(path))
     rng = np.random.default_rng(seed)
+    # the hand-made shape descriptor's constants (coordinates, difference kernels, its
+    # standardisation) are not learned weights: they stay, only the networks are re-drawn
+    fixed = {i for n in m.graph.node if "descriptor" in n.name for i in n.input}
     for init in m.graph.initializer:
         a = numpy_helper.to_array(init)
-        if a.dtype.kind != "f":
+        if a.dtype.kind != "f" or init.name in fixed:
             continue
         if a.ndim >= 2:
             fan_in = int(np.prod(a.shape[1:]))
