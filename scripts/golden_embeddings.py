@@ -26,7 +26,7 @@ FILES = (
     ("ct_ge_head", "dicom/dcm_qa_ct/In/GE"),
     ("ct_covid", "temporal/covid19_ny_sbu/data-sample/A002304/axial"),
 )
-MODELS = ("casebook-baseline", "casebook-cxr2d", "casebook-adrenal3d")
+MODELS = ("casebook-baseline", "casebook-cxr2d", "casebook-pneumonia2d", "casebook-adrenal3d")
 PARTS = 4  # the first parts are kept beside the series vector
 
 

@@ -102,7 +102,83 @@ def load_npz(path: str | Path, val_fraction: float = 0.15, seed: int = 0) -> Lab
     return out
 
 
-__all__ = ["LabelledArrays", "load_npz", "TrainingDataError", "default_intensity"]
+# The held-out test split Casebook carves out of a labelled set's train split: never used for any
+# choice (architecture, epochs, augmentation, threshold), only reported once a model is final.
+HOLDOUT_FRACTION = 0.2
+HOLDOUT_SEED = 11  # issue 11 of the project, where the split was introduced
+
+
+def stratified_holdout(labels: np.ndarray, fraction: float = HOLDOUT_FRACTION, seed: int = HOLDOUT_SEED) -> tuple[np.ndarray, np.ndarray]:
+    """``(keep, held)`` sorted index arrays: ``fraction`` of every class (rounded) goes to ``held``.
+
+    Stratified so the held-out split has the train split's class balance; deterministic in
+    ``seed`` and in the labels alone, so the benchmark and the trainer carve the same split
+    without sharing state.
+    """
+    y = np.asarray(labels).reshape(-1)
+    rng = np.random.default_rng(seed)
+    held: list[np.ndarray] = []
+    for c in np.unique(y):
+        idx = np.flatnonzero(y == c)
+        n = int(round(len(idx) * fraction))
+        held.append(rng.permutation(idx)[:n])
+    h = np.sort(np.concatenate(held)) if held else np.zeros(0, np.int64)
+    keep = np.setdiff1d(np.arange(len(y)), h)
+    return keep, h
+
+
+def stratified_folds(labels: np.ndarray, k: int, seed: int = 0) -> list[np.ndarray]:
+    """``k`` disjoint sorted index arrays covering ``labels``, each with the overall class balance.
+
+    Cross-validation folds for model selection: member ``i`` of an ensemble trains on the other
+    folds and picks its epoch on fold ``i``, so no split outside train is used for any choice.
+    """
+    if k < 2:
+        raise TrainingDataError(f"cross-validation needs at least 2 folds, not {k}")
+    y = np.asarray(labels).reshape(-1)
+    rng = np.random.default_rng(seed)
+    folds: list[list[np.ndarray]] = [[] for _ in range(k)]
+    offset = 0
+    for c in np.unique(y):
+        idx = rng.permutation(np.flatnonzero(y == c))
+        for n, part in enumerate(np.array_split(idx, k)):
+            folds[(n + offset) % k].append(part)
+        offset += len(idx) % k  # keep fold sizes level across classes
+    out = [np.sort(np.concatenate(f)) for f in folds]
+    if any(len(f) == 0 for f in out):
+        raise TrainingDataError(f"too few images ({len(y)}) for {k} cross-validation folds")
+    return out
+
+
+@dataclass
+class HeldOutSet:
+    """A labelled set split three ways: the training arrays (train minus held-out, and val) and the
+    held-out test images that only the final report may look at."""
+
+    data: LabelledArrays
+    test_images: np.ndarray
+    test_labels: np.ndarray
+    holdout_fraction: float
+    holdout_seed: int
+
+    @property
+    def description(self) -> str:
+        return (f"held-out test = {self.holdout_fraction:.0%} of each class of the train split "
+                f"(numpy default_rng seed {self.holdout_seed}, casebook.inference.training.data.stratified_holdout)")
+
+
+def load_npz_with_holdout(path: str | Path, fraction: float = HOLDOUT_FRACTION, seed: int = HOLDOUT_SEED) -> HeldOutSet:
+    """:func:`load_npz`, then the held-out test split carved out of train (see :func:`stratified_holdout`)."""
+    d = load_npz(path)
+    keep, held = stratified_holdout(d.train_labels, fraction, seed)
+    train = LabelledArrays(d.train_images[keep], d.train_labels[keep], d.val_images, d.val_labels,
+                           source=d.source, label_names=d.label_names)
+    train.validate()
+    return HeldOutSet(train, d.train_images[held], d.train_labels[held], fraction, seed)
+
+
+__all__ = ["LabelledArrays", "load_npz", "TrainingDataError", "default_intensity", "stratified_holdout",
+           "stratified_folds", "HeldOutSet", "load_npz_with_holdout", "HOLDOUT_FRACTION", "HOLDOUT_SEED"]
 
 
 def default_intensity(kind: str) -> dict[str, IntensitySpec]:
@@ -118,5 +194,7 @@ def default_intensity(kind: str) -> dict[str, IntensitySpec]:
     return {
         "CT": IntensitySpec("window", center=40.0, width=400.0),
         "MR": IntensitySpec("percentile", low=1.0, high=99.0),
-        "default": IntensitySpec("percentile", low=0.5, high=99.5),
+        # 8-bit volumes (the training data's own form) divided by 255, wider data by its robust
+        # range: a percentile rule would blow up a small 8-bit shape mask to all-foreground
+        "default": IntensitySpec("range"),
     }

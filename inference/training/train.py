@@ -5,7 +5,9 @@ NT-Xent term over two augmented views of every image (SimCLR). The self-supervis
 what keeps the embedding informative beyond the few training labels (two classes in the
 shipped sets): without it, SupCon collapses every image of a class onto one point, which is
 useless for "find cases like this one". With no labels at all only the self-supervised term
-is used. The checkpoint that retrieves best on the validation split is the one exported.
+is used. The checkpoint that retrieves best (class-balanced mAP@10) on the selection split is
+the one exported: the val split for one model, each member's own cross-validation fold for an
+ensemble.
 """
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ from ..export import export_torch
 from ..metrics import retrieval_scores
 from .augment import view
 from .data import LabelledArrays, default_intensity
-from .nets import ConvEncoder
+from .nets import Combined, ConvEncoder, Ensemble, ShapeDescriptor
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +38,7 @@ Progress = Callable[[int, int, str], None]
 
 @dataclass
 class TrainConfig:
-    """Hyper-parameters; the defaults are what the shipped encoders were trained with."""
+    """Hyper-parameters. The shipped encoders' own settings are in ``scripts/train_shipped_encoders.py``."""
 
     name: str = "casebook-encoder"
     version: str = "1"
@@ -53,6 +55,18 @@ class TrainConfig:
     seed: int = 0
     threads: int = 0  # 0: all cores
     device: str = "auto"  # auto (CUDA when torch sees a GPU) | cpu | cuda
+    # Batches drawn with equal weight per class: a rare class (normals are a tenth of
+    # PneumoniaMNIST's train split) shapes the embedding as much as a common one.
+    balanced: bool = True
+    # members > 1: a cross-validated ensemble. The train split is cut into that many stratified
+    # folds; member i trains on the others and picks its epoch on fold i (val is never used for a
+    # choice), and the exported graph concatenates the members (see nets.Ensemble).
+    members: int = 1
+    input_norm: bool = False  # standardise each image by its own mean/std inside the graph
+    flip_tta: bool = False  # members also embed the mirrored image (inside the exported graph)
+    # 3D only: append nets.ShapeDescriptor (shape statistics and pooled occupancy) to the learned
+    # embedding; the parts' weights are chosen by cross-validation (one of them: learned only)
+    shape_descriptor: bool = False
     licence: str = ""
     training_data: str = ""
     description: str = ""
@@ -64,8 +78,9 @@ class TrainResult:
     model: Any
     card: ModelCard
     history: list[dict[str, float]] = field(default_factory=list)
-    best_epoch: int = -1
+    best_epoch: int = -1  # of the single model; with an ensemble, of its first member
     seconds: float = 0.0
+    member_epochs: list[int] = field(default_factory=list)
 
 
 def contrastive_loss(z: torch.Tensor, groups: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -104,43 +119,75 @@ def embed_tensor(model: Any, x: torch.Tensor, mean: float, std: float, batch: in
     return F.normalize(torch.cat(out), dim=1).numpy()
 
 
-def train_encoder(data: LabelledArrays, config: TrainConfig, progress: Progress | None = None, cancel: Any = None) -> TrainResult:
-    """Train an encoder on ``data``; returns the best checkpoint (by validation retrieval)."""
-    data.validate()
-    t0 = time.monotonic()
-    threads = config.threads or len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    torch.set_num_threads(max(1, threads))
-    torch.manual_seed(config.seed)
-    gen = torch.Generator().manual_seed(config.seed)
-    kind = data.kind
-    dims = 3 if kind == "3d-volume" else 2
-    size = config.input_size or (32 if dims == 3 else 64)
-    tx, vx = _prepare(data.train_images, size), _prepare(data.val_images, size)
-    ty, vy = torch.from_numpy(data.train_labels.astype(np.int64)), data.val_labels.astype(np.int64)
-    mean, std = float(tx.mean()), float(tx.std()) or 1.0
-    labelled = data.labelled
-    use_cuda = config.device == "cuda" or (config.device == "auto" and torch.cuda.is_available())
-    dev = torch.device("cuda" if use_cuda else "cpu")
-    model = ConvEncoder(dims=dims, channels=1, width=config.width, embedding_size=config.embedding_size).to(dev)
-    log.info("training on %s", dev)
+def _sample_order(labels: torch.Tensor, balanced: bool, gen: torch.Generator) -> torch.Tensor:
+    """One epoch of indices: a permutation, or (balanced) a draw with equal weight per class."""
+    n = len(labels)
+    if not balanced:
+        return torch.randperm(n, generator=gen)
+    _, inverse, counts = torch.unique(labels, return_inverse=True, return_counts=True)
+    if len(counts) < 2:
+        return torch.randperm(n, generator=gen)
+    weights = 1.0 / counts[inverse].double()
+    return torch.multinomial(weights, n, replacement=True, generator=gen)
+
+
+@dataclass
+class _Split:
+    """Training images of one member, and the queries/archive its epochs are scored on."""
+
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    query_x: torch.Tensor
+    query_y: np.ndarray
+    archive_x: torch.Tensor
+    archive_y: np.ndarray
+    prefix: str  # "val" or "cv": which split chose the epoch
+
+
+def _score(model: Any, split: _Split, mean: float, std: float, labelled: bool) -> dict[str, float]:
+    qe = embed_tensor(model, split.query_x, mean, std)
+    p = split.prefix
+    if labelled and (split.query_y >= 0).any() and (split.archive_y >= 0).any():
+        de = embed_tensor(model, split.archive_x, mean, std)
+        keep, dkeep = split.query_y >= 0, split.archive_y >= 0
+        s = retrieval_scores(qe[keep], split.query_y[keep], de[dkeep], split.archive_y[dkeep], k=10)
+        # selected on the class-balanced mAP: robust to a test split with another class balance
+        return {f"{p}_mAP@10": s.map_at_k, f"{p}_P@1": s.p_at_1, f"{p}_P@10": s.p_at_k,
+                f"{p}_bal_mAP@10": s.balanced_map_at_k, f"{p}_bal_P@1": s.balanced_p_at_1, "score": s.balanced_map_at_k}
+    # no labels: how often an image's augmented view finds the image itself
+    g2 = torch.Generator().manual_seed(1234)
+    qe2 = embed_tensor(model, view(split.query_x, gen=g2), mean, std)
+    top1 = float(((qe2 @ qe.T).argmax(1) == np.arange(len(qe))).mean())
+    return {f"{p}_view_top1": top1, "score": top1}
+
+
+def _train_member(split: _Split, config: TrainConfig, dims: int, mean: float, std: float, labelled: bool, dev: torch.device,
+                  seed: int, tick: Callable[[str], None], cancel: Any) -> tuple[Any, list[dict[str, float]], int]:
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    model = ConvEncoder(dims=dims, channels=1, width=config.width, embedding_size=config.embedding_size,
+                        input_norm=config.input_norm).to(dev)
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    steps_per_epoch = max(1, len(tx) // config.batch_size)
+    tx, ty = split.train_x, split.train_y
+    batch = min(config.batch_size, len(tx))
+    steps_per_epoch = max(1, len(tx) // batch)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=config.epochs * steps_per_epoch, pct_start=0.15)
     history: list[dict[str, float]] = []
     best_score, best_state, best_epoch = -1.0, None, -1
-    progress = progress or (lambda d, t, m: None)
     for epoch in range(config.epochs):
         model.train()
-        order = torch.randperm(len(tx), generator=gen)
+        order = _sample_order(ty, config.balanced and labelled, gen)
         losses = []
         for step in range(steps_per_epoch):
             if cancel is not None and cancel.is_set():
                 raise Cancelled("training cancelled")
-            idx = order[step * config.batch_size : (step + 1) * config.batch_size]
+            idx = order[step * batch : (step + 1) * batch]
             xb = tx[idx]
             v = torch.cat([view(xb, gen=gen), view(xb, gen=gen)])
             z = F.normalize(model.project(((v - mean) / std).to(dev)), dim=1).cpu()
-            inst = torch.arange(len(idx)).repeat(2)
+            # a balanced draw repeats images: the instance id is the image's index, so two copies
+            # of one image (and their views) are positives of each other, never negatives
+            inst = idx.repeat(2)
             loss = config.ssl_weight * contrastive_loss(z, inst, config.temperature) if config.ssl_weight > 0 or not labelled else 0.0
             if labelled and config.supervised_weight > 0:
                 yb = ty[idx].repeat(2)
@@ -152,48 +199,163 @@ def train_encoder(data: LabelledArrays, config: TrainConfig, progress: Progress 
             opt.step()
             sched.step()
             losses.append(float(loss.detach()))
-        ve = embed_tensor(model, vx, mean, std)
         rec: dict[str, float] = {"epoch": epoch + 1, "loss": float(np.mean(losses))}
-        if labelled and (vy >= 0).any():
-            te = embed_tensor(model, tx, mean, std)
-            keep = vy >= 0
-            s = retrieval_scores(ve[keep], vy[keep], te[data.train_labels >= 0], data.train_labels[data.train_labels >= 0], k=10)
-            rec.update({"val_mAP@10": s.map_at_k, "val_P@1": s.p_at_1, "val_P@10": s.p_at_k})
-            score = s.map_at_k
-        else:
-            # no labels: how often a val image's augmented view finds the image itself
-            g2 = torch.Generator().manual_seed(1234)
-            ve2 = embed_tensor(model, view(vx, gen=g2), mean, std)
-            score = float(((ve2 @ ve.T).argmax(1) == np.arange(len(ve))).mean())
-            rec["val_view_top1"] = score
+        rec.update(_score(model, split, mean, std, labelled))
+        score = rec.pop("score")
         history.append(rec)
         if score > best_score:
             best_score, best_state, best_epoch = score, copy.deepcopy(model.state_dict()), epoch + 1
-        log.info("epoch %d/%d %s", epoch + 1, config.epochs, " ".join(f"{k}={v:.4f}" for k, v in rec.items() if k != "epoch"))
-        progress(epoch + 1, config.epochs, " ".join(f"{k}={v:.3f}" for k, v in rec.items() if k != "epoch"))
+        msg = " ".join(f"{k}={v:.3f}" for k, v in rec.items() if k != "epoch")
+        log.info("epoch %d/%d %s", epoch + 1, config.epochs, msg)
+        tick(msg)
     assert best_state is not None
     model.load_state_dict(best_state)
-    model = model.cpu().eval()
-    best = history[best_epoch - 1]
+    return model.cpu().eval(), history, best_epoch
+
+
+WEIGHT_GRID = [(a / 10, b / 10, (10 - a - b) / 10) for a in range(0, 11, 2) for b in range(0, 11 - a, 2)]
+
+
+@torch.no_grad()
+def _attach_descriptor(model: Any, members: list[Any], splits: list[_Split], tx: torch.Tensor, size: int, mean: float,
+                       std: float) -> tuple[Any, tuple[float, float, float], float]:
+    """Append a ShapeDescriptor and choose the parts' weights on held-back data.
+
+    Each member's own selection split (its cross-validation fold, or val for one model) queries
+    its training images with [learned, stats, occupancy] weighted by each point of
+    ``WEIGHT_GRID``; the weights with the best mean class-balanced mAP@10 ship.
+    """
+    desc = ShapeDescriptor(size, mean, std)
+    xs = (tx - mean) / std
+    st = torch.cat([desc.stats(xs[i : i + 128]) for i in range(0, len(xs), 128)])
+    desc.mu.copy_(st.mean(0))
+    desc.sd.copy_(st.std(0).clamp(min=1e-6))
+    desc.weights.copy_(torch.tensor([1.0, 1.0]))
+    dim_z = ShapeDescriptor.STATS
+    parts = []
+    for member, split in zip(members, splits):
+        def embed(x: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            x = (x - mean) / std
+            d = torch.cat([desc(x[i : i + 128]) for i in range(0, len(x), 128)]).numpy()
+            return embed_tensor(member, x, 0.0, 1.0), d[:, :dim_z], d[:, dim_z:]
+        parts.append((embed(split.query_x), embed(split.archive_x), split))
+    best, best_w = -1.0, (1.0, 0.0, 0.0)
+    for w in WEIGHT_GRID:
+        sw = np.sqrt(np.asarray(w, np.float32))
+        scores = []
+        for q, a, split in parts:
+            qv = np.hstack([q[0] * sw[0], q[1] * sw[1], q[2] * sw[2]])
+            av = np.hstack([a[0] * sw[0], a[1] * sw[1], a[2] * sw[2]])
+            keep, dkeep = split.query_y >= 0, split.archive_y >= 0
+            scores.append(retrieval_scores(qv[keep], split.query_y[keep], av[dkeep], split.archive_y[dkeep], k=10).balanced_map_at_k)
+        score = float(np.mean(scores))
+        log.info("descriptor weights %s: balanced mAP@10 %.4f", w, score)
+        if score > best + 1e-9:
+            best, best_w = score, w
+    if best_w[0] == 1.0:
+        return model, best_w, best  # the descriptor did not help: ship the learned embedding alone
+    desc.weights.copy_(torch.tensor([np.sqrt(best_w[1]), np.sqrt(best_w[2])], dtype=torch.float32))
+    desc.occupancy = best_w[2] > 0
+    return Combined(model, desc, best_w[0]).eval(), best_w, best
+
+
+def train_encoder(data: LabelledArrays, config: TrainConfig, progress: Progress | None = None, cancel: Any = None) -> TrainResult:
+    """Train an encoder (or a cross-validated ensemble) on ``data``; returns the selected checkpoint(s).
+
+    One model picks its epoch on the val split; an ensemble (``config.members`` > 1) picks each
+    member's epoch on its own held-back fold of train, so the val figures on its card are a
+    measurement, not a choice.
+    """
+    data.validate()
+    t0 = time.monotonic()
+    threads = config.threads or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+    torch.set_num_threads(max(1, threads))
+    kind = data.kind
+    dims = 3 if kind == "3d-volume" else 2
+    size = config.input_size or (32 if dims == 3 else 64)
+    tx, vx = _prepare(data.train_images, size), _prepare(data.val_images, size)
+    ty_np = data.train_labels.astype(np.int64)
+    ty, vy = torch.from_numpy(ty_np), data.val_labels.astype(np.int64)
+    mean, std = float(tx.mean()), float(tx.std()) or 1.0
+    labelled = data.labelled
+    use_cuda = config.device == "cuda" or (config.device == "auto" and torch.cuda.is_available())
+    dev = torch.device("cuda" if use_cuda else "cpu")
+    log.info("training on %s", dev)
+    if config.members > 1:
+        from .data import stratified_folds
+
+        folds = stratified_folds(ty_np, config.members, seed=config.seed)
+        splits = []
+        for i, fold in enumerate(folds):
+            rest = np.concatenate([f for j, f in enumerate(folds) if j != i])
+            splits.append(_Split(tx[rest], ty[rest], tx[fold], ty_np[fold], tx[rest], ty_np[rest], "cv"))
+    else:
+        splits = [_Split(tx, ty, vx, vy, tx, ty_np, "val")]
+    total = config.epochs * len(splits)
+    done = [0]
+    report = progress or (lambda d, t, m: None)
+
+    def tick(msg: str) -> None:
+        done[0] += 1
+        report(done[0], total, msg)
+
+    members, history, epochs = [], [], []
+    for i, split in enumerate(splits):
+        m, h, e = _train_member(split, config, dims, mean, std, labelled, dev, config.seed + 1000 * i, tick, cancel)
+        members.append(m)
+        history += [dict(rec, member=i + 1) for rec in h] if len(splits) > 1 else h
+        epochs.append(e)
+    model: Any = members[0] if len(members) == 1 and not config.flip_tta else Ensemble(members, flip=config.flip_tta).eval()
+    out_size = config.embedding_size * len(members)
+    descriptor_note = ""
+    if config.shape_descriptor and dims == 3 and labelled:
+        model, weights, sel = _attach_descriptor(model, members, splits, tx, size, mean, std)
+        out_size = int(model(torch.zeros((1, 1, *(size,) * 3))).shape[1])
+        descriptor_note = (f"shape descriptor appended, weights learned/stats/occupancy {weights[0]:.1f}/{weights[1]:.1f}/"
+                           f"{weights[2]:.1f} by {'cross-validation' if len(splits) > 1 else 'val'} (balanced mAP@10 {sel:.4f} there)"
+                           + ("; zero-weight groups left out of the graph" if weights[2] == 0.0 else ""))
+    if len(splits) > 1:
+        chosen = [h for h in history if h["epoch"] == epochs[int(h["member"]) - 1]]
+        metrics: dict[str, Any] = {k: round(float(np.mean([c[k] for c in chosen])), 4) for k in chosen[0] if k.startswith("cv_")}
+        final = _score(model, _Split(tx, ty, vx, vy, tx, ty_np, "val"), mean, std, labelled)
+        final.pop("score")
+        metrics.update({k: round(v, 4) for k, v in final.items()})
+        metrics["selected_on"] = f"{len(splits)}-fold cross-validation on train (val not used for any choice)"
+    else:
+        best = history[epochs[0] - 1]
+        metrics = {k: round(v, 4) for k, v in best.items() if k.startswith("val_")}
+        metrics["selected_on"] = "val (these val figures chose the epoch)"
+    parts = [f"ConvEncoder width {config.width}{' with per-image input standardisation' if config.input_norm else ''}",
+             f"{'SupCon + ' if labelled else ''}NT-Xent{' on class-balanced batches' if labelled and config.balanced else ''}",
+             f"{config.epochs} epochs, lr {config.lr:g}, weight decay {config.weight_decay:g}"]
+    if len(members) > 1:
+        parts.append(f"ensemble of {len(members)} cross-validated members (best epochs {', '.join(map(str, epochs))})")
+    else:
+        parts.append(f"best epoch {epochs[0]}")
+    if config.flip_tta:
+        parts.append("left-right flip test-time augmentation in the graph")
+    if descriptor_note:
+        parts.append(descriptor_note)
+        metrics["descriptor_weights"] = descriptor_note
     card = ModelCard(
         name=config.name,
         version=config.version,
         input_kind=kind,
         input_size=(size,) * dims,
         channels=1,
-        embedding_size=config.embedding_size,
+        embedding_size=out_size,
         intensity=config.intensity or default_intensity(kind),
         target_spacing=None,
         mean=(mean,),
         std=(std,),
         licence=config.licence,
         training_data=config.training_data or data.source,
-        description=config.description or (
-            f"ConvEncoder width {config.width}, {'SupCon + ' if labelled else ''}NT-Xent, {config.epochs} epochs, best epoch {best_epoch}"),
+        description=config.description or ", ".join(parts),
         authors="Casebook developers",
-        metrics={k: round(v, 4) for k, v in best.items() if k.startswith("val_")},
+        metrics=metrics,
     )
-    return TrainResult(model=model, card=card, history=history, best_epoch=best_epoch, seconds=time.monotonic() - t0)
+    return TrainResult(model=model, card=card, history=history, best_epoch=epochs[0], seconds=time.monotonic() - t0,
+                       member_epochs=epochs)
 
 
 def export_result(result: TrainResult, out_path: str | Path) -> Path:

@@ -55,3 +55,130 @@ def test_load_npz_medmnist_layout(need_shared) -> None:
     d = load_npz(need_shared("labelled", "pneumoniamnist_trainval.npz"))
     assert d.kind == "2d-slice" and d.labelled and d.train_images.max() <= 1.0
     assert len(d.val_images) == 524
+
+
+def _stripes(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Two classes a radiologist would tell apart at a glance (vertical vs horizontal edge), with noise;
+    the minority class is a quarter of the set, like the normals of PneumoniaMNIST."""
+    rng = np.random.default_rng(seed)
+    y = (rng.random(n) < 0.75).astype(np.int64)
+    yy, xx = np.mgrid[:28, :28]
+    imgs = np.where(y[:, None, None] == 1, (xx > 14), (yy > 14)).astype(np.float32) * 0.7 + rng.random((n, 28, 28)) * 0.3
+    return imgs, y
+
+
+def test_cross_validated_ensemble_exports_as_one_graph(tmp_path) -> None:
+    imgs, y = _stripes(120)
+    data = LabelledArrays(imgs[:96], y[:96], imgs[96:], y[96:], source="synthetic")
+    cfg = TrainConfig(name="tiny-ens", epochs=2, batch_size=32, width=4, embedding_size=8, input_size=32, threads=1,
+                      members=2, input_norm=True)
+    res = train_encoder(data, cfg)
+    # each member chose its epoch on its own fold of train: the history says which, val chose nothing
+    assert len(res.member_epochs) == 2 and all(1 <= e <= 2 for e in res.member_epochs)
+    assert {h["member"] for h in res.history} == {1, 2} and all("cv_bal_mAP@10" in h for h in res.history)
+    assert "cross-validation" in res.card.metrics["selected_on"] and "val_bal_P@1" in res.card.metrics
+    out = export_result(res, tmp_path / "ens.onnx")
+    card = read_card(out)
+    assert card.embedding_size == 16 and "ensemble of 2" in card.description
+    enc = Encoder(out, device="cpu")
+    x = np.random.default_rng(1).random((4, 1, 32, 32), dtype=np.float32)
+    with torch.no_grad():
+        ref = torch.nn.functional.normalize(res.model(torch.from_numpy(x)), dim=1).numpy()
+    got = enc.encode(x)
+    assert np.allclose(got, ref, atol=1e-4)
+    # the concatenated vector's cosine is the mean of the members' cosines
+    members = [torch.nn.functional.normalize(m(torch.from_numpy(x)), dim=1).detach().numpy() for m in res.model.members]
+    assert np.allclose(got @ got.T, np.mean([m @ m.T for m in members], axis=0), atol=1e-4)
+    # per-image standardisation in the graph: a brighter, higher-contrast copy embeds the same
+    assert np.allclose(enc.encode(x * 1.5 + 0.2), got, atol=1e-3)
+
+
+def test_balanced_batches_draw_classes_evenly() -> None:
+    from casebook.inference.training.train import _sample_order
+
+    labels = torch.tensor([0] * 10 + [1] * 90)
+    order = _sample_order(labels, True, torch.Generator().manual_seed(0))
+    assert len(order) == 100 and 35 <= int((labels[order] == 0).sum()) <= 65
+    plain = _sample_order(labels, False, torch.Generator().manual_seed(0))
+    assert sorted(plain.tolist()) == list(range(100))
+
+
+def test_heldout_split_is_stratified_fixed_and_disjoint(need_shared) -> None:
+    from casebook.inference.training.data import load_npz_with_holdout, stratified_folds, stratified_holdout
+
+    path = need_shared("labelled", "pneumoniamnist_trainval.npz")
+    full = load_npz(path)
+    keep, held = stratified_holdout(full.train_labels)
+    assert len(np.intersect1d(keep, held)) == 0 and len(keep) + len(held) == len(full.train_labels)
+    # 20% of every class, the same indices on every call (the benchmark and the trainer agree)
+    for c in (0, 1):
+        n = int((full.train_labels == c).sum())
+        assert int((full.train_labels[held] == c).sum()) == round(0.2 * n)
+    assert np.array_equal(stratified_holdout(full.train_labels)[1], held)
+    h = load_npz_with_holdout(path)
+    assert len(h.data.train_images) == len(keep) and np.array_equal(h.test_labels, full.train_labels[held])
+    folds = stratified_folds(h.data.train_labels, 3)
+    assert sorted(np.concatenate(folds).tolist()) == list(range(len(keep)))
+    shares = [h.data.train_labels[f].mean() for f in folds]
+    assert max(shares) - min(shares) < 0.01
+
+
+def test_from_store_supervised_then_audit_compares_before_and_after(library_dir, need_shared, capsys) -> None:
+    """The library's own diagnoses train an encoder, and `casebook audit` reports it beside the model it replaces."""
+    import json
+
+    from casebook.viewer.cli import main
+    from casebook.viewer.core.services.library import open_store
+
+    mr = [str(need_shared("dicom", "dcm_qa_ts", "In", f"{n}.dcm")) for n in (1, 2, 3)]
+    assert main(["ingest", str(need_shared("dicom", "dcm_qa_ct", "In")), *mr]) == 0
+    store = open_store()
+    try:
+        studies = sorted({s.study_id: s.modality for s in store.list_series()}.items())
+        assert len(studies) >= 3 and {m for _, m in studies} == {"CT", "MR"}
+        for sid, modality in studies:  # a diagnosis a reader could have entered: CT head vs MR brain work-up
+            store.set_report(sid, diagnosis="head CT" if modality == "CT" else "brain MR")
+    finally:
+        store.close()
+    assert main(["embed", "--model", "casebook-cxr2d"]) == 0  # the shipped slice encoder: "before"
+    capsys.readouterr()
+    assert main(["train-encoder", "--from-store", "2d-slice", "--name", "lib-sup", "--epochs", "1", "--width", "4",
+                 "--input-size", "32", "--batch-size", "16", "--threads", "1"]) == 0
+    err = capsys.readouterr().err
+    assert ", labelled" in err and "self-supervised" not in err  # the diagnoses became classes
+    assert (library_dir / "models" / "lib-sup-1.onnx").is_file()
+    assert main(["embed", "--model", "lib-sup"]) == 0
+    capsys.readouterr()
+    assert main(["audit", "--json", "--sample", "20"]) == 0
+    reports = {r["model_key"].split("@")[0]: r for r in json.loads(capsys.readouterr().out)}
+    assert {"casebook-cxr2d", "lib-sup"} <= set(reports)
+    for key in ("casebook-cxr2d", "lib-sup"):  # before and after, on the same labelled cases
+        assert reports[key]["diagnosis_queries"] > 0 and reports[key]["precision_at_1"] is not None
+    assert reports["casebook-cxr2d"]["diagnosis_queries"] == reports["lib-sup"]["diagnosis_queries"]
+
+
+def test_shape_descriptor_is_rotation_invariant_and_exports_with_the_ensemble(tmp_path) -> None:
+    from casebook.inference.training.nets import ShapeDescriptor
+
+    g = np.mgrid[:16, :16, :16] - 7.5
+    ellipsoid = ((g[0] / 6) ** 2 + (g[1] / 3) ** 2 + (g[2] / 2) ** 2 < 1).astype(np.float32)
+    ball = ((g ** 2).sum(0) < 16).astype(np.float32)
+    desc = ShapeDescriptor(16, mean=0.0, std=1.0)
+    st = desc.stats(torch.from_numpy(np.stack([ellipsoid, ellipsoid.transpose(2, 0, 1), ball])[:, None]))
+    assert torch.allclose(st[0], st[1], atol=1e-4)  # the same shape turned: the same statistics
+    assert (st[0] - st[2]).abs().max() > 0.3  # an elongated gland is not a round mass
+    # a tiny 3D training: the descriptor weights are chosen by cross-validation and ship in the graph
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 60)
+    r = np.sqrt((g ** 2).sum(0))
+    imgs = np.stack([(r < 3 + 3 * v + rng.random() * 2).astype(np.float32) for v in y])
+    data = LabelledArrays(imgs[:48], y[:48], imgs[48:], y[48:], source="synthetic")
+    res = train_encoder(data, TrainConfig(name="tiny-3d", epochs=1, batch_size=16, width=2, embedding_size=8, input_size=16,
+                                          threads=1, members=2, shape_descriptor=True))
+    assert "shape descriptor appended" in res.card.description and "descriptor_weights" in res.card.metrics
+    out = export_result(res, tmp_path / "tiny3d.onnx")
+    enc = Encoder(out, device="cpu")
+    x = ((imgs[:4, None] - res.card.mean[0]) / res.card.std[0]).astype(np.float32)
+    with torch.no_grad():
+        ref = torch.nn.functional.normalize(res.model(torch.from_numpy(x)), dim=1).numpy()
+    assert enc.card.embedding_size == ref.shape[1] and np.allclose(enc.encode(x), ref, atol=1e-4)
