@@ -59,3 +59,14 @@ def test_demo_builds_annotated_library_and_is_idempotent(tmp_path: Path, monkeyp
         assert len(store.series_ids_matching()) == n_series
         assert store.stats() == before
         assert len(store.list_studies(CaseFilter(tags=("synthetic",)))) == len(plans)
+
+
+def test_demo_progress_names_each_phase_unit() -> None:
+    """The bars say what they count: slices, files, series (embedding), vectors (index)."""
+    from casebook.viewer.commands.demo import _demo_unit
+    from casebook.viewer.core.services.import_pipeline import PHASE_EMBED
+
+    assert _demo_unit("phantom slices") == "slices"
+    assert _demo_unit("reading DICOM headers") == "files"
+    assert _demo_unit(PHASE_EMBED) == "series"
+    assert _demo_unit("updating the search index") == "vectors"
