@@ -151,39 +151,66 @@ class _DicomDirRefs:
     missing: list[str]
 
 
+def _child(folder: Path, name: str, listing: dict[Path, dict[str, str]]) -> Path | None:
+    """``folder/name``, matching the name case-insensitively (DICOMDIR file IDs are upper case;
+    media written on other systems may differ). ``listing`` caches each folder's names."""
+    names = listing.get(folder)
+    if names is None:
+        try:
+            names = {n.lower(): n for n in os.listdir(folder)}
+        except OSError:
+            names = {}
+        listing[folder] = names
+    real = names.get(name.lower())
+    return folder / real if real is not None else None
+
+
+def _resolve_file_id(dicomdir: Path, parts: list[str], listing: dict[Path, dict[str, str]]) -> Path | None:
+    """The file a DICOMDIR's Referenced File ID names, or None.
+
+    The standard roots references at the DICOMDIR's own folder; some media (a Philips DIRFILE in
+    ``S21570/S2010/`` naming ``S21570/S2010/I230``) root them higher up. A reference of n parts
+    can be rooted at most n - 1 folders above; the nearest root that holds the file wins.
+    """
+    own = dicomdir.parent.joinpath(*parts)
+    if own.is_file():
+        return own
+    parents = list(Path(os.path.abspath(dicomdir)).parents)  # [own folder, its parent, ...]
+    for root in parents[:len(parts)]:
+        cur: Path | None = root
+        for part in parts:
+            cur = _child(cur, part, listing) if cur is not None else None
+        if cur is not None and cur.is_file():
+            return cur
+    return None
+
+
+def resolve_in_parents(dicomdir: Path, file_ids: list[str]) -> tuple[list[Path], list[str]]:
+    """Referenced file IDs ("A/B/C") resolved as the DICOMDIR reader does (its own folder, then
+    the folders above it, any case). Returns (found paths, IDs still missing)."""
+    found: list[Path] = []
+    missing: list[str] = []
+    listing: dict[Path, dict[str, str]] = {}
+    for fid in file_ids:
+        hit = _resolve_file_id(dicomdir, [p for p in fid.replace("\\", "/").split("/") if p], listing)
+        (found.append(hit) if hit is not None else missing.append(fid))
+    return found, missing
+
+
 def _read_dicomdir_refs(path: Path, ds: Any) -> _DicomDirRefs:
-    base = path.parent
     refs: list[Path] = []
     missing: list[str] = []
-    lower_cache: dict[Path, dict[str, str]] = {}
+    listing: dict[Path, dict[str, str]] = {}
     for rec in ds.get("DirectoryRecordSequence", []) or []:
         fid = rec.get("ReferencedFileID", None)
         if not fid:
             continue
-        parts = [fid] if isinstance(fid, str) else list(fid)
-        p = base.joinpath(*parts)
-        if not p.exists():
-            # DICOMDIR file IDs are upper case; media written on other systems may differ.
-            cur = base
-            ok = True
-            for part in parts:
-                names = lower_cache.get(cur)
-                if names is None:
-                    try:
-                        names = {n.lower(): n for n in os.listdir(cur)}
-                    except OSError:
-                        names = {}
-                    lower_cache[cur] = names
-                real = names.get(str(part).lower())
-                if real is None:
-                    ok = False
-                    break
-                cur = cur / real
-            if not ok:
-                missing.append("/".join(str(x) for x in parts))
-                continue
-            p = cur
-        refs.append(p)
+        parts = [str(x) for x in ([fid] if isinstance(fid, str) else list(fid))]
+        p = _resolve_file_id(path, parts, listing)
+        if p is None:
+            missing.append("/".join(parts))
+        else:
+            refs.append(p)
     return _DicomDirRefs(path, refs, missing)
 
 

@@ -19,7 +19,7 @@ from typing import Iterable
 from ..errors import DicomReadError
 from ..progress import ProgressCallback, SupportsCancel, check_cancel
 from .grouping import group_records
-from .headers import _DicomDirRefs, _FileRecord, _read_file
+from .headers import _DicomDirRefs, _FileRecord, _read_file, resolve_in_parents
 from .load import load_volume
 from .stack import FileProblem, InstanceHeader, ScanResult, SeriesStack, main_stack
 from .volume import Volume
@@ -42,48 +42,6 @@ def _walk(paths: Iterable[str | Path], problems: list[FileProblem]) -> list[Path
         else:
             problems.append(FileProblem(p, "no such file or folder"))
     return files
-
-
-def _child(folder: Path, name: str, listing: dict[Path, dict[str, str]]) -> Path | None:
-    """``folder/name``, matching the name case-insensitively (file IDs are upper case)."""
-    names = listing.get(folder)
-    if names is None:
-        try:
-            names = {n.lower(): n for n in os.listdir(folder)}
-        except OSError:
-            names = {}
-        listing[folder] = names
-    real = names.get(name.lower())
-    return folder / real if real is not None else None
-
-
-def resolve_in_parents(dicomdir: Path, file_ids: list[str]) -> tuple[list[Path], list[str]]:
-    """Referenced file IDs ("A/B/C") not found beside a DICOMDIR, looked up from the folders above it.
-
-    The standard roots references at the DICOMDIR's own folder, but some media (a Philips
-    DIRFILE in ``S21570/S2010/`` naming ``S21570/S2010/I230``) root them higher up. A reference
-    of n parts can be rooted at most n - 1 folders above; the nearest root that holds the file
-    wins. Returns (found paths, IDs still missing).
-    """
-    found: list[Path] = []
-    missing: list[str] = []
-    listing: dict[Path, dict[str, str]] = {}
-    parents = list(Path(os.path.abspath(dicomdir)).parents)  # [own folder, its parent, ...]
-    for fid in file_ids:
-        parts = [p for p in fid.replace("\\", "/").split("/") if p]
-        hit = None
-        for root in parents[1:len(parts)]:
-            cur: Path | None = root
-            for part in parts:
-                cur = _child(cur, part, listing) if cur is not None else None
-            if cur is not None and cur.is_file():
-                hit = cur
-                break
-        if hit is not None:
-            found.append(hit)
-        else:
-            missing.append(fid)
-    return found, missing
 
 
 def scan(
@@ -128,8 +86,6 @@ def scan(
                     if isinstance(res, FileProblem):
                         problems.append(res)
                     elif isinstance(res, _DicomDirRefs):
-                        found, still_missing = resolve_in_parents(res.path, res.missing)
-                        res = _DicomDirRefs(res.path, [*res.referenced, *found], still_missing)
                         if res.missing:
                             shown = ", ".join(res.missing[:3]) + (", ..." if len(res.missing) > 3 else "")
                             problems.append(FileProblem(
