@@ -171,6 +171,14 @@ ENV_ONLY: tuple[Key, ...] = (
 _BY_NAME = {k.name: k for k in KEYS}
 
 
+def env_key(env: str) -> Key:
+    """The settings-table entry of an environment variable (for components that read one late)."""
+    for key in (*KEYS, *ENV_ONLY):
+        if key.env == env:
+            return key
+    raise KeyError(env)
+
+
 def config_file() -> Path:
     env = os.environ.get("CASEBOOK_CONFIG")
     return Path(env).expanduser() if env else default_config_file()

@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from ..config import env_key
+from ..errors import ConfigError
 from . import _io
 
 log = logging.getLogger(__name__)
@@ -160,10 +162,10 @@ def pool_workers() -> int:
     """How many decode processes to use (0: none): one per usable core, ``CASEBOOK_DECODE_PROCESSES``."""
     env = os.environ.get(ENV_PROCESSES, "").strip()
     if env:
-        try:
-            n = int(env)
-        except ValueError:
-            log.warning("%s=%r is not a number: decode process pool off", ENV_PROCESSES, env)
+        try:  # parsed by the settings table, as the CLI checks it at start-up
+            n = env_key(ENV_PROCESSES).parse_env(env)
+        except ConfigError as exc:  # a library caller that skipped the start-up check
+            log.warning("%s: decode process pool off", exc)
             return 0
         return n if n >= 2 else 0
     try:

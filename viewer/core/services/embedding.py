@@ -15,7 +15,6 @@ import numpy as np
 
 from casebook.index.case_store import CaseStore
 from casebook.inference.embedding import embed_image
-from casebook.inference.errors import InferenceError
 from casebook.inference.preprocess import ImageInput
 from casebook.inference.registry import find_model
 from casebook.inference.runtime import Encoder
@@ -60,7 +59,7 @@ def embed_missing(store: CaseStore, encoder: Encoder, *, progress: ProgressCallb
             vecs = np.vstack([emb.series[None], emb.parts])
             store.put_embeddings(rec.id, sid, idx, vecs, replace_series=True)
             report.done += 1
-        except (CasebookError, InferenceError, OSError, ValueError) as exc:
+        except (CasebookError, OSError, ValueError) as exc:
             if cancel is not None and cancel.is_set():
                 raise
             log.warning("series %d: cannot embed: %s", sid, exc)

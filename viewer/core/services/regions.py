@@ -17,7 +17,6 @@ import numpy as np
 from casebook.index.case_store import CaseStore
 from casebook.index.case_store.regions import DescriptorRecord, RegionRow, RegionStore
 from casebook.index.vector_index import VectorIndex
-from casebook.inference.errors import InferenceError
 from casebook.inference.preprocess import ImageInput
 from casebook.inference.regions import REGION_CARD, find_regions, modality_family
 
@@ -71,7 +70,7 @@ def embed_regions(store: CaseStore, *, progress: ProgressCallback | None = None,
                                 family=family, body_part=se.body_part)
             rep.done += 1
             rep.regions += len(found)
-        except (CasebookError, InferenceError, OSError, ValueError) as exc:
+        except (CasebookError, OSError, ValueError) as exc:
             if cancel is not None and cancel.is_set():
                 raise
             log.warning("series %d: no regions: %s", sid, exc)
