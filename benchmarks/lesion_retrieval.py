@@ -108,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
             patients_with[kd].add(patient_of[sid])
     other_family = 0
     box_hits_total = 0
+    judged: list[tuple[float, float]] = []  # (calibrated probability, same kind?) of every box hit
+    calibration = ""
     for sid, s in sorted(series.items()):
         if s.series_uid not in plan_of_uid:
             continue
@@ -135,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 r = svc.search(svc.query_from_box(sid, box), filters=filters, k=args.k)
                 ids = [h.series_id for h in r.hits]
+                calibration = r.calibration
+                judged += [(h.probability, float(h.series_id in relevant)) for h in r.hits if h.probability is not None]
                 judge("box", ids, [h.score for h in r.hits], (time.perf_counter() - t) * 1e3)
                 other_family += sum(family_of[o] != family_of[sid] for o in ids)
                 box_hits_total += len(ids)
@@ -181,6 +185,19 @@ def main(argv: list[str] | None = None) -> int:
     n_series, n_regions, nbytes = regions.stored_bytes(desc.id)
     fam = regions.families(desc.id)
     print(f"\nbox hits of another modality family: {other_family} of {box_hits_total}")
+    print(f"confidence on the cards: {calibration}")
+    if judged:
+        from casebook.viewer.core.services.calibration import expected_calibration_error
+
+        pr, ok = np.array(judged).T
+        ece = expected_calibration_error(pr, ok)
+        print(f"box hits with a probability: {len(pr)}; ECE against the lesion kind (boxes drawn by the benchmark, "
+              f"not the fit's own queries): {ece:.3f}; mean probability {pr.mean():.2f}, observed {ok.mean():.2f}")
+        for lo in np.arange(0.0, 1.0, 0.2):
+            m = (pr >= lo) & (pr < lo + 0.2 + (1e-9 if lo >= 0.8 else 0))
+            if m.any():
+                print(f"  probability {lo:.1f}-{lo + 0.2:.1f}: {m.sum():4d} hits, observed {ok[m].mean():.2f}")
+        out.update(box_ece=ece, box_probability_hits=int(len(pr)))
     print(f"region index: {n_regions} regions in {n_series} series ({fam}); {desc.dim}-d float16 = "
           f"{nbytes / max(n_series, 1):,.0f} B of vectors per series in the store "
           f"(+ {4 * desc.dim + 2 * 16 * 4 + 8:,} B per region in the HNSW file)")

@@ -417,11 +417,14 @@ class MainWindow(QMainWindow):
 
     # -- analogue side by side ------------------------------------------------------------------
     def open_analogue(self, volume: Volume, report_html: str = "", matched_slice: int | None = None,
-                      query_slice: int | None = None, orientation: str = "axial") -> None:
+                      query_slice: int | None = None, orientation: str = "axial",
+                      focus_box: tuple[int, ...] | None = None) -> None:
         """Show an analogue beside the study (1×2), aligned on the matched slices, linked.
 
         The two panes share the width equally; scrolling follows patient mm from the matched
-        slices and both show the same mm per screen pixel (:func:`analogue_links`).
+        slices and both show the same mm per screen pixel (:func:`analogue_links`). With
+        ``focus_box`` (the matched finding of a box search, voxels of the analogue) the analogue
+        opens centred on that finding, enlarged, with a box around it.
         """
         if self.link is not None:
             self.link.unlink()
@@ -447,6 +450,19 @@ class MainWindow(QMainWindow):
         self.splitter.setSizes([half, half])
         QApplication.processEvents()  # the panes take their new sizes before the scales are matched
         self.link = StateLink(self.state, self.analogue.state, links=analogue_links(self._view_size))
+        if focus_box is not None:
+            from casebook.viewer.core.viewstate import PositionLink
+            from casebook.viewer.core.viewstate.focus import focus_on_region
+
+            # centred on the finding without moving the reader's own view; the scroll link then
+            # takes the finding's slice as the new alignment
+            self.link.enabled = False
+            self.analogue.state.clear_measurements()
+            focus_on_region(self.analogue.state, focus_box, orientation=orientation)
+            self.link.enabled = True
+            for lk in self.link.links:
+                if isinstance(lk, PositionLink):
+                    lk.resync()
         self.viewer.focus_view()
 
     def _view_size(self, state: ViewerState, orientation: str) -> tuple[float, float]:

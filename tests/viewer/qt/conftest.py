@@ -136,6 +136,10 @@ def gui_library(tmp_path_factory, need_shared):
         if se.id != head and se.modality == "CT":
             store.set_report(se.study_id, findings="Fixture report: chest CT, no acute findings.",
                              impression="normal", diagnosis="normal (fixture)")
+    from casebook.viewer.core.services.regions import embed_and_index_regions
+
+    regions = embed_and_index_regions(store, settings.index_dir)  # the findings a box is matched against
+    assert not regions.failed and regions.indexed.get("CT", 0) > 0, regions.text()
     store.close()
     return settings, head
 

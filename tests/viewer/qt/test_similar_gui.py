@@ -1,6 +1,9 @@
 """Find similar in the real window on a real library, and opening a result side by side."""
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtTest import QTest
@@ -98,9 +101,8 @@ def test_browse_find_similar_open_side_by_side(qtbot, gui_library, pixel_encoder
         expected = _headless(settings, head, k=win.similar.top_k.value(), slice_index=k_on_screen)
         assert [h.series_id for h in sliced.hits] == [h.series_id for h in expected.hits] and sliced.hits
         assert {h.query_slice for h in sliced.hits} == {k_on_screen}
-        # a box drawn on the axial view becomes an ROI query (k0,k1,j0,j1,i0,i1) of that slice
-        enc = pixel_encoder
-        ctl.set_encoder(enc)
+        # a box drawn on the axial view is matched against the archive's findings (k0,k1,j0,j1,i0,i1 of
+        # that slice), never against whole slices; CT boxes return CT only
         QTest.mouseClick(win.similar.buttons["box"], Qt.MouseButton.LeftButton)
         assert win.viewer.controller.tool == "box"
         w = win.viewer.viewports["axial"].vtk_widget
@@ -110,14 +112,40 @@ def test_browse_find_similar_open_side_by_side(qtbot, gui_library, pixel_encoder
 
         a = QPoint(int(x0 + (x1 - x0) * 0.3), int(y0 + (y1 - y0) * 0.3))
         b = QPoint(int(x0 + (x1 - x0) * 0.7), int(y0 + (y1 - y0) * 0.6))
-        with qtbot.waitSignal(ctl.results_shown, timeout=30000) as b3:
+        with qtbot.waitSignal(ctl.results_shown, timeout=60000) as b3:
             QTest.mousePress(w, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, a)
             QTest.mouseMove(w, b)
             QTest.mouseRelease(w, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, b)
-        k0, k1, j0, j1, i0, i1 = enc.boxes[-1]
+        k0, k1, j0, j1, i0, i1 = ctl.last_box
         assert k1 - k0 == 1 and 0.25 * 512 < i0 < 0.35 * 512 and 0.65 * 512 < i1 < 0.75 * 512
-        assert 0.25 * 512 < j0 < 0.35 * 512 and b3.args[0].hits
+        assert 0.25 * 512 < j0 < 0.35 * 512
+        boxed = b3.args[0]
+        assert boxed.method == "regions" and boxed.hits and all(h.info.modality == "CT" for h in boxed.hits)
+        assert boxed.region_query.slice_index == k0 and boxed.calibration
+        # each card says how sure the match is (no labels to fit on here: the archive percentile)
+        assert all(c.confidence is not None and c.confidence.text() for c in win.similar.cards)
         assert win.viewer.controller.tool == "wl"
+        # the matched finding opens centred and boxed on the analogue
+        rhit = boxed.hits[0]
+        ctl.open_hit(rhit)
+        qtbot.waitUntil(lambda: win.analogue_host.isVisible() and win.analogue.state.volume is not None
+                        and bool(win.analogue.state.measurements), timeout=30000)
+        ast = win.analogue.state
+        o = ast.active_view
+        mk0, mk1, mj0, mj1, mi0, mi1 = rhit.matched_box
+        drawn = ast.measurements[-1]
+        assert drawn.kind == "box" and drawn.orientation == o and ast.zoom[o] >= 2.0
+        centre = ast.volume.index_to_lps([(mi0 + mi1 - 1) / 2, (mj0 + mj1 - 1) / 2, (mk0 + mk1 - 1) / 2])
+        assert np.allclose(ast.crosshair_lps, centre, atol=max(ast.volume.spacing) + 1e-6)
+        assert "Matched finding" in win.report.toPlainText()
+        shot = __import__("os").environ.get("CASEBOOK_SHOT_DIR")
+        if shot:  # for a person to look at: the analogue opened on its matched finding
+            QApplication.processEvents()
+            win.grab().save(str(Path(shot) / "box-analogue.png"))
+        win.close_analogue()
+        ctl.set_encoder(pixel_encoder)
+        with qtbot.waitSignal(ctl.results_shown, timeout=30000):
+            QTest.mouseClick(win.similar.buttons["series"], Qt.MouseButton.LeftButton)
         # open the best result: side by side, aligned on the matched slices, linked scroll
         hit = ctl.response.hits[0]
         ctl.open_hit(hit)

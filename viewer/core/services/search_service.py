@@ -183,6 +183,7 @@ class SearchService:
 
     def search_box(self, series_id: Hashable, box: Sequence[int], *, filters: SearchFilters | None = None,
                    k: int | None = None, image: Any = None) -> SearchResponse:
+        # ``image``: the series' decoded Volume (or ImageInput) when the caller has it on screen
         """A box (k0, k1, j0, j1, i0, i1, voxels of a stored series) matched against the archive's
         findings of the same modality family, not against whole slices (issue 11): the finding
         in the box is segmented and described, searched in the region index, and series are ranked
@@ -190,6 +191,10 @@ class SearchService:
         filters = filters or self.default_filters()
         k = int(k or self.settings.top_k)
         svc = self.regions()
+        if image is not None and hasattr(image, "voxels"):  # the decoded Volume on screen
+            from casebook.inference.preprocess import ImageInput
+
+            image = ImageInput.from_volume(image)
         rq = svc.query_from_box(series_id, box, image=image)
         return self._region_response(svc, svc.search(rq, filters=filters, k=k), filters)
 

@@ -48,9 +48,9 @@ def card_info(hit: SearchHit) -> dict[str, Any]:
     info: dict[str, Any] = {"score": hit.score, "date": i.study_date.isoformat() if i.study_date else "",
                             "diagnosis": i.diagnosis, "snippet": i.report_snippet, "has_followup": i.has_follow_up,
                             "description": f"{i.modality} {i.description}".strip()}
-    for name in ("confidence", "region"):
+    for name in ("confidence", "region", "confidence_text"):
         value = getattr(hit, name, None)
-        if value is not None:
+        if value is not None and value != "":
             info[name] = value
     return info
 
@@ -85,6 +85,7 @@ class SimilarController(QObject):
         self.last_elapsed_s = 0.0
         self._t0 = 0.0
         self.worker: workers.FunctionWorker | None = None  # the running search, if any
+        self.last_box: tuple[int, ...] | None = None  # the voxel box of the last box query
         panel.find_requested.connect(self.find)
         panel.open_requested.connect(self.open_hit)
         panel.feedback.connect(self.feedback)
@@ -174,6 +175,7 @@ class SimilarController(QObject):
                   "series" if k is None else f"slice {k + 1}")
 
     def find_box(self, m: Measurement) -> None:
+        """A box is matched against the archive's findings (region search), not whole slices."""
         self.viewer.controller.set_tool("wl")
         if self.current_series_id is None or self.state.geometry is None:
             self.panel.set_idle("A box searches series of the library: open one from the study browser"
@@ -181,15 +183,25 @@ class SimilarController(QObject):
             return
         box = self.state.geometry.image_box_to_ijk_box(m.orientation, m.slice_index, m.p0, m.p1)
         sid = self.current_series_id
-        vol = self.state.volume
+        vol = self.state.volume  # the decoded series on screen: no second read from disk
+        form = self.panel.form()
+        try:
+            filters = form.to_filters(exclude_same_study=self._settings().search.exclude_same_study)
+        except CasebookError as exc:
+            self.panel.set_idle(str(exc))
+            return
+        k = form.top_k
+        self.last_box = box
 
-        def query(svc: Any) -> QueryVectors:
-            remember = getattr(svc.encoder, "remember", None)
-            if remember is not None and vol is not None:
-                remember(sid, vol)  # the decoded series on screen: no second read from disk
-            return svc.query_from_roi(sid, box)
+        def task(*, progress, cancel, signals):
+            svc = self._get_service(progress, cancel)
+            check_cancel(cancel)
+            progress(0, 0, "finding what the box shows")
+            resp = svc.search_box(sid, box, filters=filters, k=k, image=vol)
+            check_cancel(cancel)
+            return resp, self._thumbnails(svc, resp, progress, cancel)
 
-        self._run(query, "box")
+        self._start(task, "Searching (box: the finding in it)…")
 
     def _run(self, make_query: Callable[[Any], QueryVectors], label: str) -> None:
         form = self.panel.form()
@@ -289,6 +301,8 @@ class SimilarController(QObject):
         msg = f"{len(resp.hits)} similar cases in {self.last_elapsed_s:.2f} s"
         if not resp.hits and resp.reason:
             msg = f"No similar cases: {resp.reason}"
+        elif resp.reason:  # fewer than asked: say which filter removed the rest
+            msg += f" ({resp.reason})"
         self.panel.set_results(items, msg, results_for=self._results_for())
         self.results_shown.emit(resp)
 
@@ -341,6 +355,9 @@ class SimilarController(QObject):
                  f"<p><b>Score</b> {hit.score:.3f} ({html.escape(hit.via)})"
                  + (f"; matched slice {hit.matched_slice + 1} ↔ query slice {hit.query_slice + 1}"
                     if hit.matched_slice is not None and hit.query_slice is not None else "") + "</p>"]
+        if getattr(hit, "matched_box", None) is not None:
+            parts.append(f"<p><b>Matched finding</b>: {hit.matched_diameter_mm:.0f} mm, boxed on slice "
+                         f"{hit.matched_slice + 1}; {html.escape(hit.confidence_text)}</p>")
         if i.diagnosis:
             parts.append(f"<p><b>Diagnosis</b>: {html.escape(i.diagnosis)}</p>")
         if i.report_snippet:
@@ -356,4 +373,5 @@ class SimilarController(QObject):
         g = self.state.geometry
         if g is not None and hit.query_slice is not None:
             _o_q, q_idx = g.k_to_view(int(hit.query_slice))
-        self._open_analogue(vol, self._report_html(hit), matched_slice=idx_a, query_slice=q_idx, orientation=o_a)
+        self._open_analogue(vol, self._report_html(hit), matched_slice=idx_a, query_slice=q_idx, orientation=o_a,
+                            focus_box=getattr(hit, "matched_box", None))

@@ -97,7 +97,13 @@ class ResultCard(QFrame):
         self.confidence = None
         if conf is not None:
             self.confidence = QLabel(f"confidence {100 * float(conf):.0f}%", self)
-            self.confidence.setToolTip("calibrated probability that this case matches")
+            self.confidence.setToolTip("calibrated probability that this case has the same diagnosis, fitted on "
+                                       "this library's labelled cases")
+            lay.addWidget(self.confidence)
+        elif info.get("confidence_text"):
+            text = str(info["confidence_text"])
+            self.confidence = _small(QLabel(text.split(";")[0], self))
+            self.confidence.setToolTip(text + " (no probability: too few labelled cases to fit one)")
             lay.addWidget(self.confidence)
         self.badge = None
         if info.get("has_followup"):
