@@ -163,15 +163,47 @@ class Orthanc:
 
 
 def dicom_files(folder: Path) -> list[Path]:
-    """The DICOM files under ``folder`` (by the preamble), sorted."""
+    """The DICOM image files under ``folder`` (Part 10 with rows: no DICOMDIRs, no raw data), sorted."""
+    import pydicom
+
     out = []
     for p in sorted(Path(folder).rglob("*")):
         if p.is_file():
             with open(p, "rb") as fh:
                 head = fh.read(132)
-            if head[128:132] == b"DICM":
+            if head[128:132] == b"DICM" and "Rows" in pydicom.dcmread(p, stop_before_pixels=True):
                 out.append(p)
     return out
 
 
-__all__ = ["DICOMWEB_PLUGIN", "ORTHANC_BIN", "Orthanc", "dicom_files", "free_port", "orthanc_available"]
+
+
+
+# ---- a Casebook set up against an Orthanc, for the tests --------------------------------------
+
+def casebook_settings(tmp: Path, orthanc: "Orthanc", scp_port: int, *, library: Path | None = None,
+                      web_auth: tuple[str, str] | None = None) -> Any:
+    """Settings with a library in ``tmp`` and a nodes file naming ``orthanc`` twice: as the DIMSE
+    node "pacs" and as the DICOMweb node "web" (basic auth when ``web_auth`` is given)."""
+    from casebook.viewer.core.config import Settings
+    from casebook.viewer.core.services.pacs import Node, save_nodes
+
+    s = Settings(library_dir=library or tmp / "library")
+    s.pacs.scp_port = scp_port
+    s.pacs.timeout_s = 10.0
+    s.pacs.nodes_file = str(tmp / "pacs-nodes.toml")
+    web = Node("web", kind="dicomweb", url=orthanc.dicomweb_url)
+    if web_auth:
+        web.auth, web.username, web.password = "basic", web_auth[0], web_auth[1]
+    save_nodes(Path(s.pacs.nodes_file), [Node("pacs", ae_title=orthanc.aet, host="127.0.0.1", port=orthanc.dicom_port),
+                                         web])
+    return s
+
+
+def pixel_bytes(path: Path) -> tuple[str, bytes]:
+    """(SOP Instance UID, raw PixelData bytes) of a file."""
+    import pydicom
+
+    ds = pydicom.dcmread(path)
+    return str(ds.SOPInstanceUID), bytes(ds.PixelData)
+__all__ = ["DICOMWEB_PLUGIN", "ORTHANC_BIN", "Orthanc", "casebook_settings", "dicom_files", "free_port", "orthanc_available", "pixel_bytes"]

@@ -29,6 +29,11 @@ from .storage import instance_path, write_instance
 from casebook.common.dates import parse_da
 
 log = logging.getLogger(__name__)
+# pynetdicom logs each refused or failed association at ERROR; Casebook turns every one of them into
+# one PacsError naming the node and the reason, so its own lines would only say the same thing twice.
+_pynetdicom_log = logging.getLogger("pynetdicom")
+if _pynetdicom_log.level == logging.NOTSET:
+    _pynetdicom_log.setLevel(logging.CRITICAL)
 
 _PENDING = (0xFF00, 0xFF01)
 _STUDY_KEYS = ("PatientID", "PatientName", "StudyDate", "StudyDescription", "AccessionNumber",
@@ -96,8 +101,13 @@ def associate(cfg: PacsConfig, node: Node, ae: Any, *, evt_handlers: list | None
     if not node.is_dimse:
         raise PacsError(node.name, "is a DICOMweb node; use `casebook web` or choose a DIMSE node")
     tls = (tls_context(node), node.host) if node.tls else None
-    assoc = ae.associate(node.host, node.port, ae_title=node.ae_title, tls_args=tls, evt_handlers=evt_handlers,
-                         ext_neg=ext_neg)
+    try:
+        assoc = ae.associate(node.host, node.port, ae_title=node.ae_title, tls_args=tls, evt_handlers=evt_handlers,
+                             ext_neg=ext_neg)
+    except socket.gaierror as exc:
+        raise PacsError(node.name, f"unknown host {node.host!r}") from exc
+    except OSError as exc:
+        raise PacsError(node.name, _why_not_connected(node, cfg.timeout(node))) from exc
     if not assoc.is_established:
         if assoc.is_rejected:
             raise PacsError(node.name, _reject_reason(assoc))
