@@ -112,8 +112,11 @@ class Orthanc:
         self.stop()
         raise RuntimeError(f"Orthanc did not answer within {timeout:g} s; logs in {self.root / 'logs'}")
 
-    def stop(self) -> None:
+    def stop(self, graceful: bool = False) -> None:
+        """Stop Orthanc; a throwaway one is killed (its clean shutdown takes seconds)."""
         if self.proc is not None and self.proc.poll() is None:
+            if not graceful:
+                self.proc.kill()
             self.proc.terminate()
             try:
                 self.proc.wait(10)

@@ -43,6 +43,14 @@ def _session(cfg: PacsConfig, node: Node) -> Any:
             kw.setdefault("timeout", timeout)
             return super().request(*a, **kw)
 
+        def send(self, request: Any, **kw: Any) -> Any:
+            # QIDO wildcards go as a literal "*" (legal in a query, RFC 3986): servers such as
+            # Orthanc's DICOMweb plugin do not decode "%2A" and would match nothing
+            if request.url and "?" in request.url:
+                base, query = request.url.split("?", 1)
+                request.url = base + "?" + query.replace("%2A", "*").replace("%2a", "*")
+            return super().send(request, **kw)
+
     s = _Session()
     if node.auth == "basic":
         s.auth = (node.username, node.secret())
@@ -63,7 +71,11 @@ def client(cfg: PacsConfig, node: Node) -> Any:
 
     if node.kind != "dicomweb":
         raise PacsError(node.name, "is a DIMSE node; use `casebook pacs` or choose a DICOMweb node")
-    return DICOMwebClient(url=node.url.rstrip("/"), session=_session(cfg, node))
+    c = DICOMwebClient(url=node.url.rstrip("/"), session=_session(cfg, node))
+    # its default retries a failed request five times with exponential waits (30 s before a down
+    # server is reported); the reader asked now, and the next search or retrieve is the retry
+    c.set_http_retry_params(retry=False)
+    return c
 
 
 @contextmanager
@@ -80,12 +92,12 @@ def web_errors(node: Node, what: str) -> Iterator[None]:
     except requests.exceptions.ReadTimeout as exc:
         raise PacsError(node.name, f"{what}: timeout: {node.url} did not answer in time") from exc
     except requests.exceptions.ConnectionError as exc:
-        text = _short(exc)
+        text = str(exc)
         if "Name or service not known" in text or "nodename nor servname" in text or "getaddrinfo" in text:
             raise PacsError(node.name, f"{what}: unknown host in {node.url}") from exc
         if "refused" in text.lower():
             raise PacsError(node.name, f"{what}: node down: connection refused at {node.url}") from exc
-        raise PacsError(node.name, f"{what}: cannot reach {node.url} ({text})") from exc
+        raise PacsError(node.name, f"{what}: cannot reach {node.url} ({_short(exc)})") from exc
     except requests.exceptions.HTTPError as exc:
         code = exc.response.status_code if exc.response is not None else 0
         if code in (401, 403):
@@ -102,11 +114,6 @@ def web_errors(node: Node, what: str) -> Iterator[None]:
 def _short(exc: BaseException) -> str:
     text = str(exc)
     return text if len(text) < 200 else text[:197] + "..."
-
-
-def _val(item: dict, keyword: str) -> Any:
-    ds = Dataset.from_json({k: v for k, v in item.items() if isinstance(v, dict)})
-    return ds.get(keyword)
 
 
 def search_studies(cfg: PacsConfig, node: Node, q: StudyQuery) -> list[RemoteStudy]:
