@@ -55,7 +55,7 @@ def test_search_marks_local_retrieve_with_progress_then_marked_and_listed(qtbot,
         assert len(store.list_studies()) == 1
     finally:
         store.close()
-    qtbot.waitUntil(lambda: win.browser.model.rowCount() >= 1 if hasattr(win.browser, "model") else True, timeout=5000)
+    qtbot.waitUntil(lambda: win.browser.row_count() == 1, timeout=10000)  # the study browser lists it
 
 
 def test_a_down_node_is_reported_in_the_dialog(qtbot, main_window, lab, tmp_path):
