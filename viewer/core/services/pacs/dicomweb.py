@@ -164,6 +164,28 @@ def search_series(cfg: PacsConfig, node: Node, study_uid: str) -> list[RemoteSer
     return out
 
 
+def _raw_parts(c: Any, node: Node, study_uid: str, series_uid: str) -> Iterator[bytes] | None:
+    """The series' instances as the server sent them, part by part off the stream (no decode and
+    re-encode: the files are byte for byte what the server holds, and a 130-slice series with large
+    private headers is written in a fraction of the time). None when this dicomweb-client lacks
+    the streaming helpers (then the datasets are decoded and written again)."""
+    get, decode = getattr(c, "_http_get", None), getattr(c, "_decode_multipart_message", None)
+    if get is None or decode is None:
+        return None
+    url = f"{node.url.rstrip('/')}/studies/{study_uid}/series/{series_uid}"
+    headers = {"Accept": 'multipart/related; type="application/dicom"; transfer-syntax=*'}
+    response = get(url, params={}, headers=headers, stream=True)
+    if not response.headers.get("Content-Type", "").startswith("multipart/related"):
+        return iter([response.content])
+    return decode(response, stream=True)
+
+
+def _uids(part: bytes) -> tuple[str, str]:
+    ds = pydicom.dcmread(io.BytesIO(part), stop_before_pixels=True,
+                         specific_tags=["SeriesInstanceUID", "SOPInstanceUID"])
+    return str(ds.SeriesInstanceUID), str(ds.SOPInstanceUID)
+
+
 def retrieve_series(cfg: PacsConfig, node: Node, study_uid: str, series_uids: Sequence[str], library_dir: Path, *,
                     tick: Callable[[str], None], cancel: SupportsCancel | None = None) -> dict[str, str]:
     """WADO-RS each series into the received folder, one instance at a time off the multipart
@@ -174,6 +196,14 @@ def retrieve_series(cfg: PacsConfig, node: Node, study_uid: str, series_uids: Se
         out[uid] = ""
         try:
             with web_errors(node, "WADO-RS retrieve"):
+                parts = _raw_parts(c, node, study_uid, uid)
+                if parts is not None:
+                    for part in parts:
+                        check_cancel(cancel, f"WADO-RS retrieve from {node.name}")
+                        series, sop = _uids(part)
+                        write_instance(instance_path(library_dir, study_uid, series, sop), part)
+                        tick(uid)
+                    continue
                 for ds in c.iter_series(study_uid, uid):
                     check_cancel(cancel, f"WADO-RS retrieve from {node.name}")
                     buf = io.BytesIO()
