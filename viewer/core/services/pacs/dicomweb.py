@@ -18,13 +18,12 @@ import pydicom
 from pydicom.dataset import Dataset
 
 from casebook.common.dates import parse_da
-from casebook.common.errors import Cancelled
 
 from ...progress import ProgressCallback, SupportsCancel, check_cancel, no_progress
 from .errors import PacsError
 from .nodes import Node, PacsConfig
 from .query import RemoteSeries, RemoteStudy, StudyQuery, to_int, wildcard
-from .storage import instance_path, write_instance
+from .storage import instance_path, uids_of, write_instance
 
 log = logging.getLogger(__name__)
 
@@ -180,12 +179,6 @@ def _raw_parts(c: Any, node: Node, study_uid: str, series_uid: str) -> Iterator[
     return decode(response, stream=True)
 
 
-def _uids(part: bytes) -> tuple[str, str]:
-    ds = pydicom.dcmread(io.BytesIO(part), stop_before_pixels=True,
-                         specific_tags=["SeriesInstanceUID", "SOPInstanceUID"])
-    return str(ds.SeriesInstanceUID), str(ds.SOPInstanceUID)
-
-
 def retrieve_series(cfg: PacsConfig, node: Node, study_uid: str, series_uids: Sequence[str], library_dir: Path, *,
                     tick: Callable[[str], None], cancel: SupportsCancel | None = None) -> dict[str, str]:
     """WADO-RS each series into the received folder, one instance at a time off the multipart
@@ -200,7 +193,7 @@ def retrieve_series(cfg: PacsConfig, node: Node, study_uid: str, series_uids: Se
                 if parts is not None:
                     for part in parts:
                         check_cancel(cancel, f"WADO-RS retrieve from {node.name}")
-                        series, sop = _uids(part)
+                        _study, series, sop = uids_of(part)
                         write_instance(instance_path(library_dir, study_uid, series, sop), part)
                         tick(uid)
                     continue

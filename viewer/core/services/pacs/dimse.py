@@ -25,7 +25,7 @@ from ...progress import SupportsCancel
 from .errors import PacsError
 from .nodes import Node, PacsConfig
 from .query import RemoteSeries, RemoteStudy, StudyQuery, to_int, wildcard
-from .storage import instance_path, write_instance
+from .storage import instance_path, uids_of, write_instance
 from casebook.common.dates import parse_da
 
 log = logging.getLogger(__name__)
@@ -307,16 +307,16 @@ def get_series(cfg: PacsConfig, node: Node, study_uid: str, series_uids: Sequenc
 
     def on_store(event: Any) -> int:
         try:
-            ds = event.dataset
-            path = instance_path(library_dir, str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID),
-                                 str(ds.SOPInstanceUID))
-            write_instance(path, event.encoded_dataset())
-        except OSError:
-            return 0xA700
+            data = event.encoded_dataset()
+            study, series, sop = uids_of(data)
         except Exception:  # noqa: BLE001 - an undecodable image is refused, the rest goes on
             return 0xC000
+        try:
+            write_instance(instance_path(library_dir, study, series, sop), data)
+        except OSError:
+            return 0xA700
         with lock:
-            tick(str(ds.SeriesInstanceUID))
+            tick(series)
         return 0x0000
 
     out: dict[str, SubOps] = {}

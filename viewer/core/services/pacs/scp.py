@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from casebook.common.logs import log_ref
 
 from .errors import PacsError
-from .storage import instance_path, write_instance
+from .storage import instance_path, uids_of, write_instance
 
 log = logging.getLogger(__name__)
 
@@ -129,13 +129,13 @@ class StorageSCP:
     # ---- handlers (pynetdicom's threads)
     def _on_store(self, event) -> int:  # noqa: ANN001
         try:
-            ds = event.dataset
-            study, series, sop = str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID), str(ds.SOPInstanceUID)
+            data = event.encoded_dataset()
+            study, series, sop = uids_of(data)
         except Exception as exc:  # noqa: BLE001 - a peer's unreadable dataset is answered, not raised
             log.warning("storage SCP: refused an image that cannot be decoded (%s)", type(exc).__name__)
             return _CANNOT_UNDERSTAND
         try:
-            write_instance(instance_path(self.library_dir, study, series, sop), event.encoded_dataset())
+            write_instance(instance_path(self.library_dir, study, series, sop), data)
         except OSError as exc:
             log.error("storage SCP: cannot write a received image (%s)", exc.strerror or type(exc).__name__)
             return _OUT_OF_RESOURCES

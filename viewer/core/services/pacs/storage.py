@@ -57,6 +57,18 @@ def write_instance(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+def uids_of(data: bytes) -> tuple[str, str, str]:
+    """(study, series, SOP instance) UIDs of an encoded file, reading only those three elements
+    (a full decode of a header with large private groups costs more than the transfer)."""
+    import io
+
+    import pydicom
+
+    ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, force=True,
+                         specific_tags=["StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"])
+    return str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID), str(ds.SOPInstanceUID)
+
+
 def count_files(folder: Path) -> int:
     if not folder.is_dir():
         return 0
@@ -112,4 +124,4 @@ def incomplete_retrieves(library_dir: Path) -> list[Manifest]:
 
 
 __all__ = ["MANIFEST", "Manifest", "RECEIVED_DIR", "count_files", "incomplete_retrieves", "instance_path",
-           "received_root", "series_dir", "study_dir", "write_instance"]
+           "received_root", "series_dir", "study_dir", "uids_of", "write_instance"]
