@@ -84,6 +84,9 @@ def test_echo_and_the_failures_name_node_and_reason(settings, lab):
     unknown_host = pacs.Node("nohost", ae_title="ORTHANC", host="no-such-host.invalid", port=104)
     with pytest.raises(pacs.PacsError, match=r"'nohost'.*unknown host"):
         pacs.dimse.echo(cfg, unknown_host)
+    tls = pacs.Node("tls", ae_title="ORTHANC", host="127.0.0.1", port=o.dicom_port, tls=True)
+    with pytest.raises(pacs.PacsError, match=r"'tls'.*TLS error"):  # Orthanc's port speaks plain DICOM
+        pacs.dimse.echo(cfg, tls)
     with pytest.raises(pacs.NodeConfigError, match=r"'nosuch'.*configured: pacs, web"):
         pacs.echo(settings, "nosuch")
 
@@ -273,3 +276,42 @@ def test_cli_echo_find_and_move(settings, lab, capsys, monkeypatch, tmp_path):
     assert out["complete"] and out["transferred"] == 34
     assert main(["pacs", "find", "--node", "nosuch"]) == 2
     assert "PACS node 'nosuch'" in capsys.readouterr().err
+
+
+def test_priors_of_the_opened_study_come_from_the_pacs_with_their_local_state(settings):
+    ph = _study(settings, patient_id="PLASTIC")
+    assert pacs.query_priors(settings, "PLASTIC", exclude_study_uid=ph.study_uid) == []
+    priors = pacs.query_priors(settings, "PLASTIC")
+    assert [p.study_uid for p in priors] == [ph.study_uid] and priors[0].local == "no"
+    assert pacs.query_priors(settings, "PLAST") == []  # exact patient ID only
+    assert pacs.query_priors(settings, "") == []
+
+
+def test_cli_scp_receives_a_push_until_ctrl_c(settings, lab, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import time
+
+    o, scp_port = lab
+    cfg_file = tmp_path / "settings.toml"
+    settings.save(cfg_file)
+    env = {**os.environ, "CASEBOOK_CONFIG": str(cfg_file)}
+    env.pop("CASEBOOK_LIBRARY", None)
+    exe = Path(sys.executable).with_name("casebook")
+    proc = subprocess.Popen([str(exe), "pacs", "scp", "--no-embed"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        first = proc.stdout.readline()
+        assert f"127.0.0.1:{scp_port}" in first and "ORTHANC" in first, first
+        ge_id = next(i for i in _orthanc_study_ids(o)
+                     if o.rest("GET", f"/studies/{i}")["PatientMainDicomTags"]["PatientID"] == "QMNx85rKkkg")
+        o.rest("POST", "/modalities/casebook/store", {"Resources": [ge_id], "Synchronous": True})
+        line = proc.stdout.readline()
+        assert "1 series stored" in line, line
+    finally:
+        time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    assert "stopped: 28 images received, 1 pushed studies ingested" in out, (out, err)
+    assert proc.returncode == 130

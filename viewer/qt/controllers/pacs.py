@@ -25,11 +25,12 @@ def _search_task(settings: Settings, query: pacs.StudyQuery, node: str | None, *
     return pacs.search(settings, query, node, cancel=cancel)
 
 
-def _retrieve_task(settings: Settings, studies: list[pacs.RemoteStudy], *, progress, cancel, signals):
+def _retrieve_task(settings: Settings, studies: list[pacs.RemoteStudy], scp: pacs.StorageSCP | None, *, progress,
+                   cancel, signals):
     results = []
     for i, s in enumerate(studies):
         label = f"study {i + 1} of {len(studies)}: " if len(studies) > 1 else ""
-        results.append(pacs.retrieve_study(settings, s.study_uid, node=s.node,
+        results.append(pacs.retrieve_study(settings, s.study_uid, node=s.node, scp=scp,
                                            progress=lambda d, t, m: progress(d, t, label + m), cancel=cancel))
     pacs.mark_local(settings, studies)
     return results
@@ -138,7 +139,9 @@ class PacsController(QObject):
         studies = d.selected_studies()
         if not studies:
             return
-        w = workers.FunctionWorker(_retrieve_task, self._settings(), studies)
+        # a C-MOVE goes to the push listener when it runs (same port): it counts the study's images
+        scp = self.listener.scp if self.listener is not None and self.listener.scp.running else None
+        w = workers.FunctionWorker(_retrieve_task, self._settings(), studies, scp)
         w.signals.result.connect(self._retrieved)
         self._run(w, cancellable=True)
 
