@@ -101,6 +101,7 @@ def associate(cfg: PacsConfig, node: Node, ae: Any, *, evt_handlers: list | None
     if not node.is_dimse:
         raise PacsError(node.name, "is a DICOMweb node; use `casebook web` or choose a DIMSE node")
     tls = (tls_context(node), node.host) if node.tls else None
+    t0 = time.monotonic()
     try:
         assoc = ae.associate(node.host, node.port, ae_title=node.ae_title, tls_args=tls, evt_handlers=evt_handlers,
                              ext_neg=ext_neg)
@@ -111,9 +112,12 @@ def associate(cfg: PacsConfig, node: Node, ae: Any, *, evt_handlers: list | None
     if not assoc.is_established:
         if assoc.is_rejected:
             raise PacsError(node.name, _reject_reason(assoc))
+        waited = time.monotonic() - t0
         why = _why_not_connected(node, cfg.timeout(node))
-        if why.startswith("no answer") and assoc.is_aborted:
-            why = "the node aborted the association: it accepted none of the requested services"
+        if why.startswith("no answer") and waited < 0.9 * cfg.timeout(node):
+            answer = getattr(assoc.acceptor, "primitive", None)
+            why = ("the node accepted none of the requested services (presentation contexts)"
+                   if getattr(answer, "result", None) == 0 else "the node aborted the association")
         raise PacsError(node.name, why)
     try:
         yield assoc
