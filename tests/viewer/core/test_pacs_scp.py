@@ -29,8 +29,9 @@ def _send(path: Path, port: int, calling: str) -> tuple[bool, int | None]:
     return True, int(status.Status)
 
 
-def test_scp_stores_a_known_senders_image_byte_for_byte_and_refuses_strangers(tmp_path, sample_file):
-    src = sample_file("CT_small.dcm")
+@pytest.mark.parametrize("name", ["CT_small.dcm", "MR_small_jp2klossless.dcm"])
+def test_scp_stores_a_known_senders_image_byte_for_byte_and_refuses_strangers(tmp_path, sample_file, name):
+    src = sample_file(name)  # uncompressed, and JPEG 2000 kept in its transfer syntax
     pushed: list[tuple[list[str], bool]] = []
     scp = pacs.StorageSCP(tmp_path, ae_title="CASEBOOK", bind="127.0.0.1", port=0, allowed_aets=["CT1"],
                           on_push=lambda studies, ok: pushed.append((studies, ok)))
@@ -40,7 +41,8 @@ def test_scp_stores_a_known_senders_image_byte_for_byte_and_refuses_strangers(tm
         assert _send(src, scp.port, "CT1") == (True, 0)
     ds = pydicom.dcmread(src)
     got = instance_path(tmp_path, ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID)
-    assert pydicom.dcmread(got).PixelData == ds.PixelData
+    back = pydicom.dcmread(got)
+    assert back.PixelData == ds.PixelData and back.file_meta.TransferSyntaxUID == ds.file_meta.TransferSyntaxUID
     assert pushed == [([str(ds.StudyInstanceUID)], True)]
 
 
