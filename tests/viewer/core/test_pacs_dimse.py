@@ -208,6 +208,7 @@ def test_node_down_half_way_keeps_the_study_out_until_a_retrieve_completes(tmp_p
         assert not res.complete and res.ingested_series == 0
         assert "'pacs'" in str(pytest.raises(pacs.RetrieveIncomplete, res.raise_if_incomplete).value)
         assert "of 28 images arrived" in res.problem and "again finishes it" in res.problem
+        assert "ended part-way" in res.problem, res.problem
         store = open_store(settings)
         try:
             assert store.list_series() == [] and store.local_study_contents([ge.study_uid]) == {}

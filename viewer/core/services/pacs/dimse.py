@@ -249,13 +249,16 @@ def _series_ident(study_uid: str, series_uid: str) -> Dataset:
 def _follow(cfg: PacsConfig, node: Node, what: str, responses: Any, assoc: Any, tick: Callable[[], None],
             cancel: SupportsCancel | None) -> SubOps:
     ops = SubOps()
+    answered = False
     for status, _ident in responses:
         if cancel is not None and cancel.is_set():
             assoc.abort()
             raise Cancelled(f"{what} from {node.name} cancelled")
         if status is None or "Status" not in status:
-            ops.problem = _no_answer(cfg, what)
+            ops.problem = (f"{what}: the association ended part-way (the node went down or stopped the transfer)"
+                           if answered else _no_answer(cfg, what))
             break
+        answered = True
         code = int(status.Status)
         ops.completed = int(status.get("NumberOfCompletedSuboperations", ops.completed) or 0)
         ops.failed = int(status.get("NumberOfFailedSuboperations", ops.failed) or 0)
