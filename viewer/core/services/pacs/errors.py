@@ -10,7 +10,8 @@ class PacsError(CasebookError):
     def __init__(self, node: str, reason: str) -> None:
         self.node = node
         self.reason = reason
-        super().__init__(f"PACS node {node!r}: {reason}")
+        # "?" when no single node is at fault (none configured, the nodes file itself is broken)
+        super().__init__(reason if node in ("", "?") else f"PACS node {node!r}: {reason}")
 
 
 class NodeConfigError(PacsError):
