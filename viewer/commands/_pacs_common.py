@@ -76,7 +76,10 @@ def run_retrieve(args: argparse.Namespace, method: str) -> int:
     from ..core.services.pacs import retrieve_study
 
     settings = load_settings()
-    with PhaseProgress(enabled=not args.json, unit_for=lambda m: "images" if "retriev" in m else ("series" if "series" in m else "files")) as bars:
+    def unit(message: str) -> str:
+        return "images" if "retriev" in message else ("series" if "series" in message else "files")
+
+    with PhaseProgress(enabled=not args.json, unit_for=unit) as bars:
         res = retrieve_study(settings, args.study_uid, node=args.node, method=method, series_uids=args.series,
                              embed=not args.no_embed, progress=bars, cancel=args.cancel)
     if args.json:
