@@ -19,6 +19,8 @@ apt_pkgs=(libgl1 libegl1 libglx-mesa0 libosmesa6 libxkbcommon0 libxkbcommon-x11-
   libxcb-image0 libxcb-keysyms1 libxcb-render-util0 libxcb-xinerama0 libxcb-xkb1 libxcb-shape0
   libxcb-randr0 libxcb-xfixes0 libdbus-1-3 libfontconfig1 libxrender1 libxi6 libsm6 libice6 fonts-dejavu-core)
 [ $want_test = 1 ] && apt_pkgs+=(xvfb xauth dcm2niix x11-utils)
+# PACS tests and benchmarks/pacs.py: a real Orthanc with DICOMweb, and dcmtk's movescu/storescu as the baseline.
+[ $want_test = 1 ] && apt_pkgs+=(orthanc orthanc-dicomweb dcmtk)
 # hnswlib and Casebook's _hnswmap module compile from source: a C++ compiler and Python headers.
 command -v g++ >/dev/null 2>&1 || apt_pkgs+=(g++)
 PY=${PYTHON:-python3.11}

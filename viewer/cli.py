@@ -48,6 +48,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "embed",
     "demo",
     "gui",
+    "pacs",
+    "web",
 )
 
 EXIT_OK = 0

@@ -21,13 +21,14 @@ from .listing import ListingMixin
 from .models import Collection, Embedding, Instance, Model, Report, Series, SourceFile, Study, Tag
 from .queries import QueryMixin, fts_query
 from .records import StoreStats
+from .remote import RemoteMixin
 from .reports import ReportsMixin
 from .sessions import StoreSessions
 from .teaching import TeachingMixin
 
 
 class CaseStore(StoreSessions, IngestMixin, QueryMixin, ListingMixin, ReportsMixin, TeachingMixin,
-                EmbeddingsMixin):
+                EmbeddingsMixin, RemoteMixin):
     """Patients, studies, series, reports, tags, teaching fields and embeddings in one SQLite file."""
 
     def stats(self) -> StoreStats:

@@ -45,6 +45,20 @@ class SearchSettings:
 
 
 @dataclass
+class PacsSettings:
+    """Casebook's own DICOM identity and storage SCP (the remote nodes live in the nodes file)."""
+
+    ae_title: str = "CASEBOOK"
+    scp_enabled: bool = False  # the storage SCP listens only when asked (security: off by default)
+    scp_bind: str = "127.0.0.1"
+    scp_port: int = 11112
+    scp_allowed_aets: str = ""  # comma-separated calling AE titles accepted besides the configured nodes'
+    timeout_s: float = 30.0
+    priors_node: str = ""  # node queried for a study's priors ("" = the first node in the nodes file)
+    nodes_file: str = ""  # "" = pacs-nodes.toml beside settings.toml
+
+
+@dataclass
 class Settings:
     """All user-tunable settings of Casebook."""
 
@@ -54,6 +68,7 @@ class Settings:
     ingest_workers: int = 0  # 0: one per CPU core
     theme: str = "dark"  # dark | light (the reading room's lights are low)
     search: SearchSettings = field(default_factory=SearchSettings)
+    pacs: PacsSettings = field(default_factory=PacsSettings)
 
     @property
     def database_path(self) -> Path:
@@ -79,6 +94,9 @@ class Settings:
         ]
         for f in fields(SearchSettings):
             lines.append(f"{f.name} = {_toml_value(getattr(self.search, f.name))}")
+        lines += ["", "[pacs]"]
+        for f in fields(PacsSettings):
+            lines.append(f"{f.name} = {_toml_value(getattr(self.pacs, f.name))}")
         return "\n".join(lines) + "\n"
 
     def save(self, path: Path | None = None) -> Path:
@@ -102,6 +120,7 @@ class Key:
     choices: tuple[str, ...] = ()
     min: float | None = None
     max: float | None = None
+    empty_ok: bool = False  # a string key whose empty value means "not set"
 
     def check(self, value: Any, origin: str) -> Any:
         """``value`` converted to the key's type, or :class:`ConfigError` naming key and origin."""
@@ -115,7 +134,7 @@ class Key:
             value = float(value)
         if not isinstance(value, t) or (t is int and isinstance(value, bool)):
             raise ConfigError(f"{where} must be {t.__name__}, not {type(value).__name__}")
-        if t is str and not value.strip():
+        if t is str and not value.strip() and not self.empty_ok:
             raise ConfigError(f"{where} must not be empty")
         if self.choices and value not in self.choices:
             raise ConfigError(f"{where} must be one of {', '.join(self.choices)}, not {value!r}")
@@ -158,6 +177,20 @@ KEYS: tuple[Key, ...] = (
     Key("search.exclude_same_patient", bool, "leave out the query patient's own cases"),
     Key("search.exclude_same_study", bool, "leave out other series of the query's study"),
     Key("search.min_score", float, "hide results scoring below this (0 to 1)", min=0.0, max=1.0),
+    Key("pacs.ae_title", str, "Casebook's own DICOM AE title (what the PACS knows it as)", env="CASEBOOK_AE_TITLE"),
+    Key("pacs.scp_enabled", bool, "listen for studies pushed by the PACS or a modality (off by default)",
+        env="CASEBOOK_SCP_ENABLED"),
+    Key("pacs.scp_bind", str, "network interface the storage SCP binds to (127.0.0.1: this machine only)",
+        env="CASEBOOK_SCP_BIND"),
+    Key("pacs.scp_port", int, "TCP port of Casebook's storage SCP (C-MOVE destination and push target)",
+        env="CASEBOOK_SCP_PORT", min=1, max=65535),
+    Key("pacs.scp_allowed_aets", str, "calling AE titles the SCP accepts besides the nodes' own, comma-separated",
+        empty_ok=True),
+    Key("pacs.timeout_s", float, "seconds to wait for a PACS to connect or answer", env="CASEBOOK_PACS_TIMEOUT",
+        min=1.0, max=3600.0),
+    Key("pacs.priors_node", str, "node queried for the priors of an opened study (empty: the first node)", empty_ok=True),
+    Key("pacs.nodes_file", str, "the PACS nodes file (empty: pacs-nodes.toml beside settings.toml)",
+        env="CASEBOOK_PACS_NODES", empty_ok=True),
 )
 
 # Environment variables that are not settings-file keys, checked the same way at start-up.
@@ -248,5 +281,5 @@ def _toml_value(v: Any) -> str:
     return f'"{_esc(str(v))}"'
 
 
-__all__ = ["ENV_ONLY", "KEYS", "Key", "Settings", "SearchSettings", "check_environment", "config_file",
+__all__ = ["ENV_ONLY", "KEYS", "Key", "PacsSettings", "Settings", "SearchSettings", "check_environment", "config_file",
            "load_settings"]

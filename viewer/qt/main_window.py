@@ -127,6 +127,9 @@ class MainWindow(QMainWindow):
         tb.addAction(self._act("Open folder…", "Ctrl+O", self.open_dialog, fm, icon_name="open"))
         tb.addAction(self._act("Import folder / DICOMDIR…", "Ctrl+I", self.import_dialog, fm, icon_name="import"))
         self._act("Settings…", "Ctrl+,", self.settings_dialog, fm, icon_name="settings")
+        from .controllers.pacs import install_pacs
+
+        install_pacs(self, fm)  # File → Query/Retrieve… (controllers/pacs.py)
         fm.addSeparator()
         self._act("Quit", "Ctrl+Q", self.close, fm)
         vm = mb.addMenu("&View")
