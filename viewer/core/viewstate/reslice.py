@@ -19,9 +19,9 @@ import numpy as np
 from ..dicom.volume import Volume
 from .errors import ViewStateError
 
-# a sample this far outside the first/last voxel centre (in voxels) still reads the edge voxel:
-# the plane through the last slice's centre must not flicker to background on rounding
-_EDGE = 1e-3
+# a sample up to half a voxel outside the first/last voxel centre reads the edge voxel (the voxel
+# covers that half; VTK's reslice border and ITK's buffer test agree the same way)
+_EDGE = 0.5
 
 
 def _interp_ext(x: np.ndarray, xp: np.ndarray, fp: np.ndarray) -> np.ndarray:
