@@ -87,6 +87,13 @@ class PlaneReslicer:
         self.reslice.Update()
         return self.reslice.GetOutput()
 
+    def shown_array(self, geometry: MprGeometry, orientation: str, index: int) -> np.ndarray:
+        """The pixels a slice view shows for that plane: cut here when :meth:`supports` it, else
+        the core's own plane (a straight series' voxels, an uneven stack's sampled plane)."""
+        if self.supports(geometry):
+            return self.cut_array(geometry, orientation, index)
+        return np.asarray(geometry.slice_array(orientation, index), dtype=np.float32)
+
     def cut_array(self, geometry: MprGeometry, orientation: str, index: int) -> np.ndarray:
         """:meth:`cut` as a (rows, cols) float32 numpy array (tests, screenshots)."""
         from vtkmodules.util.numpy_support import vtk_to_numpy
