@@ -125,15 +125,16 @@ class VolumeSampler:
         ni, nj, nk = self.ni, self.nj, self.nk
         inside = ((i >= -_EDGE) & (i <= ni - 1 + _EDGE) & (j >= -_EDGE) & (j <= nj - 1 + _EDGE)
                   & (k >= -_EDGE) & (k <= nk - 1 + _EDGE))
-        i = np.clip(i, 0, ni - 1).astype(np.float32, copy=False)
-        j = np.clip(j, 0, nj - 1).astype(np.float32, copy=False)
-        k = np.clip(k, 0, nk - 1).astype(np.float32, copy=False)
+        i = np.clip(i, 0, ni - 1)
+        j = np.clip(j, 0, nj - 1)
+        k = np.clip(k, 0, nk - 1)
         i0 = np.minimum(i.astype(np.int32), max(ni - 2, 0))
         j0 = np.minimum(j.astype(np.int32), max(nj - 2, 0))
         k0 = np.minimum(k.astype(np.int32), max(nk - 2, 0))
-        fi = i - i0.astype(np.float32)
-        fj = j - j0.astype(np.float32)
-        fk = k - k0.astype(np.float32)
+        # fractions from the float64 coordinates: float32 ones lose 1e-4 voxel at index 500
+        fi = (i - i0).astype(np.float32)
+        fj = (j - j0).astype(np.float32)
+        fk = (k - k0).astype(np.float32)
         di = 1 if ni > 1 else 0
         dj = ni if nj > 1 else 0
         dk = ni * nj if nk > 1 else 0
