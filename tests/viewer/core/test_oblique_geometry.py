@@ -136,3 +136,17 @@ def test_refined_volume_keeps_the_rotation(straight_ct):
     np.testing.assert_allclose(st.crosshair_lps, p, atol=1e-9)
     st.set_volume(straight_ct)  # a new series opens on true planes
     assert st.plane_angle_deg == 0.0
+
+
+def test_box_on_a_resliced_plane_is_the_stored_slice_through_its_centre(tilted_ct):
+    """Find similar's box on a true axial plane of the tilted CT: one stored slice deep, the one
+    the box's centre lies in, cut to the box's footprint."""
+    st = ViewerState(tilted_ct)
+    g = st.geometry
+    idx = st.slice_index("axial")
+    p0, p1 = (150.0, 160.0), (330.0, 350.0)
+    k0, k1, j0, j1, i0, i1 = g.image_box_to_ijk_box("axial", idx, p0, p1)
+    centre = g.sampler.lps_to_ijk(g.canon_to_lps(g.image_to_canon("axial", idx, 240.0, 255.0)))
+    assert (k0, k1) == (round(float(centre[2])), round(float(centre[2])) + 1)
+    assert i0 <= centre[0] <= i1 and j0 <= centre[1] <= j1
+    assert 150 < i1 - i0 < 230 and 150 < j1 - j0 < 230  # ~190 columns, ~180 rows of 0.49 mm

@@ -343,13 +343,22 @@ class MprGeometry:
 
     def image_box_to_ijk_box(self, orientation: str, index: int, p0: tuple[float, float],
                              p1: tuple[float, float]) -> tuple[int, int, int, int, int, int]:
-        """A box drawn on a view -> (k0, k1, j0, j1, i0, i1) voxel box (end-exclusive), one slice deep."""
+        """A box drawn on a view -> (k0, k1, j0, j1, i0, i1) voxel box (end-exclusive), one slice deep.
+
+        On a resliced plane (a tilted or oblique series) the box crosses several stored slices:
+        it is the stored slice through the box's centre, cut to the box's footprint there.
+        """
         corners = [self._canon_to_ijk(self.image_to_canon(orientation, index, r, c))
                    for r in (p0[0], p1[0]) for c in (p0[1], p1[1])]
         a = np.array(corners)
         lo = np.floor(a.min(axis=0) + 0.5).astype(int)
         hi = np.floor(a.max(axis=0) + 0.5).astype(int) + 1
         nk, nj, ni = self.volume.shape
+        if self.sampler is not None:
+            mid = self._canon_to_ijk(self.image_to_canon(orientation, index, (p0[0] + p1[0]) / 2.0,
+                                                         (p0[1] + p1[1]) / 2.0))
+            k = int(np.clip(round(float(mid[2])), 0, nk - 1))
+            lo[2], hi[2] = k, k + 1
         lo = np.maximum(lo, 0)
         hi = np.minimum(hi, [ni, nj, nk])
         i0, j0, k0 = (int(x) for x in lo)
