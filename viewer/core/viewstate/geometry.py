@@ -112,7 +112,10 @@ class MprGeometry:
     the 3D view uses either way, with ``canon_spacing``).
     """
 
-    def __init__(self, volume: Volume, rotation: np.ndarray | None = None) -> None:
+    def __init__(self, volume: Volume, rotation: np.ndarray | None = None,
+                 sampler: VolumeSampler | None = None) -> None:
+        """``sampler``: the one of an earlier geometry of the same volume (a rotate drag rebuilds
+        the grid on every pointer move; the sampler's tables stay valid)."""
         self.volume = volume
         self.rotation = np.eye(3) if rotation is None else check_rotation(rotation)
         rotated = not np.allclose(self.rotation, np.eye(3), atol=1e-9)
@@ -131,7 +134,9 @@ class MprGeometry:
         self.canon_spacing: tuple[float, float, float] = tuple(float(vsp[self.perm[c]]) for c in range(3))  # type: ignore[assignment]
         self.reslice_reason: str | None = "oblique planes" if rotated else reslice_reason(volume)
         self.is_resliced = self.reslice_reason is not None
-        self.sampler: VolumeSampler | None = VolumeSampler(volume) if self.is_resliced else None
+        if sampler is not None and sampler.volume is not volume:
+            sampler = None
+        self.sampler: VolumeSampler | None = (sampler or VolumeSampler(volume)) if self.is_resliced else None
         self._cache: dict[tuple[str, int], np.ndarray] = {}
         if self.sampler is None:
             self.shape: tuple[int, int, int] = tuple(int(n) for n in self.canon.shape[:3])  # type: ignore[assignment]

@@ -22,6 +22,7 @@ from .errors import ViewStateError
 from .events import Events
 from .geometry import ORIENTATIONS, MprGeometry, can_reslice, check_rotation, rotation_about, rotation_angle_deg
 from .gestures import TOOLS
+from .reslice import VolumeSampler
 from .measurements import Measurement, distance_mm, ellipse_stats
 from .presets import wl_presets
 from .study_info import StudyInfo
@@ -77,6 +78,7 @@ class ViewerState:
         self.volume: Volume | None = None
         self._crosshair_lps = np.zeros(3)  # the crosshair: a world point, LPS mm
         self.plane_rotation = np.eye(3)  # oblique MPR: the display axes turned by this (LPS)
+        self._sampler: VolumeSampler | None = None  # kept per volume: a rotate drag rebuilds the grid often
         self._measurement_rotation: dict[int, np.ndarray] = {}  # id(measurement) -> planes it was drawn on
         self.window: tuple[float, float] = (40.0, 400.0)
         self.preset = "default"
@@ -110,7 +112,10 @@ class ViewerState:
         old_rotation = self.plane_rotation
         keep_rotation = keep_view and old is not None and can_reslice(volume)
         self.plane_rotation = old_rotation if keep_rotation else np.eye(3)
-        self.geometry = MprGeometry(volume, self.plane_rotation)
+        if self._sampler is not None and self._sampler.volume is not volume:
+            self._sampler = None  # it holds the previous volume's voxels
+        self.geometry = MprGeometry(volume, self.plane_rotation, sampler=self._sampler)
+        self._sampler = self.geometry.sampler or self._sampler
         cleared = False
         if keep_view and old is not None:
             self._crosshair_lps = self.geometry.canon_to_lps(self._clamp(self.geometry.lps_to_canon(self._crosshair_lps)))
@@ -270,7 +275,8 @@ class ViewerState:
         before = [self.slice_index(o) for o in ORIENTATIONS]
         lps = self._crosshair_lps.copy()
         self.plane_rotation = r
-        self.geometry = MprGeometry(self.volume, r)
+        self.geometry = MprGeometry(self.volume, r, sampler=self._sampler)
+        self._sampler = self.geometry.sampler or self._sampler
         self._crosshair_lps = self.geometry.canon_to_lps(self._clamp(self.geometry.lps_to_canon(lps)))
         if self.preview is not None:
             self.set_preview(None)
