@@ -7,9 +7,9 @@ and an extent that covers the volume. Axial/coronal/sagittal slices are planes o
 - A straight acquisition (its voxel axes along the patient axes, even slice steps) has a display
   grid that *is* its voxel array re-ordered: slices are numpy views, nothing is resampled, and
   the stored image is shown pixel for pixel.
-- An oblique acquisition, a gantry-tilted CT, a stack with uneven slice steps, or any series
-  after the reader rotated the crosshair axes is *resliced*: each plane is sampled from the
-  voxels through the real slice positions (:class:`~.reslice.VolumeSampler`), so a tilted head
+- An oblique acquisition, a gantry-tilted CT, or any series after the reader rotated the
+  crosshair axes is *resliced*: each plane is sampled from the voxels through the real slice
+  positions (uneven steps included) (:class:`~.reslice.VolumeSampler`), so a tilted head
   CT's "axial" is a true axial plane, not its tilted acquisition plane.
 
 Orientation markers come from the display grid's true directions, so a rotated plane shows
@@ -84,8 +84,9 @@ def reslice_reason(volume: Volume) -> str | None:
     rep = volume.geometry
     if rep.gantry_tilt_deg > 0:
         return f"gantry tilt {rep.gantry_tilt_deg:.1f}°"
-    if rep.uniform_spacing is False:
-        return "uneven slice spacing"
+    # A straight stack with uneven steps (a missing slice) keeps its acquired slices in their own
+    # plane (the reader reads those, not interpolations between them; the loader's warning says
+    # so); turning its planes reslices it through the real positions like any other.
     d = volume.direction
     for c in range(3):
         u = d[:, c] / (np.linalg.norm(d[:, c]) or 1.0)

@@ -69,6 +69,10 @@ class VolumeSampler:
         self._k = np.arange(self.nk, dtype=np.float64)
         self._row_of_pos = pos @ self.row  # where each slice's first pixel lies along the row axis
         self._col_of_pos = pos @ self.col
+        if self.nk >= 2:
+            self._inv_step = 1.0 / np.diff(dist)
+            self._d_row = np.diff(self._row_of_pos)
+            self._d_col = np.diff(self._col_of_pos)
         self.slice_step = sk if self.nk < 2 else float((dist[-1] - dist[0]) / (self.nk - 1))
         self.lps_to_ijk_affine = self._affine_if_even()
         self.background = float(vox.min()) if vox.size else 0.0
@@ -95,9 +99,13 @@ class VolumeSampler:
                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Continuous (i, j, k) from a point's projections on the row, column and normal axes."""
         if self.nk >= 2:
-            k = _interp_ext(along_normal, self._dist, self._k)
-            r0 = _interp_ext(along_normal, self._dist, self._row_of_pos)
-            c0 = _interp_ext(along_normal, self._dist, self._col_of_pos)
+            # one segment look-up for the three tables; the end segments extend past the ends
+            d = np.asarray(along_normal, dtype=np.float64)
+            seg = np.clip(np.searchsorted(self._dist, d) - 1, 0, self.nk - 2)
+            t = (d - self._dist[seg]) * self._inv_step[seg]
+            k = seg + t
+            r0 = self._row_of_pos[seg] + t * self._d_row[seg]
+            c0 = self._col_of_pos[seg] + t * self._d_col[seg]
         else:
             k = (along_normal - self._dist[0]) / (self.slice_step or 1.0)
             r0, c0 = self._row_of_pos[0], self._col_of_pos[0]
@@ -179,8 +187,19 @@ class VolumeSampler:
             r_ijk, c_ijk = m[:3, :3] @ rs, m[:3, :3] @ cs
             i, j, k = (o_ijk[a] + r * r_ijk[a] + c * c_ijk[a] for a in range(3))
         else:
-            parts = [float(o @ ax) + r * float(rs @ ax) + c * float(cs @ ax) for ax in (self.row, self.col, self.normal)]
-            i, j, k = self._ijk_from_parts(*parts)
+            parts = [float(o @ ax) + r * float(rs @ ax) + c * float(cs @ ax) for ax in (self.row, self.col)]
+            # the position along the slice normal often varies along one image axis only (the
+            # axial and coronal planes of a CT tilted about L-R): look it up once per row/column
+            n_r, n_c = float(rs @ self.normal), float(cs @ self.normal)
+            d0 = float(o @ self.normal)
+            if abs(n_c) < 1e-12:
+                along = d0 + r * n_r
+            elif abs(n_r) < 1e-12:
+                along = d0 + c * n_c
+            else:
+                along = d0 + r * n_r + c * n_c
+            i, j, k = self._ijk_from_parts(parts[0], parts[1], along)
+            k = np.broadcast_to(k, (rows, cols))
         return self.sample_ijk(i, j, k)
 
 
