@@ -150,3 +150,28 @@ def test_box_on_a_resliced_plane_is_the_stored_slice_through_its_centre(tilted_c
     assert (k0, k1) == (round(float(centre[2])), round(float(centre[2])) + 1)
     assert i0 <= centre[0] <= i1 and j0 <= centre[1] <= j1
     assert 150 < i1 - i0 < 230 and 150 < j1 - j0 < 230  # ~190 columns, ~180 rows of 0.49 mm
+
+
+def test_missing_slice_keeps_acquired_slices_until_the_planes_turn(straight_ct, tmp_path):
+    """A straight CT with one file missing: its axial view still shows the acquired slices; once
+    the planes turn, the gap is sampled where the slices really are (piecewise map, no affine)."""
+    import shutil
+
+    files = sorted(straight_ct.source_files, key=lambda p: float(pydicom.dcmread(p, stop_before_pixels=True)
+                                                                   .ImagePositionPatient[2]))
+    gone = files[len(files) // 2]
+    for f in files:
+        if f != gone:
+            shutil.copy(f, tmp_path / f.name)
+    vol = _load(tmp_path)
+    assert not vol.geometry.uniform_spacing and vol.geometry.missing_slices == 1
+    st = ViewerState(vol)
+    assert not st.geometry.is_resliced
+    assert np.shares_memory(st.geometry.slice_array("axial", 0), vol.voxels)
+    st.rotate_plane("axial", 10.0)
+    s = st.geometry.sampler
+    assert s is not None and s.lps_to_ijk_affine is None
+    after = files[len(files) // 2 + 1]
+    ipp = np.array([float(x) for x in pydicom.dcmread(after, stop_before_pixels=True).ImagePositionPatient])
+    k = [p.name for p in vol.source_files].index(after.name)
+    np.testing.assert_allclose(s.lps_to_ijk(ipp), [0.0, 0.0, k], atol=1e-6)
