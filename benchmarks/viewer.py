@@ -104,6 +104,26 @@ def mpr_rates(app, win, vol, n: int) -> None:
               f"  2x2 {r4:6.1f} slices/s [{r4 / base4:.2f}x of straight]{'' if resliced or label.startswith('straight (') else '  NOT RESLICED'}")
 
 
+def mpr_screenshot(app, win, grab, save_png, out: Path) -> None:
+    """The 18.5° gantry-tilted GE head CT (dcm_qa_ct) in 2x2, resliced into true planes, with the
+    crosshair axes turned 20° in the axial view (oblique coronal and sagittal)."""
+    from casebook.viewer.core.dicom import load_volume, scan
+    from casebook.viewer.core.viewstate import StudyInfo
+
+    shared = Path(os.environ.get("CASEBOOK_SHARED", REPO.parent / "shared")) / "data"
+    (stack,) = scan([shared / "dicom" / "dcm_qa_ct" / "In" / "GE"]).stacks
+    win.show_volume(load_volume(stack), StudyInfo(patient_name="DEMO^PATIENT"))
+    win.state.set_layout("2x2")
+    win.state.apply_preset("brain")
+    win.state.rotate_plane("axial", 20.0)
+    for _ in range(10):
+        app.processEvents()
+    win.viewer.flush_renders()
+    out.mkdir(parents=True, exist_ok=True)
+    save_png(_compose(win, grab), out / "true-mpr-tilted.png")
+    print(f"wrote {out / 'true-mpr-tilted.png'}")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--screenshots", type=Path, help="write PNG screenshots of the main states here")
@@ -152,6 +172,8 @@ def main() -> int:
     n = min(args.slices - 1, 200)
     if args.mpr_only:
         mpr_rates(app, win, vol, n)
+        if args.screenshots:
+            mpr_screenshot(app, win, grab_render_window, save_png, args.screenshots)
         win.close()
         win.viewer.close_adapters()
         return 0

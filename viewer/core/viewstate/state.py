@@ -22,9 +22,9 @@ from .errors import ViewStateError
 from .events import Events
 from .geometry import ORIENTATIONS, MprGeometry, can_reslice, check_rotation, rotation_about, rotation_angle_deg
 from .gestures import TOOLS
-from .reslice import VolumeSampler
 from .measurements import Measurement, distance_mm, ellipse_stats
 from .presets import wl_presets
+from .reslice import VolumeSampler
 from .study_info import StudyInfo
 
 log = logging.getLogger(__name__)
