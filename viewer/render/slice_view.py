@@ -558,7 +558,7 @@ class SliceViewAdapter:
         tprop = self.corners["tl"].GetTextProperty()
         self.corners["tl"].SetInput("\n".join(fit_lines(tprop, st.study_info.overlay_lines(), half, dpi)))
         angle = st.plane_angle_deg
-        plane = self.orientation.capitalize() + (f" ∠{angle:.0f}°" if angle > 0.0 else "")  # oblique
+        plane = self.orientation.capitalize() + (f" {angle:.0f}°" if angle > 0.0 else "")  # turned planes: the angle
         right = [f"{v.modality} {v.description}".strip(), plane if oriented else "", *self.overlay_notes()]
         self.corners["tr"].SetInput("\n".join(fit_lines(tprop, [x for x in right if x], half, dpi)))
         loading = "" if st.loading_fraction >= 1.0 else f"  loading {st.loading_fraction * 100:.0f}%"

@@ -108,7 +108,7 @@ def test_shift_drag_and_keys_turn_the_crosshair_axes(qtbot, tilted_ct):
     np.testing.assert_allclose(st.crosshair_lps, p, atol=1e-6)
     # the anatomy turned with the hand: the coronal view now looks along the old L-R axis
     assert abs(float(st.geometry.plane_normal("coronal") @ [1.0, 0.0, 0.0])) > 0.99
-    assert "Coronal ∠90°" in v.adapters["coronal"].corners["tr"].GetInput()
+    assert "Coronal 90°" in v.adapters["coronal"].corners["tr"].GetInput()
     assert not st.measurements  # a Shift drag is not a window/level drag or a drawing
     QTest.keyClick(w, Qt.Key.Key_Slash)
     assert st.plane_angle_deg == 0.0
