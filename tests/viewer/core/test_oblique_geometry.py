@@ -175,3 +175,23 @@ def test_missing_slice_keeps_acquired_slices_until_the_planes_turn(straight_ct, 
     ipp = np.array([float(x) for x in pydicom.dcmread(after, stop_before_pixels=True).ImagePositionPatient])
     k = [p.name for p in vol.source_files].index(after.name)
     np.testing.assert_allclose(s.lps_to_ijk(ipp), [0.0, 0.0, k], atol=1e-6)
+
+
+def test_transform_link_maps_the_world_point_on_resliced_and_turned_planes(tilted_ct):
+    """The crosshair is a patient point: a registration link maps it through its matrix exactly,
+    whatever grid each side shows (the tilted CT resliced beside itself moved by a known
+    transform and shown with turned planes)."""
+    from casebook.viewer.core.viewstate import StateLink
+
+    a, b = ViewerState(tilted_ct), ViewerState(tilted_ct)
+    b.rotate_plane("coronal", 12.0)
+    m = np.eye(4)
+    m[:3, :3] = rotation_about([0.0, 0.0, 1.0], 3.0)
+    m[:3, 3] = (1.25, -0.5, 0.75)
+    link = StateLink(a, b, transform=m, zoom=False, window=False)
+    a.set_crosshair_canon(a.crosshair_canon + np.array([0.3, 7.6, -11.2]))
+    np.testing.assert_allclose(b.crosshair_lps, m[:3, :3] @ a.crosshair_lps + m[:3, 3], atol=1e-9)  # not snapped
+    b.scroll("axial", 2)  # and back: a follows b's point through the inverse
+    inv = np.linalg.inv(m)
+    np.testing.assert_allclose(a.crosshair_lps, inv[:3, :3] @ b.crosshair_lps + inv[:3, 3], atol=1e-9)
+    link.unlink()
