@@ -4,6 +4,10 @@ The adapter subscribes to the state's events and only updates VTK objects; rende
 for through ``request_render`` so the Qt layer can coalesce several events into one frame.
 World coordinates are image millimetres: x = column * col_mm, y = row * row_mm (y down, the
 camera's view-up is -y), so the scale bar and measurements are in real units for free.
+
+The image is the state's plane in patient space: a view of the voxel array for a straight
+series, or cut by :class:`~.reslice.PlaneReslicer` (``vtkImageReslice``) for an oblique, tilted or
+rotated one, so the axial view of a tilted head CT is a true axial plane.
 """
 from __future__ import annotations
 
@@ -31,6 +35,8 @@ import vtkmodules.vtkRenderingOpenGL2  # noqa: F401  (registers the OpenGL backe
 import vtkmodules.vtkRenderingFreeType  # noqa: F401  (text rendering)
 
 from casebook.viewer.core.viewstate import Measurement, ViewerState, is_single_image, preset_label
+
+from .reslice import PlaneReslicer
 
 # Slicer's plane colours: axial red, coronal green, sagittal yellow.
 PLANE_COLORS = {"axial": (0.95, 0.3, 0.3), "coronal": (0.35, 0.85, 0.35), "sagittal": (0.95, 0.85, 0.3)}
@@ -168,6 +174,7 @@ class SliceViewAdapter:
         render_window.AddRenderer(self.renderer)
 
         self.image = vtkImageData()
+        self.reslicer = PlaneReslicer()
         self._pixels: np.ndarray | None = None
         self._color = False  # the shown slice has RGB channels (no grey lookup table then)
         self.mapper = vtkImageSliceMapper()
@@ -258,7 +265,7 @@ class SliceViewAdapter:
             (ev.highlight, self._on_highlight), (ev.overlay, self._on_overlay),
             (ev.crosshair_visible, self._on_crosshair), (ev.loading, self._on_overlay),
             (ev.study_info, self._on_overlay), (ev.cine, self._on_overlay),
-            (ev.search_box, self._on_search_box),
+            (ev.search_box, self._on_search_box), (ev.plane, self._on_volume),
         ]
         for emitter, cb in self._subs:
             emitter.connect(cb)
@@ -342,7 +349,18 @@ class SliceViewAdapter:
         if g is None:
             self.actor.VisibilityOff()
             return
-        img = g.slice_array(self.orientation, self.state.slice_index(self.orientation))
+        index = self.state.slice_index(self.orientation)
+        if self.reslicer.supports(g):
+            # a true plane cut from the whole volume in C++ (the core's numpy sampler measures on
+            # the same plane); shares the reslicer's output arrays
+            self.image.ShallowCopy(self.reslicer.cut(g, self.orientation, index))
+            self._pixels = None
+            if self._color:
+                self._color = False
+                self._update_window()
+            self.actor.VisibilityOn()
+            return
+        img = g.slice_array(self.orientation, index)
         if img.ndim == 2 and img.dtype not in (np.int16, np.uint16, np.uint8, np.float32):
             img = img.astype(np.float32)
         pix = np.ascontiguousarray(img)
@@ -501,6 +519,9 @@ class SliceViewAdapter:
         """What the image cannot tell, said on the image (orientation, scale)."""
         oriented, spaced = self.geometry_known()
         notes = []
+        g = self.state.geometry
+        if g is not None and g.is_resliced and self.state.plane_angle_deg == 0.0:
+            notes.append(f"Resliced: {g.reslice_reason}")
         if self.state.volume is not None and not oriented:
             notes.append("No patient orientation in file")
         if self.state.volume is not None and not spaced:
@@ -536,12 +557,16 @@ class SliceViewAdapter:
         half = vw0 / 2.0 - 6.0 - (letter / 2.0 + 8.0 if oriented and letter else 4.0)
         tprop = self.corners["tl"].GetTextProperty()
         self.corners["tl"].SetInput("\n".join(fit_lines(tprop, st.study_info.overlay_lines(), half, dpi)))
-        right = [f"{v.modality} {v.description}".strip(), self.orientation.capitalize() if oriented else "",
-                 *self.overlay_notes()]
+        angle = st.plane_angle_deg
+        plane = self.orientation.capitalize() + (f" {angle:.0f}°" if angle > 0.0 else "")  # turned planes: the angle
+        right = [f"{v.modality} {v.description}".strip(), plane if oriented else "", *self.overlay_notes()]
         self.corners["tr"].SetInput("\n".join(fit_lines(tprop, [x for x in right if x], half, dpi)))
         loading = "" if st.loading_fraction >= 1.0 else f"  loading {st.loading_fraction * 100:.0f}%"
         cine = f"  CINE {st.cine_fps:.0f} fps" if st.cine_playing and self.orientation == st.active_view else ""
-        where = f"\n{name}: {lps[comp]:.1f} mm" if oriented else ""
+        if angle > 0.0:  # a turned plane: its position along its own normal
+            where = f"\nd: {float(lps @ g.plane_normal(self.orientation)):.1f} mm" if oriented else ""
+        else:
+            where = f"\n{name}: {lps[comp]:.1f} mm" if oriented else ""
         self.corners["bl"].SetInput(f"Im {idx + 1}/{n}{loading}{cine}{where}")
         wc, ww = st.window
         inv = "  INV" if st.invert else ""
@@ -578,7 +603,7 @@ class SliceViewAdapter:
         """One shape and one value label per measurement on the shown slice (any number of them)."""
         idx = self.state.slice_index(self.orientation)
         wanted = {id(m): m for m in self.state.measurements
-                  if m.orientation == self.orientation and m.slice_index == idx}
+                  if m.orientation == self.orientation and m.slice_index == idx and self.state.measurement_on_planes(m)}
         for key in list(self._measure_actors):
             if key not in wanted:
                 actor, _, text = self._measure_actors.pop(key)

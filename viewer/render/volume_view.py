@@ -112,19 +112,19 @@ class VolumeViewAdapter:
             return
         g = self.state.geometry
         v = self.state.volume
-        if g is None or v is None or v.is_color or min(g.shape) < 2:
+        if g is None or v is None or v.is_color or min(g.canon.shape[:3]) < 2:
             self.volume_actor.VisibilityOff()
             self.label.SetInput("3D: needs a multi-slice grey-scale series" if v is not None else "")
             self.request_render()
             return
         self._detect()
         max_dim = self.max_dim_software if self.software else self.max_dim_gpu
-        steps = [max(1, int(np.ceil(n / max_dim))) for n in g.shape]
+        steps = [max(1, int(np.ceil(n / max_dim))) for n in g.canon.shape[:3]]  # the stored voxels, not resliced
         sub = g.canon[:: steps[0], :: steps[1], :: steps[2]]
         buf = np.ascontiguousarray(sub, dtype=np.float32 if sub.dtype not in (np.int16, np.uint16, np.uint8) else sub.dtype)
         ns, npp, nl = buf.shape
         self.image.SetDimensions(nl, npp, ns)
-        self.image.SetSpacing(g.spacing[2] * steps[2], g.spacing[1] * steps[1], g.spacing[0] * steps[0])
+        self.image.SetSpacing(g.canon_spacing[2] * steps[2], g.canon_spacing[1] * steps[1], g.canon_spacing[0] * steps[0])
         self.image.SetOrigin(0.0, 0.0, 0.0)
         self.image.GetPointData().SetScalars(numpy_to_vtk(buf.reshape(-1), deep=False))
         self._buf = buf
@@ -143,9 +143,9 @@ class VolumeViewAdapter:
         else:
             self.set_preset(self.preset, render=False, remember=False)
         # keep the reader's 3D view only when the same volume is refined (e.g. a progressive load)
-        if not keep_view or getattr(self, "_last_shape", None) != g.shape:
+        if not keep_view or getattr(self, "_last_shape", None) != g.canon.shape[:3]:
             self.reset_camera()
-        self._last_shape = g.shape
+        self._last_shape = g.canon.shape[:3]
         mode = "CPU ray cast (no GPU)" if self.software else "GPU ray cast"
         self.label.SetInput(f"3D {self.presets[self.preset]['label']} - {mode}")
         self.request_render()

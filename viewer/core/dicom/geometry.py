@@ -77,7 +77,7 @@ def _geometry(headers: list[InstanceHeader], stack: SeriesStack) -> tuple[list[i
         rep.warnings.append(f"non-uniform slice spacing {smin:.3g}-{smax:.3g} mm (median {med:.3g} mm)")
     if tilt > _TILT_EPS_DEG:
         rep.gantry_tilt_deg = tilt
-        rep.warnings.append(f"gantry tilt {tilt:.2f} degrees: slices are sheared, not resampled")
+        rep.warnings.append(f"gantry tilt {tilt:.2f} degrees: stored slices kept as acquired; the viewer reslices them into true patient planes")
         sk = along / (n - 1)
         direction = np.column_stack([row, col, kdir])
     else:

@@ -20,10 +20,11 @@ import numpy as np
 from ..dicom.volume import Volume
 from .errors import ViewStateError
 from .events import Events
-from .geometry import ORIENTATIONS, MprGeometry
+from .geometry import ORIENTATIONS, MprGeometry, can_reslice, check_rotation, rotation_about, rotation_angle_deg
 from .gestures import TOOLS
 from .measurements import Measurement, distance_mm, ellipse_stats
 from .presets import wl_presets
+from .reslice import VolumeSampler
 from .study_info import StudyInfo
 
 log = logging.getLogger(__name__)
@@ -32,7 +33,7 @@ LAYOUTS: tuple[str, ...] = ("1x1", "1x2", "2x2")
 EVENT_NAMES: tuple[str, ...] = (
     "volume", "slice", "crosshair", "window", "invert", "zoom", "pan", "layout", "active_view", "measurements",
     "selection", "preview", "cine", "highlight", "overlay", "crosshair_visible", "tool", "loading", "study_info",
-    "search_box",
+    "search_box", "plane",
 )
 # Projection and video modalities: one plane of the patient per image, never an MPR stack.
 PROJECTION_MODALITIES: frozenset[str] = frozenset(
@@ -64,13 +65,21 @@ class ViewerState:
     - ``cine(playing, fps)``, ``highlight(orientation, slices)``, ``overlay(visible)``,
       ``crosshair_visible(visible)``, ``tool(tool)``, ``loading(fraction)``, ``study_info(info)``
     - ``search_box(measurement)``: the last box drawn for Find similar (stays drawn), or None
+    - ``plane(rotation)``: the oblique rotation of the three planes changed (3x3, LPS); every
+      view's plane was rebuilt, the crosshair (a world point) stayed where it was
+
+    The crosshair is a point in patient space (LPS mm, ``crosshair_lps``): the three views show
+    the planes through it, and a link to another study maps it through a registration matrix.
     """
 
     def __init__(self, volume: Volume | None = None) -> None:
         self.events = Events(*EVENT_NAMES)
         self.geometry: MprGeometry | None = None
         self.volume: Volume | None = None
-        self._crosshair_canon = np.zeros(3)
+        self._crosshair_lps = np.zeros(3)  # the crosshair: a world point, LPS mm
+        self.plane_rotation = np.eye(3)  # oblique MPR: the display axes turned by this (LPS)
+        self._sampler: VolumeSampler | None = None  # kept per volume: a rotate drag rebuilds the grid often
+        self._measurement_rotation: dict[int, np.ndarray] = {}  # id(measurement) -> planes it was drawn on
         self.window: tuple[float, float] = (40.0, 400.0)
         self.preset = "default"
         self.invert = False
@@ -100,19 +109,25 @@ class ViewerState:
         """Show a new volume; ``keep_view`` keeps slice/zoom/window (a progressive load refining)."""
         old = self.geometry
         self.volume = volume
-        self.geometry = MprGeometry(volume)
+        old_rotation = self.plane_rotation
+        keep_rotation = keep_view and old is not None and can_reslice(volume)
+        self.plane_rotation = old_rotation if keep_rotation else np.eye(3)
+        if self._sampler is not None and self._sampler.volume is not volume:
+            self._sampler = None  # it holds the previous volume's voxels
+        self.geometry = MprGeometry(volume, self.plane_rotation, sampler=self._sampler)
+        self._sampler = self.geometry.sampler or self._sampler
         cleared = False
         if keep_view and old is not None:
-            lps = old.canon_to_lps(self._crosshair_canon)
-            self._crosshair_canon = self._clamp(self.geometry.lps_to_canon(lps))
+            self._crosshair_lps = self.geometry.canon_to_lps(self._clamp(self.geometry.lps_to_canon(self._crosshair_lps)))
         else:
-            self._crosshair_canon = np.round(self.geometry.center_canon())
+            self._crosshair_lps = self.geometry.canon_to_lps(np.round(self.geometry.center_canon()))
             self.window = volume.default_window()
             self.preset = "default"
             self.zoom = {o: 1.0 for o in ORIENTATIONS}
             self.pan = {o: (0.0, 0.0) for o in ORIENTATIONS}
             cleared = bool(self.measurements) or self.selected is not None
             self.measurements = []
+            self._measurement_rotation = {}
             self.selected = None
             self._next_number = 1
             self.highlight = {o: set() for o in ORIENTATIONS}
@@ -121,6 +136,8 @@ class ViewerState:
             self.search_box = None
         self.preview = None
         self.events.volume.emit(volume=volume, keep_view=keep_view)
+        if not np.array_equal(old_rotation, self.plane_rotation):
+            self.events.plane.emit(rotation=self.plane_rotation.copy())
         for o in ORIENTATIONS:
             self.events.slice.emit(orientation=o, index=self.slice_index(o))
         self.events.crosshair.emit(lps=self.crosshair_lps)
@@ -144,7 +161,7 @@ class ViewerState:
         if is_single_image(volume):
             if self._layout_before_single is None:
                 self._layout_before_single = self.layout
-            view, _ = self.geometry.k_to_view(self.geometry.canon_to_k(self._crosshair_canon))
+            view, _ = self.geometry.k_to_view(self.geometry.canon_to_k(self.crosshair_canon))
             self.set_active_view(view)
             self.set_layout("1x1")
         elif self._layout_before_single is not None:
@@ -163,20 +180,24 @@ class ViewerState:
 
     # -- slices and crosshair -------------------------------------------------------------------
     def slice_index(self, orientation: str) -> int:
-        return int(round(self._crosshair_canon[MprGeometry.slice_axis(orientation)]))
+        return int(round(float(self.crosshair_canon[MprGeometry.slice_axis(orientation)])))
 
     def n_slices(self, orientation: str) -> int:
         return self.geometry.n_slices(orientation) if self.geometry else 0
 
     @property
     def crosshair_canon(self) -> np.ndarray:
-        return self._crosshair_canon.copy()
+        """The crosshair in the display grid's continuous index (s, p, l)."""
+        if self.geometry is None:
+            return np.zeros(3)
+        return self.geometry.lps_to_canon(self._crosshair_lps)
 
     @property
     def crosshair_lps(self) -> np.ndarray:
+        """The crosshair: a point in patient space (LPS mm), the one all three planes pass through."""
         if self.geometry is None:
             return np.zeros(3)
-        return self.geometry.canon_to_lps(self._crosshair_canon)
+        return self._crosshair_lps.copy()
 
     def set_slice(self, orientation: str, index: int) -> int:
         """Go to slice ``index`` of ``orientation`` (clamped); returns the index shown."""
@@ -184,10 +205,12 @@ class ViewerState:
             return 0
         ax = MprGeometry.slice_axis(orientation)
         new = int(np.clip(int(index), 0, self.geometry.shape[ax] - 1))
-        if float(self._crosshair_canon[ax]) == float(new):
+        c = self.crosshair_canon
+        if abs(float(c[ax]) - new) < 1e-9:
             return new
         before = self.slice_index(orientation)
-        self._crosshair_canon[ax] = new
+        c[ax] = new
+        self._crosshair_lps = self.geometry.canon_to_lps(c)
         if new != before:
             self.events.slice.emit(orientation=orientation, index=new)
         self.events.crosshair.emit(lps=self.crosshair_lps)
@@ -200,16 +223,17 @@ class ViewerState:
         if self.geometry is None:
             return
         new = self._clamp(c)
-        if np.array_equal(new, self._crosshair_canon):
+        if np.allclose(new, self.crosshair_canon, rtol=0.0, atol=1e-9):
             return
         before = [self.slice_index(o) for o in ORIENTATIONS]
-        self._crosshair_canon = new
+        self._crosshair_lps = self.geometry.canon_to_lps(new)
         for o, b in zip(ORIENTATIONS, before):
             if self.slice_index(o) != b:
                 self.events.slice.emit(orientation=o, index=self.slice_index(o))
         self.events.crosshair.emit(lps=self.crosshair_lps)
 
     def set_crosshair_lps(self, lps: np.ndarray) -> None:
+        """Move the crosshair to a patient point (clamped into the volume's grid)."""
         if self.geometry is not None:
             self.set_crosshair_canon(self.geometry.lps_to_canon(lps))
 
@@ -219,6 +243,68 @@ class ViewerState:
             return
         c = self.geometry.image_to_canon(orientation, self.slice_index(orientation), row, col)
         self.set_crosshair_canon(c)
+
+    # -- oblique MPR ----------------------------------------------------------------------------
+    @property
+    def can_rotate_planes(self) -> bool:
+        """Whether the planes can be turned: a grey-scale stack of 2+ slices with a patient geometry."""
+        return self.volume is not None and can_reslice(self.volume)
+
+    @property
+    def plane_angle_deg(self) -> float:
+        """How far the planes are turned from the patient axes, in degrees (0: true axial/coronal/sagittal)."""
+        return rotation_angle_deg(self.plane_rotation)
+
+    def set_plane_rotation(self, rotation: np.ndarray) -> bool:
+        """Turn the three planes to ``rotation`` (3x3 in LPS) about the crosshair; True if it changed.
+
+        The crosshair stays on the same patient point; each view shows the plane of the new grid
+        nearest to it. The identity gives back the true patient planes.
+        """
+        if self.volume is None or self.geometry is None:
+            return False
+        r = check_rotation(rotation)
+        if np.allclose(r, self.plane_rotation, rtol=0.0, atol=1e-12):
+            return False
+        identity = np.allclose(r, np.eye(3), atol=1e-9)
+        if identity:
+            r = np.eye(3)
+        elif not self.can_rotate_planes:
+            raise ViewStateError("this series has no oblique planes: it is a single image, a colour series "
+                                 "or has no patient geometry")
+        before = [self.slice_index(o) for o in ORIENTATIONS]
+        lps = self._crosshair_lps.copy()
+        self.plane_rotation = r
+        self.geometry = MprGeometry(self.volume, r, sampler=self._sampler)
+        self._sampler = self.geometry.sampler or self._sampler
+        self._crosshair_lps = self.geometry.canon_to_lps(self._clamp(self.geometry.lps_to_canon(lps)))
+        if self.preview is not None:
+            self.set_preview(None)
+        self.events.plane.emit(rotation=r.copy())
+        for o, b in zip(ORIENTATIONS, before):
+            if self.slice_index(o) != b:
+                self.events.slice.emit(orientation=o, index=self.slice_index(o))
+        self.events.crosshair.emit(lps=self.crosshair_lps)
+        return True
+
+    def rotate_plane(self, orientation: str, degrees: float) -> bool:
+        """Turn the crosshair axes of ``orientation``'s view by ``degrees`` about its normal
+        (positive: the axes turn counter-clockwise against the anatomy, which turns clockwise on
+        screen); the other two planes become oblique. False when nothing turned."""
+        self._check_orientation(orientation)
+        if self.geometry is None or not self.can_rotate_planes or not math.isfinite(degrees) or degrees == 0:
+            return False
+        right, down = self.geometry.screen_vectors(orientation)
+        return self.set_plane_rotation(rotation_about(np.cross(down, right), degrees) @ self.plane_rotation)
+
+    def reset_plane_rotation(self) -> bool:
+        """Back to true axial/coronal/sagittal planes."""
+        return self.set_plane_rotation(np.eye(3))
+
+    def measurement_on_planes(self, m: Measurement) -> bool:
+        """Whether ``m`` was drawn on the planes shown now (a rotation shows other planes)."""
+        r = self._measurement_rotation.get(id(m))
+        return r is None or np.allclose(r, self.plane_rotation, rtol=0.0, atol=1e-9)
 
     # -- window/level ---------------------------------------------------------------------------
     def set_window(self, center: float, width: float, preset: str | None = None) -> None:
@@ -370,6 +456,7 @@ class ViewerState:
         self.measure(m)
         m.number = self._next_number
         self._next_number += 1
+        self._measurement_rotation[id(m)] = self.plane_rotation.copy()
         self.measurements.append(m)
         self.events.measurements.emit(action="added", measurement=m)
         return m
@@ -385,6 +472,7 @@ class ViewerState:
             if self.selected is m:
                 self.select_measurement(None)
             self.measurements.remove(m)
+            self._measurement_rotation.pop(id(m), None)
             self.events.measurements.emit(action="removed", measurement=m)
 
     def clear_measurements(self) -> None:
@@ -402,6 +490,9 @@ class ViewerState:
     def go_to_measurement(self, m: Measurement) -> None:
         """Select it and show its slice in its view (the list panel's jump)."""
         self.select_measurement(m)
+        drawn_on = self._measurement_rotation.get(id(m))
+        if drawn_on is not None and not self.measurement_on_planes(m):
+            self.set_plane_rotation(drawn_on)  # back to the planes it was drawn on
         self.set_active_view(m.orientation)
         self.set_slice(m.orientation, m.slice_index)
 

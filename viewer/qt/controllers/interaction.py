@@ -2,7 +2,9 @@
 
 PACS conventions (see :mod:`casebook.viewer.core.viewstate.gestures`): wheel scrolls, left drag
 runs the current tool (window/level by default), right drag zooms, middle drag pans, double-click
-toggles the single-view layout, arrow/page keys scroll. This controller only reads Qt events and
+toggles the single-view layout, arrow/page keys scroll. Shift + left drag turns the crosshair
+axes of a slice view (oblique MPR); ``,`` / ``.`` turn the active view 5° (Shift: 1°) and ``/``
+goes back to true axial/coronal/sagittal planes. This controller only reads Qt events and
 asks the view's adapter where a pixel is in the image; the arithmetic and every change live in the
 core and the state, which the renderers follow.
 """
@@ -14,6 +16,7 @@ from PySide6.QtCore import QEvent, QObject, Qt
 
 from casebook.viewer.core.viewstate import TOOLS, Drag, begin_drag
 from casebook.viewer.core.viewstate.gestures import wheel_scroll, wheel_zoom
+from casebook.viewer.core.viewstate.oblique import PlaneRotateDrag, begin_rotate, rotate_key
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..views.study_viewer import StudyViewer
@@ -32,6 +35,7 @@ class InteractionController(QObject):
         self.viewer = viewer
         self._drag: Drag | None = None
         self._rotate: tuple[float, float] | None = None  # 3D view: last pointer position
+        self._plane_drag: PlaneRotateDrag | None = None  # Shift + left drag: oblique MPR
 
     @property
     def tool(self) -> str:
@@ -59,7 +63,7 @@ class InteractionController(QObject):
             self.viewer.toggle_single(name)
             return True
         if t == QEvent.Type.KeyPress:
-            return self.viewer.handle_key(event)
+            return self._key(event) or self.viewer.handle_key(event)
         return False
 
     def _pos(self, obj_event) -> tuple[float, float]:
@@ -83,6 +87,31 @@ class InteractionController(QObject):
             st.scroll(name, wheel_scroll(steps))
         return True
 
+    def _key(self, event) -> bool:
+        """Oblique MPR keys: ``,`` / ``.`` turn the active view's crosshair axes, ``/`` resets."""
+        st = self.viewer.state
+        k = event.key()
+        fine = bool(event.modifiers() & Qt.KeyboardModifier.ShiftModifier)
+        if k in (Qt.Key.Key_Comma, Qt.Key.Key_Less):
+            rotate_key(st, st.active_view, +1, fine)
+            return True
+        if k in (Qt.Key.Key_Period, Qt.Key.Key_Greater):
+            rotate_key(st, st.active_view, -1, fine)
+            return True
+        if k == Qt.Key.Key_Slash:
+            st.reset_plane_rotation()
+            return True
+        return False
+
+    def _crosshair_on_screen(self, view: str) -> tuple[float, float]:
+        """The crosshair in widget pixels (top-left origin): the pivot of a rotate drag."""
+        ad = self.viewer.adapters[view]
+        g = self.viewer.state.geometry
+        _, row, col = g.canon_to_image(view, self.viewer.state.crosshair_canon)
+        dx, dy = ad.world_to_display(*ad.image_to_world(row, col))
+        _, vh = ad.render_window.GetSize()
+        return dx, vh - 1 - dy
+
     def _press(self, name: str, event) -> bool:
         x, y = self._pos(event)
         if name == "3d":
@@ -91,6 +120,11 @@ class InteractionController(QObject):
         button = _BUTTONS.get(event.button())
         if button is None:
             return False
+        if button == "left" and event.modifiers() & Qt.KeyboardModifier.ShiftModifier:
+            st = self.viewer.state
+            st.set_active_view(name)
+            self._plane_drag = begin_rotate(st, name, x, y, self._crosshair_on_screen(name))
+            return True
         self._drag = begin_drag(self.viewer.state, name, button, x, y, self._image_point(name, x, y))
         return True
 
@@ -102,6 +136,9 @@ class InteractionController(QObject):
             self._rotate = (x, y)
             self.viewer.volume_adapter.rotate(-(x - lx) * 0.5, (y - ly) * 0.5)
             return True
+        if self._plane_drag is not None:
+            self._plane_drag.move(self.viewer.state, x, y)
+            return True
         d = self._drag
         if d is None:
             return False
@@ -112,6 +149,11 @@ class InteractionController(QObject):
     def _release(self, name: str, event) -> bool:
         if self._rotate is not None:
             self._rotate = None
+            return True
+        if self._plane_drag is not None or (
+                event.button() == Qt.MouseButton.LeftButton and event.modifiers() & Qt.KeyboardModifier.ShiftModifier
+                and self._drag is None):
+            self._plane_drag = None
             return True
         d, self._drag = self._drag, None
         if d is None:

@@ -12,6 +12,7 @@ SHORTCUTS: list[tuple[str, str]] = [
     ("Middle drag", "Pan"),
     ("Left drag", "Current tool (window/level by default)"),
     ("Double-click", "Toggle single view"),
+    ("Shift + left drag, ',' / '.' (Shift: 1°), '/'", "Oblique MPR: turn the view's crosshair axes / true planes again"),
     ("W / P / Z / C", "Tool: window-level / pan / zoom / crosshair"),
     ("D / E / B", "Tool: distance / ellipse ROI / box for Find similar"),
     ("Delete", "Delete the selected measurement (else the last one)"),
