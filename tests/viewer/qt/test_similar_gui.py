@@ -140,8 +140,11 @@ def test_browse_find_similar_open_side_by_side(qtbot, gui_library, pixel_encoder
         assert "Matched finding" in win.report.toPlainText()
         shot = __import__("os").environ.get("CASEBOOK_SHOT_DIR")
         if shot:  # for a person to look at: the analogue opened on its matched finding
+            from casebook.viewer.render.capture import grab_render_window, save_png
+
             QApplication.processEvents()
-            win.grab().save(str(Path(shot) / "box-analogue.png"))
+            save_png(grab_render_window(win.analogue.adapters[o].render_window), Path(shot) / "box-analogue.png")
+            save_png(grab_render_window(win.viewer.adapters[o].render_window), Path(shot) / "box-query.png")
         win.close_analogue()
         ctl.set_encoder(pixel_encoder)
         with qtbot.waitSignal(ctl.results_shown, timeout=30000):
