@@ -12,10 +12,11 @@ radiology information systems send (IHE Radiology, and the common variants):
   status (``P`` preliminary, ``F`` final, ``C`` corrected, ``X`` cancelled); ``OBR-32`` reading
   radiologist;
 - ``OBX`` ``TX``/``FT``/``ST`` lines are the report text, assigned to a section by ``OBX-3``
-  (``&GDT`` findings, ``&IMP`` impression, ``&HIS`` history, ``&TCM`` technique, and the LOINC
-  codes 18782-3, 19005-8, 18785-6/55752-0, 55111-9), else split on headings; ``CE``/``CWE`` values
-  are coded diagnoses (``code^text^system``); an ``OBX-3`` of ``113014^Study Instance UID^DCM``
-  (or a ``ZDS-1``) names the Study Instance UID.
+  (``&IMP`` impression, ``&HIS`` history, ``&TCM`` technique, and the LOINC codes 18782-3
+  findings, 19005-8 impression, 18785-6/55752-0 history, 55111-9 technique); the rest (``&GDT``
+  general text) is split on its headings; ``CE``/``CWE`` values are coded diagnoses
+  (``code^text^system``); an ``OBX-3`` of ``113014^Study Instance UID^DCM`` (or a ``ZDS-1``)
+  names the Study Instance UID.
 
 A file may hold several messages (one per ``MSH``; MLLP framing bytes are ignored). Each message is
 parsed whole before anything is stored: a malformed one is a :class:`ReportFormatError` naming the
@@ -39,7 +40,7 @@ CHARSETS = {"": None, "ascii": "ascii", "8859/1": "latin-1", "8859/2": "iso8859-
 DICOM_MODALITIES = {"CT", "MR", "CR", "DX", "MG", "US", "NM", "PT", "XA", "RF", "OT", "SC", "DR", "IO", "OP"}
 _STATUS = {"P": "preliminary", "F": "final", "C": "corrected", "A": "corrected", "X": "cancelled",
            "R": "preliminary", "S": "preliminary", "I": "preliminary"}
-_OBX_SECTION = {"GDT": "findings", "FIND": "findings", "18782-3": "findings", "IMP": "impression",
+_OBX_SECTION = {"FIND": "findings", "18782-3": "findings", "IMP": "impression",
                 "19005-8": "impression", "HIS": "history", "HIST": "history", "IND": "history",
                 "18785-6": "history", "55752-0": "history", "TCM": "technique", "TECH": "technique",
                 "55111-9": "technique", "DIAG": "impression"}

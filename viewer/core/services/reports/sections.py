@@ -80,7 +80,7 @@ def diagnosis_from_impression(impression: str) -> str:
         if line:
             first = line
             break
-    first = re.split(r"(?<=[a-z0-9)])\.\s+(?=[A-Z])|;\s+", first, maxsplit=1)[0].strip().rstrip(".")
+    first = re.split(r"(?<=[A-Za-z0-9)])\.\s+(?=[A-Z])|;\s+", first, maxsplit=1)[0].strip().rstrip(".")
     first = re.sub(r"^(there (is|are)|findings (are )?(consistent|compatible) with|consistent with|"
                    r"compatible with|in keeping with|suggestive of)\s+", "", first, flags=re.IGNORECASE)
     first = re.sub(r"^(an?|the)\s+", "", first, flags=re.IGNORECASE)
