@@ -35,8 +35,7 @@ class RemovalMixin:
             assert st is not None
             patient_id = st.patient_id
             s.execute(delete(ReportDocument).where(ReportDocument.study_id == int(study_id)))
-            s.delete(st)
-            s.flush()
+            s.execute(delete(Study).where(Study.id == int(study_id)))  # the database cascades the rest
             now = utcnow()
             for chunk in chunks(sorted(files)):
                 for sf in s.scalars(select(SourceFile).where(SourceFile.path.in_(chunk))):
