@@ -137,9 +137,12 @@ def parse_message(text: str, path: Path, number: int) -> ReportDocumentIn:
     modality = modality if modality in DICOM_MODALITIES else ""
     status_code = (obr.extract_field(field_num=25) or segs["OBX"][0].extract_field(field_num=11)).upper()[:1]
     status = _STATUS.get(status_code, "final")
-    author = " ".join(p for p in (obr.extract_field(field_num=32, component_num=1, subcomponent_num=3),
-                                  obr.extract_field(field_num=32, component_num=1, subcomponent_num=2)) if p) \
-        or obr.extract_field(field_num=32)
+    # OBR-32: v2.5 "id&family&given" in its first component, v2.3 "id^family^given"
+    author = (" ".join(p for p in (obr.extract_field(field_num=32, component_num=1, subcomponent_num=3),
+                                   obr.extract_field(field_num=32, component_num=1, subcomponent_num=2)) if p)
+              or " ".join(p for p in (obr.extract_field(field_num=32, component_num=3),
+                                      obr.extract_field(field_num=32, component_num=2)) if p)
+              or obr.extract_field(field_num=32))
     study_uid = segs["ZDS"][0].extract_field(field_num=1) if segs["ZDS"] else ""
     by_section: dict[str, list[str]] = {"history": [], "technique": [], "findings": [], "impression": []}
     loose: list[str] = []
