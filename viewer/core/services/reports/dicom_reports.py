@@ -111,7 +111,17 @@ def _pdf_text(blob: bytes, path: Path) -> str:
 
 
 def read_dicom_report(path: Path, ds: Any | None = None) -> ReportDocumentIn:
-    """One SR or Encapsulated PDF file as a report document (see the module docstring)."""
+    """One SR or Encapsulated PDF file as a report document (see the module docstring); a file
+    whose content tree or header is broken is a :class:`ReportFormatError` naming it."""
+    try:
+        return _read_dicom_report(path, ds)
+    except ReportFormatError:
+        raise
+    except (AttributeError, KeyError, TypeError, ValueError, IndexError, OSError, EOFError) as exc:
+        raise ReportFormatError(f"{path}: the DICOM report cannot be read: {exc.__class__.__name__}: {exc}") from exc
+
+
+def _read_dicom_report(path: Path, ds: Any | None) -> ReportDocumentIn:
     import pydicom
     from pydicom.errors import InvalidDicomError
 
