@@ -83,6 +83,14 @@ def test_hl7_v23_and_v25_reports_link_by_accession_and_study_uid(lib: CaseStore,
     # searchable, filterable by synonym, and the same files again change nothing
     assert [h.study_id for h in lib.search_text("subdural convexity")] == [b]
     assert [s.id for s in lib.list_studies(CaseFilter(diagnosis="subdural hemorrhage"))] == [b]
+    # what the study panel and the analogue pane show: sections, diagnosis source, the link
+    from casebook.viewer.core.services.reports.display import study_report
+
+    page = study_report(lib, b).html()
+    assert "<b>Findings</b><br>Subdural collection over the left convexity,<br>8 mm wide." in page
+    assert "coded in the report" in page and "linked by Study Instance UID" in page
+    weak = study_report(lib, a)
+    assert "from the impression" in weak.html() and weak.link_text == "linked by accession number"
     again = import_reports(lib, [tmp_path / "in"])
     assert (again.new, again.duplicate) == (0, 2) and rows(lib, "report_document") == 2
 
