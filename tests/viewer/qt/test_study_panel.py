@@ -77,6 +77,36 @@ def test_study_panel_shows_the_report_and_saves_the_readers_labels(qtbot, main_w
         assert [e.action for e in store.label_history(study) if e.kind == "tag"] == ["add", "add", "remove"]
 
 
+def test_reports_imported_from_the_window_show_in_the_panel(qtbot, main_window, small_library, tmp_path) -> None:
+    settings, ids, series = small_library
+    win = main_window(settings)
+    assert win.import_reports_action.text() == "Import reports…"
+    study = ids["ACC2002"]
+    win.open_stored(series[study])
+    qtbot.waitUntil(lambda: win.study_panel.save.isEnabled(), timeout=30000)
+    (tmp_path / "b.hl7").write_text(oru(accession="ACC2002", control="B1", obx=[
+        "OBX|1|TX|&GDT^Report||FINDINGS: Left rib fracture.||||||F",
+        "OBX|2|TX|&GDT^Report||IMPRESSION: Rib fracture.||||||F"]))
+    (tmp_path / "bad.hl7").write_text("MSH|^~\\&|RIS|X|||2024||ADT^A01|1|P|2.5\r")
+    from PySide6.QtWidgets import QMessageBox
+
+    warned: list[str] = []
+    import casebook.viewer.qt.controllers.study_panel as ctl_mod
+
+    monkey = pytest.MonkeyPatch()
+    monkey.setattr(ctl_mod.QMessageBox, "warning", staticmethod(lambda _p, _t, text: warned.append(text)))
+    try:
+        win.study_panel_controller.import_reports([str(tmp_path / "b.hl7"), str(tmp_path / "bad.hl7")])
+        qtbot.waitUntil(lambda: win.study_panel.status.text().startswith("Reports:"), timeout=30000)
+    finally:
+        monkey.undo()
+    assert "1 new" in win.study_panel.status.text() and "1 not imported" in win.study_panel.status.text()
+    assert warned and "not an ORU^R01 result" in warned[0]
+    assert "Left rib fracture." in win.study_panel.report.toPlainText()
+    assert win.study_panel.diagnosis.text() == "Rib fracture"
+    del QMessageBox
+
+
 def test_study_panel_removes_the_study_after_confirmation(qtbot, main_window, small_library) -> None:
     from casebook.index.case_store import CaseStore
 

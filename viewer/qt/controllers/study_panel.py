@@ -29,6 +29,17 @@ def _remove_task(settings: Settings, study_id: int, *, progress, cancel, signals
         store.close()
 
 
+def _import_reports_task(settings: Settings, paths: list[str], *, progress, cancel, signals):  # noqa: ANN001
+    from casebook.viewer.core.services.library import open_store
+    from casebook.viewer.core.services.reports import import_reports
+
+    store = open_store(settings, create=False)
+    try:
+        return import_reports(store, paths, progress=progress, cancel=cancel)
+    finally:
+        store.close()
+
+
 class StudyPanelController(QObject):
     """``show_series(series_id)`` when a stored series opens; ``library_changed`` after edits."""
 
@@ -116,6 +127,38 @@ class StudyPanelController(QObject):
         if ch.changed:
             self.library_changed.emit()
 
+    def import_reports(self, paths: list[str]) -> workers.FunctionWorker | None:
+        """Import report files (HL7, SR/PDF, CSV/JSON) on a worker; the outcome goes to the panel's
+        status line, each bad file with its reason in a message box."""
+        if not paths:
+            return None
+        w = workers.FunctionWorker(_import_reports_task, self._settings(), list(paths))
+        self._worker = w
+        self.panel.status.setText("Importing reports…")
+
+        def done(rep: Any) -> None:
+            self.panel.status.setText(
+                f"Reports: {rep.new} new, {rep.amended} amended, {rep.duplicate} already imported; "
+                f"{rep.linked + rep.weak} linked ({rep.weak} weakly), {rep.unmatched} waiting for their study"
+                + (f"; {len(rep.errors)} not imported" if rep.errors else ""))
+            if rep.errors:
+                QMessageBox.warning(self.panel, "Reports not imported",
+                                    "\n".join(why for _, why in rep.errors[:30]))
+            self.reload()
+            self.library_changed.emit()
+
+        w.signals.result.connect(done)
+        w.signals.failed.connect(lambda m: self.panel.status.setText(f"Reports not imported: {m}"))
+        return workers.start(w)
+
+    def import_dialog(self) -> None:
+        from PySide6.QtWidgets import QFileDialog
+
+        paths, _ = QFileDialog.getOpenFileNames(
+            self.panel, "Import reports (HL7 ORU, DICOM SR / PDF, CSV, JSON)", "",
+            "Reports (*.hl7 *.txt *.dcm *.csv *.tsv *.json *.jsonl);;All files (*)")
+        self.import_reports(paths)
+
     def confirm_delete(self, *, ask: bool = True) -> workers.FunctionWorker | None:
         if self.study_id is None:
             return None
@@ -161,6 +204,10 @@ def install(window: Any) -> StudyPanelController:
     for a in window.menuBar().actions():
         if a.menu() is not None and a.text().replace("&", "") == "View":
             a.menu().addAction(toggle)
+        if a.menu() is not None and a.text().replace("&", "") == "File":
+            imp = a.menu().addAction("Import reports…")
+            imp.triggered.connect(ctl.import_dialog)
+            window.import_reports_action = imp
     if hasattr(window, "panel_actions"):
         window.panel_actions["Study"] = toggle
     window.study_panel, window.study_dock, window.study_panel_controller = panel, dock, ctl
