@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..errors import QueryError
-from .models import LabelEvent, Report, StudyTag, Tag, utcnow
+from .models import LabelEvent, Report, Study, StudyTag, Tag, utcnow
 from .report_records import LABEL_SOURCES, LabelEventRecord, StudyLabels
 
 
@@ -47,6 +47,16 @@ class LabelsMixin:
 
     Mixed into :class:`~.store.CaseStore`; sessions come from :class:`~.sessions.StoreSessions`.
     """
+
+    def study_ids_for(self, key: str) -> list[int]:
+        """Visible studies a user's key names: a Study Instance UID, else an Accession Number."""
+        key = key.strip()
+        with self._read() as s:
+            ids = list(s.scalars(select(Study.id).where(Study.study_uid == key, Study.deleted.is_(False))))
+            if not ids:
+                ids = list(s.scalars(select(Study.id).where(Study.accession_number == key,
+                                                            Study.deleted.is_(False))))
+        return ids
 
     def set_diagnosis(self, study_id: int, diagnosis: str, *, source: str = "reader", actor: str = "",
                       code: str = "") -> bool:

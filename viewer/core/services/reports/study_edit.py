@@ -39,13 +39,7 @@ def resolve_study(store: CaseStore, key: str | int) -> StudySummary:
             return store.get_study(int(text))
         except UnknownItemError:
             pass
-    from casebook.index.case_store.models import Study
-    from sqlalchemy import select
-
-    with store._read() as s:
-        ids = list(s.scalars(select(Study.id).where(Study.study_uid == text, Study.deleted.is_(False))))
-        if not ids:
-            ids = list(s.scalars(select(Study.id).where(Study.accession_number == text, Study.deleted.is_(False))))
+    ids = store.study_ids_for(text)
     if len(ids) > 1:
         raise UnknownItemError(f"study {text!r}: the accession number names {len(ids)} studies; use the id "
                                "(`casebook ls --json`)")
