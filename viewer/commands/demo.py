@@ -44,7 +44,7 @@ def _demo_unit(message: str) -> str:
         return "slices"
     if "index" in message:
         return "vectors"
-    return "series" if message.startswith("embed") else "files"
+    return "series" if message.startswith(("embed", "finding")) else "files"
 
 
 def run(args: argparse.Namespace) -> int:

@@ -10,7 +10,7 @@ from ._console import progress_bar
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
-        "embed", help="embed every stored series lacking embeddings for the model",
+        "embed", help="embed every stored series lacking embeddings (and findings) for the model",
         description="Compute the encoder's series and per-slice (or per-slab) embeddings of every stored "
                     "series that has none for this model, or whose images changed since (content hash), and add "
                     "them to the model's vector index. Concurrent runs on one library share the work. Each "
@@ -20,6 +20,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "settings (or CASEBOOK_MODEL); `casebook model list` shows the available ones.")
     p.add_argument("--model", help="model name or name@version (default: settings.model)")
     p.add_argument("--limit", type=int, help="embed at most this many series")
+    p.add_argument("--no-regions", action="store_true",
+                   help="skip the findings (regions) that box queries are matched against")
     p.set_defaults(func=run, cancellable=True)
 
 
@@ -31,6 +33,22 @@ def run(args: argparse.Namespace) -> int:
     print(f"{rep.model} on {rep.provider}: embedded {rep.done} series ({rep.reembedded} because their images "
           f"changed), {rep.unchanged} rewritten with the same pixels kept their vectors, "
           f"{rep.claimed_elsewhere} left to another embed run, {len(rep.failed)} failed, {rep.remaining} still to do")
-    for sid, why in rep.failed[:20]:
+    failed = list(rep.failed)
+    if not args.no_regions:
+        from casebook.viewer.core.config import load_settings
+        from casebook.viewer.core.services.library import open_store
+        from casebook.viewer.core.services.regions import embed_and_index_regions
+
+        settings = load_settings()
+        store = open_store(settings, create=False)
+        try:
+            with progress_bar("findings", unit="series") as bar:
+                rr = embed_and_index_regions(store, settings.index_dir, progress=bar, cancel=args.cancel,
+                                             limit=args.limit)
+        finally:
+            store.close()
+        print(rr.text())
+        failed += [(sid, f"findings: {why}") for sid, why in rr.failed]
+    for sid, why in failed[:20]:
         print(f"  series {sid}: {why}", file=sys.stderr)
-    return 0 if not rep.failed else 1
+    return 0 if not failed else 1

@@ -38,7 +38,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     q = p.add_argument_group("query")
     q.add_argument("--series", help="stored series: id, SeriesInstanceUID or stack key")
     q.add_argument("--slice", type=int, help="only this slice of --series")
-    q.add_argument("--roi", type=_box, help="ROI box in voxels of --series: k0,k1,j0,j1,i0,i1")
+    q.add_argument("--roi", type=_box, help="box in voxels of --series: k0,k1,j0,j1,i0,i1; matched against the "
+                   "archive's findings of the same modality family (needs `casebook embed`'s regions)")
     q.add_argument("--folder", help="a DICOM folder that is not in the library")
     q.add_argument("--text", help="words to find in reports and diagnoses")
     f = p.add_argument_group("filters")
@@ -71,6 +72,10 @@ def run(args: argparse.Namespace) -> int:
     if (args.slice is not None or args.roi) and not args.series:
         print("casebook search: --slice and --roi need --series", file=sys.stderr)
         return 2
+    if args.roi and args.text:
+        print("casebook search: --roi is ranked by the finding in the box; filter words with --diagnosis "
+              "instead of --text", file=sys.stderr)
+        return 2
     filters = search_service.SearchFilters(
         modalities=tuple(args.modality), body_parts=tuple(args.body_part), sex=args.sex,
         age_min=args.age_min, age_max=args.age_max, date_from=args.date_from, date_to=args.date_to,
@@ -83,23 +88,25 @@ def run(args: argparse.Namespace) -> int:
     try:
         cat = service.catalog
         query = None
+        resp = None
         if args.series:
             sid = cat.find_series(args.series)
             if args.roi:
-                query = service.query_from_roi(sid, args.roi)
+                resp = service.search_box(sid, args.roi, filters=filters, k=args.k)
             elif args.slice is not None:
                 query = service.query_from_slice(sid, args.slice)
             else:
                 query = service.query_from_series(sid)
         elif args.folder:
             query = service.query_from_folder(args.folder)
-        resp = service.search(query, text=args.text, filters=filters, k=args.k)
+        if resp is None:
+            resp = service.search(query, text=args.text, filters=filters, k=args.k)
         if args.more_like or args.not_like:
             resp = service.feedback(resp, [cat.find_series(s) for s in args.more_like],
                                     [cat.find_series(s) for s in args.not_like])
     finally:
         service.close()
-    what = resp.query.description if resp.query else ""
+    what = resp.query.description if resp.query else (resp.region_query.description if resp.region_query else "")
     if resp.text:
         what = f"{what} + text {resp.text!r}" if what else f"text {resp.text!r}"
     print(f"{len(resp.hits)} similar cases for {what} ({filters.describe()}; {resp.method or '-'}, "
@@ -109,4 +116,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     headers, rows = search_service.hits_table(resp)
     print_table(headers, rows)
+    if resp.calibration:
+        print(f"confidence: {resp.calibration}")
+    if resp.reason:
+        print(f"fewer than {resp.k}: {resp.reason}")
     return 0

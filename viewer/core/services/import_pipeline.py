@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 PHASE_EMBED = "embedding series"
 PHASE_INDEX = "updating the search index"
+PHASE_REGIONS = "finding regions"
 
 
 @dataclass
@@ -37,6 +38,7 @@ class IndexReport:
     remaining: int = 0  # series still without vectors (e.g. cancelled)
     vectors: int = 0  # in the index after the import
     problem: str = ""  # why search will not find the new series yet ("" when it will)
+    regions: Any = None  # RegionEmbedReport: the findings box search matches against (None: not asked)
 
     @property
     def searchable(self) -> bool:
@@ -50,6 +52,8 @@ class IndexReport:
             out += f"; {len(self.failed)} could not be embedded"
         if self.remaining:
             out += f"; {self.remaining} still to embed (`casebook embed`)"
+        if self.regions is not None:
+            out += f"; {self.regions.text()}"
         return out
 
 
@@ -77,14 +81,28 @@ class ImportReport:
 
 
 def embed_and_index(store: Any, settings: Settings, *, progress: ProgressCallback | None = None,
-                    cancel: SupportsCancel | None = None, encoder: Any = None) -> IndexReport:
+                    cancel: SupportsCancel | None = None, encoder: Any = None, regions: bool = True) -> IndexReport:
     """Embed every series of ``store`` lacking vectors of the settings' model, then bring the
     model's on-disk index up to date, so the next search opens it at once.
 
     A model that cannot be loaded is not an error of the import (the images are stored): it is
-    reported in :attr:`IndexReport.problem`. :class:`Cancelled` propagates.
+    reported in :attr:`IndexReport.problem`. :class:`Cancelled` propagates. With ``regions``, the
+    findings that box queries match against are detected and indexed too (no encoder needed).
     """
     progress = progress or no_progress
+    rep = _embed_vectors(store, settings, progress, cancel, encoder)
+    if regions:
+        from .regions import embed_and_index_regions
+
+        rep.regions = embed_and_index_regions(store, settings.index_dir, cancel=cancel,
+                                              progress=lambda d, t, m="": progress(d, t, PHASE_REGIONS))
+        for sid, why in rep.regions.failed:
+            rep.failed.append((sid, f"findings: {why}"))
+    return rep
+
+
+def _embed_vectors(store: Any, settings: Settings, progress: ProgressCallback, cancel: SupportsCancel | None,
+                   encoder: Any) -> IndexReport:
     rep = IndexReport()
     try:
         from .embedding import embed_missing, open_encoder

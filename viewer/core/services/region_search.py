@@ -30,7 +30,8 @@ from casebook.inference.preprocess import ImageInput
 from casebook.inference.regions import regions_in_box
 from casebook.inference.regions.detect import family_reference
 
-from .calibration import NO_CLOSE_MATCH, ArchiveCalibration
+from . import label_calibration as lc
+from .calibration import NO_CLOSE_MATCH, SIMILAR, ArchiveCalibration
 from .regions import open_region_index, register, rows_of
 from .search_types import SearchFilters, SeriesInfo
 from .store_catalog import StoreCatalog, _case_filter
@@ -67,6 +68,7 @@ class RegionHit:
     matched_diameter_mm: float
     query_region: int  # which query row matched
     info: SeriesInfo | None = None
+    probability: float | None = None  # P(same diagnosis) fitted on the library's labels; None without labels
 
 
 @dataclass
@@ -78,6 +80,7 @@ class RegionSearchResponse:
     k: int = 10
     elapsed_ms: float = 0.0
     calibration: str = ""  # what the confidence means on this library
+    calibrated: bool = False  # True when hits carry a label-fitted probability
 
 
 class RegionSearchService:
@@ -90,6 +93,7 @@ class RegionSearchService:
         self.catalog = StoreCatalog(store, -1)  # series keys, exclusions and result details only
         self._indexes: dict[str, VectorIndex] = {}
         self._calibration: dict[str, ArchiveCalibration] = {}
+        self._labels: dict[str, tuple[lc.LabelCalibration | None, str]] = {}
         self._progress, self._cancel = progress, cancel
 
     def close(self) -> None:
@@ -107,6 +111,31 @@ class RegionSearchService:
         if family not in self._calibration:
             self._calibration[family] = ArchiveCalibration.from_index(self.index(family))
         return self._calibration[family]
+
+    def label_calibration(self, family: str, *, refresh: bool = False) -> tuple[lc.LabelCalibration | None, str]:
+        """The family's score → P(same diagnosis) fit on the library's labelled series (cached on disk
+        and refitted when the labels or the regions change), or (None, why there is none)."""
+        if family in self._labels and not refresh:
+            return self._labels[family]
+        index = self.index(family)
+        by_series = self.regions.labels_by_series(self.descriptor.id, family, self.store.series_ids_matching())
+        with_regions = [sid for sid, labs in by_series.items() if len(labs)]
+        labels = lc.labelled_series(self.catalog, with_regions)
+        sig = lc.signature(family, labels, len(index))
+        path = lc.cache_path(self.index_dir, self.descriptor.index_key(family))
+        cal = lc.load_cached(path, sig)
+        why = ""
+        if cal is None:
+            if not labels:
+                why = f"the library has no labelled {family} cases (diagnoses): confidence is the archive percentile"
+            else:
+                pairs = lc.judge(index, self.regions, self.descriptor.id, labels,
+                                 {sid: p for sid, (p, _) in labels.items()})
+                cal, why = lc.fit_calibration(pairs, family=family, labels=labels, sig=sig)
+                if cal is not None:
+                    lc.save_cached(path, cal)
+        self._labels[family] = (cal, why)
+        return cal, why
 
     # ---------------------------------------------------------------- queries
     def query_from_box(self, series_id: int, box: Sequence[int], image: ImageInput | None = None) -> RegionQuery:
@@ -187,12 +216,17 @@ class RegionSearchService:
         ranked = sorted(per_series.items(), key=lambda kv: -kv[1][0])[:k]
         infos = self.catalog.series_info([s for s, _ in ranked])
         cal = self.calibration(query.family)
-        resp.calibration = cal.describe()
+        fitted, why = self.label_calibration(query.family)
+        resp.calibration = fitted.describe() if fitted is not None else f"{why}; {cal.describe()}"
+        resp.calibrated = fitted is not None
         for n, (sid, (sim, row, lab)) in enumerate(ranked, start=1):
             r = rows[lab]
             pct, conf = cal.read(q[row], sim)
+            prob = fitted.probability(sim) if fitted is not None else None
+            if prob is not None and sim >= SIMILAR:
+                conf = f"{100 * prob:.0f}% same diagnosis"
             resp.hits.append(RegionHit(n, sid, sim, pct, conf, r.box, int(round(r.centre[0])), r.centre_lps,
-                                       r.diameter_mm, row, infos.get(sid)))
+                                       r.diameter_mm, row, infos.get(sid), prob))
         resp.removed = {name: len(v) for name, v in removed.items() if v}
         if len(resp.hits) < k:
             why = ", ".join(f"{n} series removed by {name}" for name, n in resp.removed.items())

@@ -34,6 +34,19 @@ class RegionEmbedReport:
     regions: int = 0
     failed: list[tuple[int, str]] = field(default_factory=list)
     remaining: int = 0
+    indexed: dict[str, int] = field(default_factory=dict)  # family -> regions in its index afterwards
+    problem: str = ""  # why box search will not find the new findings yet ("" when it will)
+
+    def text(self) -> str:
+        if self.problem:
+            return f"findings not indexed: {self.problem}"
+        fams = ", ".join(f"{f} {n}" for f, n in sorted(self.indexed.items())) or "none"
+        out = f"findings of {self.done} series ({self.regions} regions); region index {fams}"
+        if self.failed:
+            out += f"; {len(self.failed)} series failed"
+        if self.remaining:
+            out += f"; {self.remaining} series still to do (`casebook embed`)"
+        return out
 
 
 def register(store: CaseStore) -> tuple[RegionStore, DescriptorRecord]:
@@ -81,6 +94,26 @@ def embed_regions(store: CaseStore, *, progress: ProgressCallback | None = None,
     return rep
 
 
+def embed_and_index_regions(store: CaseStore, index_dir: Path, *, progress: ProgressCallback | None = None,
+                            cancel: SupportsCancel | None = None, limit: int | None = None) -> RegionEmbedReport:
+    """Detect the findings of every series that has none yet, then bring each modality family's
+    region index up to date, so the next box query opens it at once (embed, demo and import)."""
+    rep = embed_regions(store, progress=progress, cancel=cancel, limit=limit)
+    regions, desc = register(store)
+    for family in sorted(regions.families(desc.id)):
+        check_cancel(cancel)
+        try:
+            idx = open_region_index(index_dir, regions, desc, family, cancel=cancel)
+            try:
+                rep.indexed[family] = len(idx)
+            finally:
+                idx.close()
+        except (CasebookError, OSError) as exc:  # the next box search catches the index up
+            log.warning("region index %s not updated now: %s", family, type(exc).__name__)
+            rep.problem = f"the {family} region index was not updated ({exc}); the next box search catches it up"
+    return rep
+
+
 def open_region_index(index_dir: Path, regions: RegionStore, desc: DescriptorRecord, family: str, *,
                       progress: ProgressCallback | None = None, cancel: SupportsCancel | None = None) -> VectorIndex:
     """The on-disk vector index of one family's regions, checked and caught up against the store."""
@@ -88,4 +121,4 @@ def open_region_index(index_dir: Path, regions: RegionStore, desc: DescriptorRec
                             progress=progress, cancel=cancel)
 
 
-__all__ = ["RegionEmbedReport", "embed_regions", "open_region_index", "register", "rows_of"]
+__all__ = ["RegionEmbedReport", "embed_and_index_regions", "embed_regions", "open_region_index", "register", "rows_of"]

@@ -26,8 +26,8 @@ from casebook.index.retrieval import SeriesMatch, rank_series, reciprocal_rank_f
 from casebook.index.vector_index import VectorIndex, normalise
 
 from ..config import SearchSettings
-from .search_types import (QueryEncoder, QueryVectors, SearchCatalog, SearchFilters, SearchHit, SearchResponse,
-                           SeriesInfo, check_encoder_matches)
+from .search_types import (QueryEncoder, QueryVectors, RegionSearchHit, SearchCatalog, SearchFilters, SearchHit,
+                           SearchResponse, SeriesInfo, check_encoder_matches)
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,7 @@ class SearchService:
         self.encoder = encoder
         self.settings = settings or SearchSettings()
         self.rrf_k = rrf_k
+        self._regions: Any = None  # RegionSearchService, opened on the first box query
         if encoder is not None:
             check_encoder_matches(encoder, index.model_key, index.dim)
 
@@ -168,6 +169,74 @@ class SearchService:
             resp.reason = f"no analogue scored above the minimum score {min_score}"
         return self._finish(resp, start)
 
+    # ---------------------------------------------------------------- box queries: findings
+    def regions(self) -> Any:
+        """The library's finding (region) search, sharing this service's store and index folder."""
+        if self._regions is None:
+            from .region_search import RegionSearchService
+
+            store = getattr(self.catalog, "store", None)
+            if store is None:
+                raise QueryError("box search needs the case store's region index")
+            self._regions = RegionSearchService(store, self.index.directory)
+        return self._regions
+
+    def search_box(self, series_id: Hashable, box: Sequence[int], *, filters: SearchFilters | None = None,
+                   k: int | None = None, image: Any = None) -> SearchResponse:
+        """A box (k0, k1, j0, j1, i0, i1, voxels of a stored series) matched against the archive's
+        findings of the same modality family, not against whole slices (issue 11): the finding
+        in the box is segmented and described, searched in the region index, and series are ranked
+        by their best-matching finding, each hit with the matched region and a calibrated confidence."""
+        filters = filters or self.default_filters()
+        k = int(k or self.settings.top_k)
+        svc = self.regions()
+        rq = svc.query_from_box(series_id, box, image=image)
+        return self._region_response(svc, svc.search(rq, filters=filters, k=k), filters)
+
+    def _region_response(self, svc: Any, rr: Any, filters: SearchFilters,
+                         drop: set[Hashable] | None = None) -> SearchResponse:
+        rq = rr.query
+        resp = SearchResponse([], reason=rr.reason, method="regions", filters=filters, k=rr.k,
+                              elapsed_ms=rr.elapsed_ms, calibration=rr.calibration, region_query=rq)
+        for h in rr.hits:
+            if drop and h.series_id in drop:
+                continue
+            k0, k1, j0, j1, i0, i1 = (int(v) for v in h.matched_box)
+            pct = f"{h.percentile:.0f}th percentile of the archive"
+            resp.hits.append(RegionSearchHit(
+                rank=len(resp.hits) + 1, series_id=h.series_id, score=float(h.score), query_slice=rq.slice_index,
+                matched_slice=int(h.matched_slice), via="region", info=h.info or SeriesInfo(series_id=h.series_id),
+                confidence=h.probability, confidence_text=f"{h.confidence}; {pct}", percentile=float(h.percentile),
+                region=(float(i0), float(j0), float(i1), float(j1)), matched_box=(k0, k1, j0, j1, i0, i1),
+                matched_centre_lps=h.matched_centre_lps, matched_diameter_mm=float(h.matched_diameter_mm)))
+        log.info("box search: %d hits in %.1f ms%s", len(resp.hits), resp.elapsed_ms,
+                 f"; {resp.reason}" if resp.reason else "")
+        return resp
+
+    def _region_feedback(self, response: SearchResponse, more_like: Sequence[Hashable],
+                         not_like: Sequence[Hashable]) -> SearchResponse:
+        """Box results re-ranked by late interaction: each "more like this" adds its matched finding
+        to the query (a series then ranks by its best match to any of them); "not like this" drops."""
+        svc = self.regions()
+        rq = response.region_query
+        by_series = {h.series_id: h for h in response.hits if isinstance(h, RegionSearchHit)}
+        extra = []
+        for sid in more_like:
+            h = by_series.get(sid)
+            if h is None or h.matched_box is None:
+                raise QueryError(f"series {sid} is not among these box results")
+            rows, vecs = svc.regions.regions_of_series(svc.descriptor.id, int(sid))
+            near = [n for n, r in enumerate(rows) if tuple(int(v) for v in r.box) == h.matched_box]
+            if near:
+                extra.append(vecs[near[0]])
+        if extra:
+            rq = replace(rq, vectors=np.vstack([rq.vectors[:1], *extra]).astype(np.float32),
+                         description=rq.description + " (+feedback)")
+        rr = svc.search(rq, filters=response.filters, k=response.k + len(not_like), primary_only=not extra)
+        out = self._region_response(svc, rr, response.filters, drop=set(not_like))
+        out.hits = out.hits[:response.k]
+        return out
+
     def sync(self, save: bool = False) -> tuple[int, int]:
         """Bring the index up to date with the store (new embeddings in, deleted cases out)."""
         source = getattr(self.catalog, "embedding_source", None)
@@ -176,6 +245,9 @@ class SearchService:
         return self.index.sync(source(), save=save)
 
     def close(self) -> None:
+        if self._regions is not None:
+            self._regions.close()
+            self._regions = None
         self.index.close()
         closer = getattr(self.catalog, "close", None)
         if closer is not None:
@@ -185,10 +257,12 @@ class SearchService:
                  not_like: Sequence[Hashable] = (), alpha: float = 1.0, beta: float = 0.75,
                  gamma: float = 0.25) -> SearchResponse:
         """Re-rank after "more like this" / "not like this" (Rocchio on stored vectors only)."""
-        if response.query is None:
-            raise QueryError("relevance feedback needs an image query (text-only results cannot move)")
         if not more_like and not not_like:
             return response
+        if response.region_query is not None:
+            return self._region_feedback(response, more_like, not_like)
+        if response.query is None:
+            raise QueryError("relevance feedback needs an image query (text-only results cannot move)")
         groups = self.catalog.series_labels(list(more_like) + list(not_like))
 
         def vectors(sids: Sequence[Hashable]) -> list[np.ndarray]:
@@ -219,15 +293,24 @@ class SearchService:
 
 
 def hits_table(resp: SearchResponse) -> tuple[list[str], list[list[Any]]]:
-    """Headers and rows for a terminal table of the results."""
+    """Headers and rows for a terminal table of the results (box results: the matched finding and
+    the confidence instead of the slice pair)."""
+    regions = resp.method == "regions"
     headers = ["#", "series", "score", "via", "query↔match", "modality", "body part", "date", "diagnosis",
                "follow-up", "report"]
+    if regions:
+        headers[4:5] = ["matched finding", "confidence"]
     rows = []
     for h in resp.hits:
         i = h.info
         pair = f"{h.query_slice}↔{h.matched_slice}" if h.matched_slice is not None else ""
         snippet = " ".join((i.report_snippet or "").split())
-        rows.append([h.rank, h.series_id, f"{h.score:.3f}", h.via, pair, i.modality, i.body_part,
-                     i.study_date or "", (i.diagnosis or "")[:40], "yes" if i.has_follow_up else "",
-                     snippet[:60] + ("…" if len(snippet) > 60 else "")])
+        row = [h.rank, h.series_id, f"{h.score:.3f}", h.via, pair, i.modality, i.body_part,
+               i.study_date or "", (i.diagnosis or "")[:40], "yes" if i.has_follow_up else "",
+               snippet[:60] + ("…" if len(snippet) > 60 else "")]
+        if regions and isinstance(h, RegionSearchHit):
+            where = f"slice {h.matched_slice}, {h.matched_diameter_mm:.0f} mm"
+            conf = (f"{100 * h.confidence:.0f}%" if h.confidence is not None else f"p{h.percentile:.0f}")
+            row[4:5] = [where, conf if "no close match" not in h.confidence_text else f"{conf} (no close match)"]
+        rows.append(row)
     return headers, rows

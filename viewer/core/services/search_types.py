@@ -88,8 +88,21 @@ class SearchHit:
     score: float
     query_slice: int | None  # slice of the query that matched best
     matched_slice: int | None  # slice of the analogue that matched it
-    via: str  # "image" | "text" | "image+text"
+    via: str  # "image" | "text" | "image+text" | "region"
     info: "SeriesInfo"
+
+
+@dataclass
+class RegionSearchHit(SearchHit):
+    """A box query's analogue: the finding it matched, where it is, and how sure the match is."""
+
+    confidence: float | None = None  # P(same diagnosis), fitted on the library's labels; None without
+    confidence_text: str = ""  # what the card says ("close match", "72% same diagnosis", "no close match")
+    percentile: float = 0.0  # of the score among the query's similarities to the archive's regions
+    region: tuple[float, float, float, float] | None = None  # (i0, j0, i1, j1) on the matched slice
+    matched_box: tuple[int, int, int, int, int, int] | None = None  # k0, k1, j0, j1, i0, i1 (voxels)
+    matched_centre_lps: tuple[float, float, float] | None = None
+    matched_diameter_mm: float = 0.0
 
 
 @dataclass
@@ -121,6 +134,8 @@ class SearchResponse:
     filters: SearchFilters = field(default_factory=SearchFilters)
     k: int = 10
     elapsed_ms: float = 0.0
+    calibration: str = ""  # what the hits' confidence means on this library ("" for slice vectors)
+    region_query: Any = None  # the finding a box became (region search), for feedback
 
 
 # --------------------------------------------------------------------------------------------

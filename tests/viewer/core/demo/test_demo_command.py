@@ -49,6 +49,15 @@ def test_demo_builds_annotated_library_and_is_idempotent(tmp_path: Path, monkeyp
         assert models and not [sid for sid in store.series_missing_embeddings(models[0].id)
                                 if sid in {x.id for st in synth for x in store.list_series(study_id=st.id)}]
         assert any(p.suffix == ".hnsw" for p in (lib / "vectors").iterdir())
+        # and its findings were detected and indexed for box queries (CT with CT only)
+        from casebook.viewer.core.services.regions import register
+
+        regions, desc = register(store)
+        assert not regions.series_missing_regions(desc.id)
+        assert "CT" in regions.families(desc.id)
+        from casebook.index.vector_index.files import model_file_stem
+
+        assert (lib / "vectors" / f"{model_file_stem(desc.index_key('CT'))}.json").exists()
         before = store.stats()
         n_series = len(store.series_ids_matching())
 
@@ -64,9 +73,10 @@ def test_demo_builds_annotated_library_and_is_idempotent(tmp_path: Path, monkeyp
 def test_demo_progress_names_each_phase_unit() -> None:
     """The bars say what they count: slices, files, series (embedding), vectors (index)."""
     from casebook.viewer.commands.demo import _demo_unit
-    from casebook.viewer.core.services.import_pipeline import PHASE_EMBED
+    from casebook.viewer.core.services.import_pipeline import PHASE_EMBED, PHASE_REGIONS
 
     assert _demo_unit("phantom slices") == "slices"
     assert _demo_unit("reading DICOM headers") == "files"
     assert _demo_unit(PHASE_EMBED) == "series"
+    assert _demo_unit(PHASE_REGIONS) == "series"
     assert _demo_unit("updating the search index") == "vectors"
