@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
-from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
+from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
 
@@ -158,4 +158,4 @@ def ds_uid(path: Path) -> str:
     return str(pydicom.dcmread(str(path), stop_before_pixels=True).StudyInstanceUID)
 
 
-__all__ = ["oru", "obr", "write_ct", "write_sr", "write_pdf_report", "minimal_pdf", "Dataset"]
+__all__ = ["oru", "obr", "write_ct", "write_sr", "write_pdf_report", "minimal_pdf"]

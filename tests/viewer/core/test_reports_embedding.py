@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from casebook.index.case_store import CaseStore
 from casebook.index.vector_index import VectorIndex

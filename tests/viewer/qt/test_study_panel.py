@@ -88,8 +88,6 @@ def test_reports_imported_from_the_window_show_in_the_panel(qtbot, main_window, 
         "OBX|1|TX|&GDT^Report||FINDINGS: Left rib fracture.||||||F",
         "OBX|2|TX|&GDT^Report||IMPRESSION: Rib fracture.||||||F"]))
     (tmp_path / "bad.hl7").write_text("MSH|^~\\&|RIS|X|||2024||ADT^A01|1|P|2.5\r")
-    from PySide6.QtWidgets import QMessageBox
-
     warned: list[str] = []
     import casebook.viewer.qt.controllers.study_panel as ctl_mod
 
@@ -104,7 +102,6 @@ def test_reports_imported_from_the_window_show_in_the_panel(qtbot, main_window, 
     assert warned and "not an ORU^R01 result" in warned[0]
     assert "Left rib fracture." in win.study_panel.report.toPlainText()
     assert win.study_panel.diagnosis.text() == "Rib fracture"
-    del QMessageBox
 
 
 def test_study_panel_removes_the_study_after_confirmation(qtbot, main_window, small_library) -> None:

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from datetime import date, datetime
+from datetime import datetime
 from pathlib import Path
 
 from casebook.index.case_store.report_records import ReportDocumentIn
@@ -225,4 +225,4 @@ def looks_like_hl7(head: bytes) -> bool:
     return head.lstrip(b"\x0b\r\n\t \xef\xbb\xbf").startswith(b"MSH")
 
 
-__all__ = ["read_hl7_file", "parse_message", "looks_like_hl7", "parse_ts", "decode", "date"]
+__all__ = ["read_hl7_file", "parse_message", "looks_like_hl7", "parse_ts", "decode"]
