@@ -237,8 +237,11 @@ class EmbeddingsMixin:
             if series_ids is not None:
                 q = q.where(Series.id.in_([int(i) for i in series_ids]))
             rows = s.execute(q.order_by(Series.id)).all()
-            states = dict(s.execute(select(EmbeddingState.series_id, EmbeddingState.file_signature)
-                                    .where(EmbeddingState.model_id == int(model_id))).all())
+            sq = select(EmbeddingState.series_id, EmbeddingState.file_signature).where(
+                EmbeddingState.model_id == int(model_id))
+            if series_ids is not None:  # one series re-checked after its claim: never the whole table
+                sq = sq.where(EmbeddingState.series_id.in_([int(i) for i in series_ids]))
+            states = dict(s.execute(sq).all())
             embedded = [sid for sid, h in rows if h]
             legacy = [sid for sid in embedded if sid not in states]
             newest_vec: dict[int, datetime] = {}
