@@ -79,9 +79,27 @@ def test_study_set_show_and_delete(library: Path, tmp_path: Path, capsys: pytest
     assert main(["study", "delete", "ACC1001"]) == 2
     assert "without confirmation" in capsys.readouterr().err
     files = sorted((tmp_path / "dicom" / "a").glob("*.dcm"))
+    assert main(["embed", "--no-regions"]) == 0  # vectors of both studies, in the store and the index
+    capsys.readouterr()
+    from casebook.index.case_store import CaseStore
+    from casebook.index.vector_index import VectorIndex
+    from casebook.viewer.core.config import load_settings
+
+    settings = load_settings()
+    with CaseStore.open(db, create=False) as store:
+        model = store.list_models()[0]
+        index = VectorIndex.open(settings.index_dir, model.key, model.dim, store.embedding_source(model.id))
+        assert len(index.live_labels) == 8  # 2 series × (3 slices + the series vector)
+        index.close()
     assert main(["study", "delete", "ACC1001", "--yes"]) == 0
     assert "study 1 removed: 1 series, 3 files (left on disk)" in capsys.readouterr().out
     assert all(f.exists() for f in files)
+    with CaseStore.open(db, create=False) as store:
+        live = set(store.embedding_source(model.id).labels().tolist())
+        assert len(live) == 4
+        index = VectorIndex.open(settings.index_dir, model.key, model.dim)  # the file alone, no catching up
+        assert set(index.live_labels.tolist()) == live  # the study's vectors left the index too
+        index.close()
     with sqlite3.connect(db) as con:
         assert con.execute("SELECT count(*) FROM study WHERE accession_number = 'ACC1001'").fetchone()[0] == 0
         assert con.execute("SELECT count(*) FROM label_event").fetchone()[0] == 0
