@@ -46,6 +46,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "model",
     "doctor",
     "embed",
+    "reports",
+    "study",
     "demo",
     "gui",
     "pacs",

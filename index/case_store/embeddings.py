@@ -3,21 +3,51 @@
 Labels are never reused (a replaced vector gets a new label), so an index can always tell a
 changed vector from the one it holds; :class:`StoreEmbeddingSource` hands a model's live
 embeddings to :class:`casebook.index.vector_index.VectorIndex`.
+
+Embeddings stay true to the images: each series' embeddings record what they were computed from
+(its files' signature and a hash of its pixels, :class:`~.models.EmbeddingState`), so regenerated
+or replaced images are embedded again. Concurrent ``casebook embed`` runs share the work through
+one claim per series (:class:`~.models.EmbedClaim`, with a lease, so a killed run's claims lapse),
+and a replaced vector is kept a while (:class:`~.models.RetiredEmbedding`) so an index catching up
+from a label list read just before never finds a label without its vector.
 """
 from __future__ import annotations
 
+import hashlib
+import os
+import socket
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
 import numpy as np
 from sqlalchemy import delete, exists, func, insert, or_, select
 
 from ..errors import QueryError, StoreError, UnknownItemError
-from .models import Embedding, Model, Series, Study, utcnow
+from .models import (EmbedClaim, Embedding, EmbeddingState, Instance, Model, RetiredEmbedding, Series, SourceFile,
+                     Study, utcnow)
 from .records import ModelRecord
 from .sessions import chunks
 
 if TYPE_CHECKING:
     from .store import CaseStore
+
+
+RETIRED_KEEP = timedelta(hours=1)  # how long a replaced vector stays readable for catching-up indexes
+
+
+def _owner_alive(owner: str) -> bool:
+    """False only when the claim's owner is a process of this host that has ended."""
+    host, _, rest = owner.partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class EmbeddingsMixin:
@@ -66,12 +96,15 @@ class EmbeddingsMixin:
         return self._model_record(m)
 
     def put_embeddings(self, model_id: int, series_id: int, slice_indices: Sequence[int], vectors: np.ndarray,
-                       *, roi: str = "", replace_series: bool = False) -> np.ndarray:
+                       *, roi: str = "", replace_series: bool = False, file_signature: str | None = None,
+                       content_hash: str = "") -> np.ndarray:
         """Store vectors (one row per slice index, -1 = whole series) and return their new labels.
 
         A vector replacing an existing one (same model, series, slice, ROI) gets a NEW label: labels
         are never reused, so an index can always tell a changed vector from the one it holds.
         ``replace_series`` first drops every embedding of the series for this model.
+        ``file_signature``/``content_hash`` record what the vectors were computed from, in the same
+        transaction (see :meth:`series_needing_embeddings`).
         """
         vecs = np.ascontiguousarray(np.asarray(vectors, dtype="<f4"))
         if vecs.ndim == 1:
@@ -91,14 +124,25 @@ class EmbeddingsMixin:
                 raise QueryError(f"model {m.name}@{m.version} makes {m.dim}-d embeddings, got {vecs.shape[1]}-d")
             if s.get(Series, int(series_id)) is None:
                 raise UnknownItemError(f"series {series_id} is not in the library")
-            base = s.execute(delete(Embedding).where(Embedding.model_id == m.id, Embedding.series_id == int(series_id),
-                                                     *( [] if replace_series else
-                                                        [Embedding.slice_index.in_(idx), Embedding.roi == roi])))
-            del base
+            which = [Embedding.model_id == m.id, Embedding.series_id == int(series_id),
+                     *([] if replace_series else [Embedding.slice_index.in_(idx), Embedding.roi == roi])]
+            now = utcnow()
+            old = s.execute(select(Embedding.label, Embedding.vector).where(*which)).all()
+            if old:
+                s.execute(insert(RetiredEmbedding).prefix_with("OR REPLACE"), [
+                    {"model_id": m.id, "label": int(lab), "vector": blob, "retired": now} for lab, blob in old])
+            s.execute(delete(RetiredEmbedding).where(RetiredEmbedding.retired < now - RETIRED_KEEP))
+            s.execute(delete(Embedding).where(*which))
+            if file_signature is not None:
+                st = s.get(EmbeddingState, (m.id, int(series_id)))
+                if st is None:
+                    s.add(EmbeddingState(model_id=m.id, series_id=int(series_id), file_signature=file_signature,
+                                         content_hash=content_hash, created=now))
+                else:
+                    st.file_signature, st.content_hash, st.created = file_signature, content_hash, now
             start = int(m.next_label)
             labels = np.arange(start, start + len(idx), dtype=np.int64)
             m.next_label = start + len(idx)
-            now = utcnow()
             if len(idx):
                 s.execute(insert(Embedding), [{
                     "model_id": m.id, "series_id": int(series_id), "slice_index": si, "roi": roi,
@@ -146,6 +190,130 @@ class EmbeddingsMixin:
         with self._read() as s:
             return list(s.scalars(select(Series.id).join(Study, Study.id == Series.study_id)
                                   .where(self._visible(), ~has).order_by(Series.id)))
+
+    # ------------------------------------------------------------ embeddings true to the images
+
+    def series_file_signatures(self, series_ids: Sequence[int]) -> dict[int, str]:
+        """series id -> digest of its images' (SOP UID, frame, path, size, mtime): changes whenever
+        a file of the series is rewritten, replaced or added (cheap: no file is read)."""
+        out: dict[int, "hashlib._Hash"] = {}
+        with self._read() as s:
+            for chunk in chunks([int(i) for i in series_ids]):
+                rows = s.execute(select(Instance.series_id, Instance.sop_instance_uid, Instance.frame_index,
+                                        Instance.path, SourceFile.size, SourceFile.mtime_ns)
+                                 .outerjoin(SourceFile, SourceFile.path == Instance.path)
+                                 .where(Instance.series_id.in_(chunk))
+                                 .order_by(Instance.series_id, Instance.sop_instance_uid, Instance.frame_index)).all()
+                for sid, uid, frame, path, size, mtime in rows:
+                    h = out.setdefault(sid, hashlib.sha256())
+                    h.update(f"{uid}\0{frame}\0{path}\0{size}\0{mtime}\n".encode())
+        return {sid: h.hexdigest() for sid, h in out.items()}
+
+    def embedding_state(self, model_id: int, series_id: int) -> tuple[str, str] | None:
+        """(file signature, content hash) the series' embeddings of the model were computed from."""
+        with self._read() as s:
+            st = s.get(EmbeddingState, (int(model_id), int(series_id)))
+        return None if st is None else (st.file_signature, st.content_hash)
+
+    def set_embedding_state(self, model_id: int, series_id: int, file_signature: str, content_hash: str) -> None:
+        """Record that the embeddings are still true for these files (their pixels did not change)."""
+        with self._write() as s:
+            st = s.get(EmbeddingState, (int(model_id), int(series_id)))
+            if st is None:
+                s.add(EmbeddingState(model_id=int(model_id), series_id=int(series_id), file_signature=file_signature,
+                                     content_hash=content_hash, created=utcnow()))
+            else:
+                st.file_signature, st.content_hash = file_signature, content_hash
+
+    def series_needing_embeddings(self, model_id: int, series_ids: Sequence[int] | None = None
+                                  ) -> list[tuple[int, str]]:
+        """(series id, why) of visible series whose embeddings of the model are missing or may no
+        longer match their images: "missing", or "files changed" (the files' signature differs from
+        the one recorded at embedding; the pixels' hash then decides). Embeddings from before this
+        was recorded count as true when no file of the series is newer than they are."""
+        has = exists().where(Embedding.series_id == Series.id, Embedding.model_id == int(model_id))
+        with self._read() as s:
+            q = select(Series.id, has).join(Study, Study.id == Series.study_id).where(self._visible())
+            if series_ids is not None:
+                q = q.where(Series.id.in_([int(i) for i in series_ids]))
+            rows = s.execute(q.order_by(Series.id)).all()
+            sq = select(EmbeddingState.series_id, EmbeddingState.file_signature).where(
+                EmbeddingState.model_id == int(model_id))
+            if series_ids is not None:  # one series re-checked after its claim: never the whole table
+                sq = sq.where(EmbeddingState.series_id.in_([int(i) for i in series_ids]))
+            states = dict(s.execute(sq).all())
+            embedded = [sid for sid, h in rows if h]
+            legacy = [sid for sid in embedded if sid not in states]
+            newest_vec: dict[int, datetime] = {}
+            newest_file: dict[int, int] = {}
+            for chunk in chunks(legacy):
+                newest_vec.update(s.execute(select(Embedding.series_id, func.min(Embedding.created))
+                                            .where(Embedding.model_id == int(model_id),
+                                                   Embedding.series_id.in_(chunk))
+                                            .group_by(Embedding.series_id)).all())
+                newest_file.update(s.execute(select(Instance.series_id, func.max(SourceFile.mtime_ns))
+                                             .join(SourceFile, SourceFile.path == Instance.path)
+                                             .where(Instance.series_id.in_(chunk))
+                                             .group_by(Instance.series_id)).all())
+        sigs = self.series_file_signatures(embedded)
+        out: list[tuple[int, str]] = []
+        adopt: list[tuple[int, str]] = []
+        for sid, h in rows:
+            if not h:
+                out.append((sid, "missing"))
+            elif sid in states:
+                if states[sid] != sigs.get(sid):
+                    out.append((sid, "files changed"))
+            else:
+                made = newest_vec.get(sid)
+                mtime = newest_file.get(sid)
+                # created is naive UTC; mtime_ns is POSIX time
+                made_ns = (made.replace(tzinfo=None) - datetime(1970, 1, 1)).total_seconds() * 1e9 if made else 0
+                if made is None or mtime is None or mtime > made_ns:
+                    out.append((sid, "files changed"))
+                else:
+                    adopt.append((sid, sigs.get(sid, "")))
+        if adopt:  # unchanged since they were embedded: record it, so the check stays cheap
+            with self._write() as s:
+                for sid, sig in adopt:
+                    if s.get(EmbeddingState, (int(model_id), sid)) is None:
+                        s.add(EmbeddingState(model_id=int(model_id), series_id=sid, file_signature=sig,
+                                             content_hash="", created=utcnow()))
+        return out
+
+    @staticmethod
+    def claim_owner() -> str:
+        """This process's name on claims: host, process id and a random part."""
+        return f"{socket.gethostname()}:{os.getpid()}:{os.urandom(4).hex()}"
+
+    def claim_series(self, model_id: int, series_id: int, owner: str, *, lease_s: float = 900.0) -> bool:
+        """Take the claim on a series for ``owner`` (True), unless another live run holds it.
+
+        A claim past its lease, or held by a process of this host that no longer runs, is taken
+        over: a killed ``casebook embed`` never blocks the others for long.
+        """
+        now = utcnow()
+        with self._write() as s:
+            c = s.get(EmbedClaim, (int(model_id), int(series_id)))
+            if c is not None and c.owner != owner and c.expires > now and _owner_alive(c.owner):
+                return False
+            if c is None:
+                s.add(EmbedClaim(model_id=int(model_id), series_id=int(series_id), owner=owner,
+                                 expires=now + timedelta(seconds=lease_s)))
+            else:
+                c.owner, c.expires = owner, now + timedelta(seconds=lease_s)
+        return True
+
+    def release_claim(self, model_id: int, series_id: int, owner: str) -> None:
+        with self._write() as s:
+            s.execute(delete(EmbedClaim).where(EmbedClaim.model_id == int(model_id),
+                                               EmbedClaim.series_id == int(series_id), EmbedClaim.owner == owner))
+
+    def claims(self, model_id: int) -> dict[int, str]:
+        """series id -> owner of the live claims of a model (for ``casebook embed`` to report)."""
+        with self._read() as s:
+            return dict(s.execute(select(EmbedClaim.series_id, EmbedClaim.owner)
+                                  .where(EmbedClaim.model_id == int(model_id), EmbedClaim.expires > utcnow())).all())
 
     def labels_for_series(self, model_id: int, series_ids: Sequence[int]) -> dict[int, np.ndarray]:
         """series id -> labels of its live, non-ROI embeddings for the model."""
@@ -243,6 +411,14 @@ class StoreEmbeddingSource:
                                            .where(Embedding.model_id == self.model_id, Embedding.label.in_(chunk))):
                     found[lab] = blob
         missing = [l for l in labs if l not in found]
+        if missing:  # replaced since the caller read its labels: the retired copy keeps them in step
+            with self.store._read() as s:
+                for chunk in chunks(missing):
+                    for lab, blob in s.execute(select(RetiredEmbedding.label, RetiredEmbedding.vector)
+                                               .where(RetiredEmbedding.model_id == self.model_id,
+                                                      RetiredEmbedding.label.in_(chunk))):
+                        found[lab] = blob
+            missing = [l for l in labs if l not in found]
         if missing:
             raise UnknownItemError(f"{len(missing)} labels have no stored embedding (e.g. {missing[0]})")
         out = np.empty((len(labs), dim), dtype=np.float32)

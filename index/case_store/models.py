@@ -171,6 +171,15 @@ class Report(Base):
     diagnosis: Mapped[str] = mapped_column(Text, default="")
     author: Mapped[str] = mapped_column(String, default="")
     updated: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+    # migration 0004: sections, the reader's note, where the diagnosis came from, who set it
+    history: Mapped[str] = mapped_column(Text, default="")
+    technique: Mapped[str] = mapped_column(Text, default="")
+    note: Mapped[str] = mapped_column(Text, default="")
+    finding: Mapped[str] = mapped_column(String, default="", index=True)  # vocabulary term of the diagnosis
+    diagnosis_code: Mapped[str] = mapped_column(String, default="")  # "system:code" when coded
+    diagnosis_source: Mapped[str] = mapped_column(String, default="")  # coded | impression | reader | import | ""
+    source: Mapped[str] = mapped_column(String, default="")  # import | reader | feedback | demo | ""
+    document_id: Mapped[int | None] = mapped_column(Integer, nullable=True)  # report_document shown
 
 
 # ---------------------------------------------------------------- migration 0002
@@ -320,3 +329,119 @@ class Region(Base):
     contrast: Mapped[float] = mapped_column(Float)
     saliency: Mapped[float] = mapped_column(Float)
     vector: Mapped[bytes] = mapped_column(LargeBinary)  # float16, little-endian (half the bytes; cosine error < 1e-3)
+
+
+# ---------------------------------------------------------------- migration 0004: imported reports, labels, embed state
+
+
+class ReportDocument(Base):
+    """One received version of a report (HL7 ORU, DICOM SR/PDF, CSV/JSON row), linked or not.
+
+    ``report_key`` names the report across its versions (an amendment has the same key and a later
+    time or a corrected status); ``content_sha256`` makes re-importing the same content a no-op.
+    """
+
+    __tablename__ = "report_document"
+    __table_args__ = (Index("ix_report_document_key", "report_key"),
+                      Index("ix_report_document_accession", "accession_number"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    content_sha256: Mapped[str] = mapped_column(String, unique=True)
+    report_key: Mapped[str] = mapped_column(String)
+    source_kind: Mapped[str] = mapped_column(String)  # hl7 | sr | pdf | csv | json
+    source_path: Mapped[str] = mapped_column(String, default="")
+    source_ref: Mapped[str] = mapped_column(String, default="")  # message control id, SOP UID, row number
+    status: Mapped[str] = mapped_column(String, default="final")  # preliminary | final | corrected | cancelled
+    observed: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    accession_number: Mapped[str] = mapped_column(String, default="")
+    study_uid: Mapped[str] = mapped_column(String, default="", index=True)
+    patient_id: Mapped[str] = mapped_column(String, default="")
+    study_date: Mapped[date | None] = mapped_column(Date, nullable=True)
+    modality: Mapped[str] = mapped_column(String, default="")
+    author: Mapped[str] = mapped_column(String, default="")
+    history: Mapped[str] = mapped_column(Text, default="")
+    technique: Mapped[str] = mapped_column(Text, default="")
+    findings: Mapped[str] = mapped_column(Text, default="")
+    impression: Mapped[str] = mapped_column(Text, default="")
+    diagnosis: Mapped[str] = mapped_column(Text, default="")
+    diagnosis_code: Mapped[str] = mapped_column(String, default="")
+    diagnosis_source: Mapped[str] = mapped_column(String, default="")
+    study_id: Mapped[int | None] = mapped_column(ForeignKey("study.id", ondelete="SET NULL"), nullable=True,
+                                                 index=True)
+    link_method: Mapped[str] = mapped_column(String, default="")  # accession | study_uid | patient_date_modality
+    is_current: Mapped[bool] = mapped_column(Boolean, default=True)
+    superseded_by: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    imported: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class LabelEvent(Base):
+    """Who or what set a study's label (diagnosis, tag, note) and when: the provenance log."""
+
+    __tablename__ = "label_event"
+    __table_args__ = (Index("ix_label_event_study_kind", "study_id", "kind"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("study.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String)  # diagnosis | tag | note
+    action: Mapped[str] = mapped_column(String)  # set | add | remove
+    value: Mapped[str] = mapped_column(Text, default="")
+    previous: Mapped[str] = mapped_column(Text, default="")
+    source: Mapped[str] = mapped_column(String)  # import | reader | feedback | demo
+    actor: Mapped[str] = mapped_column(String, default="")  # user name, file, or program
+    created: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class VocabularyTerm(Base):
+    """A finding of the diagnosis vocabulary ("pulmonary nodule"), with an optional code."""
+
+    __tablename__ = "vocabulary_term"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(collation="NOCASE"), unique=True)
+    code: Mapped[str] = mapped_column(String, default="")
+
+
+class VocabularySynonym(Base):
+    """A phrase that names a vocabulary term ("lung nodule", "nodule, RUL"), normalised."""
+
+    __tablename__ = "vocabulary_synonym"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    term_id: Mapped[int] = mapped_column(ForeignKey("vocabulary_term.id", ondelete="CASCADE"), index=True)
+    phrase: Mapped[str] = mapped_column(String, unique=True)
+
+
+class EmbeddingState(Base):
+    """What a series' embeddings of a model were computed from: its files' signature and pixels' hash."""
+
+    __tablename__ = "embedding_state"
+
+    model_id: Mapped[int] = mapped_column(ForeignKey("model.id", ondelete="CASCADE"), primary_key=True)
+    series_id: Mapped[int] = mapped_column(ForeignKey("series.id", ondelete="CASCADE"), primary_key=True,
+                                           index=True)
+    file_signature: Mapped[str] = mapped_column(String)
+    content_hash: Mapped[str] = mapped_column(String)
+    created: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class EmbedClaim(Base):
+    """A series one ``casebook embed`` run is working on, so concurrent runs share the work."""
+
+    __tablename__ = "embed_claim"
+
+    model_id: Mapped[int] = mapped_column(ForeignKey("model.id", ondelete="CASCADE"), primary_key=True)
+    series_id: Mapped[int] = mapped_column(ForeignKey("series.id", ondelete="CASCADE"), primary_key=True)
+    owner: Mapped[str] = mapped_column(String)
+    expires: Mapped[datetime] = mapped_column(DateTime)
+
+
+class RetiredEmbedding(Base):
+    """A replaced embedding kept for a while, so an index catching up from a label list read just
+    before the replacement still finds its vector (it is then marked deleted on the next sync)."""
+
+    __tablename__ = "retired_embedding"
+
+    model_id: Mapped[int] = mapped_column(ForeignKey("model.id", ondelete="CASCADE"), primary_key=True)
+    label: Mapped[int] = mapped_column(Integer, primary_key=True)
+    vector: Mapped[bytes] = mapped_column(LargeBinary)
+    retired: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)

@@ -76,7 +76,10 @@ class QueryMixin:
         if f.diagnosis:
             words = re.findall(r"\w+", f.diagnosis, re.UNICODE)
             sub = select(Report.study_id).where(*[func.lower(Report.diagnosis).like(f"%{w.lower()}%") for w in words])
-            conds.append(Study.id.in_(sub))
+            # the vocabulary: "lung nodule" also finds "pulmonary nodule" and "nodule, RUL"
+            term = self.map_finding(f.diagnosis)  # type: ignore[attr-defined]
+            conds.append(or_(Study.id.in_(sub), Study.id.in_(select(Report.study_id).where(Report.finding == term)))
+                         if term else Study.id.in_(sub))
         if f.teaching_only:
             conds.append(Study.is_teaching.is_(True))
         if f.study_ids:

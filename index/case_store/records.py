@@ -216,6 +216,14 @@ class Report:
     diagnosis: str
     author: str
     updated: datetime | None
+    history: str = ""
+    technique: str = ""
+    note: str = ""
+    finding: str = ""  # the vocabulary term the diagnosis maps to
+    diagnosis_code: str = ""
+    diagnosis_source: str = ""  # coded | impression | reader | import | feedback | demo
+    source: str = ""  # who/what wrote the report: import | reader | demo
+    document_id: int | None = None  # the imported report version shown
 
 
 @dataclass

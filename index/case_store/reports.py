@@ -5,11 +5,12 @@ caller asks for raw FTS5.
 """
 from __future__ import annotations
 
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..errors import QueryError
 from .models import Report, Series, Study, utcnow
+from .labels import log_label, study_report_row
 from .queries import fts_query
 from .records import Report as ReportRecord
 from .records import TextHit
@@ -22,8 +23,14 @@ class ReportsMixin:
     """
 
     def set_report(self, study_id: int, *, findings: str = "", impression: str = "", diagnosis: str = "",
-                   author: str = "", series_id: int | None = None) -> int:
-        """Create or replace the report of a study (or of one of its series); returns its id."""
+                   author: str = "", series_id: int | None = None, history: str = "", technique: str = "",
+                   diagnosis_code: str = "", diagnosis_source: str = "", source: str = "import",
+                   actor: str = "") -> int:
+        """Create or replace the report of a study (or of one of its series); returns its id.
+
+        The reader's note is kept; a changed diagnosis is mapped to the vocabulary and logged with
+        ``source``/``actor`` (who or what set it).
+        """
         self.get_study(study_id)
         if series_id is not None and self.get_series(series_id).study_id != int(study_id):
             raise QueryError(f"series {series_id} does not belong to study {study_id}")
@@ -31,11 +38,20 @@ class ReportsMixin:
             cond = Report.series_id.is_(None) if series_id is None else Report.series_id == int(series_id)
             rep = s.scalar(select(Report).where(Report.study_id == int(study_id), cond))
             if rep is None:
-                rep = Report(study_id=int(study_id), series_id=series_id)
+                rep = study_report_row(s, study_id) if series_id is None else None
+            if rep is None:
+                rep = Report(study_id=int(study_id), series_id=series_id, note="")
                 s.add(rep)
+            previous = rep.diagnosis or ""
             rep.findings, rep.impression, rep.diagnosis, rep.author = findings, impression, diagnosis, author
+            rep.history, rep.technique, rep.diagnosis_code = history, technique, diagnosis_code
+            rep.diagnosis_source = (diagnosis_source or ("coded" if diagnosis_code else source)) if diagnosis else ""
+            rep.finding = self._matcher(s).term_for(diagnosis, diagnosis_code) if diagnosis else ""
+            rep.source = source
             rep.updated = utcnow()
             s.flush()
+            if diagnosis != previous and series_id is None:
+                log_label(s, study_id, "diagnosis", "set", diagnosis, previous, source, actor)
             return rep.id
 
     def get_report(self, study_id: int, series_id: int | None = None) -> ReportRecord | None:
@@ -45,14 +61,18 @@ class ReportsMixin:
         if rep is None:
             return None
         return ReportRecord(rep.study_id, rep.series_id, rep.findings, rep.impression, rep.diagnosis, rep.author,
-                            rep.updated)
+                            rep.updated, history=rep.history, technique=rep.technique, note=rep.note,
+                            finding=rep.finding, diagnosis_code=rep.diagnosis_code,
+                            diagnosis_source=rep.diagnosis_source, source=rep.source, document_id=rep.document_id)
 
     def diagnoses(self) -> dict[int, str]:
-        """Diagnosis per visible series (its own report's, else its study's)."""
+        """Diagnosis per visible series (its own report's, else its study's), as its vocabulary term
+        when it maps to one: training labels and calibration count synonyms as one finding."""
         with self._read() as s:
-            study_diag = dict(s.execute(select(Report.study_id, Report.diagnosis)
+            label = func.coalesce(func.nullif(Report.finding, ""), Report.diagnosis)
+            study_diag = dict(s.execute(select(Report.study_id, label)
                                         .where(Report.series_id.is_(None), Report.diagnosis != "")).all())
-            series_diag = dict(s.execute(select(Report.series_id, Report.diagnosis)
+            series_diag = dict(s.execute(select(Report.series_id, label)
                                          .where(Report.series_id.is_not(None), Report.diagnosis != "")).all())
             rows = s.execute(select(Series.id, Series.study_id).join(Study, Study.id == Series.study_id)
                              .where(self._visible())).all()

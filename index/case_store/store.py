@@ -21,14 +21,18 @@ from .listing import ListingMixin
 from .models import Collection, Embedding, Instance, Model, Report, Series, SourceFile, Study, Tag
 from .queries import QueryMixin, fts_query
 from .records import StoreStats
+from .labels import LabelsMixin
 from .remote import RemoteMixin
+from .removal import RemovalMixin
+from .report_documents import ReportDocumentsMixin
 from .reports import ReportsMixin
 from .sessions import StoreSessions
 from .teaching import TeachingMixin
+from .vocabulary import VocabularyMixin
 
 
 class CaseStore(StoreSessions, IngestMixin, QueryMixin, ListingMixin, ReportsMixin, TeachingMixin,
-                EmbeddingsMixin, RemoteMixin):
+                EmbeddingsMixin, RemoteMixin, ReportDocumentsMixin, LabelsMixin, VocabularyMixin, RemovalMixin):
     """Patients, studies, series, reports, tags, teaching fields and embeddings in one SQLite file."""
 
     def stats(self) -> StoreStats:

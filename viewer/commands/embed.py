@@ -12,7 +12,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "embed", help="embed every stored series lacking embeddings (and findings) for the model",
         description="Compute the encoder's series and per-slice (or per-slab) embeddings of every stored "
-                    "series that has none for this model, and add them to the model's vector index. Each "
+                    "series that has none for this model, or whose images changed since (content hash), and add "
+                    "them to the model's vector index. Concurrent runs on one library share the work. Each "
                     "series is written in one transaction: Ctrl-C stops after the current series and "
                     "running the command again continues where it stopped. Series whose files are gone "
                     "or cannot be decoded are listed and skipped (exit code 1). The model is `model` in "
@@ -29,8 +30,9 @@ def run(args: argparse.Namespace) -> int:
 
     with progress_bar("embed", unit="series") as bar:
         rep = embed_library(model=args.model, progress=bar, cancel=args.cancel, limit=args.limit)
-    print(f"{rep.model} on {rep.provider}: embedded {rep.done} series, {len(rep.failed)} failed, "
-          f"{rep.remaining} still missing")
+    print(f"{rep.model} on {rep.provider}: embedded {rep.done} series ({rep.reembedded} because their images "
+          f"changed), {rep.unchanged} rewritten with the same pixels kept their vectors, "
+          f"{rep.claimed_elsewhere} left to another embed run, {len(rep.failed)} failed, {rep.remaining} still to do")
     failed = list(rep.failed)
     if not args.no_regions:
         from casebook.viewer.core.config import load_settings

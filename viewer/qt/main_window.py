@@ -94,6 +94,9 @@ class MainWindow(QMainWindow):
                                                     self.open_analogue, parent=self)
         self.similar_controller.add_to_library.connect(self.import_path)
         self.current_series_id: int | None = None
+        from .controllers.study_panel import install as install_study_panel
+
+        install_study_panel(self)  # the open study's report and labels (self.study_panel_controller)
         self._restore_geometry()
         self.viewer.focus_view()
 
@@ -352,6 +355,7 @@ class MainWindow(QMainWindow):
     def _set_current_series(self, series_id: int | None) -> None:
         self.current_series_id = series_id
         self.similar_controller.current_series_id = series_id
+        self.study_panel_controller.show_series(series_id)
 
     def import_dialog(self) -> None:
         d = QFileDialog.getExistingDirectory(self, "Import DICOM folder or DICOMDIR into the library")

@@ -150,7 +150,7 @@ def annotate(store: CaseStore, studies: list[dict]) -> int:
             log.warning("phantom study %s was not stored; not annotated", st["study_uid"])
             continue
         store.set_report(summ.id, findings=st["findings"], impression=st["impression"], diagnosis=st["diagnosis"],
-                         author="Casebook phantom generator (ground truth)")
+                         author="Casebook phantom generator (ground truth)", source="demo", actor="casebook demo")
         for t in st["tags"]:
             store.add_tag(summ.id, t)
         if st["lesion_kinds"]:

@@ -1,12 +1,18 @@
-"""Embed every stored series that lacks embeddings for the current model.
+"""Embed every stored series whose embeddings for the current model are missing or no longer
+match its images.
 
 Resumable by construction: each series' vectors are written in one transaction, and the work
-list is "series with no embedding of this model", so an interrupted run simply continues. The
-model is recorded in the store by name, version and file hash: a retrained file with the same
-name and version is refused rather than silently mixed with older vectors.
+list is "series with no embedding of this model, or whose files changed since", so an interrupted
+run simply continues. When a series' files changed (regenerated, replaced, grown), its pixels are
+hashed: the same pixels keep their vectors, other pixels are embedded again. Concurrent runs on
+one library share the work: each series is claimed before it is embedded (a lease in the store),
+so two ``casebook embed`` never compute the same series twice. The model is recorded in the store
+by name, version and file hash: a retrained file with the same name and version is refused rather
+than silently mixed with older vectors.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -20,6 +26,7 @@ from casebook.inference.registry import find_model
 from casebook.inference.runtime import Encoder
 
 from ..config import Settings, load_settings
+from ..dicom.volume import Volume
 from ..errors import CasebookError
 from ..progress import ProgressCallback, SupportsCancel, check_cancel
 from .library import load_stored_volume, open_store
@@ -34,39 +41,73 @@ class EmbedReport:
     done: int = 0
     failed: list[tuple[int, str]] = field(default_factory=list)
     remaining: int = 0
+    reembedded: int = 0  # of ``done``: series whose images had changed
+    unchanged: int = 0  # files rewritten with the same pixels: vectors kept
+    claimed_elsewhere: int = 0  # left to another run working on the same library
 
 
 def open_encoder(settings: Settings, model: str | None = None) -> Encoder:
     return Encoder(find_model(model or settings.model, settings.models_dir).path, device=settings.device)
 
 
+def content_hash(vol: Volume) -> str:
+    """A digest of what the encoder sees: the voxels, their shape and type, and the spacing."""
+    h = hashlib.blake2b(digest_size=20)
+    vox = np.ascontiguousarray(vol.voxels)
+    h.update(f"{vox.shape}|{vox.dtype}|{tuple(round(float(x), 4) for x in vol.spacing)}".encode())
+    h.update(memoryview(vox).cast("B"))
+    return h.hexdigest()
+
+
 def embed_missing(store: CaseStore, encoder: Encoder, *, progress: ProgressCallback | None = None,
                   cancel: SupportsCancel | None = None, limit: int | None = None) -> EmbedReport:
     """Compute and store series (slice index -1) and per-slice/slab embeddings of every series
-    lacking them; a series that cannot be read or encoded is reported and skipped."""
+    lacking them or whose images changed; a series that cannot be read or encoded is reported
+    and skipped, one claimed by another run is left to it."""
     prov = encoder.provenance
     rec = store.register_model(prov.name, prov.version, prov.sha256, encoder.embedding_size, encoder.card.input_kind)
-    todo = store.series_missing_embeddings(rec.id)
+    todo = store.series_needing_embeddings(rec.id)
     if limit is not None:
         todo = todo[:limit]
     report = EmbedReport(model=encoder.card.ident, provider=encoder.provider)
-    for n, sid in enumerate(todo):
+    owner = store.claim_owner()
+    for n, (sid, why) in enumerate(todo):
         check_cancel(cancel)
+        if not store.claim_series(rec.id, sid, owner):
+            report.claimed_elsewhere += 1
+            if progress:
+                progress(n + 1, len(todo), f"series {sid}")
+            continue
         try:
+            # another run may have finished it between our list and our claim
+            if not store.series_needing_embeddings(rec.id, [sid]):
+                continue
+            signature = store.series_file_signatures([sid]).get(sid, "")
             vol = load_stored_volume(store, sid, cancel=cancel)
+            digest = content_hash(vol)
+            state = store.embedding_state(rec.id, sid)
+            if why == "files changed" and state is not None and state[1] == digest:
+                store.set_embedding_state(rec.id, sid, signature, digest)
+                report.unchanged += 1
+                continue
             emb = embed_image(encoder, ImageInput.from_volume(vol), cancel=cancel)
             idx = [-1, *(int(k) for k in emb.part_slices)]
             vecs = np.vstack([emb.series[None], emb.parts])
-            store.put_embeddings(rec.id, sid, idx, vecs, replace_series=True)
+            store.put_embeddings(rec.id, sid, idx, vecs, replace_series=True, file_signature=signature,
+                                 content_hash=digest)
             report.done += 1
+            if why == "files changed":
+                report.reembedded += 1
         except (CasebookError, OSError, ValueError) as exc:
             if cancel is not None and cancel.is_set():
                 raise
             log.warning("series %d: cannot embed: %s", sid, exc)
             report.failed.append((sid, str(exc)))
-        if progress:
-            progress(n + 1, len(todo), f"series {sid}")
-    report.remaining = len(store.series_missing_embeddings(rec.id))
+        finally:
+            store.release_claim(rec.id, sid, owner)
+            if progress:
+                progress(n + 1, len(todo), f"series {sid}")
+    report.remaining = len(store.series_needing_embeddings(rec.id))
     return report
 
 

@@ -320,6 +320,8 @@ def ingest(
     summary.files_relocated += len(relocated_paths - stored_paths)
     summary.files_unchanged += len(unchanged_paths - stored_paths - relocated_paths)
     summary.files_duplicate += len(duplicate_paths - stored_paths)
+    from .reports import after_ingest  # SR / PDF reports are read, waiting reports linked to new studies
+    after_ingest(store, summary, [k.path for k in summary.skipped if k.reason.startswith(("not an image", "no image"))])
     summary.elapsed_s = time.monotonic() - t0
     log.info("ingest: %d series stored, %d updated, %d files skipped%s", summary.series_stored,
              summary.series_updated, summary.files_skipped, " (cancelled)" if summary.cancelled else "")

@@ -102,7 +102,8 @@ def labelled_series(catalog: Any, series_ids: Sequence[int]) -> dict[int, tuple[
     out: dict[int, tuple[Hashable, str]] = {}
     infos: Mapping[Hashable, Any] = catalog.series_info(list(series_ids))
     for sid, info in infos.items():
-        dx = normalise_diagnosis(getattr(info, "diagnosis", ""))
+        # the vocabulary term when the diagnosis maps to one: synonyms are one label
+        dx = normalise_diagnosis(getattr(info, "finding", "") or getattr(info, "diagnosis", ""))
         if dx:
             out[int(sid)] = (info.patient_key, dx)
     return out

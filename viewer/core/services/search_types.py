@@ -122,6 +122,7 @@ class SeriesInfo:
     report_snippet: str = ""
     has_follow_up: bool = False
     slice_count: int = 0
+    finding: str = ""  # the diagnosis as its vocabulary term ("lung nodule" -> "pulmonary nodule")
 
 
 @dataclass

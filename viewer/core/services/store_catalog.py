@@ -138,7 +138,8 @@ class StoreCatalog:
                 series_id=sid, study_key=se.study_id, patient_key=se.patient_key, modality=se.modality,
                 body_part=se.body_part, description=se.description, study_date=se.study_date, sex=st.sex,
                 age=st.age_years, diagnosis=(rep.diagnosis if rep is not None and rep.diagnosis else st.diagnosis),
-                report_snippet=snippet, has_follow_up=st.follow_up_count > 0, slice_count=se.slice_count)
+                report_snippet=snippet, has_follow_up=st.follow_up_count > 0, slice_count=se.slice_count,
+                finding=rep.finding if rep is not None and rep.diagnosis else "")
         return out
 
     def diagnoses(self) -> dict[Hashable, str]:

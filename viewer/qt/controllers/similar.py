@@ -358,13 +358,29 @@ class SimilarController(QObject):
         if getattr(hit, "matched_box", None) is not None:
             parts.append(f"<p><b>Matched finding</b>: {hit.matched_diameter_mm:.0f} mm, boxed on slice "
                          f"{hit.matched_slice + 1}; {html.escape(hit.confidence_text)}</p>")
-        if i.diagnosis:
+        full = self._full_report_html(i.study_key)  # the whole report, as the study panel shows it
+        if i.diagnosis and not full:
             parts.append(f"<p><b>Diagnosis</b>: {html.escape(i.diagnosis)}</p>")
-        if i.report_snippet:
+        if full:
+            parts.append(full)
+        elif i.report_snippet:
             parts.append(f"<p>{html.escape(i.report_snippet)}</p>")
         if i.has_follow_up:
             parts.append("<p><i>This patient has follow-up studies.</i></p>")
         return "".join(parts)
+
+    def _full_report_html(self, study_id: Any) -> str:
+        """The analogue's report with its sections and diagnosis source ("" when none is stored)."""
+        store = getattr(getattr(self._service, "catalog", None), "store", None)
+        if store is None or study_id is None:
+            return ""
+        from casebook.viewer.core.services.reports.display import study_report
+
+        try:
+            view = study_report(store, int(study_id))
+        except (CasebookError, TypeError, ValueError):
+            return ""
+        return view.html() if view.report is not None else ""
 
     def _open(self, hit: SearchHit, vol: Volume) -> None:
         g_a = MprGeometry(vol)
