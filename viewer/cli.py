@@ -48,6 +48,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "embed",
     "demo",
     "gui",
+    "self_test",
 )
 
 EXIT_OK = 0
@@ -95,6 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
                "stderr), 70 internal error, 130 cancelled. Settings: see `casebook doctor` and the "
                "README's Settings section.")
     parser.add_argument("--version", action="version", version=f"casebook {_version()}")
+    parser.add_argument("--self-test", action="store_true",
+                        help="check this installation (same as `casebook self-test`) and exit")
     _add_global_options(parser, top=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
@@ -212,6 +215,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(args.verbose)
     if args.library:
         os.environ["CASEBOOK_LIBRARY"] = args.library
+    if args.self_test:
+        if args.command is not None:
+            parser.error("--self-test takes no command")
+        args = parser.parse_args([*(a for a in argv if a != "--self-test"), "self-test"])
     if args.command is None:
         args = parser.parse_args([*argv, "gui"])
     return run_command(args)
