@@ -145,7 +145,9 @@ class _Run:
 
         gl = gl_renderer_name(self.win.viewer.viewports["axial"].render_window) or "unknown"
         when = f"{since:.2f} s after the process started" if since is not None else "(process start unknown)"
-        return f"main window shown {when}; Qt platform {self.app.platformName()}, OpenGL {gl}"
+        where = (f"frozen bundle {Path(sys.executable).parent}" if getattr(sys, "frozen", False)
+                 else f"Python {sys.prefix}")
+        return f"main window shown {when}; {where}; Qt platform {self.app.platformName()}, OpenGL {gl}"
 
     def step_library(self) -> str:
         from casebook.viewer.core.demo.phantom import PhantomOptions, generate_library
