@@ -81,9 +81,17 @@ def cuda_device_count() -> int:
 
 
 def available_providers() -> list[str]:
+    """The providers onnxruntime offers here. CUDA only when its provider library is actually
+    beside onnxruntime: the CPU installer bundle ships onnxruntime-gpu without it (270 MB), and
+    asking for CUDA there would print load errors on every PC with an NVIDIA driver."""
     import onnxruntime as ort
 
-    return list(ort.get_available_providers())
+    found = list(ort.get_available_providers())
+    if CUDA in found:
+        capi = Path(ort.__file__).resolve().parent / "capi"
+        if capi.is_dir() and not any(capi.glob("*onnxruntime_providers_cuda*")):
+            found.remove(CUDA)
+    return found
 
 
 def choose_providers(device: str = "auto") -> tuple[list[str], str]:

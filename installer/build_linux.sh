@@ -79,7 +79,7 @@ if command -v appimagetool >/dev/null; then
   rm -rf "$app"; mkdir -p "$app/usr"
   cp -a "$D" "$app/usr/casebook"
   ln -s usr/casebook/casebook "$app/AppRun"
-  sed -e 's/^Exec=casebook gui %f/Exec=casebook gui %f/' installer/casebook.desktop > "$app/casebook.desktop"
+  cp installer/casebook.desktop "$app/casebook.desktop"
   cp "$B/icons/casebook-256.png" "$app/casebook.png"
   ARCH=x86_64 appimagetool --no-appstream "$app" "$B/$name.AppImage" >/dev/null
   echo "AppImage: $B/$name.AppImage"

@@ -2,10 +2,19 @@
 # Install the unpacked Casebook bundle for this user (or, run as root, for everyone):
 # the program folder, a menu entry with its icon, and `casebook` on the PATH.
 #   ./install.sh            install (again: replaces the program, keeps the library and settings)
+#   ./install.sh --user     install for this user even when run as root
 #   ./install.sh --remove   uninstall (the library and settings stay where they are)
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
-if [ "$(id -u)" = 0 ]; then
+user=0; action=install
+for a in "$@"; do
+  case "$a" in
+    --user) user=1 ;;
+    --remove) action=remove ;;
+    *) echo "install.sh: unknown option $a (use --user, --remove)" >&2; exit 2 ;;
+  esac
+done
+if [ "$(id -u)" = 0 ] && [ $user = 0 ]; then
   prefix=/opt/casebook; share=/usr/share; bin=/usr/local/bin
 else
   prefix=${XDG_DATA_HOME:-$HOME/.local/share}/casebook/app; share=${XDG_DATA_HOME:-$HOME/.local/share}; bin=$HOME/.local/bin
@@ -15,7 +24,7 @@ remove() {
   for s in 16 24 32 48 64 128 256 512; do rm -f "$share/icons/hicolor/${s}x${s}/apps/casebook.png"; done
   rm -f "$share/icons/hicolor/scalable/apps/casebook.svg"
 }
-if [ "${1:-}" = "--remove" ]; then remove; echo "Casebook removed (library and settings kept)"; exit 0; fi
+if [ $action = remove ]; then remove; echo "Casebook removed (library and settings kept)"; exit 0; fi
 [ -x "$here/casebook" ] || { echo "install.sh: run it from the unpacked casebook folder" >&2; exit 2; }
 if [ "$here" != "$prefix" ]; then
   rm -rf "$prefix.new"; mkdir -p "$(dirname "$prefix")"

@@ -56,13 +56,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep", action="store_true", help="keep the copied bundle")
     args = ap.parse_args(argv)
     src = args.bundle.resolve()
-    exe = "casebook.exe" if sys.platform == "win32" else "casebook"
+    # the folder (Linux, Windows) or the macOS .app, whose program is Contents/MacOS/casebook
+    exe = "casebook.exe" if sys.platform == "win32" else "Contents/MacOS/casebook" if src.suffix == ".app" else "casebook"
     if not (src / exe).is_file():
         print(f"try_bundle: {src / exe}: no such file (build the bundle first)", file=sys.stderr)
         return 2
     work = Path(tempfile.mkdtemp(prefix="casebook-bundle-try-"))
     try:
-        dest = work / "casebook"
+        dest = work / src.name
         t = time.perf_counter()
         shutil.copytree(src, dest, symlinks=True)
         print(f"bundle copied to {dest} ({time.perf_counter() - t:.1f} s)")

@@ -92,6 +92,25 @@ class _Run:
         self.studies: list[Any] = []
         self.series_id: int | None = None
         self.response: Any = None
+        self.dialogs: list[str] = []  # texts of modal message boxes the window raised
+        self._watch: Any = None
+
+    def watch_dialogs(self) -> None:
+        """Close modal message boxes as they appear (the window shows one when a worker fails),
+        keeping their text: unattended, a modal box would wait for a click that never comes."""
+        from PySide6.QtCore import QTimer
+        from PySide6.QtWidgets import QApplication, QMessageBox
+
+        def close_modal() -> None:
+            w = QApplication.activeModalWidget()
+            if isinstance(w, QMessageBox):
+                self.dialogs.append(" ".join(w.text().split()))
+                w.done(0)
+
+        self._watch = QTimer()
+        self._watch.setInterval(100)
+        self._watch.timeout.connect(close_modal)
+        self._watch.start()
 
     # -- waiting without a test framework ------------------------------------------------------
     def wait(self, done: Callable[[], bool], what: str, timeout_s: float | None = None) -> None:
@@ -132,6 +151,7 @@ class _Run:
         QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(self.workdir / "qt"))
         self.settings = Settings(library_dir=self.workdir / "library")
         self.app = ensure_app()
+        self.watch_dialogs()
         apply_theme(self.app, self.settings.theme)
         self.app.setWindowIcon(app_icon())
         self.win = MainWindow(self.settings, with_3d=True)
@@ -251,6 +271,9 @@ class _Run:
         return f"3D volume rendering drawn: {share:.0%} of the view, {levels} levels"
 
     def close(self) -> None:
+        if self._watch is not None:
+            self._watch.stop()
+            self._watch = None
         if self.win is None:
             return
         try:
