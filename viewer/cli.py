@@ -87,7 +87,31 @@ def _sub_parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParse
     return out
 
 
-def build_parser() -> argparse.ArgumentParser:
+# What `casebook` (the window) and `casebook --self-test` need: parsing for them loads only these
+# modules, because the other commands' modules import the case store, SQLAlchemy and alembic,
+# seconds on a slow reading-room PC before the first window could appear.
+WINDOW_COMMANDS: tuple[str, ...] = ("gui", "self_test")
+
+
+def _opens_window(argv: Sequence[str]) -> bool:
+    """True when ``argv`` opens the window (no command, ``gui``, ``self-test``, ``--self-test``)
+    and asks for no help or version (those list every command)."""
+    words = list(argv)
+    if any(a in ("-h", "--help", "--version") for a in words):
+        return False
+    i = 0
+    while i < len(words):
+        a = words[i]
+        if a == "--library":
+            i += 2
+            continue
+        if not a.startswith("-"):
+            return a in ("gui", "self-test")
+        i += 1
+    return True
+
+
+def build_parser(modules: Sequence[str] = COMMAND_MODULES) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="casebook",
         description="Casebook: DICOM viewer with offline similar-case search. Without a command it "
@@ -100,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="check this installation (same as `casebook self-test`) and exit")
     _add_global_options(parser, top=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMAND_MODULES:
+    for name in modules:
         module = importlib.import_module(f"casebook.viewer.commands.{name}")
         module.register(sub)
     for sp in _sub_parsers(parser):
@@ -210,7 +234,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     multiprocessing.freeze_support()  # spawned decode workers in a frozen (PyInstaller) bundle
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
+    parser = build_parser(WINDOW_COMMANDS if _opens_window(argv) else COMMAND_MODULES)
     args = parser.parse_args(argv)
     configure_logging(args.verbose)
     if args.library:

@@ -157,14 +157,20 @@ class _Run:
         self.win = MainWindow(self.settings, with_3d=True)
         self.win.resize(1280, 800)
         self.win.show()
+        self.win.refresh_library()  # as `casebook gui` does before its first paint (here: an empty library)
         self.wait(lambda: self.win.windowHandle() is not None and self.win.windowHandle().isExposed(),
                   "the main window did not appear on the screen", timeout_s=60)
         self.app.processEvents()
         since = seconds_since_process_start()
+        cpu = sum(os.times()[:2])
         from casebook.viewer.render.widget import gl_renderer_name
 
         gl = gl_renderer_name(self.win.viewer.viewports["axial"].render_window) or "unknown"
         when = f"{since:.2f} s after the process started" if since is not None else "(process start unknown)"
+        when += f" ({cpu:.2f} s CPU"
+        if hasattr(os, "getloadavg"):
+            when += f", load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+        when += ")"
         where = (f"frozen bundle {Path(sys.executable).parent}" if getattr(sys, "frozen", False)
                  else f"Python {sys.prefix}")
         return f"main window shown {when}; {where}; Qt platform {self.app.platformName()}, OpenGL {gl}"

@@ -58,3 +58,15 @@ def test_self_test_flag_takes_no_command(capsys):
     with pytest.raises(SystemExit) as e:
         main(["--self-test", "ls"])
     assert e.value.code == 2 and "--self-test takes no command" in capsys.readouterr().err
+
+
+def test_window_start_parses_without_the_other_commands():
+    """`casebook`, `casebook gui`, `--self-test` parse with the window's commands only (the others
+    import the case store before the first window); help, version and other commands see all."""
+    from casebook.viewer.cli import _opens_window
+
+    for argv in ([], ["gui"], ["-v", "--library", "/x", "gui", "/data"], ["--self-test"], ["self-test", "--keep", "/k"],
+                 ["--library", "ls"]):
+        assert _opens_window(argv), argv
+    for argv in (["ls"], ["--help"], ["gui", "-h"], ["--version"], ["--self-test", "ls"], ["-v", "ingest", "/x"]):
+        assert not _opens_window(argv), argv
