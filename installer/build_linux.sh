@@ -26,7 +26,7 @@ mkdir -p "$B"
 export PYINSTALLER_CONFIG_DIR="$PWD/$B/pyinstaller-cache"  # PyInstaller's binary cache: per build, never reused
 # the build tools: the `bundle` extra of pyproject.toml
 mapfile -t tools < <("$PY" -c 'import tomllib; [print(r) for r in tomllib.load(open("pyproject.toml","rb"))["project"]["optional-dependencies"]["bundle"]]')
-"$PY" -m pip install -q "${tools[@]}"
+"$PY" -m pip install -q --no-cache-dir "${tools[@]}"
 version=$("$PY" -c 'import tomllib; print(tomllib.load(open("pyproject.toml","rb"))["project"]["version"])')
 
 echo "== staging a normal install of Casebook $version (the compiled search module built for baseline x86-64)"

@@ -29,7 +29,7 @@ rm -rf "$B"; mkdir -p "$B"
 export PYINSTALLER_CONFIG_DIR="$PWD/$B/pyinstaller-cache"
 tools=()
 while IFS= read -r line; do tools+=("$line"); done < <("$PY" -c 'import tomllib; [print(r) for r in tomllib.load(open("pyproject.toml","rb"))["project"]["optional-dependencies"]["bundle"]]')
-"$PY" -m pip install -q "${tools[@]}"
+"$PY" -m pip install -q --no-cache-dir "${tools[@]}"
 version=$("$PY" -c 'import tomllib; print(tomllib.load(open("pyproject.toml","rb"))["project"]["version"])')
 arch=$(uname -m)
 
