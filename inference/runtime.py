@@ -81,16 +81,16 @@ def cuda_device_count() -> int:
 
 
 def available_providers() -> list[str]:
-    """The providers onnxruntime offers here. CUDA only when its provider library is actually
-    beside onnxruntime: the CPU installer bundle ships onnxruntime-gpu without it (270 MB), and
-    asking for CUDA there would print load errors on every PC with an NVIDIA driver."""
+    """The providers onnxruntime offers here. CUDA and TensorRT only when their provider library
+    is actually beside onnxruntime: the CPU installer bundle ships onnxruntime-gpu without them
+    (270 MB), and asking for CUDA there would print load errors on every PC with an NVIDIA driver."""
     import onnxruntime as ort
 
     found = list(ort.get_available_providers())
-    if CUDA in found:
-        capi = Path(ort.__file__).resolve().parent / "capi"
-        if capi.is_dir() and not any(capi.glob("*onnxruntime_providers_cuda*")):
-            found.remove(CUDA)
+    capi = Path(ort.__file__).resolve().parent / "capi"
+    for name, lib in ((CUDA, "cuda"), ("TensorrtExecutionProvider", "tensorrt")):
+        if name in found and capi.is_dir() and not any(capi.glob(f"*onnxruntime_providers_{lib}*")):
+            found.remove(name)
     return found
 
 

@@ -49,6 +49,22 @@ def evict(root: Path) -> int:
     return n
 
 
+def clean_env(home: Path) -> dict[str, str]:
+    """The environment of a fresh user session: system PATH only, a new home, the display."""
+    if sys.platform == "win32":
+        root = os.environ.get("SYSTEMROOT", r"C:\Windows")
+        env = {"SYSTEMROOT": root, "WINDIR": root, "PATH": f"{root}\\System32;{root}",
+               "USERPROFILE": str(home), "APPDATA": str(home / "AppData" / "Roaming"),
+               "LOCALAPPDATA": str(home / "AppData" / "Local"), "TEMP": str(home / "Temp"),
+               "TMP": str(home / "Temp")}
+        for key in ("APPDATA", "LOCALAPPDATA", "TEMP"):
+            Path(env[key]).mkdir(parents=True, exist_ok=True)
+        return env
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(home), "LANG": "C.UTF-8"}
+    env.update({k: os.environ[k] for k in PASSTHROUGH if os.environ.get(k)})
+    return env
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("bundle", type=Path)
@@ -71,8 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         home.mkdir()
         n = evict(dest)
         print(f"{n} files of the copy dropped from the page cache (cold start)")
-        env = {"PATH": "/usr/bin:/bin", "HOME": str(home), "LANG": "C.UTF-8"}
-        env.update({k: os.environ[k] for k in PASSTHROUGH if os.environ.get(k)})
+        env = clean_env(home)
         t0 = time.perf_counter()
         proc = subprocess.Popen([str(dest / exe), "--self-test"], cwd=work, env=env, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True)
@@ -84,6 +99,9 @@ def main(argv: list[str] | None = None) -> int:
         rc = proc.wait()
         wall = time.perf_counter() - t0
         text = "\n".join(lines)
+        if rc == 0 and "frozen bundle" not in text:
+            print("try_bundle: the self-test did not run from the frozen bundle", file=sys.stderr)
+            rc = 1
         m = re.search(r"main window shown ([0-9.]+) s after the process started", text)
         first = float(m.group(1)) if m else None
         figures = {"self_test_rc": rc, "self_test_wall_s": round(wall, 2),
