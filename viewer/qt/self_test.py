@@ -313,6 +313,8 @@ def run_self_test(report: Callable[[StepResult], None] | None = None, *, workdir
                 msg = " ".join(str(exc).split()) or type(exc).__name__
                 if not isinstance(exc, CasebookError):
                     msg = f"{type(exc).__name__}: {msg}"
+                if run.dialogs and run.dialogs[-1] not in msg:
+                    msg += f" (the window said: {run.dialogs[-1]})"
                 detail, ok = msg, False
             res = StepResult(name, ok, detail, time.perf_counter() - t)
             results.append(res)
