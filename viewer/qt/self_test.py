@@ -8,12 +8,14 @@ folder (the user's library, settings and window geometry are never touched):
    the process start to the first window is the cold-start figure of the installer build;
 2. ``library`` a tiny phantom library (4 patients, CT and MR) is written by spawned worker
    processes, which is what a frozen bundle most easily gets wrong (``freeze_support``);
-3. ``import``  it is imported through the window's import path: ingest, embed with the shipped
+3. ``decode``  a JPEG 2000 copy of one CT series, written with the shipped openjpeg encoder,
+   loads to the same voxels (the pixel decoders are plug-ins found by name: a bundle can lose them);
+4. ``import``  it is imported through the window's import path: ingest, embed with the shipped
    default encoder on onnxruntime, build the HNSW index;
-4. ``open``    a stored CT series opens in the viewer;
-5. ``search``  *Find similar* on it returns result cards from the other patients;
-6. ``slice``   the axial view shows the image (read back from the GL buffer, not assumed);
-7. ``3d``      the 3D view shows the volume rendering.
+5. ``open``    a stored CT series opens in the viewer;
+6. ``search``  *Find similar* on it returns result cards from the other patients;
+7. ``slice``   the axial view shows the image (read back from the GL buffer, not assumed);
+8. ``3d``      the 3D view shows the volume rendering.
 
 Each step prints what it checked; the first failure stops the run (later steps depend on it) and
 is named. Steps time out instead of hanging, so a CI job or a remote session always gets an answer.
@@ -36,7 +38,7 @@ from casebook.common.errors import CasebookError
 
 log = logging.getLogger(__name__)
 
-STEPS: tuple[str, ...] = ("window", "library", "import", "open", "search", "slice", "3d")
+STEPS: tuple[str, ...] = ("window", "library", "decode", "import", "open", "search", "slice", "3d")
 
 # the tiny library: small enough for seconds on a 2-core CI runner, varied enough to search
 PATIENTS, SIZE, SLICES = 4, 64, 16
@@ -186,6 +188,29 @@ class _Run:
             raise SelfTestError("the phantom library has no files")
         return (f"{len(self.studies)} studies, {series} series, {files} DICOM files written by 2 spawned "
                 f"worker processes")
+
+    def step_decode(self) -> str:
+        import pydicom
+        from pydicom.uid import JPEG2000Lossless
+
+        from casebook.viewer.core.dicom import load_series
+
+        ct = next((s for st in self.studies for s in st.series if st.modality == "CT" and s.plane == "axial"), None)
+        if ct is None:
+            raise SelfTestError("the phantom library has no axial CT series")
+        out = self.workdir / "j2k"
+        out.mkdir(exist_ok=True)
+        for n, f in enumerate(sorted(ct.files)):
+            ds = pydicom.dcmread(f)
+            try:
+                ds.compress(JPEG2000Lossless)
+            except Exception as exc:  # noqa: BLE001 - pydicom reports a missing encoder in several ways
+                raise SelfTestError(f"JPEG 2000 encoding failed (openjpeg missing?): {exc}") from exc
+            ds.save_as(out / f"{n:04d}.dcm")
+        plain, j2k = load_series(sorted(ct.files)[0].parent), load_series(out)
+        if j2k.shape != plain.shape or not np.array_equal(np.asarray(j2k.voxels), np.asarray(plain.voxels)):
+            raise SelfTestError(f"the JPEG 2000 copy decodes to other voxels ({j2k.shape} vs {plain.shape})")
+        return f"JPEG 2000 lossless copy of a CT series ({len(ct.files)} files) decodes to the same voxels"
 
     def step_import(self) -> str:
         expected = sum(len(st.series) for st in self.studies)
