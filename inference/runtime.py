@@ -81,9 +81,17 @@ def cuda_device_count() -> int:
 
 
 def available_providers() -> list[str]:
+    """The providers onnxruntime offers here. CUDA and TensorRT only when their provider library
+    is actually beside onnxruntime: the CPU installer bundle ships onnxruntime-gpu without them
+    (270 MB), and asking for CUDA there would print load errors on every PC with an NVIDIA driver."""
     import onnxruntime as ort
 
-    return list(ort.get_available_providers())
+    found = list(ort.get_available_providers())
+    capi = Path(ort.__file__).resolve().parent / "capi"
+    for name, lib in ((CUDA, "cuda"), ("TensorrtExecutionProvider", "tensorrt")):
+        if name in found and capi.is_dir() and not any(capi.glob(f"*onnxruntime_providers_{lib}*")):
+            found.remove(name)
+    return found
 
 
 def choose_providers(device: str = "auto") -> tuple[list[str], str]:

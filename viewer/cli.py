@@ -52,6 +52,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "gui",
     "pacs",
     "web",
+    "self_test",
 )
 
 EXIT_OK = 0
@@ -90,7 +91,31 @@ def _sub_parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParse
     return out
 
 
-def build_parser() -> argparse.ArgumentParser:
+# What `casebook` (the window) and `casebook --self-test` need: parsing for them loads only these
+# modules, because the other commands' modules import the case store, SQLAlchemy and alembic,
+# seconds on a slow reading-room PC before the first window could appear.
+WINDOW_COMMANDS: tuple[str, ...] = ("gui", "self_test")
+
+
+def _opens_window(argv: Sequence[str]) -> bool:
+    """True when ``argv`` opens the window (no command, ``gui``, ``self-test``, ``--self-test``)
+    and asks for no help or version (those list every command)."""
+    words = list(argv)
+    if any(a in ("-h", "--help", "--version") for a in words):
+        return False
+    i = 0
+    while i < len(words):
+        a = words[i]
+        if a == "--library":
+            i += 2
+            continue
+        if not a.startswith("-"):
+            return a in ("gui", "self-test")
+        i += 1
+    return True
+
+
+def build_parser(modules: Sequence[str] = COMMAND_MODULES) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="casebook",
         description="Casebook: DICOM viewer with offline similar-case search. Without a command it "
@@ -99,9 +124,11 @@ def build_parser() -> argparse.ArgumentParser:
                "stderr), 70 internal error, 130 cancelled. Settings: see `casebook doctor` and the "
                "README's Settings section.")
     parser.add_argument("--version", action="version", version=f"casebook {_version()}")
+    parser.add_argument("--self-test", action="store_true",
+                        help="check this installation (same as `casebook self-test`) and exit")
     _add_global_options(parser, top=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMAND_MODULES:
+    for name in modules:
         module = importlib.import_module(f"casebook.viewer.commands.{name}")
         module.register(sub)
     for sp in _sub_parsers(parser):
@@ -211,11 +238,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     multiprocessing.freeze_support()  # spawned decode workers in a frozen (PyInstaller) bundle
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
+    parser = build_parser(WINDOW_COMMANDS if _opens_window(argv) else COMMAND_MODULES)
     args = parser.parse_args(argv)
     configure_logging(args.verbose)
     if args.library:
         os.environ["CASEBOOK_LIBRARY"] = args.library
+    if args.self_test:
+        if args.command is not None:
+            parser.error("--self-test takes no command")
+        args = parser.parse_args([*(a for a in argv if a != "--self-test"), "self-test"])
     if args.command is None:
         args = parser.parse_args([*argv, "gui"])
     return run_command(args)
