@@ -20,6 +20,7 @@ from .ingest import IngestMixin, age_years, parse_da
 from .listing import ListingMixin
 from .models import Collection, Embedding, Instance, Model, Report, Series, SourceFile, Study, Tag
 from .queries import QueryMixin, fts_query
+from .registrations import RegistrationsMixin
 from .records import StoreStats
 from .reports import ReportsMixin
 from .sessions import StoreSessions
@@ -27,7 +28,7 @@ from .teaching import TeachingMixin
 
 
 class CaseStore(StoreSessions, IngestMixin, QueryMixin, ListingMixin, ReportsMixin, TeachingMixin,
-                EmbeddingsMixin):
+                EmbeddingsMixin, RegistrationsMixin):
     """Patients, studies, series, reports, tags, teaching fields and embeddings in one SQLite file."""
 
     def stats(self) -> StoreStats:
