@@ -48,6 +48,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "embed",
     "demo",
     "gui",
+    "priors",
+    "register",
 )
 
 EXIT_OK = 0
