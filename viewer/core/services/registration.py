@@ -524,6 +524,20 @@ def rigid_matrix(rotation_deg: tuple[float, float, float] = (0.0, 0.0, 0.0),
     return m
 
 
+def axis_rotation(axis: np.ndarray, angle_deg: float, center: np.ndarray) -> np.ndarray:
+    """A 4x4 rotating by ``angle_deg`` about ``axis`` (LPS) through ``center`` (the reader's nudge)."""
+    a = np.asarray(axis, dtype=np.float64)
+    a = a / (np.linalg.norm(a) or 1.0)
+    t = math.radians(angle_deg)
+    k = np.array([[0, -a[2], a[1]], [a[2], 0, -a[0]], [-a[1], a[0], 0]])
+    r = np.eye(3) + math.sin(t) * k + (1 - math.cos(t)) * (k @ k)
+    c = np.asarray(center, dtype=np.float64)
+    m = np.eye(4)
+    m[:3, :3] = r
+    m[:3, 3] = c - r @ c
+    return m
+
+
 def moved_volume(v: Volume, m: np.ndarray) -> Volume:
     """The same voxels placed elsewhere in the patient: every point p of ``v`` moves to ``m`` p.
 
@@ -553,6 +567,6 @@ def corner_points(v: Volume) -> np.ndarray:
     return v.index_to_lps(ijk)
 
 
-__all__ = ["KINDS", "RegistrationError", "RegistrationOptions", "RegistrationResult", "affine_from_matrix",
+__all__ = ["KINDS", "RegistrationError", "axis_rotation", "RegistrationOptions", "RegistrationResult", "affine_from_matrix",
            "check_registrable", "corner_points", "moved_volume", "normalised_mi", "read_deformable",
            "register_volumes", "rigid_matrix", "software_version", "to_sitk", "transform_error", "volume_from_sitk"]
