@@ -72,6 +72,8 @@ class CompareController(QObject):
         self.dock.setObjectName("priors_dock")
         self.dock.setWidget(self.timeline)
         win.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, self.dock)
+        win.tabifyDockWidget(win.browser_dock, self.dock)
+        win.browser_dock.raise_()
         self.bar = CompareBar(win.analogue_host)
         win.analogue_host.layout().insertWidget(0, self.bar)
         self.bar.hide()
@@ -123,6 +125,9 @@ class CompareController(QObject):
         a = self.dock.toggleViewAction()
         a.setText("Priors panel")
         pm.addAction(a)
+        view_menu = next((x.menu() for x in w.menuBar().actions() if x.text() == "&View"), None)
+        if view_menu is not None:
+            view_menu.addAction(a)
         w.panel_actions["Priors"] = a
 
     # -- timeline ----------------------------------------------------------------------------------
@@ -425,6 +430,7 @@ class CompareController(QObject):
                                             "The analogue's patient has no later study in the library."),
                                   mode="follow-up")
         self.dock.show()
+        self.dock.raise_()
         return entries
 
     def open_follow_up(self, study_id: int, series_id: int) -> workers.FunctionWorker:
