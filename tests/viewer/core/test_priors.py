@@ -3,8 +3,6 @@ the name + birth date fallback, and the CLI (`casebook priors`, `casebook regist
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +17,6 @@ from casebook.viewer.core.services.priors import (PriorsError, find_priors, foll
                                                    open_pair)
 from casebook.viewer.core.services.registration import RegistrationOptions
 
-REPO = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(scope="module")
@@ -192,14 +189,21 @@ def test_interval_text() -> None:
     assert interval_text(400) == "1 year 1 month before"
 
 
-def _cli(*args: str, lib: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "casebook.viewer.cli", "--library", str(lib), *args],
-                          capture_output=True, text=True, timeout=120, cwd=REPO)
+def _cli(capsys: pytest.CaptureFixture, *args: str, lib: Path) -> tuple[int, str, str]:
+    """The real command line, in this process (the wrapper, exit codes and output as a shell sees them)."""
+    from casebook.viewer.cli import main
+
+    capsys.readouterr()
+    rc = main(["--library", str(lib), *args])
+    out = capsys.readouterr()
+    return rc, out.out, out.err
 
 
-def test_cli_priors_and_register_refusals(tmp_path: Path, need_shared) -> None:
+def test_cli_priors_and_register_refusals(tmp_path: Path, need_shared, capsys, monkeypatch) -> None:
+    monkeypatch.setenv("CASEBOOK_CONFIG", str(tmp_path / "settings.toml"))
     src = need_shared("temporal", "covid19_ny_sbu", "data-sample", "A002304")
     lib = tmp_path / "lib"
+    monkeypatch.setenv("CASEBOOK_LIBRARY", str(lib))  # main() sets it; restored after the test
     lib.mkdir()
     store = CaseStore.open(lib / "casebook.sqlite")
     try:
@@ -209,12 +213,12 @@ def test_cli_priors_and_register_refusals(tmp_path: Path, need_shared) -> None:
         prior = find_priors(store, later.id)[0].best.series.id
     finally:
         store.close()
-    r = _cli("priors", str(later.id), lib=lib)
-    assert r.returncode == 0, r.stderr
-    assert "1 other study of the patient" in r.stdout and "before" in r.stdout and "patient id" in r.stdout
-    r = _cli("priors", later.study_uid, "--json", lib=lib)
-    assert r.returncode == 0 and '"relation": "prior"' in r.stdout
-    r = _cli("priors", "99999", lib=lib)
-    assert r.returncode == 2 and "study 99999" in r.stderr
-    r = _cli("register", str(cur), str(prior), lib=lib)
-    assert r.returncode == 2 and "single slice" in r.stderr
+    rc, out, err = _cli(capsys, "priors", str(later.id), lib=lib)
+    assert rc == 0, err
+    assert "1 other study of the patient" in out and "before" in out and "patient id" in out
+    rc, out, _err = _cli(capsys, "priors", later.study_uid, "--json", lib=lib)
+    assert rc == 0 and '"relation": "prior"' in out
+    rc, _out, err = _cli(capsys, "priors", "99999", lib=lib)
+    assert rc == 2 and "study 99999" in err
+    rc, _out, err = _cli(capsys, "register", str(cur), str(prior), lib=lib)
+    assert rc == 2 and "single slice" in err

@@ -173,6 +173,9 @@ class CompareController(QObject):
         if cur is None or self.win.state.volume is None:
             self._say("Open a study from the library first: priors are found in the library.")
             return None
+        if self.win.state.loading_fraction < 1.0:
+            self._say("The study is still loading: compare once all its slices are in.")
+            return None
         if series_id is None:
             e = self.timeline.selected_entry()
             if e is None:
@@ -278,7 +281,7 @@ class CompareController(QObject):
     def set_mode(self, mode: str, alpha: float | None = None) -> None:
         """Prior, fade, checkerboard or subtraction in the right pane (the last three on the
         current's grid, linked one to one; the subtraction keeps its own window)."""
-        if not self.active or self.current is None or self.prior is None:
+        if not self.active or self.current is None or self.prior is None or not self.win.analogue_host.isVisible():
             return
         if mode != "prior" and self.matrix is None:
             self._say("Fade, checkerboard and subtraction need a registered prior.")
