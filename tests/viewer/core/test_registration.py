@@ -135,3 +135,15 @@ def test_affine_on_request_and_bad_options(brain: Path) -> None:
     assert err_mm <= 2.0, r.summary()
     with pytest.raises(RegistrationError, match="kind must be one of"):
         RegistrationOptions(kind="elastic")
+
+
+def test_deformable_on_request_improves_the_difference(brain: Path) -> None:
+    from casebook.viewer.core.services.compare import resample_prior, subtraction
+
+    current = volume_from_sitk(_read(brain / "08", "Post_Scan_T1"), modality="MR")
+    prior = volume_from_sitk(_read(brain / "08", "Pre_Scan_T1"), modality="MR")
+    r = register_volumes(current, prior, RegistrationOptions(deformable=True, bspline_iterations=8, **FAST))
+    assert r.deformable.startswith("#Insight Transform File")
+    rigid = np.abs(subtraction(current, resample_prior(current, prior, r.matrix)).voxels).mean()
+    warped = np.abs(subtraction(current, resample_prior(current, prior, r.matrix, r.deformable)).voxels).mean()
+    assert warped < rigid

@@ -70,6 +70,7 @@ class RegistrationOptions:
     # the finest level is never sampled finer than this (mm): a 0.5 mm CT registers to well below
     # 1 mm at 1.5 mm and four times faster
     max_resolution_mm: float = 2.0
+    bspline_iterations: int = 50  # L-BFGS-B iterations per level of the optional B-spline
     threads: int | None = None  # None: SimpleITK's default (all cores)
     seed: int = 20261201
 
@@ -338,7 +339,17 @@ def register_volumes(current: Volume, prior: Volume, options: RegistrationOption
         total = opt.iterations * len(opt.levels)
         state = {"it": 0, "level": 0, "cancelled": False}
         tx: Any = init_tx
-        metric_before = float("nan")
+        # the metric at the start, on the finest level (the one the final value is measured on)
+        f_fine = _level_image(fixed, opt.levels[-1], opt.smoothing_mm[-1])
+        m_fine = _level_image(moving, opt.levels[-1], opt.smoothing_mm[-1])
+        fine_mask = None if mask is None else sitk.Resample(mask, f_fine, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
+        probe = _method(opt, fine_mask, 1.0, int(np.prod(f_fine.GetSize())), opt.samples[-1])
+        probe.SetInitialTransform(init_tx, inPlace=False)
+        try:
+            metric_before = float(probe.MetricEvaluate(f_fine, m_fine))
+        except RuntimeError as exc:
+            raise RegistrationError(f"the {_describe(prior, 'prior')} and the {_describe(current, 'current')} do not "
+                                    f"overlap at the start: {_first_line(exc)}") from None
         stop = ""
         metric = float("nan")
         for level, (factor, sigma) in enumerate(zip(opt.levels, opt.smoothing_mm)):
@@ -363,8 +374,6 @@ def register_volumes(current: Volume, prior: Volume, options: RegistrationOption
 
             reg.AddCommand(sitk.sitkIterationEvent, on_iteration)
             try:
-                if level == 0:
-                    metric_before = float(reg.MetricEvaluate(f_img, m_img))
                 out_tx = reg.Execute(f_img, m_img)
             except RuntimeError as exc:
                 raise RegistrationError(f"registering the {_describe(prior, 'prior')} to the "
@@ -465,7 +474,7 @@ def _bspline(fixed: Any, moving: Any, linear: Any, mask: Any, opt: RegistrationO
     if mask is not None:
         reg.SetMetricFixedMask(mask)
     reg.SetInterpolator(sitk.sitkLinear)
-    reg.SetOptimizerAsLBFGSB(gradientConvergenceTolerance=1e-5, numberOfIterations=50)
+    reg.SetOptimizerAsLBFGSB(gradientConvergenceTolerance=1e-5, numberOfIterations=int(opt.bspline_iterations))
     reg.SetShrinkFactorsPerLevel([2, 1])
     reg.SetSmoothingSigmasPerLevel([1.0, 0.0])
     reg.SmoothingSigmasAreSpecifiedInPhysicalUnitsOn()

@@ -85,6 +85,7 @@ class CompareController(QObject):
         self.ids: tuple[int, int, str] | None = None  # current series, prior series, kind (stored)
         self.days: int | None = None
         self.mode = "prior"
+        self.deformable = ""  # a stored B-spline (after the matrix), used by the compare views
         self._registered: Volume | None = None
         self._pairs: list[tuple[Measurement, Measurement]] = []  # (on prior, on current)
         self._worker: workers.FunctionWorker | None = None
@@ -216,10 +217,11 @@ class CompareController(QObject):
         rec = pair.registration
         self.ids = (current_series_id, prior_series_id, rec.kind) if rec is not None else None
         self.nudge = rec.nudge.copy() if rec is not None and rec.nudge is not None else np.eye(4)
-        self.show_pair(pair.current, pair.prior, None if rec is None else rec.matrix, pair.message)
+        self.show_pair(pair.current, pair.prior, None if rec is None else rec.matrix, pair.message,
+                       deformable=rec.deformable if rec is not None else "")
 
     def show_pair(self, current: Volume, prior: Volume, matrix: np.ndarray | None, message: str,
-                  days: int | None = None) -> None:
+                  days: int | None = None, deformable: str = "") -> None:
         """The compare layout (hanging protocol): both panes one view of the current's active plane,
         the same window/level, the prior on the same anatomy through ``matrix`` (None: unlinked)."""
         w = self.win
@@ -227,6 +229,7 @@ class CompareController(QObject):
             self.days = days
         self.current, self.prior, self.matrix = current, prior, None if matrix is None else np.asarray(matrix)
         self._registered = None
+        self.deformable = deformable
         self._pairs = []
         self.mode = "prior"
         if w.link is not None:
@@ -304,7 +307,9 @@ class CompareController(QObject):
         QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
         try:
             if self._registered is None:
-                self._registered = resample_prior(self.current, self.prior, self.effective)
+                # the B-spline was fitted after the computed matrix: it holds only while not nudged
+                bs = self.deformable if np.allclose(self.nudge, np.eye(4)) else ""
+                self._registered = resample_prior(self.current, self.prior, self.effective, bs)
             a = alpha if alpha is not None else self.bar.fade.value() / 100.0
             vol = compare_volume(mode, self.current, self._registered, alpha=a)
         except CompareError as exc:
