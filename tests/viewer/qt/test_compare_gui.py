@@ -190,3 +190,23 @@ def test_single_slice_prior_from_the_library_opens_unlinked(qtbot, settings, nee
     assert not ctl.bar.copy_button.isEnabled()
     ctl.set_mode("subtraction")  # refused with a message, nothing breaks
     assert "need a registered prior" in ctl.timeline.status.text()
+    win.close_analogue()
+    # follow-up of an analogue: the earlier study open as a similar case lists its later study
+    from casebook.viewer.core.services.library import load_stored_volume
+
+    store = CaseStore.open(settings.database_path)
+    try:
+        earlier = min(store.list_studies(), key=lambda s: s.study_date)
+        vol = load_stored_volume(store, store.list_series(study_id=earlier.id)[0].id)
+    finally:
+        store.close()
+    win.open_analogue(vol, "<p>a similar case</p>")
+    assert not ctl.bar.isVisible()
+    entries = ctl.show_follow_ups()
+    assert [e.study.id for e in entries] == [later.id] and ctl.timeline.mode == "follow-up"
+    assert ctl.timeline.compare_button.text() == "Open follow-up"
+    assert "later" in ctl.timeline.tree.topLevelItem(0).text(1)
+    with qtbot.waitSignal(ctl.timeline.follow_up_requested, timeout=5000):
+        ctl.timeline.compare_button.click()
+    qtbot.waitUntil(lambda: "Follow-up of the analogue" in win.report.toPlainText(), timeout=30000)
+    assert win.analogue.state.volume.study_uid == later.study_uid
