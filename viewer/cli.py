@@ -53,6 +53,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "pacs",
     "web",
     "self_test",
+    "priors",
+    "register",
 )
 
 EXIT_OK = 0

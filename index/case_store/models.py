@@ -445,3 +445,31 @@ class RetiredEmbedding(Base):
     label: Mapped[int] = mapped_column(Integer, primary_key=True)
     vector: Mapped[bytes] = mapped_column(LargeBinary)
     retired: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
+
+
+# ---------------------------------------------------------------- migration 0006: registrations of priors
+
+
+class Registration(Base):
+    """A prior series registered to a current one: ``matrix`` maps the fixed (current) series'
+    LPS mm to the moving (prior) series' LPS mm; ``nudge`` is the reader's correction on top."""
+
+    __tablename__ = "registration"
+    __table_args__ = (UniqueConstraint("fixed_series_id", "moving_series_id", "kind",
+                                       name="uq_registration_fixed_series_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    fixed_series_id: Mapped[int] = mapped_column(ForeignKey("series.id", ondelete="CASCADE"), index=True)
+    moving_series_id: Mapped[int] = mapped_column(ForeignKey("series.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String)  # rigid | affine | bspline
+    matrix: Mapped[str] = mapped_column(Text)  # 16 numbers, JSON, row-major 4x4
+    nudge: Mapped[str] = mapped_column(Text, default="")  # "" or 16 numbers (applied after matrix)
+    metric: Mapped[float | None] = mapped_column(Float, nullable=True)  # final Mattes MI (lower is better)
+    quality: Mapped[float | None] = mapped_column(Float, nullable=True)  # correlation after, -1..1
+    overlap: Mapped[float | None] = mapped_column(Float, nullable=True)  # fraction of fixed inside moving
+    iterations: Mapped[int] = mapped_column(Integer, default=0)
+    seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    software: Mapped[str] = mapped_column(String, default="")  # "SimpleITK 2.5.7; casebook 0.x"
+    deformable: Mapped[str] = mapped_column(Text, default="")  # B-spline transform (ITK text) or ""
+    created: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)

@@ -17,11 +17,12 @@ from sqlalchemy import func, or_, select, text
 from . import migrate as _migrate
 from .embeddings import EmbeddingSet, EmbeddingsMixin, StoreEmbeddingSource
 from .ingest import IngestMixin, age_years, parse_da
+from .labels import LabelsMixin
 from .listing import ListingMixin
 from .models import Collection, Embedding, Instance, Model, Report, Series, SourceFile, Study, Tag
 from .queries import QueryMixin, fts_query
 from .records import StoreStats
-from .labels import LabelsMixin
+from .registrations import RegistrationsMixin
 from .remote import RemoteMixin
 from .removal import RemovalMixin
 from .report_documents import ReportDocumentsMixin
@@ -32,7 +33,8 @@ from .vocabulary import VocabularyMixin
 
 
 class CaseStore(StoreSessions, IngestMixin, QueryMixin, ListingMixin, ReportsMixin, TeachingMixin,
-                EmbeddingsMixin, RemoteMixin, ReportDocumentsMixin, LabelsMixin, VocabularyMixin, RemovalMixin):
+                EmbeddingsMixin, RemoteMixin, ReportDocumentsMixin, LabelsMixin, VocabularyMixin, RemovalMixin,
+                RegistrationsMixin):
     """Patients, studies, series, reports, tags, teaching fields and embeddings in one SQLite file."""
 
     def stats(self) -> StoreStats:

@@ -67,6 +67,8 @@ class Settings:
     device: str = "auto"  # auto | cpu | cuda
     ingest_workers: int = 0  # 0: one per CPU core
     theme: str = "dark"  # dark | light (the reading room's lights are low)
+    # priors: also match another Patient ID with the same name and birth date (shown as such)
+    priors_name_birth_fallback: bool = False
     search: SearchSettings = field(default_factory=SearchSettings)
     pacs: PacsSettings = field(default_factory=PacsSettings)
 
@@ -89,6 +91,7 @@ class Settings:
             f'device = "{_esc(self.device)}"',
             f"ingest_workers = {self.ingest_workers}",
             f'theme = "{_esc(self.theme)}"',
+            f"priors_name_birth_fallback = {_toml_value(self.priors_name_birth_fallback)}",
             "",
             "[search]",
         ]
@@ -173,6 +176,8 @@ KEYS: tuple[Key, ...] = (
         env="CASEBOOK_INGEST_WORKERS", min=0, max=256),
     Key("theme", str, "window colours: dark (reading room) or light", env="CASEBOOK_THEME",
         choices=("dark", "light")),
+    Key("priors_name_birth_fallback", bool, "priors: also count studies of another Patient ID with the same "
+        "name and birth date (marked 'name + birth date')", env="CASEBOOK_PRIORS_NAME_BIRTH"),
     Key("search.top_k", int, "results per search", env="CASEBOOK_TOP_K", min=1, max=1000),
     Key("search.exclude_same_patient", bool, "leave out the query patient's own cases"),
     Key("search.exclude_same_study", bool, "leave out other series of the query's study"),

@@ -97,6 +97,7 @@ class MainWindow(QMainWindow):
         from .controllers.study_panel import install as install_study_panel
 
         install_study_panel(self)  # the open study's report and labels (self.study_panel_controller)
+        self._install_compare()
         self._restore_geometry()
         self.viewer.focus_view()
 
@@ -191,6 +192,12 @@ class MainWindow(QMainWindow):
         self._act("Close analogue", "Ctrl+W", self.close_analogue, sm)
         hm = mb.addMenu("&Help")
         self._act("Keyboard shortcuts", "F1", self.show_help, hm)
+
+    def _install_compare(self) -> None:
+        """Priors timeline, compare layout and the Priors menu (controllers/compare.py)."""
+        from .controllers.compare import install_compare
+
+        self.compare_controller = install_compare(self)
 
     def _toggle_crosshair(self) -> None:
         self.state.set_crosshair_visible(not self.state.show_crosshair)

@@ -4,9 +4,10 @@ A study and its analogue from another patient are linked by *position*: the same
 slice normal from the matched slices the reader aligned them on (:class:`PositionLink`), at the
 same physical scale (:class:`PhysicalCameraLink`) and window/level (:func:`analogue_links`); the
 plain slice-delta and zoom-factor links stay for views of the same grid. A study and
-its prior of the same patient will be linked through a registration transform: that is
+its prior of the same patient is linked through a registration transform: that is
 :class:`TransformLink`, one more link in the same :class:`StateLink`, mapping the crosshair
-through a 4x4 LPS matrix instead of counting slices.
+(and so the slice of every view) through a 4x4 LPS matrix instead of counting slices;
+:func:`registered_links` is the whole set for a registered pair.
 """
 from __future__ import annotations
 
@@ -207,20 +208,51 @@ class TransformLink(Link):
 
     def __init__(self, a_to_b: np.ndarray) -> None:
         super().__init__()
+        self._states: tuple[ViewerState, ViewerState] | None = None
+        self._guard: _Guard | None = None
+        self.set_matrix(a_to_b)
+
+    def set_matrix(self, a_to_b: np.ndarray) -> None:
+        """A new transform (the reader nudged it): ``b`` moves to the anatomy under ``a``'s crosshair."""
         m = np.asarray(a_to_b, dtype=np.float64)
-        if m.shape != (4, 4):
-            raise ViewStateError(f"a registration transform is a 4x4 matrix, got shape {m.shape}")
-        self.a_to_b = m
-        self.b_to_a = np.linalg.inv(m)
+        if m.shape != (4, 4) or not np.all(np.isfinite(m)):
+            raise ViewStateError(f"a registration transform is a finite 4x4 matrix, got shape {m.shape}")
+        try:
+            inv = np.linalg.inv(m)
+        except np.linalg.LinAlgError:
+            raise ViewStateError("a registration transform must be invertible") from None
+        self.a_to_b, self.b_to_a = m, inv
+        if self._states is not None:
+            self.resync()
+
+    def map_a_to_b(self, lps: np.ndarray) -> np.ndarray:
+        """A point of ``a`` (LPS mm) at the same anatomy in ``b``."""
+        return self._apply(self.a_to_b, lps)
+
+    def map_b_to_a(self, lps: np.ndarray) -> np.ndarray:
+        return self._apply(self.b_to_a, lps)
+
+    def resync(self) -> None:
+        """Bring ``b`` to the anatomy under ``a``'s crosshair (after a new matrix or volume)."""
+        if self._states is None or self._guard is None:
+            return
+        a, b = self._states
+        if a.geometry is not None and b.geometry is not None:
+            self._guard.run(lambda: b.set_crosshair_lps(self._apply(self.a_to_b, a.crosshair_lps)))
 
     @staticmethod
     def _apply(m: np.ndarray, lps: np.ndarray) -> np.ndarray:
         return m[:3, :3] @ np.asarray(lps, dtype=np.float64) + m[:3, 3]
 
     def attach(self, a: ViewerState, b: ViewerState, guard: _Guard) -> None:
+        self._states, self._guard = (a, b), guard
         self._hook(a.events.crosshair, lambda lps: guard.run(lambda: b.set_crosshair_lps(self._apply(self.a_to_b, lps))))
         self._hook(b.events.crosshair, lambda lps: guard.run(lambda: a.set_crosshair_lps(self._apply(self.b_to_a, lps))))
-        guard.run(lambda: b.set_crosshair_lps(self._apply(self.a_to_b, a.crosshair_lps)))
+        self.resync()
+
+    def detach(self) -> None:
+        super().detach()
+        self._states = None
 
 
 class StateLink:
@@ -274,5 +306,20 @@ def analogue_links(view_size: ViewSize | None = None) -> list[Link]:
     return [PositionLink(), PhysicalCameraLink(view_size), WindowLink()]
 
 
+def registered_links(a_to_b: np.ndarray, view_size: ViewSize | None = None) -> list[Link]:
+    """A study beside its registered prior: the same anatomy through the transform in every plane
+    (crosshair, hence every view's slice), the same physical scale and pan, the same window.
+
+    The prior's pan follows in mm of the view; for the small rotations of a rigid registration of
+    one patient that is the same anatomy to well under a pixel of a fitted view.
+    """
+    return [TransformLink(a_to_b), PhysicalCameraLink(view_size), WindowLink()]
+
+
+def transform_link(link: "StateLink") -> TransformLink | None:
+    """The :class:`TransformLink` of a state link, if it has one (to nudge its matrix)."""
+    return next((k for k in link.links if isinstance(k, TransformLink)), None)
+
+
 __all__ = ["CameraLink", "Link", "PhysicalCameraLink", "PositionLink", "ScrollDeltaLink", "StateLink",
-           "TransformLink", "ViewSize", "WindowLink", "analogue_links"]
+           "TransformLink", "ViewSize", "WindowLink", "analogue_links", "registered_links", "transform_link"]
