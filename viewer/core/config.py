@@ -45,6 +45,15 @@ class SearchSettings:
 
 
 @dataclass
+class LimitSettings:
+    """Caps checked before a file's pixels are allocated (a hostile header must not exhaust memory)."""
+
+    max_dimension: int = 32768  # Rows or Columns of one image
+    max_frames: int = 65536  # frames of one file
+    max_voxels: int = 2_147_483_648  # voxels of one file or one loaded stack (2^31: 4 GiB of int16)
+
+
+@dataclass
 class Settings:
     """All user-tunable settings of Casebook."""
 
@@ -54,6 +63,7 @@ class Settings:
     ingest_workers: int = 0  # 0: one per CPU core
     theme: str = "dark"  # dark | light (the reading room's lights are low)
     search: SearchSettings = field(default_factory=SearchSettings)
+    limits: LimitSettings = field(default_factory=LimitSettings)
 
     @property
     def database_path(self) -> Path:
@@ -79,6 +89,9 @@ class Settings:
         ]
         for f in fields(SearchSettings):
             lines.append(f"{f.name} = {_toml_value(getattr(self.search, f.name))}")
+        lines += ["", "[limits]"]
+        for f in fields(LimitSettings):
+            lines.append(f"{f.name} = {_toml_value(getattr(self.limits, f.name))}")
         return "\n".join(lines) + "\n"
 
     def save(self, path: Path | None = None) -> Path:
@@ -158,6 +171,12 @@ KEYS: tuple[Key, ...] = (
     Key("search.exclude_same_patient", bool, "leave out the query patient's own cases"),
     Key("search.exclude_same_study", bool, "leave out other series of the query's study"),
     Key("search.min_score", float, "hide results scoring below this (0 to 1)", min=0.0, max=1.0),
+    Key("limits.max_dimension", int, "largest Rows or Columns of an image read; larger files are refused",
+        env="CASEBOOK_MAX_DIMENSION", min=1, max=1 << 20),
+    Key("limits.max_frames", int, "most frames of one file read; more are refused", env="CASEBOOK_MAX_FRAMES",
+        min=1, max=1 << 24),
+    Key("limits.max_voxels", int, "most voxels of one file or one loaded series; more are refused before "
+        "memory is allocated", env="CASEBOOK_MAX_VOXELS", min=1, max=1 << 40),
 )
 
 # Environment variables that are not settings-file keys, checked the same way at start-up.
@@ -248,5 +267,5 @@ def _toml_value(v: Any) -> str:
     return f'"{_esc(str(v))}"'
 
 
-__all__ = ["ENV_ONLY", "KEYS", "Key", "Settings", "SearchSettings", "check_environment", "config_file",
+__all__ = ["ENV_ONLY", "KEYS", "Key", "LimitSettings", "Settings", "SearchSettings", "check_environment", "config_file",
            "load_settings"]
