@@ -45,6 +45,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "train_encoder",
     "model",
     "doctor",
+    "check",
     "embed",
     "demo",
     "gui",
