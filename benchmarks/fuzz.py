@@ -56,6 +56,18 @@ def _reset_peak() -> None:
         pass
 
 
+_STORE = None
+
+
+def _store(store_dir: Path):  # noqa: ANN202 - one store per child, opened once (as a GUI session does)
+    global _STORE
+    if _STORE is None:
+        from casebook.index.case_store.store import CaseStore
+
+        _STORE = CaseStore.open(store_dir / "casebook.sqlite", create=True)
+    return _STORE
+
+
 def run_variant(path: Path, store_dir: Path | None) -> tuple[str, str]:
     """Scan, load (and optionally ingest) one file; (outcome, detail)."""
     from casebook.common.errors import CasebookError
@@ -76,16 +88,9 @@ def run_variant(path: Path, store_dir: Path | None) -> tuple[str, str]:
             except CasebookError as exc:
                 errors.append(str(exc))
         if store_dir is not None:
-            from casebook.index.case_store.store import CaseStore
             from casebook.viewer.core.services.ingest import ingest
 
-            store = CaseStore.open(store_dir / "casebook.sqlite", create=True)
-            try:
-                ingest([path], store, workers=1, rescan=True)
-            finally:
-                close = getattr(store, "close", None)
-                if close:
-                    close()
+            ingest([path], _store(store_dir), workers=1, rescan=True)
         if loaded:
             return "loaded", ""
         if errors:
@@ -108,6 +113,8 @@ def child_main(corpus_json: str, work: str, ingest_every: int) -> None:
     workdir = Path(work)
     store_dir = workdir / "library"
     store_dir.mkdir(parents=True, exist_ok=True)
+    if ingest_every:
+        _store(store_dir)  # created and migrated before the first variant's clock starts
     out = sys.stdout
     sys.stdout = sys.stderr  # nothing but results on the pipe
     for line in sys.stdin:

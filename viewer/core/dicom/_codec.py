@@ -554,8 +554,8 @@ def _decode_file_in_worker(path: str) -> tuple[bool, Any]:
     from ..errors import DicomReadError
     from .pixels import _decode_file
 
-    try:
-        return True, _decode_file(Path(path))[0]
+    try:  # only what the application's process may not run: the others already failed there
+        return True, _decode_file(Path(path), only=_UNSAFE_PLUGINS[0])[0]
     except DicomReadError as exc:
         return False, exc.reason
     except Exception as exc:  # noqa: BLE001 - any decoder failure is this file's problem

@@ -94,6 +94,8 @@ def load_volume(stack: SeriesStack, *, progress: ProgressCallback | None = None,
         if shm is not None:
             raw = None  # type: ignore[assignment]
             voxels = shm.finish(voxels)
+    if stack.extra.get("missing_files"):
+        rep.warnings.append(stack.extra["missing_files"])
     if pre_bad:
         rep.warnings.extend(f"skipped {Path(e.path).name}: {e.reason}" for e in pre_bad)
         log.warning("%s: %d slices refused before decoding, loaded the rest", log_ref(stack.key), len(pre_bad))

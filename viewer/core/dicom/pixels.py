@@ -119,7 +119,11 @@ def clear_gz_cache() -> None:
         _GZ_CACHE.clear()
 
 
-def _pixel_array(ds: Any, ts: str) -> np.ndarray:
+def _pixel_array(ds: Any, ts: str, only: str | None = None) -> np.ndarray:
+    if only:
+        from pydicom.pixels import pixel_array
+
+        return pixel_array(ds, decoding_plugin=only)
     first = _codec.first_plugin(ts)
     if first:
         from pydicom.pixels import pixel_array
@@ -131,11 +135,11 @@ def _pixel_array(ds: Any, ts: str) -> np.ndarray:
     return ds.pixel_array
 
 
-def _decode_file(path: Path) -> tuple[np.ndarray, Any]:
+def _decode_file(path: Path, only: str | None = None) -> tuple[np.ndarray, Any]:
     """Decode every frame of one file with pydicom's plugins (pylibjpeg, ...; GDCM only in a
     decode worker process). Every failure is a :class:`DicomReadError` naming the file."""
     try:
-        return _decode_file_checked(path)
+        return _decode_file_checked(path, only)
     except DicomReadError as exc:
         if (_codec._IN_WORKER or isinstance(exc, LimitExceeded) or not exc.reason.startswith(_DECODER_FAILED)):
             raise
@@ -195,7 +199,7 @@ def _check_dataset(ds: Any, ts: str, path: Path) -> None:
                                    f"of {rows}x{cols}x{spp} at {ba} bits")
 
 
-def _decode_file_checked(path: Path) -> tuple[np.ndarray, Any]:
+def _decode_file_checked(path: Path, only: str | None = None) -> tuple[np.ndarray, Any]:
     import pydicom
 
     _codec.protect_process()
@@ -209,7 +213,7 @@ def _decode_file_checked(path: Path) -> tuple[np.ndarray, Any]:
             ts = _infer_native_syntax(ds, path)
         _check_dataset(ds, ts, path)
         try:
-            arr = _pixel_array(ds, ts)
+            arr = _pixel_array(ds, ts, only)
         except NotImplementedError as exc:
             raise UnsupportedTransferSyntaxError(path, f"no installed codec decodes transfer syntax {ts}: {exc}") from exc
         except (RuntimeError, ValueError) as exc:
@@ -219,7 +223,9 @@ def _decode_file_checked(path: Path) -> tuple[np.ndarray, Any]:
                 raise UnsupportedTransferSyntaxError(path, f"cannot decode transfer syntax {ts}: {msg}") from exc
             if "length" in low or "truncat" in low or "short" in low or "buffer" in low or "expected" in low:
                 raise DicomReadError(path, f"truncated or corrupt pixel data: {msg}") from exc
-            raise _DecoderFailed(path, f"{_DECODER_FAILED}: {msg}", ts) from exc
+            if "all available plugins" in low:  # the plugins ran and refused: GDCM may be tried
+                raise _DecoderFailed(path, f"{_DECODER_FAILED}: {msg}", ts) from exc
+            raise DicomReadError(path, f"{_DECODER_FAILED}: {msg}") from exc
         except EOFError as exc:
             raise DicomReadError(path, f"truncated pixel data: {exc}") from exc
         except (StopIteration, struct.error, SystemError, MemoryError, KeyError, IndexError, TypeError,
