@@ -350,6 +350,14 @@ def protect_process() -> None:
                     decoder.remove_plugin(label)
                 except ValueError:
                     pass
+            if ts in _J2K_SYNTAXES and "pylibjpeg" in decoder.available_plugins:
+                # Pillow decodes JPEG 2000 with the same OpenJPEG that pylibjpeg-openjpeg wraps, so
+                # after pylibjpeg refused a stream it only repeats the work, at worst for minutes
+                # on a damaged 4-megapixel frame.
+                try:
+                    decoder.remove_plugin("pillow")
+                except ValueError:
+                    pass
         _PROTECTED = True
 
 
@@ -374,6 +382,7 @@ _POOL_LOCK = threading.Lock()
 _POOL_BROKEN = False
 _POOL_FAILURES = 0
 _MAX_POOL_FAILURES = 3  # a worker killed once (out of memory, a crashing codec) is not a verdict
+_POOL_PROVEN = False  # a worker has answered in this session: a later death is the data's fault
 
 
 def pool_workers() -> int:
@@ -537,13 +546,18 @@ def decode_file_protected(path: Path) -> Any:
     pool = get_pool()
     if pool is None:
         return None
+    global _POOL_PROVEN
     try:
         fut = pool.submit(_decode_file_in_worker, str(path))
         ok, result = fut.result()
     except BrokenProcessPool as exc:
+        if not _POOL_PROVEN:  # workers that never answered: the machine, not this file
+            pool_failed(exc)
+            return None
         pool_failed(exc, by_data=True)
         raise DicomReadError(path, "the decoder crashed on this file's pixel data (in a worker process; "
                                    "the file is corrupt or hostile)") from exc
+    _POOL_PROVEN = True
     if not ok:
         raise DicomReadError(path, result)
     return result

@@ -454,8 +454,9 @@ def _decode_all(raw: np.ndarray, headers: list[InstanceHeader], color: bool, cac
                     ks = chunk_of[fut]
                     try:
                         failed = fut.result()
+                        _codec._POOL_PROVEN = True
                     except BrokenProcessPool as exc:  # a codec crashed a worker: these slices retry in threads
-                        _codec.pool_failed(exc, by_data=done > 0)
+                        _codec.pool_failed(exc, by_data=_codec._POOL_PROVEN)
                         failed = ks
                     except Exception as exc:  # noqa: BLE001 - e.g. a pickling problem: retry in threads
                         log.warning("decode worker failed (%s): retrying its slices in threads", type(exc).__name__)
