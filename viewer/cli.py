@@ -215,7 +215,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.environ["CASEBOOK_LIBRARY"] = args.library
     if args.command is None:
         args = parser.parse_args([*argv, "gui"])
-    return run_command(args)
+    rc = run_command(args)
+    try:  # output still buffered for a reader that has gone (`| head`): end quietly, not at exit
+        sys.stdout.flush()
+    except (BrokenPipeError, ValueError):
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+    return rc
 
 
 if __name__ == "__main__":  # pragma: no cover
