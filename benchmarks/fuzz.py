@@ -174,7 +174,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--kill-after", type=float, default=60.0)
     ap.add_argument("--as-limit-mb", type=int, default=6144, help="address-space cap of each child (safety net)")
     ap.add_argument("--json", type=Path, default=None, help="write every variant's row here")
+    ap.add_argument("--rows", type=Path, default=None,
+                    help="append each variant's row to this JSON-lines file as it finishes (a stopped run keeps them)")
+    ap.add_argument("--summarize", type=Path, default=None, help="only print the summary of a --rows file")
     args = ap.parse_args(argv)
+    if args.summarize:
+        rows = [json.loads(line) for line in args.summarize.read_text().splitlines() if line.strip()]
+        shared = Path(os.environ.get("CASEBOOK_SHARED", HERE.parent.parent / "shared")) / "data"
+        files = dm.corpus(shared, args.files) or [Path(f"file {i}") for i in range(1 + max(r["file"] for r in rows))]
+        return _summary(rows, files, sorted(dm.FAMILIES), args, 0.0, args.workers)
 
     shared = Path(os.environ.get("CASEBOOK_SHARED", HERE.parent.parent / "shared")) / "data"
     files = dm.corpus(shared, args.files)
@@ -185,11 +193,19 @@ def main(argv: list[str] | None = None) -> int:
     tasks = [{"n": n, "file": n % len(files), "family": families[(n // len(files)) % len(families)],
               "seed": args.seed * 1_000_003 + n} for n in range(args.variants)]
     rows: list[dict] = []
+    sink = open(args.rows, "a") if args.rows else None
     t0 = time.monotonic()
+    import signal
+
+    stop = {"now": False}
+    signal.signal(signal.SIGTERM, lambda *a: stop.__setitem__("now", True))
     with tempfile.TemporaryDirectory(prefix="casebook-fuzz-") as tmp:
         children = [Child(files, Path(tmp) / f"c{i}", args.ingest_every, args.as_limit_mb)
                     for i in range(args.workers)]
         todo = list(reversed(tasks))
+        if args.rows and args.rows.exists():  # resume: skip what a stopped run already did
+            done_n = {json.loads(line)["n"] for line in args.rows.read_text().splitlines() if line.strip()}
+            todo = [t for t in todo if t["n"] not in done_n]
         for c in children:
             if todo:
                 c.send(todo.pop())
@@ -215,10 +231,13 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 if line:
                     rows.append(json.loads(line))
+                if sink is not None:
+                    sink.write(json.dumps(rows[-1]) + "\n")
+                    sink.flush()
                 else:
                     children[i] = c = Child(files, c.work, args.ingest_every, args.as_limit_mb)
                 c.task = None
-                if todo:
+                if todo and not stop["now"]:
                     c.send(todo.pop())
                 done = len(rows)
                 if done % 500 == 0:
@@ -228,13 +247,24 @@ def main(argv: list[str] | None = None) -> int:
                 c.proc.stdin.close()
             c.proc.wait(timeout=30)
     elapsed = time.monotonic() - t0
+    if args.json:
+        args.json.write_text(json.dumps({"files": [str(f) for f in files], "rows": rows}, indent=0))
+    if sink is not None:
+        sink.close()
+        rows = [json.loads(line) for line in args.rows.read_text().splitlines() if line.strip()]
+    return _summary(rows, files, families, args, elapsed, args.workers)
+
+
+def _summary(rows: list[dict], files: list[Path], families: list[str], args: argparse.Namespace, elapsed: float,
+             workers: int) -> int:
     outcomes = Counter(r["outcome"] for r in rows)
     rss = [r["rss_mb"] for r in rows if r.get("rss_mb") is not None]
     secs = [r["seconds"] for r in rows]
     over_rss = [r for r in rows if (r.get("rss_mb") or 0) > args.max_rss_mb]
     over_time = [r for r in rows if r["seconds"] > args.max_seconds]
     print(f"fuzz: {len(rows)} variants of {len(files)} real files, {len(families)} mutation families, "
-          f"{args.workers} children, {elapsed:.0f} s ({len(rows) / max(elapsed, 1e-9):.1f} variants/s)")
+          f"{workers} children" + (f", {elapsed:.0f} s ({len(rows) / max(elapsed, 1e-9):.1f} variants/s)"
+                                   if elapsed else ""))
     for k in ("loaded", "error", "non_image", "bug", "death", "hung"):
         print(f"  {k:<10} {outcomes.get(k, 0):>6}")
     if rss:
@@ -251,8 +281,6 @@ def main(argv: list[str] | None = None) -> int:
     for r in failures[:20]:
         print(f"  FAIL {r['outcome']}: {files[r['file']].name} {r['family']} seed {r['seed']}: "
               f"{r.get('detail', '')} ({r['seconds']} s, {r.get('rss_mb')} MB)")
-    if args.json:
-        args.json.write_text(json.dumps({"files": [str(f) for f in files], "rows": rows}, indent=0))
     ok = not failures
     print("PASS" if ok else f"FAIL ({len(failures)} variants out of bounds)")
     return 0 if ok else 1
