@@ -362,8 +362,10 @@ def protect_process() -> None:
 
 
 def unsafe_plugin_available(ts: str) -> bool:
-    """Could a decode worker try an unsafe plugin (GDCM) on transfer syntax ``ts``?"""
-    if ts not in _ENCAPSULATED:
+    """Could a decode worker try an unsafe plugin (GDCM) on transfer syntax ``ts``? Only for the
+    JPEG family and JPEG-LS, where GDCM has decoders of its own: its JPEG 2000 is OpenJPEG, the
+    library pylibjpeg-openjpeg already tried."""
+    if ts not in _JPEG_SYNTAXES:
         return False
     for label in _UNSAFE_PLUGINS:
         try:

@@ -147,7 +147,12 @@ def _decode_file(path: Path, only: str | None = None) -> tuple[np.ndarray, Any]:
         if not _codec.unsafe_plugin_available(ts):
             raise
         # pylibjpeg refused it; GDCM may decode it, but only where its crash cannot take us down
-        arr = _codec.decode_file_protected(path)
+        try:
+            arr = _codec.decode_file_protected(path)
+        except DicomReadError as second:
+            if "crashed" in second.reason:
+                raise
+            raise exc from second  # pylibjpeg's reason says more than GDCM's
         if arr is None:
             raise
         import pydicom
