@@ -176,16 +176,17 @@ _CRASH_SCRIPT = r"""
 import os, sys
 from pathlib import Path
 from casebook.viewer.core.dicom import _codec
+from casebook.viewer.core.dicom.pixels import _decode_file_in_worker as w
 from casebook.viewer.core.errors import DicomReadError
 if __name__ == "__main__":
     good, bad = Path(sys.argv[1]), Path(sys.argv[2])
-    assert _codec.decode_file_protected(good).shape == (100, 100)   # GDCM decodes it in a worker
+    assert _codec.decode_file_protected(good, w).shape == (100, 100)   # GDCM decodes it in a worker
     try:
-        _codec.decode_file_protected(bad)                         # GDCM aborts that worker
+        _codec.decode_file_protected(bad, w)                         # GDCM aborts that worker
         print("NO-ERROR")
     except DicomReadError as exc:
         print("ERROR:", exc.reason)
-    assert _codec.decode_file_protected(good).shape == (100, 100)   # a fresh worker takes over
+    assert _codec.decode_file_protected(good, w).shape == (100, 100)   # a fresh worker takes over
     print("ALIVE", os.getpid())
 """
 

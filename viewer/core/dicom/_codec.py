@@ -22,7 +22,7 @@ import struct
 import threading
 from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -534,11 +534,12 @@ class SharedVolume:
         return result
 
 
-def decode_file_protected(path: Path) -> Any:
+def decode_file_protected(path: Path, worker: Callable[[str], tuple[bool, Any]]) -> Any:
     """Decode a whole file in a decode worker process, where every plugin (GDCM too) may run.
 
     For a file the in-process plugins refused: a crash of the codec costs the worker, not the
-    application, and becomes a :class:`DicomReadError` for this file. ``None`` when no worker
+    application, and becomes a :class:`DicomReadError` for this file. ``worker(path)`` runs in the
+    worker and returns (True, frames) or (False, the reason). ``None`` when no worker
     process can be had (the pool is off); the caller reports the in-process failure then.
     """
     from concurrent.futures.process import BrokenProcessPool
@@ -550,7 +551,7 @@ def decode_file_protected(path: Path) -> Any:
         return None
     global _POOL_PROVEN
     try:
-        fut = pool.submit(_decode_file_in_worker, str(path))
+        fut = pool.submit(worker, str(path))
         ok, result = fut.result()
     except BrokenProcessPool as exc:
         if not _POOL_PROVEN:  # workers that never answered: the machine, not this file
@@ -563,19 +564,6 @@ def decode_file_protected(path: Path) -> Any:
     if not ok:
         raise DicomReadError(path, result)
     return result
-
-
-def _decode_file_in_worker(path: str) -> tuple[bool, Any]:
-    """(True, frames) or (False, the reason): domain errors do not survive pickling by themselves."""
-    from ..errors import DicomReadError
-    from .pixels import _decode_file
-
-    try:  # only what the application's process may not run: the others already failed there
-        return True, _decode_file(Path(path), only=_UNSAFE_PLUGINS[0])[0]
-    except DicomReadError as exc:
-        return False, exc.reason
-    except Exception as exc:  # noqa: BLE001 - any decoder failure is this file's problem
-        return False, f"pixel data cannot be decoded: {type(exc).__name__}: {exc}"
 
 
 Task = tuple[int, str, int, str, dict[str, Any]]  # slot, path, pixel offset, transfer syntax, options

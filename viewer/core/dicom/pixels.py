@@ -148,7 +148,7 @@ def _decode_file(path: Path, only: str | None = None) -> tuple[np.ndarray, Any]:
             raise
         # pylibjpeg refused it; GDCM may decode it, but only where its crash cannot take us down
         try:
-            arr = _codec.decode_file_protected(path)
+            arr = _codec.decode_file_protected(path, _decode_file_in_worker)
         except DicomReadError as second:
             if "crashed" in second.reason:
                 raise
@@ -164,6 +164,16 @@ def _decode_file(path: Path, only: str | None = None) -> tuple[np.ndarray, Any]:
         raise
     except Exception as exc:  # noqa: BLE001 - pydicom's encapsulation/value parsing raises many types
         raise DicomReadError(path, f"pixel data cannot be decoded: {type(exc).__name__}: {exc}") from exc
+
+
+def _decode_file_in_worker(path: str) -> tuple[bool, Any]:
+    """(True, frames) or (False, the reason): domain errors do not survive pickling by themselves."""
+    try:  # only what the application's process may not run: the others already failed there
+        return True, _decode_file(Path(path), only=_codec._UNSAFE_PLUGINS[0])[0]
+    except DicomReadError as exc:
+        return False, exc.reason
+    except Exception as exc:  # noqa: BLE001 - any decoder failure is this file's problem
+        return False, f"pixel data cannot be decoded: {type(exc).__name__}: {exc}"
 
 
 _DECODER_FAILED = "pixel data cannot be decoded"
