@@ -117,6 +117,10 @@ def child_main(corpus_json: str, work: str, ingest_every: int) -> None:
         _store(store_dir)  # created and migrated before the first variant's clock starts
     out = sys.stdout
     sys.stdout = sys.stderr  # nothing but results on the pipe
+    from casebook.viewer.core.dicom.scan import scan  # noqa: F401 - imports paid before the clock starts
+
+    out.write('{"ready": true}\n')
+    out.flush()
     for line in sys.stdin:
         task = json.loads(line)
         i, family, seed = task["file"], task["family"], task["seed"]
@@ -149,6 +153,9 @@ class Child:
             bufsize=1, preexec_fn=limits)
         self.task: dict | None = None
         self.started = 0.0
+        ready, _, _ = select.select([self.proc.stdout], [], [], 600)  # start-up is not a variant's time
+        if ready:
+            self.proc.stdout.readline()  # type: ignore[union-attr]
 
     def send(self, task: dict) -> None:
         self.task = task

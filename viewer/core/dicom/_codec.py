@@ -163,6 +163,7 @@ def check_frame(path: Path | str, ts: str, fragment: bytes | memoryview, frame_b
     if ts in _JPEG_SYNTAXES:
         info, kind = jpeg_frame_size(fragment), "JPEG"
     elif ts in _J2K_SYNTAXES:
+        _check_jp2_boxes(path, fragment)
         info, kind = j2k_frame_size(fragment), "JPEG 2000"
     elif ts == _RLE:
         if len(fragment) < 64:
@@ -184,6 +185,28 @@ def check_frame(path: Path | str, ts: str, fragment: bytes | memoryview, frame_b
                                    f"declares {rows}x{cols} with {spp}")
     if precision > max(ba, 8) or precision == 0:
         raise DicomReadError(path, f"the {kind} stream has {precision}-bit samples, the header allocates {ba} bits")
+
+
+def _check_jp2_boxes(path: Path | str, stream: bytes | memoryview) -> None:
+    """Refuse a JP2-wrapped stream whose boxes do not lead to its codestream box.
+
+    Why: pydicom walks these boxes to find the codestream and loops forever on a box of length 0
+    (measured: a hung load); a box shorter than its own header cannot be right before ``jp2c``.
+    """
+    from ..errors import DicomReadError
+
+    data = bytes(stream[:1 << 20])
+    if not data.startswith(b"\x00\x00\x00\x0c\x6a\x50\x20\x20"):
+        return
+    pos = 12
+    while pos + 8 <= len(data):
+        (length,) = struct.unpack_from(">I", data, pos)
+        if data[pos + 4:pos + 8] == b"jp2c":
+            return
+        if length < 8:
+            raise DicomReadError(path, f"JPEG 2000 (JP2) box of length {length} at byte {pos}: corrupt box structure")
+        pos += length
+    raise DicomReadError(path, "JPEG 2000 (JP2) stream without a codestream box")
 
 
 def fragments(value: bytes | memoryview) -> list[memoryview]:
