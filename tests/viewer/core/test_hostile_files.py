@@ -270,3 +270,23 @@ def test_rle_fragment_too_small_for_its_frame_is_refused():
     with pytest.raises(DicomReadError, match="cannot hold a frame"):
         _codec.check_frame("x.dcm", "1.2.840.10008.1.2.5", frag, 4096 * 4096 * 2, opts)
     assert np.frombuffer(frag[:4], "<u4")[0] == 2
+
+
+def test_jp2_box_of_length_zero_is_refused_not_looped_on(need_shared, tmp_path):
+    """pydicom walks JP2 boxes to the codestream and never ends on a box of length 0."""
+    src = need_shared("dicom", "pylibjpeg_data", "JPEG2000", "ELSCINT1_JP2vsJ2K.dcm")
+    data = bytearray(src.read_bytes())
+    jp2 = data.find(b"\x00\x00\x00\x0c\x6a\x50\x20\x20")
+    assert jp2 > 0
+    struct.pack_into(">I", data, jp2 + 12, 0)  # the box after the signature box
+    f = tmp_path / "jp2.dcm"
+    f.write_bytes(bytes(data))
+    t0 = time.monotonic()
+    res = scan([f])
+    errors = [p.reason for p in res.problems]
+    for stack in res.stacks:
+        with pytest.raises(DicomReadError) as err:
+            load_volume(stack)
+        errors.append(err.value.reason)
+    assert time.monotonic() - t0 < 30
+    assert any("JP2) box of length 0" in e for e in errors), errors
