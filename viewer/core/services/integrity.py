@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import sqlite3
 import time
 from dataclasses import dataclass, field
@@ -33,7 +32,8 @@ from .library import require_library
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CheckReport", "Finding", "FileCheck", "check_library", "check_files", "latest_backup", "repair_library"]
+__all__ = ["CheckReport", "Finding", "FileCheck", "RepairError", "check_library", "check_files", "latest_backup",
+           "repair_library"]
 
 _VECTOR_SAMPLE = 512  # vectors compared between index and store per model
 _VECTOR_TOL = 1e-4
@@ -437,9 +437,3 @@ def _vectors_agree(index: object, source: object, labels: np.ndarray) -> bool:
 class RepairError(CasebookError):
     """A repair that cannot be made from what the library keeps."""
 
-
-def copy_aside(path: Path) -> Path:
-    """A copy of ``path`` beside it (kept before a risky repair)."""
-    target = path.with_name(path.name + f".{time.strftime('%Y%m%d-%H%M%S')}.bak")
-    shutil.copy2(path, target)
-    return target
