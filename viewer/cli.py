@@ -45,6 +45,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "train_encoder",
     "model",
     "doctor",
+    "check",
     "embed",
     "reports",
     "study",
@@ -251,7 +252,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args([*(a for a in argv if a != "--self-test"), "self-test"])
     if args.command is None:
         args = parser.parse_args([*argv, "gui"])
-    return run_command(args)
+    rc = run_command(args)
+    try:  # output still buffered for a reader that has gone (`| head`): end quietly, not at exit
+        sys.stdout.flush()
+    except (BrokenPipeError, ValueError):
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+    return rc
 
 
 if __name__ == "__main__":  # pragma: no cover

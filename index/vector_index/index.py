@@ -116,7 +116,10 @@ class VectorIndex(LoadingMixin, SavingMixin, SyncMixin, ExactSearchMixin, HnswSe
         start = time.perf_counter()
         progress = progress or no_progress
         self = cls(Path(directory), model_key, dim, params or IndexParams())
-        self.directory.mkdir(parents=True, exist_ok=True)
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError:  # a read-only library: the rebuild below searches from memory instead
+            pass
         try:
             self._load(verify, background and source is None)
         except VectorIndexError as exc:

@@ -41,6 +41,17 @@ class SavingMixin:
         leaves the previous saved state whole. Searches go on meanwhile; writers wait.
         """
         self._ready.wait()
+        if getattr(self, "_unsaved", None):  # a read-only or full disk: this session searches from memory
+            log.debug("%s: not saved (%s)", self.stem, self._unsaved)
+            return self.directory
+        try:
+            return self._save_locked()
+        except OSError as exc:
+            from .sync import disk_problem
+
+            raise VectorIndexError(disk_problem(self.directory, exc)) from exc
+
+    def _save_locked(self) -> Path:
         with self._save_lock, self._dir_lock():
             if self._index is not None:
                 with self._lock.read():
@@ -127,10 +138,27 @@ class SavingMixin:
         if self._delta is not None and self._delta.element_count:
             final = self.directory / f"{self.stem}.{self._generation:06d}.d{seq:05d}.hnsw"
             tmp = final.with_name(final.name + ".tmp")
-            self._delta.save_index(str(tmp))
-            fsync_file(tmp)
-            fields = {"delta_file": final.name, "delta_size": tmp.stat().st_size, "delta_crc32": file_crc32(tmp)}
-            os.replace(tmp, final)
+            try:
+                self._delta.save_index(str(tmp))
+                fsync_file(tmp)
+                _check_written(tmp)
+                fields = {"delta_file": final.name, "delta_size": tmp.stat().st_size, "delta_crc32": file_crc32(tmp)}
+                os.replace(tmp, final)
+            except BaseException as exc:
+                tmp.unlink(missing_ok=True)
+                if isinstance(exc, RuntimeError):  # hnswlib's failed write
+                    import errno
+
+                    raise OSError(errno.ENOSPC if not _fits(tmp) else errno.EIO, str(exc)) from exc
+                raise
+        try:
+            return self._commit_delta(meta, fields, seq)
+        except BaseException:  # the sidecar was not written: the new delta file is named by nothing
+            if fields["delta_file"]:
+                (self.directory / fields["delta_file"]).unlink(missing_ok=True)
+            raise
+
+    def _commit_delta(self, meta: IndexMeta, fields: dict, seq: int) -> IndexMeta:
         new = dataclasses.replace(
             meta, format=FORMAT_VERSION, count=int(len(self._live)), label_digest=LabelDigest.of(self._live).as_list(),
             deleted=sorted(self._deleted), delta_seq=seq, saved_at=time.time(), ef=self.params.ef,
@@ -174,8 +202,32 @@ class SavingMixin:
         gen = max(self._generation, disk_gen) + 1  # another process may have written generations too
         final = self._index_path(gen)
         tmp = final.with_name(final.name + ".tmp")
-        idx.save_index(str(tmp))
+        labels_tmp = final.with_suffix(".labels.npy").with_name(final.with_suffix(".labels.npy").name + ".tmp")
+        committed = False
+        try:
+            meta, store = self._write_generation_files(idx, live, deleted, gen, final, tmp, labels_tmp)
+            committed = True
+            return meta, store
+        finally:
+            if not committed:  # a full disk or a crash of the write: leave no partial file behind
+                for p in (tmp, labels_tmp, final, final.with_suffix(".labels.npy"),
+                          self.meta_path.with_name(self.meta_path.name + ".tmp")):
+                    try:
+                        p.unlink()
+                    except OSError:
+                        pass
+
+    def _write_generation_files(self, idx: hnswlib.Index, live: np.ndarray, deleted: set[int], gen: int,
+                                final: Path, tmp: Path, labels_tmp: Path) -> tuple[IndexMeta, "VectorStore"]:
+        try:
+            idx.save_index(str(tmp))
+        except RuntimeError as exc:  # hnswlib reports a failed write (a full disk) as RuntimeError
+            import errno
+
+            raise OSError(errno.ENOSPC if "space" in str(exc).lower() or not _fits(tmp) else errno.EIO,
+                          str(exc)) from exc
         fsync_file(tmp)
+        _check_written(tmp)
         size = tmp.stat().st_size
         meta = IndexMeta(
             format=FORMAT_VERSION, model_key=self.model_key, dim=self.dim, space=self.SPACE,
@@ -189,7 +241,6 @@ class SavingMixin:
         os.replace(tmp, final)
         fv = FileVectors(final, read_hnsw_header(final))
         labels_path = final.with_suffix(".labels.npy")
-        labels_tmp = labels_path.with_name(labels_path.name + ".tmp")
         with open(labels_tmp, "wb") as fh:
             np.save(fh, fv.labels.astype("<i8"))
             fh.flush()
@@ -202,4 +253,29 @@ class SavingMixin:
         return meta, store
 
     def _write_meta(self, meta: IndexMeta) -> None:
-        write_sidecar(self.meta_path, meta)
+        try:
+            write_sidecar(self.meta_path, meta)
+        except BaseException:
+            self.meta_path.with_name(self.meta_path.name + ".tmp").unlink(missing_ok=True)
+            raise
+
+
+def _check_written(tmp: Path) -> None:
+    """hnswlib writes through a C++ stream that does not report a failed write: a file shorter
+    than its own header says is a write that ran out of room (or failed otherwise)."""
+    import errno
+
+    try:
+        read_hnsw_header(tmp)
+    except VectorIndexError as exc:
+        raise OSError(errno.ENOSPC if not _fits(tmp) else errno.EIO, f"incomplete write of {tmp.name}: {exc}") from exc
+
+
+def _fits(path: Path, need: int = 1 << 20) -> bool:
+    """Is there still room on the disk of ``path`` (a write failed: was it for lack of space)?"""
+    import shutil
+
+    try:
+        return shutil.disk_usage(path.parent).free >= need
+    except OSError:
+        return True

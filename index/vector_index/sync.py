@@ -5,8 +5,10 @@ too many tombstones, is rebuilt, while searches keep running on the old graph un
 """
 from __future__ import annotations
 
+import errno
 import logging
 import os
+from pathlib import Path
 
 import numpy as np
 
@@ -92,6 +94,12 @@ class SyncMixin:
         """
         progress = progress or no_progress
         self._ready.wait()
+        unwritable = unwritable_reason(self.directory)
+        if unwritable is not None:
+            # A read-only library (a DVD, a share mounted read-only): no graph is worth building
+            # for one session; the stored vectors are searched exactly, and nothing is written.
+            self._install_unsaved(None, source, unwritable, progress, cancel, batch_size)
+            return
         digest = source.digest()
         total = digest.count
         fresh = self._new_hnsw(max(total, self.params.initial_capacity))
@@ -114,10 +122,94 @@ class SyncMixin:
         check_cancel(cancel, "vector index operation")
         fresh.set_num_threads(self.params.num_threads)
         live = sorted_unique(np.concatenate(seen)) if seen else np.empty(0, dtype=np.int64)
-        with self._save_lock, self._dir_lock():
-            meta, store = self._write_generation(fresh, live, set())
-            with self._lock.write():
-                self._install(fresh, live, set(), meta, store)
-                self._load_error = None
+        try:
+            with self._save_lock, self._dir_lock():
+                meta, store = self._write_generation(fresh, live, set())
+                with self._lock.write():
+                    self._install(fresh, live, set(), meta, store)
+                    self._load_error = None
+        except OSError as exc:  # a full disk, a folder made read-only meanwhile: search from memory
+            self._install_unsaved(fresh, source, disk_problem(self.directory, exc), progress, cancel, batch_size,
+                                  live=live)
+            return
         if tune and len(live) > self.params.exact_below:
             self.tune_ef(progress=progress, cancel=cancel)
+
+    def _install_unsaved(self, graph: object, source: EmbeddingSource, reason: str, progress: ProgressCallback,
+                         cancel: SupportsCancel | None, batch_size: int, live: np.ndarray | None = None) -> None:
+        """Serve searches without saving: ``graph`` in memory when one was built, else exact search
+        over the stored vectors; :meth:`save` is a no-op from then on (the store keeps the truth)."""
+        from .vectors import VectorStore
+
+        if graph is not None and live is not None:
+            vecs = np.asarray(graph.get_items(live), dtype=np.float32) if len(live) else np.empty((0, self.dim),  # type: ignore[attr-defined]
+                                                                                                 np.float32)
+            labels = live
+        else:
+            parts_l: list[np.ndarray] = []
+            parts_v: list[np.ndarray] = []
+            total = source.digest().count
+            done = 0
+            for labels_b, vectors_b in source.iter_batches(batch_size):
+                check_cancel(cancel, "vector index operation")
+                if len(labels_b) == 0:
+                    continue
+                parts_l.append(np.asarray(labels_b, dtype=np.int64))
+                parts_v.append(normalise(vectors_b, self.dim, what="stored"))
+                done += len(labels_b)
+                progress(done, max(total, done), "reading stored embeddings")
+            labels = np.concatenate(parts_l) if parts_l else np.empty(0, dtype=np.int64)
+            vecs = np.concatenate(parts_v) if parts_v else np.empty((0, self.dim), np.float32)
+        order = np.argsort(labels, kind="stable")
+        labels, vecs = labels[order], vecs[order]
+        store = VectorStore(self.dim, None).with_added(labels, vecs) if len(labels) else VectorStore(self.dim, None)
+        with self._lock.write():
+            self._index = graph  # type: ignore[assignment]
+            self._mapped = None
+            self._delta = None
+            self._deny = None
+            self._live = labels
+            self._deleted = set()
+            self._vectors = store
+            self._exact_cache = None
+            self._dirty = False
+            self._load_error = None
+            self._unsaved = reason
+        log.warning("%s: %s; searching %s in memory, nothing saved (the case store keeps every embedding)",
+                    self.stem, reason, "the rebuilt graph" if graph is not None else "exactly")
+
+
+_DISK_ERRNOS = {getattr(errno, n) for n in ("ENOSPC", "EDQUOT", "EROFS", "EACCES", "EPERM") if hasattr(errno, n)}
+
+
+def unwritable_reason(directory: Path) -> str | None:
+    """Why the index folder cannot be written (read-only disk or no permission), or None."""
+    probe = directory if directory.exists() else directory.parent
+    if not probe.exists():
+        return None
+    if not os.access(probe, os.W_OK):
+        return f"{probe}: the index folder is not writable (a read-only library or disk)"
+    try:
+        st = os.statvfs(probe)
+        if st.f_flag & getattr(os, "ST_RDONLY", 1):
+            return f"{probe}: the disk holding the index is mounted read-only"
+    except (OSError, AttributeError):
+        pass
+    return None
+
+
+def disk_problem(directory: Path, exc: OSError) -> str:
+    """One line naming the disk and what went wrong writing the index to it."""
+    import shutil
+
+    what = {errno.ENOSPC: "no space left on the disk", errno.EROFS: "the disk is read-only",
+            errno.EACCES: "no permission to write", errno.EPERM: "no permission to write"}.get(exc.errno or 0,
+                                                                                              exc.strerror or str(exc))
+    if getattr(errno, "EDQUOT", None) == exc.errno:
+        what = "the disk quota is used up"
+    try:
+        du = shutil.disk_usage(directory)
+        free = f" ({du.free / 2**20:,.0f} MiB free of {du.total / 2**30:,.1f} GiB)"
+    except OSError:
+        free = ""
+    return f"{directory}: cannot write the vector index: {what}{free}"

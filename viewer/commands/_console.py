@@ -30,12 +30,21 @@ from rich.table import Table
 _PIPE_WIDTH = 4000
 
 
+class _Console(Console):
+    """rich's console, except that a closed pipe (``casebook ls | head``) raises BrokenPipeError
+    for the CLI wrapper to end quietly with exit 0; rich itself would exit 1."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        raise BrokenPipeError
+
+
 def console(stream: TextIO | None = None, *, stderr: bool = False) -> Console:
     """A rich console on ``stream`` (default: the current stdout/stderr, looked up at call time so
     redirections and test capture are honoured)."""
     file = stream or (sys.stderr if stderr else sys.stdout)
     is_tty = bool(getattr(file, "isatty", lambda: False)())
-    return Console(file=file, width=None if is_tty else _PIPE_WIDTH, highlight=False, soft_wrap=not is_tty,
+    return _Console(file=file, width=None if is_tty else _PIPE_WIDTH, highlight=False, soft_wrap=not is_tty,
                    emoji=False, markup=False)
 
 

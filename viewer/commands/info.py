@@ -37,8 +37,13 @@ def run(args: argparse.Namespace) -> int:
     finally:
         store.close()
     files = library_files(settings)
+    from ..core.services.integrity import check_files
+
+    fc = check_files(db)
     if args.json:
         out = asdict(st)
+        out["stored_files_missing"] = len(fc.missing)
+        out["stored_files_changed"] = len(fc.changed)
         out["models"] = [{**asdict(m), "key": m.key, "embeddings": n} for m, n in st.models]
         out["library"] = str(settings.library_dir)
         out["files"] = [{"what": w, "path": str(p), "bytes": b} for w, p, b in files]
@@ -53,6 +58,8 @@ def run(args: argparse.Namespace) -> int:
         ["patients / studies / series", f"{st.patients:,} / {st.studies:,} / {st.series:,}"],
         ["images / files", f"{st.instances:,} / {st.files:,}"],
         ["files skipped (remembered)", f"{st.problem_files:,}"],
+        ["stored files missing / changed", f"{len(fc.missing):,} / {len(fc.changed):,}"
+         + (f" ({fc.series_affected:,} series affected: run `casebook check`)" if fc.missing or fc.changed else "")],
         ["reports", f"{st.reports:,}"],
         ["tags / collections / teaching cases", f"{st.tags:,} / {st.collections:,} / {st.teaching_cases:,}"],
         ["deleted series (hidden)", f"{st.deleted_series:,}"],

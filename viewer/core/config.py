@@ -59,6 +59,15 @@ class PacsSettings:
 
 
 @dataclass
+class LimitSettings:
+    """Caps checked before a file's pixels are allocated (a hostile header must not exhaust memory)."""
+
+    max_dimension: int = 32768  # Rows or Columns of one image
+    max_frames: int = 65536  # frames of one file
+    max_voxels: int = 2_147_483_648  # voxels of one file or one loaded stack (2^31: 4 GiB of int16)
+
+
+@dataclass
 class Settings:
     """All user-tunable settings of Casebook."""
 
@@ -71,6 +80,7 @@ class Settings:
     priors_name_birth_fallback: bool = False
     search: SearchSettings = field(default_factory=SearchSettings)
     pacs: PacsSettings = field(default_factory=PacsSettings)
+    limits: LimitSettings = field(default_factory=LimitSettings)
 
     @property
     def database_path(self) -> Path:
@@ -100,6 +110,9 @@ class Settings:
         lines += ["", "[pacs]"]
         for f in fields(PacsSettings):
             lines.append(f"{f.name} = {_toml_value(getattr(self.pacs, f.name))}")
+        lines += ["", "[limits]"]
+        for f in fields(LimitSettings):
+            lines.append(f"{f.name} = {_toml_value(getattr(self.limits, f.name))}")
         return "\n".join(lines) + "\n"
 
     def save(self, path: Path | None = None) -> Path:
@@ -196,6 +209,12 @@ KEYS: tuple[Key, ...] = (
     Key("pacs.priors_node", str, "node queried for the priors of an opened study (empty: the first node)", empty_ok=True),
     Key("pacs.nodes_file", str, "the PACS nodes file (empty: pacs-nodes.toml beside settings.toml)",
         env="CASEBOOK_PACS_NODES", empty_ok=True),
+    Key("limits.max_dimension", int, "largest Rows or Columns of an image read; larger files are refused",
+        env="CASEBOOK_MAX_DIMENSION", min=1, max=1 << 20),
+    Key("limits.max_frames", int, "most frames of one file read; more are refused", env="CASEBOOK_MAX_FRAMES",
+        min=1, max=1 << 24),
+    Key("limits.max_voxels", int, "most voxels of one file or one loaded series; more are refused before "
+        "memory is allocated", env="CASEBOOK_MAX_VOXELS", min=1, max=1 << 40),
 )
 
 # Environment variables that are not settings-file keys, checked the same way at start-up.
@@ -286,5 +305,5 @@ def _toml_value(v: Any) -> str:
     return f'"{_esc(str(v))}"'
 
 
-__all__ = ["ENV_ONLY", "KEYS", "Key", "PacsSettings", "Settings", "SearchSettings", "check_environment", "config_file",
+__all__ = ["ENV_ONLY", "KEYS", "Key", "LimitSettings", "PacsSettings", "Settings", "SearchSettings", "check_environment", "config_file",
            "load_settings"]

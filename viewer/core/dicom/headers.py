@@ -319,6 +319,9 @@ def _read_file(path: Path, fast: bool = True) -> _FileRecord | FileProblem | _Di
                 pixel_info = _io.pixel_element_at(fp, bool(ds.is_little_endian), bool(ds.is_implicit_VR))
             except Exception:  # noqa: BLE001
                 pixel_info = None
+        truncated = _truncated_header(fp, ds, meta, ts, pixel_info)
+        if truncated is not None:
+            return FileProblem(path, truncated)
         float_pixels = False
         if pixel_info is not None:
             # Which pixel element was found decides float handling at load time.
@@ -332,6 +335,54 @@ def _read_file(path: Path, fast: bool = True) -> _FileRecord | FileProblem | _Di
         fp.close()
 
 
+def _truncated_header(fp: Any, ds: Any, meta: Any, ts: str, pixel_info: tuple[int, int] | None) -> str | None:
+    """Why an image object's header is cut short (the file ends before its pixel data), or None.
+
+    pydicom stops quietly at the end of a truncated file, which would make a CT cut inside its
+    header look like a non-image object; an image class whose parse ran into the end of the file
+    without reaching Rows/Columns or the Pixel Data element is a truncated file instead.
+    """
+    if pixel_info is not None or ts in _io.DEFLATED:
+        return None
+    sop = _s(ds, "SOPClassUID") or (str(meta.get("MediaStorageSOPClassUID", "")) if meta is not None else "")
+    if not sop or not _is_image_class(sop):
+        return None
+    try:
+        here = fp.tell()
+        fp.seek(0, os.SEEK_END)
+        size = fp.tell()
+        fp.seek(here)
+    except (OSError, ValueError):
+        return None
+    if here < size:
+        return None  # the header ended properly: no pixel data element (judged by the caller)
+    missing = "Rows/Columns" if not (_i(ds, "Rows") and _i(ds, "Columns")) else "the Pixel Data element"
+    return (f"truncated: the file ends inside its header after {size} bytes, before {missing} "
+            f"({_sop_class_name(sop)})")
+
+
+def _declared_problem(path: Path, ds: Any, rows: int, cols: int) -> str | None:
+    """Why the declared image size or frame count cannot be read (limits, nonsense), or None."""
+    from .limits import check_declared
+    from ..errors import DicomReadError
+
+    raw = _i(ds, "NumberOfFrames")
+    frames = 1 if raw is None or raw == 0 else raw
+    try:
+        check_declared(path, rows, cols, frames, _i(ds, "SamplesPerPixel") or 1)
+    except DicomReadError as exc:
+        return exc.reason
+    per_frame = None
+    try:
+        per_frame = ds.get("PerFrameFunctionalGroupsSequence", None)
+    except Exception:  # noqa: BLE001 - a broken sequence: the enhanced path decides below
+        per_frame = None
+    if per_frame and frames > 1 and len(per_frame) < frames:
+        return (f"declares {frames} frames but its per-frame functional groups describe {len(per_frame)} "
+                "(a corrupt NumberOfFrames)")
+    return None
+
+
 def _record_from_dataset(path: Path, ds: Any, ts: str, pixel_info: tuple[int, int] | None,
                          float_pixels: bool) -> _FileRecord | FileProblem:
     sop_class = _s(ds, "SOPClassUID")
@@ -340,6 +391,10 @@ def _record_from_dataset(path: Path, ds: Any, ts: str, pixel_info: tuple[int, in
     is_image = _is_image_class(sop_class) and rows > 0 and cols > 0
     if is_image and pixel_info is None and ts in (_io.NATIVE_LE | _io.NATIVE_BE):
         is_image = False  # header of an image class but no pixel data element at all
+    if is_image:
+        why = _declared_problem(path, ds, rows, cols)
+        if why is not None:
+            return FileProblem(path, why)
     nframes = _i(ds, "NumberOfFrames") or 1
     series_uid = _s(ds, "SeriesInstanceUID")
     if not series_uid:

@@ -24,8 +24,9 @@ from ..errors import DicomReadError, SeriesGeometryError
 from ..progress import ProgressCallback, SupportsCancel
 from . import _mosaic
 from .geometry import _geometry
+from .limits import check_declared, check_volume
 from .pixels import (_FileCache, _Slot, _decode_all, _fill_slot, _raw_dtype, _rescale,
-                     _shared_volume, clear_gz_cache)
+                     _shared_volume, clear_gz_cache, precheck)
 from .stack import InstanceHeader, SeriesStack, stack_headers
 from .volume import GeometryReport, Volume
 
@@ -48,6 +49,7 @@ def load_volume(stack: SeriesStack, *, progress: ProgressCallback | None = None,
     if not headers:
         raise SeriesGeometryError(stack.key, "stack has no instances")
     h0 = headers[0]
+    check_declared(h0.path, h0.rows, h0.columns, max(1, h0.number_of_frames), max(1, h0.samples_per_pixel))
     headers = stack_headers(stack)  # a classic multi-frame file: one header per frame
     color = h0.samples_per_pixel == 3 or h0.photometric == "PALETTE COLOR"
     if (len(headers) == 1 and h0.frame_index is None and h0.number_of_frames == 1 and not color
@@ -59,6 +61,15 @@ def load_volume(stack: SeriesStack, *, progress: ProgressCallback | None = None,
     for h in headers:
         if (h.rows, h.columns) != (rows, cols):
             raise SeriesGeometryError(stack.key, f"{h.path.name} is {h.rows}x{h.columns}, stack is {rows}x{cols}")
+    # Validate before allocating: only files that can hold the frames they declare are decoded.
+    headers, pre_bad = precheck(headers, color)
+    if not headers:
+        first = pre_bad[0]
+        if len(pre_bad) == 1:
+            raise first
+        raise type(first)(first.path, f"{first.reason} (and all {len(pre_bad) - 1} other slices of stack "
+                                      f"{stack.key} failed)")
+    check_volume(stack.key, len(headers), rows, cols, 3 if color else 1)
     order, spacing, origin, direction, rep, positions = _geometry(headers, stack)
     headers = [headers[i] for i in order]
     n = len(headers)
@@ -83,6 +94,11 @@ def load_volume(stack: SeriesStack, *, progress: ProgressCallback | None = None,
         if shm is not None:
             raw = None  # type: ignore[assignment]
             voxels = shm.finish(voxels)
+    if stack.extra.get("missing_files"):
+        rep.warnings.append(stack.extra["missing_files"])
+    if pre_bad:
+        rep.warnings.extend(f"skipped {Path(e.path).name}: {e.reason}" for e in pre_bad)
+        log.warning("%s: %d slices refused before decoding, loaded the rest", log_ref(stack.key), len(pre_bad))
     window = next((h.window for h in headers if h.window is not None), None)
     vol = Volume(
         voxels=voxels,
@@ -100,7 +116,8 @@ def load_volume(stack: SeriesStack, *, progress: ProgressCallback | None = None,
         source_files=list(dict.fromkeys(h.path for h in headers)),
         slice_positions=positions[[i for i in range(len(positions))]] if positions is not None and not bad else (
             np.array([h.position for h in headers], dtype=np.float64) if positions is not None else None),
-        meta={"stack_key": stack.key, "bad_files": [(str(e.path), e.reason) for _, e in bad],
+        meta={"stack_key": stack.key, "bad_files": [(str(e.path), e.reason) for e in pre_bad]
+              + [(str(e.path), e.reason) for _, e in bad],
               "transfer_syntaxes": sorted({h.transfer_syntax_uid for h in headers})},
     )
     return vol
@@ -124,8 +141,7 @@ def _load_mosaic(stack: SeriesStack, h: InstanceHeader) -> Volume | None:
         _fill_slot(_Slot(0, h), raw, _FileCache(), False)
     except DicomReadError:
         raise
-    except (OSError, ValueError, RuntimeError, TypeError, IndexError, KeyError, AttributeError, EOFError,
-            MemoryError) as exc:
+    except Exception as exc:  # noqa: BLE001 - any decoder failure names the file
         raise DicomReadError(h.path, f"pixel data cannot be decoded: {type(exc).__name__}: {exc}") from exc
     finally:
         clear_gz_cache()

@@ -5,6 +5,7 @@ large stacks), pydicom for everything else; and the rescale to stored values.
 from __future__ import annotations
 
 import logging
+import struct
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -13,9 +14,10 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DicomReadError, UnsupportedTransferSyntaxError
+from ..errors import Cancelled, DicomReadError, UnsupportedTransferSyntaxError
 from ..progress import ProgressCallback, SupportsCancel, check_cancel
 from . import _codec, _io
+from .limits import LimitExceeded, check_declared, frame_bytes
 from .stack import InstanceHeader
 
 log = logging.getLogger(__name__)
@@ -117,7 +119,11 @@ def clear_gz_cache() -> None:
         _GZ_CACHE.clear()
 
 
-def _pixel_array(ds: Any, ts: str) -> np.ndarray:
+def _pixel_array(ds: Any, ts: str, only: str | None = None) -> np.ndarray:
+    if only:
+        from pydicom.pixels import pixel_array
+
+        return pixel_array(ds, decoding_plugin=only)
     first = _codec.first_plugin(ts)
     if first:
         from pydicom.pixels import pixel_array
@@ -129,10 +135,89 @@ def _pixel_array(ds: Any, ts: str) -> np.ndarray:
     return ds.pixel_array
 
 
-def _decode_file(path: Path) -> tuple[np.ndarray, Any]:
-    """Decode every frame of one file with pydicom's plugins (pylibjpeg, GDCM, ...)."""
+def _decode_file(path: Path, only: str | None = None) -> tuple[np.ndarray, Any]:
+    """Decode every frame of one file with pydicom's plugins (pylibjpeg, ...; GDCM only in a
+    decode worker process). Every failure is a :class:`DicomReadError` naming the file."""
+    try:
+        return _decode_file_checked(path, only)
+    except DicomReadError as exc:
+        if (_codec._IN_WORKER or isinstance(exc, LimitExceeded) or not exc.reason.startswith(_DECODER_FAILED)):
+            raise
+        ts = exc.ts if isinstance(exc, _DecoderFailed) else ""
+        if not _codec.unsafe_plugin_available(ts):
+            raise
+        # pylibjpeg refused it; GDCM may decode it, but only where its crash cannot take us down
+        try:
+            arr = _codec.decode_file_protected(path, _decode_file_in_worker)
+        except DicomReadError as second:
+            if "crashed" in second.reason:
+                raise
+            raise exc from second  # pylibjpeg's reason says more than GDCM's
+        if arr is None:
+            raise
+        import pydicom
+
+        with _io.open_binary(path) as fp:
+            ds = pydicom.dcmread(fp, stop_before_pixels=True, force=True)
+        return arr, ds
+    except (Cancelled, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # noqa: BLE001 - pydicom's encapsulation/value parsing raises many types
+        raise DicomReadError(path, f"pixel data cannot be decoded: {type(exc).__name__}: {exc}") from exc
+
+
+def _decode_file_in_worker(path: str) -> tuple[bool, Any]:
+    """(True, frames) or (False, the reason): domain errors do not survive pickling by themselves."""
+    try:  # only what the application's process may not run: the others already failed there
+        return True, _decode_file(Path(path), only=_codec._UNSAFE_PLUGINS[0])[0]
+    except DicomReadError as exc:
+        return False, exc.reason
+    except Exception as exc:  # noqa: BLE001 - any decoder failure is this file's problem
+        return False, f"pixel data cannot be decoded: {type(exc).__name__}: {exc}"
+
+
+_DECODER_FAILED = "pixel data cannot be decoded"
+
+
+class _DecoderFailed(DicomReadError):
+    """The in-process plugins failed on a file that passed every check (GDCM may still decode it)."""
+
+    def __init__(self, path: str | Path, reason: str, ts: str) -> None:
+        super().__init__(path, reason)
+        self.ts = ts
+
+
+def _check_dataset(ds: Any, ts: str, path: Path) -> None:
+    """Refuse before decoding what the header declares but the pixel data cannot hold."""
+    from .headers import _i
+
+    rows, cols = _i(ds, "Rows") or 0, _i(ds, "Columns") or 0
+    raw_frames = _i(ds, "NumberOfFrames")
+    frames = 1 if raw_frames is None or raw_frames == 0 else raw_frames
+    spp = _i(ds, "SamplesPerPixel") or 1
+    ba = _i(ds, "BitsAllocated") or 0
+    if rows <= 0 or cols <= 0:
+        raise DicomReadError(path, f"image of {rows}x{cols} pixels: nothing to decode")
+    check_declared(path, rows, cols, frames, spp)
+    if ba not in (1, 8, 16, 32, 64):
+        raise DicomReadError(path, f"BitsAllocated {ba} is not 1, 8, 16, 32 or 64")
+    keyword = next(t for t in ("PixelData", "FloatPixelData", "DoubleFloatPixelData") if t in ds)
+    value = ds[keyword].value
+    if value is None:
+        raise DicomReadError(path, "empty pixel data")
+    nbytes = frame_bytes(rows, cols, spp, ba)
+    if getattr(ds[keyword], "is_undefined_length", False) and ts not in (_io.NATIVE_LE | _io.NATIVE_BE | _io.DEFLATED):
+        opts = {"rows": rows, "columns": cols, "samples_per_pixel": spp, "bits_allocated": ba}
+        _codec.check_encapsulated(path, ts, value, frames, opts, nbytes)
+    elif len(value) < (nbytes * frames if ba != 1 else (rows * cols * spp * frames + 7) // 8):
+        raise DicomReadError(path, f"truncated pixel data: {len(value)} bytes, the header declares {frames} frame(s) "
+                                   f"of {rows}x{cols}x{spp} at {ba} bits")
+
+
+def _decode_file_checked(path: Path, only: str | None = None) -> tuple[np.ndarray, Any]:
     import pydicom
 
+    _codec.protect_process()
     fp = _io.open_binary(path)
     try:
         ds = pydicom.dcmread(fp, force=True)
@@ -141,8 +226,9 @@ def _decode_file(path: Path) -> tuple[np.ndarray, Any]:
             raise DicomReadError(path, "no pixel data")
         if not ts:
             ts = _infer_native_syntax(ds, path)
+        _check_dataset(ds, ts, path)
         try:
-            arr = _pixel_array(ds, ts)
+            arr = _pixel_array(ds, ts, only)
         except NotImplementedError as exc:
             raise UnsupportedTransferSyntaxError(path, f"no installed codec decodes transfer syntax {ts}: {exc}") from exc
         except (RuntimeError, ValueError) as exc:
@@ -152,9 +238,16 @@ def _decode_file(path: Path) -> tuple[np.ndarray, Any]:
                 raise UnsupportedTransferSyntaxError(path, f"cannot decode transfer syntax {ts}: {msg}") from exc
             if "length" in low or "truncat" in low or "short" in low or "buffer" in low or "expected" in low:
                 raise DicomReadError(path, f"truncated or corrupt pixel data: {msg}") from exc
-            raise DicomReadError(path, f"pixel data cannot be decoded: {msg}") from exc
+            if "all available plugins" in low:  # the plugins ran and refused: GDCM may be tried
+                raise _DecoderFailed(path, f"{_DECODER_FAILED}: {msg}", ts) from exc
+            raise DicomReadError(path, f"{_DECODER_FAILED}: {msg}") from exc
         except EOFError as exc:
             raise DicomReadError(path, f"truncated pixel data: {exc}") from exc
+        except (StopIteration, struct.error, SystemError, MemoryError, KeyError, IndexError, TypeError,
+                AttributeError, OverflowError) as exc:  # pydicom's frame and value parsing on broken data
+            raise DicomReadError(path, f"corrupt pixel data: {type(exc).__name__}: {exc}") from exc
+        except Exception as exc:  # noqa: BLE001 - pydicom's BytesLengthException and other plugin errors
+            raise DicomReadError(path, f"pixel data cannot be decoded: {type(exc).__name__}: {exc}") from exc
         photometric = str(ds.get("PhotometricInterpretation", "")).upper()
         if photometric == "PALETTE COLOR":
             from pydicom.pixels import apply_color_lut
@@ -195,24 +288,84 @@ def _infer_native_syntax(ds: Any, path: Path) -> str:
 
 
 class _FileCache:
-    """Decode each multi-frame file once even when several slots use its frames."""
+    """Decode each multi-frame file once even when several slots use its frames; a failure is
+    kept too, so that a broken 96-frame file is decoded once, not once per frame."""
 
     def __init__(self) -> None:
-        import threading
-
         self._lock = threading.Lock()
         self._locks: dict[Path, Any] = {}
         self._data: dict[Path, np.ndarray] = {}
+        self._failed: dict[Path, DicomReadError] = {}
 
     def frames(self, path: Path) -> np.ndarray:
-        import threading
-
         with self._lock:
             lk = self._locks.setdefault(path, threading.Lock())
         with lk:
+            failed = self._failed.get(path)
+            if failed is not None:
+                raise DicomReadError(failed.path, failed.reason)
             if path not in self._data:
-                self._data[path] = _decode_file(path)[0]
+                try:
+                    self._data[path] = _decode_file(path)[0]
+                except DicomReadError as exc:
+                    self._failed[path] = exc
+                    raise
             return self._data[path]
+
+
+def precheck(headers: list[InstanceHeader], color: bool) -> tuple[list[InstanceHeader], list[DicomReadError]]:
+    """Headers whose file can hold the frame they declare, and the errors of those that cannot.
+
+    Run before the volume is allocated: native data is checked against the Pixel Data length and
+    the file's size, encapsulated data against its item table (a frame per fragment at least).
+    Cheap: a stat per file, and a walk over the item headers of encapsulated files.
+    """
+    good: list[InstanceHeader] = []
+    bad: list[DicomReadError] = []
+    sizes: dict[Path, int | None] = {}
+    items: dict[Path, int | None] = {}
+    for h in headers:
+        try:
+            _precheck_one(h, color, sizes, items)
+        except DicomReadError as exc:
+            bad.append(exc)
+            continue
+        good.append(h)
+    return good, bad
+
+
+def _precheck_one(h: InstanceHeader, color: bool, sizes: dict[Path, int | None], items: dict[Path, int | None]) -> None:
+    check_declared(h.path, h.rows, h.columns, max(1, h.number_of_frames), max(1, h.samples_per_pixel))
+    if h.pixel_offset is None or h.pixel_length is None:
+        return
+    gz = str(h.path).lower().endswith(".gz")
+    if h.path not in sizes:
+        try:
+            sizes[h.path] = None if gz else h.path.stat().st_size
+        except OSError as exc:
+            raise DicomReadError(h.path, f"cannot read: {exc.strerror or exc}") from exc
+    size = sizes[h.path]
+    frame = h.frame_index or 0
+    if h.pixel_length != 0xFFFFFFFF and h.transfer_syntax_uid in (_io.NATIVE_LE | _io.NATIVE_BE):
+        nbytes = frame_bytes(h.rows, h.columns, h.samples_per_pixel, h.bits_allocated)
+        if h.bits_allocated == 1:
+            return  # packed bits: pydicom unpacks whole files and names a short one
+        need = (frame + 1) * nbytes
+        if h.pixel_length < need:
+            raise DicomReadError(h.path, f"pixel data too short: {h.pixel_length} bytes for frame {frame + 1} of "
+                                         f"{h.rows}x{h.columns} ({need} bytes needed)")
+        if size is not None and h.pixel_offset + need > size:
+            raise DicomReadError(h.path, f"truncated pixel data: the file has {size} bytes, frame {frame + 1} "
+                                         f"ends at byte {h.pixel_offset + need}")
+    elif h.pixel_length == 0xFFFFFFFF and not gz:
+        if h.path not in items:
+            items[h.path] = _codec.count_fragments(h.path, h.pixel_offset)
+        count = items[h.path]
+        frames = max(1, h.number_of_frames)
+        if count is not None and count == 0:
+            raise DicomReadError(h.path, "encapsulated pixel data holds no fragments (truncated or corrupt)")
+        if count is not None and frames > count:
+            raise DicomReadError(h.path, f"declares {frames} frames but the pixel data holds only {count} fragment(s)")
 
 
 def _fill_slot(slot: _Slot, raw: np.ndarray, cache: _FileCache, color: bool) -> None:
@@ -316,8 +469,9 @@ def _decode_all(raw: np.ndarray, headers: list[InstanceHeader], color: bool, cac
                     ks = chunk_of[fut]
                     try:
                         failed = fut.result()
-                    except BrokenProcessPool as exc:
-                        _codec.pool_failed(exc)
+                        _codec._POOL_PROVEN = True
+                    except BrokenProcessPool as exc:  # a codec crashed a worker: these slices retry in threads
+                        _codec.pool_failed(exc, by_data=_codec._POOL_PROVEN)
                         failed = ks
                     except Exception as exc:  # noqa: BLE001 - e.g. a pickling problem: retry in threads
                         log.warning("decode worker failed (%s): retrying its slices in threads", type(exc).__name__)
@@ -334,8 +488,9 @@ def _decode_all(raw: np.ndarray, headers: list[InstanceHeader], color: bool, cac
                         fut.result()
                     except DicomReadError as exc:
                         bad.append((k, exc))
-                    except (OSError, ValueError, RuntimeError, TypeError, IndexError, KeyError, AttributeError,
-                            EOFError, MemoryError) as exc:
+                    except Cancelled:
+                        raise
+                    except Exception as exc:  # noqa: BLE001 - any third-party failure is this file's problem
                         bad.append((k, DicomReadError(headers[k].path, "pixel data cannot be decoded: "
                                                                        f"{type(exc).__name__}: {exc}")))
                     done += 1

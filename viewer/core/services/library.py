@@ -5,6 +5,7 @@ The GUI, the encoder job and the CLI all go through here so they agree on the lo
 """
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -18,6 +19,8 @@ from ..dicom.stack import SeriesStack, main_stack
 from ..dicom.volume import Volume
 from ..errors import CasebookError
 from ..progress import ProgressCallback, SupportsCancel
+
+log = logging.getLogger(__name__)
 
 
 class SeriesFilesMissing(CasebookError):
@@ -60,8 +63,15 @@ def stack_for_series(store: CaseStore, series_id: int, *, progress: ProgressCall
         raise SeriesFilesMissing(f"series {series_id}: none of its {len(files)} files is where it was ingested "
                                  f"from (first: {files[0] if files else '?'})")
     result = scan_files(present, progress=progress, cancel=cancel)
+    gone = len(files) - len(present)
+    if gone:  # shown with the volume (status bar, geometry report) and by `casebook check`
+        first = next(f for f in files if f not in set(present))
+        log.warning("series %d: %d of its %d stored files are missing from disk", series_id, gone, len(files))
     for stack in result.stacks:
         if stack.key == info.key:
+            if gone:
+                stack.extra["missing_files"] = (f"{gone} of {len(files)} stored files missing from disk "
+                                                f"(first: {first}; see `casebook check`)")
             return stack
     same = [s for s in result.stacks if s.series_uid == info.series_uid]
     if not same:
