@@ -24,10 +24,11 @@ from .records import StoreStats
 from .reports import ReportsMixin
 from .sessions import StoreSessions
 from .teaching import TeachingMixin
+from .teaching_cases import TeachingCasesMixin
 
 
 class CaseStore(StoreSessions, IngestMixin, QueryMixin, ListingMixin, ReportsMixin, TeachingMixin,
-                EmbeddingsMixin):
+                EmbeddingsMixin, TeachingCasesMixin):
     """Patients, studies, series, reports, tags, teaching fields and embeddings in one SQLite file."""
 
     def stats(self) -> StoreStats:
