@@ -87,6 +87,8 @@ class TeachingCasesMixin:
         st = s.get(Study, row.study_id)
         assert st is not None
         st.is_teaching, st.difficulty = True, case.difficulty
+        if case.source == "imported":
+            st.deid_status = "deidentified"
 
     def _sync_case_links(self, case: CaseRecord) -> None:
         have = set(self.get_study(case.study_id).tags)
@@ -277,6 +279,20 @@ class TeachingCasesMixin:
             rows = s.execute(select(Series.id, TeachingCase.id).join(TeachingCase, TeachingCase.study_id == Series.study_id)
                              .where(Series.id.in_([int(i) for i in series_ids]))).all()
         return {int(a): int(b) for a, b in rows}
+
+    def study_id_for_uid(self, study_uid: str) -> int | None:
+        """The (non-deleted) study with this Study Instance UID (an import finds its cases)."""
+        with self._read() as s:
+            return s.scalar(select(Study.id).where(Study.study_uid == study_uid, Study.deleted.is_(False)))
+
+    def locate_instance(self, sop_instance_uid: str, frame_index: int = -1) -> tuple[int, int] | None:
+        """(series id, slice index) of a stored image by SOP Instance UID (and frame)."""
+        with self._read() as s:
+            row = s.execute(select(Instance.series_id, Instance.slice_index)
+                            .join(Series, Series.id == Instance.series_id)
+                            .where(Instance.sop_instance_uid == sop_instance_uid,
+                                   Instance.frame_index == int(frame_index), Series.deleted.is_(False))).first()
+        return (int(row[0]), int(row[1])) if row else None
 
     # -- quiz ---------------------------------------------------------------------------------
     def record_quiz_answer(self, learner: str, collection: str, case_id: int, *, mode: str, answer: str,

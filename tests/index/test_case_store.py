@@ -17,6 +17,7 @@ from casebook.index.case_store import (
     StackRecord,
     TeachingInfo,
 )
+from casebook.index.case_store import migrate
 from casebook.index.errors import QueryError, StoreError, UnknownItemError
 from casebook.index.vector_index import LabelDigest, VectorIndex
 
