@@ -48,6 +48,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "embed",
     "demo",
     "gui",
+    "teach",
 )
 
 EXIT_OK = 0

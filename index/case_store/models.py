@@ -362,6 +362,7 @@ class TeachingKeyImage(Base):
     frame_index: Mapped[int] = mapped_column(Integer, default=-1)
     slice_index: Mapped[int] = mapped_column(Integer, default=0)
     orientation: Mapped[str] = mapped_column(String, default="axial")
+    view_index: Mapped[int | None] = mapped_column(Integer, nullable=True)  # slice of ``orientation`` seen
     window_center: Mapped[float] = mapped_column(Float, default=40.0)
     window_width: Mapped[float] = mapped_column(Float, default=400.0)
     annotations: Mapped[str] = mapped_column(Text, default="[]")  # JSON: measurements and markers

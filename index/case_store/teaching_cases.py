@@ -160,7 +160,8 @@ class TeachingCasesMixin:
                                           .order_by(TeachingKeyImage.position, TeachingKeyImage.id)).all():
                 kis.setdefault(ki.case_id, []).append(KeyImage(
                     series_id=ki.series_id, slice_index=ki.slice_index, sop_instance_uid=ki.sop_instance_uid,
-                    frame_index=ki.frame_index, orientation=ki.orientation, window_center=ki.window_center,
+                    frame_index=ki.frame_index, orientation=ki.orientation, view_index=ki.view_index,
+                    window_center=ki.window_center,
                     window_width=ki.window_width, annotations=json.loads(ki.annotations or "[]"),
                     caption=ki.caption, id=ki.id, position=ki.position, series_uid=uid, modality=mod))
         cols = self._study_collections(study_ids)
@@ -199,6 +200,7 @@ class TeachingCasesMixin:
                        .where(TeachingKeyImage.case_id == case_id)) + 1
         k = TeachingKeyImage(case_id=case_id, position=pos, series_id=se.id, sop_instance_uid=sop,
                              frame_index=int(frame), slice_index=int(ki.slice_index), orientation=ki.orientation,
+                             view_index=None if ki.view_index is None else int(ki.view_index),
                              window_center=float(ki.window_center), window_width=float(ki.window_width),
                              annotations=json.dumps(ki.annotations), caption=ki.caption)
         s.add(k)

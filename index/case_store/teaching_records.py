@@ -19,6 +19,9 @@ REQUIRED: Sequence[str] = (*TEXT_FIELDS, "certainty", "systems", "difficulty", "
 class KeyImage:
     """A slice of a stored series as the author saw it: window, measurements and markers.
 
+    ``slice_index`` is the image's place in the stored series (its SOP Instance UID); the view it
+    was seen in is ``orientation`` at ``view_index``, where the annotations were drawn.
+
     ``annotations`` are dicts: ``{"kind": "distance"|"ellipse"|"marker"|"box", "p0": [row, col],
     "p1": [row, col], "label": str}`` in image pixels of that slice.
     """
@@ -32,6 +35,7 @@ class KeyImage:
     window_width: float = 400.0
     annotations: list[dict[str, Any]] = field(default_factory=list)
     caption: str = ""
+    view_index: int | None = None  # the slice of ``orientation`` it was seen in (None: the stored slice)
     id: int | None = None
     position: int = 0
     series_uid: str = ""  # filled on reading

@@ -53,6 +53,7 @@ def upgrade() -> None:
         sa.Column("frame_index", sa.Integer, nullable=False),
         sa.Column("slice_index", sa.Integer, nullable=False),
         sa.Column("orientation", sa.String, nullable=False),
+        sa.Column("view_index", sa.Integer, nullable=True),
         sa.Column("window_center", sa.Float, nullable=False),
         sa.Column("window_width", sa.Float, nullable=False),
         sa.Column("annotations", sa.Text, nullable=False),

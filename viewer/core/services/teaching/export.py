@@ -267,6 +267,7 @@ def _case_doc(c: TeachingCase, ref: str, ctx: DeidContext, written: dict[int, in
             anns.append(a)
         kis.append({"series_uid": ctx.uids(ki.series_uid), "sop_instance_uid": ctx.uids(ki.sop_instance_uid),
                     "frame_index": ki.frame_index, "slice_index": ki.slice_index, "orientation": ki.orientation,
+                    "view_index": ki.view_index,
                     "window_center": ki.window_center, "window_width": ki.window_width, "annotations": anns,
                     "caption": _clean(ctx, rep, ref, "key image caption", ki.caption)})
     d["key_images"] = kis

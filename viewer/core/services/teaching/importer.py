@@ -154,6 +154,8 @@ def import_export(settings: Settings, path: Path, *, progress: ProgressCallback 
                                                 sop_instance_uid=str(k["sop_instance_uid"]),
                                                 frame_index=int(k.get("frame_index", -1)),
                                                 orientation=str(k.get("orientation", "axial")),
+                                                view_index=(None if k.get("view_index") is None
+                                                            else int(k["view_index"])),
                                                 window_center=float(k.get("window_center", 40.0)),
                                                 window_width=float(k.get("window_width", 400.0)),
                                                 annotations=list(k.get("annotations", [])),
