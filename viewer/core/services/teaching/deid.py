@@ -8,9 +8,9 @@ replaced consistently in every file (references kept), one date offset per patie
 kept), pixel masks, and a report. Options applied, all from PS3.15 Table E.1-1 and named in the
 De-identification Method Code Sequence:
 
-- *Retain Longitudinal Temporal Information with Modified Dates* (113107): dates are shifted
-  by a per-patient number of days instead of replaced; times stay as they are (a whole-day
-  shift), so intervals between a patient's studies are kept;
+- *Retain Longitudinal Temporal Information with Modified Dates* (113107): dates and the date
+  part of date-times are shifted by a per-patient number of days instead of replaced, so the
+  intervals between a patient's studies are kept; times (TM) follow the basic profile's action;
 - *Retain Patient Characteristics* (113108), optional: age, sex, size and weight are kept;
 - *Clean Pixel Data* (113101) when a burned-in text mask was applied.
 
@@ -55,6 +55,10 @@ CODES = {"basic": ("113100", "Basic Application Confidentiality Profile"),
          "modified_dates": ("113107", "Retain Longitudinal Temporal Information Modified Dates Option"),
          "patient_characteristics": ("113108", "Retain Patient Characteristics Option")}
 REMOVED = "REMOVED"
+# File Meta elements that name a station or carry private data (Source, Sending, Receiving AE
+# Title; Private Information Creator UID, Private Information): dropped from every file.
+FILE_META_REMOVED = {Tag(0x0002, 0x0016), Tag(0x0002, 0x0017), Tag(0x0002, 0x0018), Tag(0x0002, 0x0100),
+                     Tag(0x0002, 0x0102)}
 
 
 class DeidError(CasebookError):
@@ -129,8 +133,8 @@ def profile_table(edition: str = TABLE_EDITION) -> ProfileTable:
 def resolve(action: str, vr: str, tag: int, *, keep_characteristics: bool) -> str:
     """The single action Casebook applies for a table action on an element of ``vr``.
 
-    Dates, date-times and times of any row are shifted (the Modified Dates option, see the
-    module docstring). Compound actions: a UID with a U is mapped; otherwise the first choice that can never fail an IOD less than removal is taken:
+    Dates and date-times of any row are shifted (the Modified Dates option, see the module
+    docstring). Compound actions: a UID with a U is mapped; otherwise the first choice that can never fail an IOD less than removal is taken:
     X/Z and X/Z/D empty the element (Z), X/D removes it (X), Z/D empties it (Z), X/Z/U* keeps
     the sequence and maps its UIDs (U: references to the exported images stay valid).
     """
@@ -138,9 +142,8 @@ def resolve(action: str, vr: str, tag: int, *, keep_characteristics: bool) -> st
         return "K"
     if tag in (PATIENT_NAME, PATIENT_ID):
         return "P"
-    if vr in DATE_VRS or vr == "TM":
-        # the Modified Dates option's column says C for every date and time: shifted (times
-        # unchanged by a whole-day shift), so every date of a patient moves by the same offset
+    if vr in DATE_VRS:
+        # the Modified Dates option: every date of a patient moves by the same whole-day offset
         return "D"  # Z with a consistent pseudonym (zero length would split a patient's studies)
     if action in ("D", "Z", "X", "U", "K", "C"):
         return action
@@ -186,15 +189,15 @@ class Identifiers:
             elif vr in ("LO", "SH", "ST", "LT", "UT", "UC", "AE") and len(s) >= 4:
                 self.strings.add(s)
 
-    def patterns(self) -> list[re.Pattern[str]]:
-        """Case-insensitive patterns for text (dates also as YYYY-MM-DD and DD/MM/YYYY)."""
-        out = [re.compile(rf"(?<!\w){re.escape(s)}(?!\w)", re.IGNORECASE)
-               for s in sorted(self.strings | self.uids, key=len, reverse=True)]
+    def pattern(self) -> re.Pattern[str] | None:
+        """One case-insensitive pattern for all of them (dates also as YYYY-MM-DD, DD/MM/YYYY,
+        DD.MM.YYYY and MM/DD/YYYY), longest first; None when there is nothing to look for."""
+        alts = [rf"(?<!\w){re.escape(s)}(?!\w)" for s in sorted(self.strings | self.uids, key=len, reverse=True)]
         for d in sorted(self.dates):
             y, m, dd = d[:4], d[4:6], d[6:8]
             for form in (d, f"{y}-{m}-{dd}", f"{dd}/{m}/{y}", f"{dd}.{m}.{y}", f"{m}/{dd}/{y}"):
-                out.append(re.compile(rf"(?<!\d){re.escape(form)}(?!\d)"))
-        return out
+                alts.append(rf"(?<!\d){re.escape(form)}(?!\d)")
+        return re.compile("|".join(alts), re.IGNORECASE) if alts else None
 
 
 # Which removed attributes hold identities (names, numbers, places), as opposed to descriptions
@@ -332,17 +335,16 @@ class DeidContext:
 
     def clean_text(self, text: str) -> tuple[str, int]:
         """``text`` with every source identifier replaced by ``[removed]`` (action C)."""
-        n = 0
-        for p in self._patterns():
-            text, k = p.subn("[removed]", text)
-            n += k
-        return text, n
+        p = self._pattern()
+        if p is None or not text:
+            return text, 0
+        return p.subn("[removed]", text)
 
-    def _patterns(self) -> list[re.Pattern[str]]:
+    def _pattern(self) -> re.Pattern[str] | None:
         key = (len(self.identifiers.strings), len(self.identifiers.dates), len(self.identifiers.uids))
         if getattr(self, "_pkey", None) != key:
-            self._pkey, self._pats = key, self.identifiers.patterns()
-        return self._pats
+            self._pkey, self._pat = key, self.identifiers.pattern()
+        return self._pat
 
 
 def _patient_key(ds: Dataset) -> str:
@@ -366,8 +368,8 @@ def deidentify(ds: Dataset, ctx: DeidContext, *, patient: str | None = None, mas
             fm.MediaStorageSOPInstanceUID = ctx.uids(str(fm.MediaStorageSOPInstanceUID))
         for t in list(fm.keys()):
             rule = ctx.table.rule(t)
-            if rule is not None and rule.action != "U":
-                del fm[t]  # e.g. Source/Sending/Receiving Application Entity Title
+            if (rule is not None and rule.action != "U") or t in FILE_META_REMOVED:
+                del fm[t]  # the AE titles name the sending station; private information is private
     ds.PatientIdentityRemoved = "YES"
     ds.DeidentificationMethod = f"PS3.15 E.1-1 basic profile ({ctx.table.edition}), Casebook"
     seq = []
@@ -388,6 +390,9 @@ def deidentify(ds: Dataset, ctx: DeidContext, *, patient: str | None = None, mas
 def _deid_dataset(d: Dataset, ctx: DeidContext, days: int, name: str, pid: str, *, top: bool) -> None:
     for tag in list(d.keys()):
         el = d[tag]
+        if top and el.tag.group == 0x0000:
+            del d[tag]  # a DIMSE command set left in a file: not part of a stored object
+            continue
         if el.tag.is_private:
             del d[tag]
             ctx.count("X (private)")
@@ -430,8 +435,6 @@ def _apply(d: Dataset, el: DataElement, act: str, ctx: DeidContext, days: int, n
     # D
     if el.VR in DATE_VRS:
         el.value = _map_values(el.value, lambda v: ctx.dates.shift(el.VR, v, days))
-    elif el.VR == "TM":
-        return  # a whole-day shift leaves times as they were (Modified Dates option)
     else:
         el.value = _dummy(el.VR)
 
@@ -487,8 +490,8 @@ def _keep_unlisted(d: Dataset, el: DataElement, ctx: DeidContext, days: int, nam
 
 
 def _mentions(blob: bytes, ctx: DeidContext) -> bool:
-    text = blob.decode("latin-1", errors="ignore")
-    return any(p.search(text) for p in ctx._patterns())
+    p = ctx._pattern()
+    return p is not None and p.search(blob.decode("latin-1", errors="ignore")) is not None
 
 
 def walk_elements(ds: Dataset) -> Iterable[DataElement]:
