@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 from typing import Any, Iterable, Sequence
 
-from sqlalchemy import delete, func, select, text
+from sqlalchemy import Integer, cast, delete, func, select, text
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from ..errors import QueryError, UnknownItemError
 from .models import (Collection, CollectionStudy, Instance, QuizAnswer, Series, Study, StudyTag, Tag, TeachingCase,
@@ -313,10 +313,11 @@ class TeachingCasesMixin:
     def quiz_scores(self, learner: str | None = None, collection: str | None = None) -> list[QuizScore]:
         """Score per learner and collection: the latest answer to each case counts."""
         with self._read() as s:
-            latest = (select(func.max(QuizAnswer.id)).group_by(QuizAnswer.learner, QuizAnswer.collection,
-                                                                QuizAnswer.case_id))
+            qa = aliased(QuizAnswer)
+            latest = (select(func.max(qa.id)).group_by(qa.learner, qa.collection, qa.case_id)
+                      .correlate(None).scalar_subquery())
             q = select(QuizAnswer.learner, QuizAnswer.collection, func.count(QuizAnswer.id),
-                       func.sum(QuizAnswer.correct), func.max(QuizAnswer.created)).where(QuizAnswer.id.in_(latest))
+                       func.sum(cast(QuizAnswer.correct, Integer)), func.max(QuizAnswer.created)).where(QuizAnswer.id.in_(latest))
             if learner:
                 q = q.where(QuizAnswer.learner == learner.strip())
             if collection:
