@@ -94,6 +94,7 @@ class MainWindow(QMainWindow):
                                                     self.open_analogue, parent=self)
         self.similar_controller.add_to_library.connect(self.import_path)
         self.current_series_id: int | None = None
+        self._install_teaching()
         self._restore_geometry()
         self.viewer.focus_view()
 
@@ -185,6 +186,11 @@ class MainWindow(QMainWindow):
         self._act("Close analogue", "Ctrl+W", self.close_analogue, sm)
         hm = mb.addMenu("&Help")
         self._act("Keyboard shortcuts", "F1", self.show_help, hm)
+
+    def _install_teaching(self) -> None:
+        from .controllers.teaching import install_teaching
+
+        self.teaching_controller = install_teaching(self)
 
     def _toggle_crosshair(self) -> None:
         self.state.set_crosshair_visible(not self.state.show_crosshair)
