@@ -90,7 +90,8 @@ class ExportReport:
                  "options: modified dates (per-patient shift), patient characteristics, clean pixel data "
                  "where masked; private tags removed.", ""]
         for c in self.cases:
-            lines.append(f"  {c['ref']}: case {c['case_id']}, {c['files']} file(s), {c['key_images']} key image(s)")
+            lines.append(f"  {c['ref']}: case {c['case_id']}, {c['files']} file(s), {c['key_images']} key image(s)"
+                         + ("" if c["files"] else " (not exported: no series may go yet)"))
         held = [h for h in self.held if h.status == "held back"]
         if held:
             lines += ["", "Held back until a mask is confirmed or the series is excluded "
@@ -217,6 +218,9 @@ def export_cases(store: Any, case_ids: Sequence[int], out_dir: Path, *, keep_cha
                 except Exception as exc:  # a bad file is reported, the rest goes on
                     log.warning("teaching export: a file failed: %s", exc.__class__.__name__)
                     rep.problems.append((p, f"cannot be exported: {exc.__class__.__name__}: {exc}"))
+        if not written:  # every series held back or excluded: the case waits for its images
+            rep.cases.append({"ref": ref, "case_id": c.id, "files": 0, "key_images": 0})
+            continue
         doc_cases.append(_case_doc(c, ref, ctx, written, rep))
         rep.cases.append({"ref": ref, "case_id": c.id, "files": sum(written.values()),
                           "key_images": len(doc_cases[-1]["key_images"])})
@@ -227,7 +231,9 @@ def export_cases(store: Any, case_ids: Sequence[int], out_dir: Path, *, keep_cha
                                 "table": ctx.table.edition,
                                 "codes": [CODES[k][0] for k in ("basic", "modified_dates")]
                                 + ([CODES["patient_characteristics"][0]] if keep_characteristics else [])},
-           "cases": doc_cases, "collections": _collections_doc(store, cases, refs, ctx)}
+           "cases": doc_cases,
+           "collections": _collections_doc(store, [c for c in cases if refs[c.id] in {d["ref"] for d in doc_cases}],
+                                           refs, ctx)}
     (out / DOC_NAME).write_text(json.dumps(doc, indent=1, ensure_ascii=False), encoding="utf-8")
     rep.elapsed_s = time.monotonic() - t0
     (out / REPORT_NAME).write_text(rep.text(), encoding="utf-8")
