@@ -238,7 +238,7 @@ def test_cli_add_ls_show_edit_export_import(library_dir: Path, sources, tmp_path
                  "--differential", "artefact", "--add-tag", "ct"]) == 0
     assert main(["teach", "show", "1"]) == 0
     shown = capsys.readouterr().out
-    assert "history: Headache" in shown and "differential: artefact" in shown and "demo, ct" in shown
+    assert "history: Headache" in shown and "differential: artefact" in shown and "tags: ct, demo" in shown
     assert main(["teach", "ls", "--text", "headache"]) == 0 and "normal CT" in capsys.readouterr().out
     # the ultrasound is held back: exit 1 and the report says how to release it
     assert main(["teach", "export", "--collection", "Quiz", str(tmp_path / "x1")]) == 1

@@ -36,7 +36,11 @@ def test_save_find_by_text_and_image_then_quiz(qtbot, teaching_library, monkeypa
     store = open_store(settings)
     try:
         ct = [se for se in store.list_series() if se.modality == "CT" and se.id != head and se.slice_count >= 1]
-        reading, others = ct[0], [se for se in ct[1:] if se.study_id != ct[0].study_id]
+        reading, others, studies = ct[0], [], {ct[0].study_id}
+        for se in ct[1:]:  # one series of each other study
+            if se.study_id not in studies:
+                studies.add(se.study_id)
+                others.append(se)
         # two teaching cases already in the library, in the quiz collection
         for se, dx in zip(others[:2], ("Pulmonary embolism", "Lung adenocarcinoma")):
             store.create_teaching_case(TeachingCase(study_id=se.study_id, title=dx, diagnosis=dx,
