@@ -267,6 +267,8 @@ def run_export(args: argparse.Namespace) -> int:
     from ..core.services.teaching.export import export_cases
 
     *ids, out = args.args
+    if sum((bool(ids), bool(args.all), bool(args.collection))) != 1:
+        raise QueryError("give case ids, --collection NAME or --all (one of them) before OUT_DIR")
     store = open_store(load_settings(), create=False)
     try:
         if args.all:
@@ -280,8 +282,6 @@ def run_export(args: argparse.Namespace) -> int:
                 case_ids = [int(i) for i in ids]
             except ValueError as exc:
                 raise QueryError(f"case ids must be numbers ({exc}); usage: teach export CASE_ID... OUT_DIR") from None
-        if (args.all or args.collection) and ids:
-            raise QueryError("give case ids, --collection or --all, not several")
         with PhaseProgress(unit_for=lambda m: "files") as bar:
             rep = export_cases(store, case_ids, Path(out), keep_characteristics=not args.no_patient_characteristics,
                                make_zip=not args.no_zip, progress=bar, cancel=args.cancel)
