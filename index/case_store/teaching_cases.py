@@ -7,7 +7,7 @@ kept in step with the case.
 from __future__ import annotations
 
 import json
-from typing import Any, Iterable, Sequence
+from typing import Iterable, Sequence
 
 from sqlalchemy import Integer, cast, delete, func, select, text
 from sqlalchemy.exc import SQLAlchemyError

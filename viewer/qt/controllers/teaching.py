@@ -13,7 +13,7 @@ from PySide6.QtCore import QObject, Qt, QThreadPool
 from PySide6.QtGui import QAction, QKeySequence, QPixmap
 from PySide6.QtWidgets import QDockWidget, QFileDialog, QInputDialog, QMainWindow, QMessageBox
 
-from casebook.index.case_store.teaching_records import KeyImage, TeachingCase
+from casebook.index.case_store.teaching_records import KeyImage
 from casebook.viewer.core.errors import CasebookError
 from casebook.viewer.core.progress import check_cancel
 
@@ -269,8 +269,12 @@ class TeachingController(QObject):
         learner, ok = QInputDialog.getText(self.window, "Quiz", "Learner name (scores are kept per learner):")
         if not ok or not learner.strip():
             return
+        modes = {"Multiple choice": "choice", "Free text": "free"}
+        mode, ok = QInputDialog.getItem(self.window, "Quiz", "Answers:", list(modes), 0, False)
+        if not ok:
+            return
         try:
-            self.start_quiz(collection, learner.strip())
+            self.start_quiz(collection, learner.strip(), mode=modes[mode])
         except CasebookError as exc:
             QMessageBox.warning(self.window, "Casebook", str(exc))
 

@@ -13,7 +13,7 @@ import random
 import re
 import unicodedata
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 from casebook.index.case_store.teaching_records import KeyImage, QuizScore, TeachingCase
 
