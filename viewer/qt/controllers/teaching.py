@@ -342,8 +342,7 @@ def install_teaching(window: QMainWindow) -> TeachingController:
     dock.setObjectName("teaching_dock")
     dock.setWidget(panel)
     window.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, dock)
-    window.tabifyDockWidget(window.browser_dock, dock)
-    window.browser_dock.raise_()
+    dock.hide()  # shown by Save as teaching case or the Teaching menu; the reading layout stays as it was
     ctl = TeachingController(window, panel, lambda: window.settings)
     ctl.dock = dock
     menu = window.menuBar().addMenu("T&eaching")
