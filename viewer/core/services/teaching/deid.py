@@ -32,12 +32,12 @@ from datetime import date, timedelta
 from typing import Any, Callable, Iterable
 
 from pydicom.dataelem import DataElement
-from pydicom.dataset import Dataset
+from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 from pydicom.datadict import keyword_for_tag
 from pydicom.tag import Tag
-from pydicom.uid import UID_dictionary
+from pydicom.uid import UID_dictionary, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from ...errors import CasebookError
 
@@ -362,14 +362,25 @@ def deidentify(ds: Dataset, ctx: DeidContext, *, patient: str | None = None, mas
     days = ctx.dates.offset(patient)
     name, pid = ctx.pseudonym(patient)
     _deid_dataset(ds, ctx, days, name, pid, top=True)
-    if hasattr(ds, "file_meta") and ds.file_meta is not None:
-        fm = ds.file_meta
-        if "MediaStorageSOPInstanceUID" in fm:
-            fm.MediaStorageSOPInstanceUID = ctx.uids(str(fm.MediaStorageSOPInstanceUID))
-        for t in list(fm.keys()):
-            rule = ctx.table.rule(t)
-            if (rule is not None and rule.action != "U") or t in FILE_META_REMOVED:
-                del fm[t]  # the AE titles name the sending station; private information is private
+    if getattr(ds, "file_meta", None) is None:
+        ds.file_meta = FileMetaDataset()
+    fm = ds.file_meta
+    # the File Meta names this object: the new SOP Class / Instance UIDs (also when the
+    # source file had none, as some old files do)
+    if "SOPInstanceUID" in ds:
+        fm.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    elif "MediaStorageSOPInstanceUID" in fm:
+        fm.MediaStorageSOPInstanceUID = ctx.uids(str(fm.MediaStorageSOPInstanceUID))
+    if "SOPClassUID" in ds and not fm.get("MediaStorageSOPClassUID"):
+        fm.MediaStorageSOPClassUID = ds.SOPClassUID
+    for t in list(fm.keys()):
+        rule = ctx.table.rule(t)
+        if (rule is not None and rule.action != "U") or t in FILE_META_REMOVED:
+            del fm[t]  # the AE titles name the sending station; private information is private
+    if "TransferSyntaxUID" not in fm:  # a file without File Meta: say how it is encoded
+        implicit, little = getattr(ds, "original_encoding", (True, True))
+        fm.TransferSyntaxUID = (ImplicitVRLittleEndian if implicit else
+                                ExplicitVRLittleEndian if little else ExplicitVRBigEndian)
     ds.PatientIdentityRemoved = "YES"
     ds.DeidentificationMethod = f"PS3.15 E.1-1 basic profile ({ctx.table.edition}), Casebook"
     seq = []
