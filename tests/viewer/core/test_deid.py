@@ -178,7 +178,7 @@ def test_every_sample_file_is_deidentified_by_its_table_action() -> None:
             where = f"{p.name} in {folder}"
             before = _table_values(ds, table)
             ids = identifiers(ds)
-            uids = {kw: str(ds[kw].value) for kw in INSTANCE_UIDS if kw in ds}
+            uids = {kw: str(ds[kw].value) for kw in INSTANCE_UIDS if kw in ds and str(ds[kw].value or "").strip()}
             pixels = ds.PixelData if "PixelData" in ds else None
             deid.deidentify(ds, ctx)
             raw = _bytes(ds)

@@ -362,6 +362,13 @@ def deidentify(ds: Dataset, ctx: DeidContext, *, patient: str | None = None, mas
     days = ctx.dates.offset(patient)
     name, pid = ctx.pseudonym(patient)
     _deid_dataset(ds, ctx, days, name, pid, top=True)
+    # an empty (Type 1) instance UID in the source: U asks for a non-zero-length UID; the
+    # study's and series' are shared by the export's files of that patient, the image's is its own
+    for kw in ("StudyInstanceUID", "SeriesInstanceUID"):
+        if kw in ds and not str(ds[kw].value or "").strip():
+            ds[kw].value = ctx.uids(f"(empty {kw} of {patient})")
+    if "SOPInstanceUID" in ds and not str(ds.SOPInstanceUID or "").strip():
+        ds.SOPInstanceUID = f"2.25.{uuid.uuid4().int}"
     if getattr(ds, "file_meta", None) is None:
         ds.file_meta = FileMetaDataset()
     fm = ds.file_meta
@@ -378,7 +385,9 @@ def deidentify(ds: Dataset, ctx: DeidContext, *, patient: str | None = None, mas
         if (rule is not None and rule.action != "U") or t in FILE_META_REMOVED:
             del fm[t]  # the AE titles name the sending station; private information is private
     if "TransferSyntaxUID" not in fm:  # a file without File Meta: say how it is encoded
-        implicit, little = getattr(ds, "original_encoding", (True, True))
+        implicit, little = getattr(ds, "original_encoding", (None, None))
+        if implicit is None or little is None:
+            implicit, little = True, True
         fm.TransferSyntaxUID = (ImplicitVRLittleEndian if implicit else
                                 ExplicitVRLittleEndian if little else ExplicitVRBigEndian)
     ds.PatientIdentityRemoved = "YES"
