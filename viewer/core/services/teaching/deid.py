@@ -418,12 +418,18 @@ def _deid_dataset(d: Dataset, ctx: DeidContext, days: int, name: str, pid: str, 
             ctx.count("X (private)")
             continue
         rule = ctx.table.rule(el.tag)
-        if rule is None:
-            _keep_unlisted(d, el, ctx, days, name, pid)
-            continue
-        act = resolve(rule.action, el.VR, int(el.tag), keep_characteristics=ctx.keep_characteristics)
-        ctx.count(act)
-        _apply(d, el, act, ctx, days, name, pid)
+        try:
+            if rule is None:
+                _keep_unlisted(d, el, ctx, days, name, pid)
+                continue
+            act = resolve(rule.action, el.VR, int(el.tag), keep_characteristics=ctx.keep_characteristics)
+            ctx.count(act)
+            _apply(d, el, act, ctx, days, name, pid)
+        except (ValueError, TypeError, OverflowError, UnicodeError):
+            # a value its VR cannot hold (an IS of "1A"): what cannot be read cannot be checked
+            if tag in d:
+                del d[tag]
+            ctx.count("X (unreadable value)")
 
 
 def _apply(d: Dataset, el: DataElement, act: str, ctx: DeidContext, days: int, name: str, pid: str) -> None:
@@ -470,7 +476,7 @@ def _map_uids(value: Any, ctx: DeidContext) -> Any:
 
 
 def _clean(el: DataElement, ctx: DeidContext) -> None:
-    if el.VR not in TEXT_VRS or el.value in (None, ""):
+    if el.VR not in TEXT_VRS or el.VR in ("IS", "DS") or el.value in (None, ""):  # numbers name nobody
         return
     total = 0
 
