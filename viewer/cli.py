@@ -56,6 +56,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "self_test",
     "priors",
     "register",
+    "teach",
 )
 
 EXIT_OK = 0

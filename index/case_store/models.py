@@ -473,3 +473,65 @@ class Registration(Base):
     deformable: Mapped[str] = mapped_column(Text, default="")  # B-spline transform (ITK text) or ""
     created: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+
+# ---- migration 0005: teaching cases, key images, quiz answers
+
+
+class TeachingCase(Base):
+    """A teaching case made from a study: the MIRC/Radiopaedia fields, de-identification choices."""
+
+    __tablename__ = "teaching_case"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("study.id", ondelete="CASCADE"), unique=True)
+    title: Mapped[str] = mapped_column(Text, default="")
+    history: Mapped[str] = mapped_column(Text, default="")
+    findings: Mapped[str] = mapped_column(Text, default="")
+    diagnosis: Mapped[str] = mapped_column(Text, default="")
+    differential: Mapped[str] = mapped_column(Text, default="")  # one diagnosis a line
+    discussion: Mapped[str] = mapped_column(Text, default="")
+    certainty: Mapped[str] = mapped_column(String, default="")  # possible | probable | almost certain | certain
+    systems: Mapped[str] = mapped_column(Text, default="")  # one organ system a line
+    author: Mapped[str] = mapped_column(String, default="")
+    source: Mapped[str] = mapped_column(String, default="local")  # local | imported
+    # JSON: {series UID: [[row0, col0, row1, col1], ...]} confirmed burned-in text masks
+    masks: Mapped[str] = mapped_column(Text, default="{}")
+    excluded: Mapped[str] = mapped_column(Text, default="[]")  # JSON list of series UIDs left out of exports
+    created: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+
+class TeachingKeyImage(Base):
+    """One key image of a case: a slice of a stored series with its window and annotations."""
+
+    __tablename__ = "teaching_key_image"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("teaching_case.id", ondelete="CASCADE"), index=True)
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    series_id: Mapped[int] = mapped_column(ForeignKey("series.id", ondelete="CASCADE"), index=True)
+    sop_instance_uid: Mapped[str] = mapped_column(String, default="")
+    frame_index: Mapped[int] = mapped_column(Integer, default=-1)
+    slice_index: Mapped[int] = mapped_column(Integer, default=0)
+    orientation: Mapped[str] = mapped_column(String, default="axial")
+    view_index: Mapped[int | None] = mapped_column(Integer, nullable=True)  # slice of ``orientation`` seen
+    window_center: Mapped[float] = mapped_column(Float, default=40.0)
+    window_width: Mapped[float] = mapped_column(Float, default=400.0)
+    annotations: Mapped[str] = mapped_column(Text, default="[]")  # JSON: measurements and markers
+    caption: Mapped[str] = mapped_column(Text, default="")
+
+
+class QuizAnswer(Base):
+    """One learner's answer to one case of a collection run as a quiz."""
+
+    __tablename__ = "quiz_answer"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    learner: Mapped[str] = mapped_column(String(collation="NOCASE"), index=True)
+    collection: Mapped[str] = mapped_column(String(collation="NOCASE"), index=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("teaching_case.id", ondelete="CASCADE"), index=True)
+    mode: Mapped[str] = mapped_column(String, default="free")  # free | choice
+    answer: Mapped[str] = mapped_column(Text, default="")
+    correct: Mapped[bool] = mapped_column(Boolean, default=False)
+    created: Mapped[datetime] = mapped_column(DateTime, default=utcnow)

@@ -29,12 +29,13 @@ from .report_documents import ReportDocumentsMixin
 from .reports import ReportsMixin
 from .sessions import StoreSessions
 from .teaching import TeachingMixin
+from .teaching_cases import TeachingCasesMixin
 from .vocabulary import VocabularyMixin
 
 
 class CaseStore(StoreSessions, IngestMixin, QueryMixin, ListingMixin, ReportsMixin, TeachingMixin,
                 EmbeddingsMixin, RemoteMixin, ReportDocumentsMixin, LabelsMixin, VocabularyMixin, RemovalMixin,
-                RegistrationsMixin):
+                RegistrationsMixin, TeachingCasesMixin):
     """Patients, studies, series, reports, tags, teaching fields and embeddings in one SQLite file."""
 
     def stats(self) -> StoreStats:

@@ -17,6 +17,7 @@ from casebook.index.case_store import (
     StackRecord,
     TeachingInfo,
 )
+from casebook.index.case_store import migrate
 from casebook.index.errors import QueryError, StoreError, UnknownItemError
 from casebook.index.vector_index import LabelDigest, VectorIndex
 
@@ -46,10 +47,10 @@ def sha(path: Path) -> str:
 
 
 def test_new_store_is_wal_with_foreign_keys_at_head(store: CaseStore) -> None:
-    assert store.revision == "0006"
+    assert store.revision == migrate.head_revision()
     con = sqlite3.connect(store.path)
     assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert con.execute("SELECT version_num FROM alembic_version").fetchone()[0] == "0006"
+    assert con.execute("SELECT version_num FROM alembic_version").fetchone()[0] == migrate.head_revision()
     con.close()
     with store._write_engine.connect() as c:
         assert c.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1

@@ -98,6 +98,7 @@ class MainWindow(QMainWindow):
 
         install_study_panel(self)  # the open study's report and labels (self.study_panel_controller)
         self._install_compare()
+        self._install_teaching()
         self._restore_geometry()
         self.viewer.focus_view()
 
@@ -198,6 +199,11 @@ class MainWindow(QMainWindow):
         from .controllers.compare import install_compare
 
         self.compare_controller = install_compare(self)
+
+    def _install_teaching(self) -> None:
+        from .controllers.teaching import install_teaching
+
+        self.teaching_controller = install_teaching(self)
 
     def _toggle_crosshair(self) -> None:
         self.state.set_crosshair_visible(not self.state.show_crosshair)

@@ -33,12 +33,13 @@ class SearchFilters:
     diagnosis: str | None = None  # words that must occur in the diagnosis
     exclude_same_patient: bool = True
     exclude_same_study: bool = True
+    teaching_only: bool = False  # only studies that are teaching cases (the teaching view's image search)
 
     def restricts(self) -> bool:
         """True when a metadata filter (not just exclusions) is set."""
         return bool(self.modalities or self.body_parts or self.sex or self.age_min is not None
                     or self.age_max is not None or self.date_from or self.date_to or self.tags
-                    or self.collections or self.diagnosis)
+                    or self.collections or self.diagnosis or self.teaching_only)
 
     def describe(self) -> str:
         parts = []
@@ -55,6 +56,8 @@ class SearchFilters:
             parts.append(f"date={self.date_from or ''}..{self.date_to or ''}")
         if self.diagnosis:
             parts.append(f"diagnosis~{self.diagnosis!r}")
+        if self.teaching_only:
+            parts.append("teaching cases only")
         return ", ".join(parts) or "no filters"
 
     def validate(self) -> None:

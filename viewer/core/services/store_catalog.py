@@ -18,7 +18,7 @@ def _case_filter(filters: SearchFilters, **extra: Any) -> Any:
     return CaseFilter(modalities=filters.modalities, body_parts=filters.body_parts, sex=filters.sex,
                       age_min=filters.age_min, age_max=filters.age_max, date_from=filters.date_from,
                       date_to=filters.date_to, tags=filters.tags, collections=filters.collections,
-                      diagnosis=filters.diagnosis, **extra)
+                      diagnosis=filters.diagnosis, teaching_only=filters.teaching_only, **extra)
 
 
 class StoreCatalog:

@@ -37,6 +37,7 @@ SHORTCUTS: list[tuple[str, str]] = [
     ("Ctrl+O", "Open folder"),
     ("Ctrl+I", "Import folder / DICOMDIR into the library"),
     ("Ctrl+,", "Settings"),
+    ("Ctrl+K / K", "Save as teaching case / add a key image (the slice on screen)"),
     ("F1", "This help"),
 ]
 
