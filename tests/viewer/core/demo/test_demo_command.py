@@ -1,6 +1,7 @@
 """``casebook demo`` end to end in a temporary library, through the real CLI, store and ingest."""
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -58,7 +59,7 @@ def test_demo_builds_annotated_library_and_is_idempotent(tmp_path: Path, monkeyp
         from casebook.index.vector_index.files import model_file_stem
 
         assert (lib / "vectors" / f"{model_file_stem(desc.index_key('CT'))}.json").exists()
-        before = store.stats()
+        before = replace(store.stats(), file_bytes=0, wal_bytes=0)
         n_series = len(store.series_ids_matching())
 
     # second run: nothing new
@@ -66,7 +67,8 @@ def test_demo_builds_annotated_library_and_is_idempotent(tmp_path: Path, monkeyp
     capsys.readouterr()
     with CaseStore.open(lib / "casebook.sqlite", create=False) as store:
         assert len(store.series_ids_matching()) == n_series
-        assert store.stats() == before
+        # same content (the file may keep a page or two that a claim used and freed: not content)
+        assert replace(store.stats(), file_bytes=0, wal_bytes=0) == before
         assert len(store.list_studies(CaseFilter(tags=("synthetic",)))) == len(plans)
 
 
