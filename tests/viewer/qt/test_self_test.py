@@ -2,22 +2,30 @@
 and a broken one stops at the step that failed, naming it, with a non-zero exit."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from types import SimpleNamespace
+
 import pytest
 
 pytestmark = [pytest.mark.gui, pytest.mark.slow]
 
 
-def test_self_test_passes_every_step_and_leaves_no_trace(qapp, tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
-    import tempfile
+def _run(args, tmp_path, **env):
+    """The self-test in its own process, as a user starts it: it sets up a QApplication, a theme and
+    Qt's settings path of its own, which must not leak into the other tests of this process."""
+    e = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "xdg"), **env}
+    p = subprocess.run([sys.executable, "-m", "casebook.viewer.cli", *args], env=e, capture_output=True,
+                       text=True, timeout=900)
+    return p.returncode, SimpleNamespace(out=p.stdout, err=p.stderr)
 
-    from casebook.viewer.cli import main
+
+def test_self_test_passes_every_step_and_leaves_no_trace(tmp_path):
     from casebook.viewer.qt.self_test import STEPS
 
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
     (tmp_path / "tmp").mkdir()
-    rc = main(["--self-test"])
-    out = capsys.readouterr()
+    rc, out = _run(["--self-test"], tmp_path, TMPDIR=str(tmp_path / "tmp"))
     assert rc == 0, out.out + out.err
     lines = out.out.splitlines()
     for name in STEPS:
@@ -32,17 +40,13 @@ def test_self_test_passes_every_step_and_leaves_no_trace(qapp, tmp_path, monkeyp
     assert not (tmp_path / "xdg" / "casebook").exists()  # the user's settings were not written
 
 
-def test_self_test_names_the_failed_step_and_stops(qapp, tmp_path, monkeypatch, capsys):
+def test_self_test_names_the_failed_step_and_stops(tmp_path):
     """The library folder cannot be created (a file is in the way): the import step fails with the
     store's own message, the later steps are reported as not run, the exit status is 1."""
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
-    from casebook.viewer.cli import main
-
     work = tmp_path / "work"
     work.mkdir()
     (work / "library").write_text("not a folder")
-    rc = main(["self-test", "--keep", str(work)])
-    out = capsys.readouterr()
+    rc, out = _run(["self-test", "--keep", str(work)], tmp_path)
     assert rc == 1
     lines = out.out.splitlines()
     assert any(line.split()[:2] == ["ok", "library"] for line in lines)
