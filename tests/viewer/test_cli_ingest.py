@@ -48,7 +48,9 @@ def test_ingest_ls_info(library_dir: Path, ct_dir: Path, tmp_path: Path, capsys:
 
     assert main(["info"]) == 0
     out = capsys.readouterr().out
-    assert str(library_dir) in out and "0003 (current)" in out
+    from casebook.index.case_store import migrate
+
+    assert str(library_dir) in out and f"{migrate.head_revision()} (current)" in out
     assert "CT" in out and "models: none yet" in out
     assert main(["info", "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
