@@ -89,7 +89,7 @@ def _clip(text: str, n: int) -> str:
         return text
     cut = text[: max(n - 1, 1)]
     space = cut.rfind(" ")
-    if space >= max(n // 2, 1):
+    if space > 0:  # never mid-word while a whole word fits
         cut = cut[:space]
     return cut.rstrip(" ,;:-^") + "…"
 
