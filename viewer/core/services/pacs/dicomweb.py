@@ -17,12 +17,11 @@ from typing import Any, Callable, Iterator, Sequence
 import pydicom
 from pydicom.dataset import Dataset
 
-from casebook.common.dates import parse_da
 
 from ...progress import ProgressCallback, SupportsCancel, check_cancel, no_progress
 from .errors import PacsError
 from .nodes import Node, PacsConfig
-from .query import RemoteSeries, RemoteStudy, StudyQuery, to_int, wildcard
+from .query import RemoteSeries, RemoteStudy, StudyQuery, study_from_dataset, to_int, wildcard
 from .storage import instance_path, uids_of, write_instance
 
 log = logging.getLogger(__name__)
@@ -129,20 +128,9 @@ def search_studies(cfg: PacsConfig, node: Node, q: StudyQuery) -> list[RemoteStu
         items = c.search_for_studies(search_filters=filters, fields=_STUDY_FIELDS, limit=q.limit)
     out = []
     for it in items:
-        ds = Dataset.from_json(it)
-        mods = ds.get("ModalitiesInStudy", "") or []
-        mods = [mods] if isinstance(mods, str) else list(mods)
-        uid = str(ds.get("StudyInstanceUID", "") or "")
-        if not uid:
-            continue
-        out.append(RemoteStudy(node=node.name, study_uid=uid, patient_id=str(ds.get("PatientID", "") or ""),
-                               patient_name=str(ds.get("PatientName", "") or ""),
-                               study_date=parse_da(str(ds.get("StudyDate", "") or "")),
-                               description=str(ds.get("StudyDescription", "") or ""),
-                               accession_number=str(ds.get("AccessionNumber", "") or ""),
-                               modalities=[str(m) for m in mods if str(m)],
-                               series_count=to_int(ds.get("NumberOfStudyRelatedSeries")),
-                               images=to_int(ds.get("NumberOfStudyRelatedInstances"))))
+        st = study_from_dataset(node.name, Dataset.from_json(it))
+        if st.study_uid:
+            out.append(st)
     return out
 
 

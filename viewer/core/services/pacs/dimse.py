@@ -24,9 +24,8 @@ from casebook.common.errors import Cancelled
 from ...progress import SupportsCancel
 from .errors import PacsError
 from .nodes import Node, PacsConfig
-from .query import RemoteSeries, RemoteStudy, StudyQuery, to_int, wildcard
+from .query import RemoteSeries, RemoteStudy, StudyQuery, study_from_dataset, to_int, wildcard
 from .storage import instance_path, uids_of, write_instance
-from casebook.common.dates import parse_da
 
 log = logging.getLogger(__name__)
 # pynetdicom logs each refused or failed association at ERROR; Casebook turns every one of them into
@@ -193,17 +192,7 @@ def find_studies(cfg: PacsConfig, node: Node, q: StudyQuery, *, cancel: Supports
     ds.StudyInstanceUID = q.study_uid.strip()
     out = []
     for r in _find(cfg, node, ds, q.limit, cancel):
-        mods = r.get("ModalitiesInStudy", "") or []
-        mods = [mods] if isinstance(mods, str) else list(mods)
-        out.append(RemoteStudy(node=node.name, study_uid=str(r.get("StudyInstanceUID", "")),
-                               patient_id=str(r.get("PatientID", "") or ""),
-                               patient_name=str(r.get("PatientName", "") or ""),
-                               study_date=parse_da(str(r.get("StudyDate", "") or "")),
-                               description=str(r.get("StudyDescription", "") or ""),
-                               accession_number=str(r.get("AccessionNumber", "") or ""),
-                               modalities=[str(m) for m in mods if str(m)],
-                               series_count=to_int(r.get("NumberOfStudyRelatedSeries")),
-                               images=to_int(r.get("NumberOfStudyRelatedInstances"))))
+        out.append(study_from_dataset(node.name, r))
     return [s for s in out if s.study_uid]
 
 

@@ -100,3 +100,18 @@ def to_int(v: object) -> int | None:
 
 
 __all__ = ["RemoteSeries", "RemoteStudy", "StudyQuery", "parse_date_arg", "to_int", "wildcard"]
+
+
+def study_from_dataset(node: str, ds) -> RemoteStudy:
+    """A study-level C-FIND answer or QIDO-RS result (as a pydicom Dataset) as a RemoteStudy."""
+    mods = ds.get("ModalitiesInStudy", "") or []
+    mods = [mods] if isinstance(mods, str) else list(mods)
+    return RemoteStudy(node=node, study_uid=str(ds.get("StudyInstanceUID", "") or ""),
+                       patient_id=str(ds.get("PatientID", "") or ""),
+                       patient_name=str(ds.get("PatientName", "") or ""),
+                       study_date=parse_da(str(ds.get("StudyDate", "") or "")),
+                       description=str(ds.get("StudyDescription", "") or ""),
+                       accession_number=str(ds.get("AccessionNumber", "") or ""),
+                       modalities=[str(m) for m in mods if str(m)],
+                       series_count=to_int(ds.get("NumberOfStudyRelatedSeries")),
+                       images=to_int(ds.get("NumberOfStudyRelatedInstances")))
