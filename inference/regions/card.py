@@ -32,14 +32,16 @@ class RegionDescriptorCard:
 
 REGION_CARD = RegionDescriptorCard(
     name="casebook-region",
-    version="1",
+    version="2",
     dim=DIM,
     kind="region (segmented finding), training-free",
     description=(
         "Candidate findings are scale-space blobs (scale-normalised LoG, 6 scales, 2.6-24 mm radius) on a 2 mm "
-        "isotropic grid, each segmented by a two-sided intensity band around its core with holes filled. The "
+        "isotropic grid (never finer than the image), each segmented by a two-sided intensity band around its core "
+        "with holes filled; a lesion whose organ wall is thinner than the grid (a lytic lesion in the vertebral "
+        "cortex) is kept to its blob radius. Up to 96 per series, one of each coarse kind. The "
         "descriptor is a concatenation of soft histograms: lesion, inner and outer half, context shells at 0-3, "
-        "3-8 and 8-16 mm (Hounsfield bins for CT, log-ratio-to-median-tissue bins otherwise), signed contrast, "
+        "3-8 and 8-16 mm (never thinner than one grid step) (Hounsfield bins for CT, log-ratio-to-median-tissue bins otherwise), signed contrast, "
         "equivalent diameter, elongation, enclosed-hole share and heterogeneity. Cosine similarity is the "
         "weighted mean of per-block Bhattacharyya coefficients."),
     blocks=BLOCKS,

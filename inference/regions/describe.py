@@ -100,7 +100,7 @@ def describe(prep: PreparedImage, cand: Candidate) -> np.ndarray:
     v = prep.values
     flat = v.shape[0] < 4
     # a crop that holds the lesion and 16 mm of context around it
-    pad = int(math.ceil(16.0 / g)) + 1
+    pad = int(math.ceil(max(16.0, 8.0 + 3.03 * g) / g)) + 1
     lo = [max(s.start - pad, 0) for s in cand.crop]
     hi = [min(s.stop + pad, n) for s, n in zip(cand.crop, v.shape)]
     if flat:
@@ -124,11 +124,15 @@ def describe(prep: PreparedImage, cand: Candidate) -> np.ndarray:
         inner = lesion
     if outer.size == 0:
         outer = lesion
+    e1 = max(3.0, 1.01 * g)
+    e2 = max(8.0, e1 + 1.01 * g)
+    e3 = max(16.0, e2 + 1.01 * g)
     blocks = [
         _intensity(lesion, prep.family), _intensity(inner, prep.family), _intensity(outer, prep.family),
-        _intensity(vals[(dmap > 0) & (dmap <= 3.0)], prep.family),
-        _intensity(vals[(dmap > 3.0) & (dmap <= 8.0)], prep.family),
-        _intensity(vals[(dmap > 8.0) & (dmap <= 16.0)], prep.family),
+        # shells never thinner than one grid step (on a 4 mm grid a 0-3 mm shell would be empty)
+        _intensity(vals[(dmap > 0) & (dmap <= e1)], prep.family),
+        _intensity(vals[(dmap > e1) & (dmap <= e2)], prep.family),
+        _intensity(vals[(dmap > e2) & (dmap <= e3)], prep.family),
     ]
     c = float(np.median(lesion)) - cand.context
     blocks.append(_scalar(math.copysign(math.log2(1.0 + abs(c) / 10.0), c), _CONTRAST))

@@ -52,6 +52,7 @@ GRID_MM = 2.0  # isotropic detection grid
 MAX_GRID_VOXELS = 9_000_000  # a bigger volume gets a coarser grid (time and memory bound)
 SCALES_MM = (1.5, 2.5, 4.0, 6.0, 9.0, 14.0)  # LoG sigmas; blob radius ~ sigma * sqrt(3)
 _SQRT3 = math.sqrt(3.0)
+RING_SHARE = 0.8  # share of the ring (14 directions) a blob must differ from
 
 
 def modality_family(modality: str) -> str:
@@ -247,13 +248,16 @@ def find_candidates(prep: PreparedImage, *, within: tuple[slice, slice, slice] |
     floor = _FLOOR.get(fam, 12.0)
     levels = [_log_at(v, g, s) for s in scales]
     seeds: list[tuple[float, int, np.ndarray, int]] = []
+    thr_cap: dict[int, float] = {}
     for n, s in enumerate(scales):
         log_n, step = levels[n]
         f = step / g
         for polarity in (1, -1):
             resp = -polarity * log_n  # bright blobs have a negative Laplacian
             mad = float(np.median(np.abs(resp))) * 1.4826 if resp.size > 64 else 0.0
-            thr = max(floor, 6.0 * mad)
+            # the response's spread at coarse scales is the body outline, not noise: never ask a
+            # coarse blob to stand out more than the finest scale asks (a 4 cm metastasis of +50 HU)
+            thr = max(floor, min(6.0 * mad, thr_cap.setdefault(polarity, 6.0 * mad)))
             for p in _peaks(resp, thr):
                 c = p * (1.0 if flat else f)
                 if flat:
@@ -285,7 +289,9 @@ def find_candidates(prep: PreparedImage, *, within: tuple[slice, slice, slice] |
         s = scales[n]
         r_mm = s * _SQRT3
         if len(out):
-            near = ((pol == polarity) & (np.linalg.norm(centres - c, axis=1) * g < 0.8 * np.maximum(radii, r_mm))
+            # the same blob at a neighbouring position or scale: each centre lies within the other's
+            # radius (a disc beside a lytic lesion, a vessel beside a nodule are other blobs)
+            near = ((pol == polarity) & (np.linalg.norm(centres - c, axis=1) * g < 0.8 * np.minimum(radii, r_mm))
                     & (s / sig > 0.4) & (s / sig < 2.5))
             if near.any():
                 continue  # the same blob at a neighbouring position or scale
@@ -324,7 +330,7 @@ def _blob_like(smooth: np.ndarray, g: float, seeds: list[tuple[float, int, np.nd
     ctx = np.median(ring, axis=1)
     d0 = (core - ctx) * pol
     side = ((core[:, None] - ring) * pol[:, None]) > 0.5 * d0[:, None]
-    ok = (d0 >= _MIN_CONTRAST.get(family, 25.0) * 0.7) & (side.mean(axis=1) >= 0.8)
+    ok = (d0 >= _MIN_CONTRAST.get(family, 25.0) * 0.7) & (side.mean(axis=1) >= RING_SHARE)
     return [sd for sd, keep in zip(seeds, ok) if keep]
 
 
@@ -404,7 +410,18 @@ def segment(smooth: np.ndarray, g: float, centre: np.ndarray, sigma_mm: float, p
             keep = part
             break
     else:
-        return None
+        # a lesion in an organ whose wall is thinner than the grid (a lytic lesion inside the
+        # vertebral cortex, a metastasis at the liver capsule) runs out into the tissue beyond:
+        # it passed the ring test, so keep the part within its blob radius instead of dropping it
+        part = _component_at(keep & (dist <= max(1.25 * r_vox, 1.5)), core_m)
+        if part is None:
+            return None
+        mask = sitk.GetArrayFromImage(sitk.BinaryFillhole(sitk.GetImageFromArray(part.astype(np.uint8)),
+                                                          fullyConnected=False)).astype(bool)
+        n = int(mask.sum())
+        if n < (2 if flat else 3):
+            return None
+        keep = part
     return Candidate(np.asarray(centre, float), float(sigma_mm), int(polarity), float(response), core, context,
                      crop, mask, int(n - keep.sum()), spread)
 

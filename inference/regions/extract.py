@@ -22,7 +22,7 @@ from .detect import SCALES_MM, Candidate, PreparedImage, find_candidates, prepar
 
 log = logging.getLogger(__name__)
 
-MAX_REGIONS = 64  # per series: what the index stores (bytes per series stay small)
+MAX_REGIONS = 96  # per series: what the index stores (bytes per series stay small)
 _BOX_MARGIN_MM = 64.0  # context a box query is computed with (LoG support + segmentation reach)
 
 
@@ -84,7 +84,7 @@ def _kind_key(cand: Candidate, family: str) -> tuple[int, int, int, int]:
 
 
 def select_candidates(cands: Sequence[Candidate], noise: float, family: str, limit: int,
-                      per_kind: int = 2) -> list[Candidate]:
+                      per_kind: int = 1) -> list[Candidate]:
     """The ``limit`` most salient candidates, at most ``per_kind`` of each coarse kind.
 
     Why: normal anatomy repeats (rib after rib, a vessel cut into pieces, vertebra after
@@ -153,6 +153,8 @@ def regions_in_box(image: ImageInput, box: Sequence[int], *, reference: float | 
     within = tuple(slice(int(a), int(b)) for a, b in zip(g_lo, g_hi))
     cands = find_candidates(prep, within=within, max_seeds=24)
     box_area = float((j1 - j0) * sp[1] * (i1 - i0) * sp[2])
+    centre_grid = np.round((np.array([(k0 + k1 - 1) / 2.0, (j0 + j1 - 1) / 2.0, (i0 + i1 - 1) / 2.0])
+                            - prep.offset) / prep.scale).astype(int)
     scored = []
     for cand in cands:
         reg = _to_region(prep, cand, image)
@@ -163,7 +165,11 @@ def regions_in_box(image: ImageInput, box: Sequence[int], *, reference: float | 
         # a reader centres the box on the finding: off-centre blobs (the organ around it) count less
         off = np.hypot((reg.centre[1] - (j0 + j1 - 1) / 2.0) / max((j1 - j0) / 2.0, 0.5),
                        (reg.centre[2] - (i0 + i1 - 1) / 2.0) / max((i1 - i0) / 2.0, 0.5))
-        scored.append((cand.response * math.sqrt(fit) * math.exp(-2.0 * off ** 2) * (1.0 if covers else 0.3), reg))
+        # the box's centre lies on the finding itself, not beside it (a vessel next to a nodule)
+        local = centre_grid - np.array([sl.start for sl in cand.crop])
+        inside = bool(np.all(local >= 0) and np.all(local < cand.mask.shape) and cand.mask[tuple(local)])
+        scored.append((cand.response * math.sqrt(fit) * math.exp(-2.0 * off ** 2) * (1.0 if covers else 0.3)
+                       * (1.0 if inside else 0.4), reg))
     scored.sort(key=lambda t: -t[0])
     out = [r for _, r in scored[:limit]]
     if not out:
