@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import logging
+import os
+import time
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QSettings, Qt
+from PySide6.QtCore import QEvent, QObject, QSettings, Qt, QTimer
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 from PySide6.QtWidgets import (QApplication, QDockWidget, QFileDialog, QLabel, QMainWindow, QMessageBox, QProgressBar,
                                QProgressDialog, QSplitter, QTextBrowser, QVBoxLayout, QWidget)
@@ -24,6 +26,21 @@ from .views.study_browser import StudyBrowser
 from .views.study_viewer import StudyViewer
 
 log = logging.getLogger(__name__)
+
+
+class _FirstExpose(QObject):
+    """Calls back once, when the window it watches is first exposed (drawn on the screen)."""
+
+    def __init__(self, callback, parent: QObject) -> None:
+        super().__init__(parent)
+        self._callback = callback
+
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802
+        if event.type() == QEvent.Type.Expose and obj.isExposed():  # type: ignore[attr-defined]
+            cb, self._callback = self._callback, None
+            if cb is not None:
+                cb()
+        return False
 
 
 class MainWindow(QMainWindow):
@@ -99,6 +116,11 @@ class MainWindow(QMainWindow):
         install_study_panel(self)  # the open study's report and labels (self.study_panel_controller)
         self._install_compare()
         self._install_teaching()
+        # (monotonic s, CPU s) when the window first reached the screen; the self-test's cold start
+        self.first_exposed: tuple[float, float] | None = None
+        self.library_opened = False  # the study list has been read from the case store once
+        self._open_library_pending = False
+        self._expose_filter: _FirstExpose | None = None
         self._restore_geometry()
         self.viewer.focus_view()
 
@@ -267,6 +289,45 @@ class MainWindow(QMainWindow):
         if s is not None:
             self.restoreState(s)
 
+    # -- first paint, then the library -----------------------------------------------------------
+    def showEvent(self, event) -> None:  # noqa: N802
+        super().showEvent(event)
+        handle = self.windowHandle()
+        if self.first_exposed is None and handle is not None and self._expose_filter is None:
+            self._expose_filter = _FirstExpose(self._on_first_expose, handle)
+            handle.installEventFilter(self._expose_filter)
+
+    def _on_first_expose(self) -> None:
+        self.first_exposed = (time.monotonic(), sum(os.times()[:2]))
+        handle = self.windowHandle()
+        if handle is not None and self._expose_filter is not None:
+            handle.removeEventFilter(self._expose_filter)
+        self._expose_filter = None
+        if self._open_library_pending:
+            # posted: runs once this expose has been painted, so the reader sees the window first
+            QTimer.singleShot(0, self._open_library_now)
+
+    def open_library_when_shown(self) -> None:
+        """Read the study list from the case store right after the window's first paint, not
+        before it: opening the store loads SQLAlchemy and alembic and migrates the schema, which
+        would otherwise delay the first window. The status bar says what is going on meanwhile."""
+        if self.first_exposed is not None:
+            self.refresh_library()
+            return
+        self._open_library_pending = True
+        self.status_label.setText("Opening the library…")
+        self.browser.status.setText("Opening the library…")
+        # a platform that never exposes the window (headless) still gets its library
+        QTimer.singleShot(3000, self._open_library_now)
+
+    def _open_library_now(self) -> None:
+        if not self._open_library_pending:
+            return
+        self._open_library_pending = False
+        self.refresh_library()
+        if self.status_label.text() == "Opening the library…":
+            self.status_label.setText("")
+
     def closeEvent(self, event) -> None:  # noqa: N802
         qs = QSettings("Casebook", "Casebook")
         qs.setValue("main/geometry", self.saveGeometry())
@@ -413,11 +474,13 @@ class MainWindow(QMainWindow):
         """Reload the study browser from the case store (when a library exists)."""
         from .controllers.library import study_list
 
+        self._open_library_pending = False  # a refresh asked for meanwhile does the deferred one's work
         try:
             self.browser.set_studies(study_list(self.settings))
         except Exception as exc:  # noqa: BLE001 - an unreadable library must not stop the viewer
             log.warning("library not readable: %s", exc)
             self.browser.status.setText(f"Library not readable: {exc}")
+        self.library_opened = True
 
     # -- drag and drop --------------------------------------------------------------------------
     def dragEnterEvent(self, event) -> None:  # noqa: N802

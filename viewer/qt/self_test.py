@@ -159,12 +159,15 @@ class _Run:
         self.win = MainWindow(self.settings, with_3d=True)
         self.win.resize(1280, 800)
         self.win.show()
-        self.win.refresh_library()  # as `casebook gui` does before its first paint (here: an empty library)
-        self.wait(lambda: self.win.windowHandle() is not None and self.win.windowHandle().isExposed(),
-                  "the main window did not appear on the screen", timeout_s=60)
-        self.app.processEvents()
+        self.win.open_library_when_shown()  # as `casebook gui` does: after the first paint (an empty library)
+        self.wait(lambda: self.win.first_exposed is not None, "the main window did not appear on the screen",
+                  timeout_s=60)
+        # the figure is taken when the window reached the screen, not after the library opened
+        exposed_at, cpu = self.win.first_exposed
         since = seconds_since_process_start()
-        cpu = sum(os.times()[:2])
+        if since is not None:
+            since -= time.monotonic() - exposed_at
+        self.wait(lambda: self.win.library_opened, "the library did not open after the first window", timeout_s=60)
         from casebook.viewer.render.widget import gl_renderer_name
 
         gl = gl_renderer_name(self.win.viewer.viewports["axial"].render_window) or "unknown"
