@@ -322,16 +322,21 @@ class _Run:
 
 
 def run_self_test(report: Callable[[StepResult], None] | None = None, *, workdir: Path | None = None,
-                  keep: bool = False, timeout_s: float = 180.0) -> list[StepResult]:
+                  keep: bool = False, timeout_s: float = 180.0,
+                  steps: tuple[str, ...] = STEPS) -> list[StepResult]:
     """Run the steps in order (see the module docstring); ``report`` gets each result as it is
-    known. Stops at the first failed step. The temporary work folder is removed unless ``keep``."""
+    known. Stops at the first failed step. The temporary work folder is removed unless ``keep``.
+    ``steps`` is a leading part of :data:`STEPS` (each step needs the ones before it): ``("window",)``
+    opens the window and closes it, which is what a repeated start-up measurement needs."""
+    if not steps or tuple(steps) != STEPS[:len(steps)]:
+        raise SelfTestError(f"self-test steps must be a leading part of {', '.join(STEPS)}; got {', '.join(steps)}")
     own = workdir is None
     work = Path(tempfile.mkdtemp(prefix="casebook-self-test-")) if own else Path(workdir)
     work.mkdir(parents=True, exist_ok=True)
     run = _Run(work, timeout_s)
     results: list[StepResult] = []
     try:
-        for name in STEPS:
+        for name in steps:
             t = time.perf_counter()
             fn = getattr(run, f"step_{name}")
             try:
