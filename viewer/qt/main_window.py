@@ -51,15 +51,17 @@ class MainWindow(QMainWindow):
         self.setAcceptDrops(True)
         self.viewer = StudyViewer(self, with_3d=with_3d)
         self.state = self.viewer.state
-        # analogue side (hidden until a similar case is opened)
+        # analogue side (hidden until a similar case or a prior is opened). Its state exists from
+        # the start (links, the compare controller and the tests bind to it); its three OpenGL views
+        # are made on first use (:attr:`analogue`), which keeps them out of the cold start.
         self.analogue_host = QWidget(self)
         al = QVBoxLayout(self.analogue_host)
         al.setContentsMargins(0, 0, 0, 0)
-        self.analogue = StudyViewer(self.analogue_host, with_3d=False)
-        self.analogue.state.set_layout("1x1")
+        self.analogue_state = ViewerState()
+        self.analogue_state.set_layout("1x1")
+        self._analogue: StudyViewer | None = None
         self.report = QTextBrowser(self.analogue_host)
         self.report.setMaximumHeight(180)
-        al.addWidget(self.analogue, 1)
         al.addWidget(self.report)
         self.analogue_host.hide()
         self.link: StateLink | None = None
@@ -336,8 +338,19 @@ class MainWindow(QMainWindow):
             self._loader.cancel()
         super().closeEvent(event)
 
+    @property
+    def analogue(self) -> StudyViewer:
+        """The analogue pane's viewer (on :attr:`analogue_state`), made on first use."""
+        if self._analogue is None:
+            v = StudyViewer(self.analogue_host, state=self.analogue_state, with_3d=False)
+            lay = self.analogue_host.layout()
+            lay.insertWidget(lay.indexOf(self.report), v, 1)  # below the compare bar, above the report
+            self._analogue = v
+        return self._analogue
+
     def all_viewers(self) -> list[StudyViewer]:
-        return [self.viewer, self.analogue]
+        """The viewers made so far (the analogue one only once it has been used)."""
+        return [self.viewer] + ([self._analogue] if self._analogue is not None else [])
 
     # -- loading --------------------------------------------------------------------------------
     def _update_title(self) -> None:
@@ -515,24 +528,24 @@ class MainWindow(QMainWindow):
         if not self.analogue_host.isVisible():
             self._layout_before_analogue = self.state.layout
         self.analogue.set_volume(volume)
-        self.analogue.state.set_layout("1x1")
-        self.analogue.state.set_active_view(orientation)
+        self.analogue_state.set_layout("1x1")
+        self.analogue_state.set_active_view(orientation)
         self.state.set_active_view(orientation)
         self.state.set_layout("1x1")
         if matched_slice is not None:
-            self.analogue.state.set_slice(orientation, matched_slice)
-            self.analogue.state.set_highlight(orientation, {matched_slice})
+            self.analogue_state.set_slice(orientation, matched_slice)
+            self.analogue_state.set_highlight(orientation, {matched_slice})
         if query_slice is not None:
             self.state.set_slice(orientation, query_slice)
             self.state.set_highlight(orientation, {query_slice})
-        self.analogue.state.set_window(*self.state.window)
+        self.analogue_state.set_window(*self.state.window)
         self._report_html = report_html or "<i>No report stored for this case.</i>"
         self._show_report()
         self.analogue_host.show()
         half = max(self.splitter.width() // 2, 1)
         self.splitter.setSizes([half, half])
         QApplication.processEvents()  # the panes take their new sizes before the scales are matched
-        self.link = StateLink(self.state, self.analogue.state, links=analogue_links(self._view_size))
+        self.link = StateLink(self.state, self.analogue_state, links=analogue_links(self._view_size))
         if focus_box is not None:
             from casebook.viewer.core.viewstate import PositionLink
             from casebook.viewer.core.viewstate.focus import focus_on_region
@@ -540,8 +553,8 @@ class MainWindow(QMainWindow):
             # centred on the finding without moving the reader's own view; the scroll link then
             # takes the finding's slice as the new alignment
             self.link.enabled = False
-            self.analogue.state.clear_measurements()
-            focus_on_region(self.analogue.state, focus_box, orientation=orientation)
+            self.analogue_state.clear_measurements()
+            focus_on_region(self.analogue_state, focus_box, orientation=orientation)
             self.link.enabled = True
             for lk in self.link.links:
                 if isinstance(lk, PositionLink):

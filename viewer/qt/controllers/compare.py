@@ -104,8 +104,8 @@ class CompareController(QObject):
         self.timeline.compare_requested.connect(lambda st, se: self.compare(st, se))
         self.timeline.follow_up_requested.connect(self.open_follow_up)
         win.state.events.volume.connect(lambda **_: QTimer.singleShot(0, self._maybe_refresh))
-        win.analogue.state.events.volume.connect(self._on_analogue_volume)
-        for st in (win.state, win.analogue.state):
+        win.analogue_state.events.volume.connect(self._on_analogue_volume)
+        for st in (win.state, win.analogue_state):
             st.events.measurements.connect(lambda action, measurement: self._update_change())
         self._build_actions()
 
@@ -251,10 +251,10 @@ class CompareController(QObject):
             w._layout_before_analogue = w.state.layout
         orientation = w.state.active_view
         self._set_prior_volume(prior)
-        w.analogue.state.set_layout("1x1")
-        w.analogue.state.set_active_view(orientation)
+        w.analogue_state.set_layout("1x1")
+        w.analogue_state.set_active_view(orientation)
         w.state.set_layout("1x1")
-        w.analogue.state.set_window(*w.state.window)
+        w.analogue_state.set_window(*w.state.window)
         when = "" if self.days is None else f" — {interval_text(self.days)}"
         w._report_html = (f"<p><b>{html.escape(prior.modality)} {html.escape(prior.description)}</b>{when}</p>"
                           f"<p>{html.escape(message)}</p>")
@@ -269,7 +269,7 @@ class CompareController(QObject):
         w.splitter.setSizes([half, half])
         QApplication.processEvents()
         if self.matrix is not None:
-            w.link = StateLink(w.state, w.analogue.state, links=registered_links(self.effective, w._view_size))
+            w.link = StateLink(w.state, w.analogue_state, links=registered_links(self.effective, w._view_size))
         self._say(message)
         w.viewer.focus_view()
         self.pair_shown.emit(self.matrix is not None)
@@ -313,10 +313,10 @@ class CompareController(QObject):
         lps = w.state.crosshair_lps
         if mode == "prior":
             self._set_prior_volume(self.prior)
-            w.analogue.state.set_layout("1x1")
-            w.analogue.state.set_active_view(w.state.active_view)
-            w.analogue.state.set_window(*w.state.window)
-            w.link = StateLink(w.state, w.analogue.state, links=registered_links(self.effective, w._view_size))
+            w.analogue_state.set_layout("1x1")
+            w.analogue_state.set_active_view(w.state.active_view)
+            w.analogue_state.set_window(*w.state.window)
+            w.link = StateLink(w.state, w.analogue_state, links=registered_links(self.effective, w._view_size))
             return
         QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
         try:
@@ -332,14 +332,14 @@ class CompareController(QObject):
         finally:
             QApplication.restoreOverrideCursor()
         self._set_prior_volume(vol)
-        w.analogue.state.set_layout("1x1")
-        w.analogue.state.set_active_view(w.state.active_view)
+        w.analogue_state.set_layout("1x1")
+        w.analogue_state.set_active_view(w.state.active_view)
         if mode != "subtraction":
-            w.analogue.state.set_window(*w.state.window)
+            w.analogue_state.set_window(*w.state.window)
         links = [TransformLink(np.eye(4)), PhysicalCameraLink(w._view_size)]
         if mode != "subtraction":
             links.append(WindowLink())
-        w.link = StateLink(w.state, w.analogue.state, links=links)
+        w.link = StateLink(w.state, w.analogue_state, links=links)
         w.state.set_crosshair_lps(lps)
 
     # -- nudge -------------------------------------------------------------------------------------
@@ -364,7 +364,7 @@ class CompareController(QObject):
 
     def nudge_by(self, direction: str, sign: int) -> None:
         """Move the prior's image by 1 mm on screen (right/down) or along the view's normal."""
-        g = self.win.analogue.state.geometry
+        g = self.win.analogue_state.geometry
         if g is None:
             return
         right, down = (np.asarray(v, dtype=np.float64) for v in g.screen_vectors(self.win.state.active_view))
@@ -376,7 +376,7 @@ class CompareController(QObject):
     def rotate_by(self, degrees: float) -> None:
         from casebook.viewer.core.services.registration import axis_rotation
 
-        g = self.win.analogue.state.geometry
+        g = self.win.analogue_state.geometry
         if g is None:
             return
         right, down = (np.asarray(v, dtype=np.float64) for v in g.screen_vectors(self.win.state.active_view))
@@ -413,11 +413,11 @@ class CompareController(QObject):
         try:
             if w.state.selected is not None:
                 src_m = w.state.selected
-                out = copy_measurement(src_m, w.state, w.analogue.state, m_to_prior)
+                out = copy_measurement(src_m, w.state, w.analogue_state, m_to_prior)
                 self._pairs.append((out, src_m))
-            elif w.analogue.state.selected is not None:
-                src_m = w.analogue.state.selected
-                out = copy_measurement(src_m, w.analogue.state, w.state, np.linalg.inv(m_to_prior))
+            elif w.analogue_state.selected is not None:
+                src_m = w.analogue_state.selected
+                out = copy_measurement(src_m, w.analogue_state, w.state, np.linalg.inv(m_to_prior))
                 self._pairs.append((src_m, out))
             else:
                 self._say("Select a measurement first (click it in the list or on the image).")
@@ -436,7 +436,7 @@ class CompareController(QObject):
 
         lines = []
         for prior_m, cur_m in self._pairs:
-            if prior_m not in self.win.analogue.state.measurements or cur_m not in self.win.state.measurements:
+            if prior_m not in self.win.analogue_state.measurements or cur_m not in self.win.state.measurements:
                 continue
             try:
                 lines.append(f"{cur_m.title()}: {interval_change(prior_m, cur_m, self.days).sentence()}")
@@ -450,7 +450,7 @@ class CompareController(QObject):
         from casebook.viewer.core.services.library import open_store
         from casebook.viewer.core.services.priors import follow_up_studies
 
-        vol = self.win.analogue.state.volume
+        vol = self.win.analogue_state.volume
         if vol is None or not self.win.analogue_host.isVisible() or self.active:
             self._say("Open a similar case first: its later studies are listed here.")
             return []
