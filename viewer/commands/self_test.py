@@ -4,7 +4,9 @@ Opens the main window, builds a tiny library in a temporary folder, embeds, sear
 slice and the 3D view, and prints one line per step (the steps: ``casebook.viewer.qt.self_test``).
 Exit 0 when every step passed; 1 with ``casebook self-test: step NAME failed: why`` on stderr
 otherwise; 2 when no window can be opened at all (no display). The user's library, settings and
-window geometry are not touched.
+window geometry are not touched. ``--window-only`` stops after the first step (the window and the
+time from the process start to it): what ``installer/try_bundle.py`` repeats for its warm-start
+median.
 """
 from __future__ import annotations
 

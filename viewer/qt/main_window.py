@@ -46,6 +46,12 @@ class _FirstExpose(QObject):
 class MainWindow(QMainWindow):
     def __init__(self, settings: Settings | None = None, with_3d: bool = True) -> None:
         super().__init__()
+        # (monotonic s, CPU s) when the window first reached the screen; the self-test's cold start
+        self.first_exposed: tuple[float, float] | None = None
+        self.library_opened = False  # the study list has been read from the case store once
+        self._open_library_pending = False
+        self._expose_filter: _FirstExpose | None = None
+        self._after_first_paint: list = []  # start-up work that waits for the first paint
         self.settings = settings or load_settings()
         self.setWindowTitle("Casebook")
         self.setAcceptDrops(True)
@@ -118,11 +124,6 @@ class MainWindow(QMainWindow):
         install_study_panel(self)  # the open study's report and labels (self.study_panel_controller)
         self._install_compare()
         self._install_teaching()
-        # (monotonic s, CPU s) when the window first reached the screen; the self-test's cold start
-        self.first_exposed: tuple[float, float] | None = None
-        self.library_opened = False  # the study list has been read from the case store once
-        self._open_library_pending = False
-        self._expose_filter: _FirstExpose | None = None
         self._restore_geometry()
         self.viewer.focus_view()
 
@@ -305,9 +306,20 @@ class MainWindow(QMainWindow):
         if handle is not None and self._expose_filter is not None:
             handle.removeEventFilter(self._expose_filter)
         self._expose_filter = None
+        # posted: they run once this expose has been painted, so the reader sees the window first
         if self._open_library_pending:
-            # posted: runs once this expose has been painted, so the reader sees the window first
             QTimer.singleShot(0, self._open_library_now)
+        for fn in self._after_first_paint:
+            QTimer.singleShot(0, fn)
+        self._after_first_paint = []
+
+    def run_after_first_paint(self, fn) -> None:
+        """Call ``fn`` once the window has been painted for the first time (at once, posted, if it
+        has): start-up work the first window does not show waits for it."""
+        if self.first_exposed is not None:
+            QTimer.singleShot(0, fn)
+        else:
+            self._after_first_paint.append(fn)
 
     def open_library_when_shown(self) -> None:
         """Read the study list from the case store right after the window's first paint, not

@@ -1,6 +1,7 @@
 """PACS in the window: the Query/Retrieve dialog, node settings with Echo, and the push listener
-(started with the window when ``pacs.scp_enabled`` is on). Searches, retrieves and echoes run on
-workers; the dialog shows progress, Cancel and every failure with the node and the reason."""
+(started right after the window's first paint when ``pacs.scp_enabled`` is on). Searches,
+retrieves and echoes run on workers; the dialog shows progress, Cancel and every failure with the
+node and the reason."""
 from __future__ import annotations
 
 import logging
@@ -267,7 +268,12 @@ def install_pacs(window: Any, menu: QMenu) -> PacsController:
     window.pacs_controller = ctl
     window._act("Query/Retrieve…", "Ctrl+Shift+R", ctl.open_dialog, menu)
     ctl.library_changed.connect(window.refresh_library)
-    ctl.start_listener_if_enabled()
+    # the listener (pynetdicom, the case store) starts once the window is on the screen
+    after_paint = getattr(window, "run_after_first_paint", None)
+    if after_paint is not None:
+        after_paint(ctl.start_listener_if_enabled)
+    else:
+        ctl.start_listener_if_enabled()
     from PySide6.QtWidgets import QApplication
 
     app = QApplication.instance()
