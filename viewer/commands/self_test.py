@@ -59,5 +59,6 @@ def run(args: argparse.Namespace) -> int:
             print(f"  not run: {', '.join(not_run)}", flush=True)
         print(f"casebook self-test: step {failed[0].name} failed: {failed[0].detail}", file=sys.stderr)
         return 1
-    print(f"self-test passed: {len(results)} steps in {time.perf_counter() - t0:.1f} s", flush=True)
+    print(f"self-test passed: {len(results)} step{'s' if len(results) != 1 else ''} in {time.perf_counter() - t0:.1f} s",
+          flush=True)
     return 0

@@ -73,3 +73,17 @@ def test_library_opens_right_after_the_first_paint(qtbot, settings):
     win.close()
     for v in win.all_viewers():
         v.close_adapters()
+
+
+def test_self_test_window_only_reports_the_start_and_stops(tmp_path):
+    """What installer/try_bundle.py repeats for its warm-start median: one step, the figure, exit 0."""
+    env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "xdg"), "TMPDIR": str(tmp_path)}
+    p = subprocess.run([sys.executable, "-m", "casebook.viewer.cli", "self-test", "--window-only"], env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stdout + p.stderr
+    lines = p.stdout.splitlines()
+    assert lines[0] == "casebook self-test (1 step)"
+    [window] = [line for line in lines if line.split()[:2] == ["ok", "window"]]
+    assert "s after the process started" in window and "s CPU" in window
+    assert not any(line.split()[:2] == ["ok", "library"] for line in lines)
+    assert lines[-1].startswith("self-test passed: 1 step in")
