@@ -78,7 +78,8 @@ def _scp(args: argparse.Namespace, settings) -> int:  # noqa: ANN001
 
     with pacs.PushListener(settings, embed=not args.no_embed, on_ingested=said) as listener:
         cfg = listener.cfg
-        print(f"storage SCP {cfg.local.ae_title} on {cfg.local.scp_bind}:{listener.scp.port}, accepting "
+        tls = " (DICOM TLS)" if listener.scp.ssl_context is not None else ""
+        print(f"storage SCP {cfg.local.ae_title} on {cfg.local.scp_bind}:{listener.scp.port}{tls}, accepting "
               f"{', '.join(cfg.allowed_calling_aets())}; Ctrl-C stops", flush=True)
         while not args.cancel.wait(0.5):
             pass

@@ -53,6 +53,9 @@ class PacsSettings:
     scp_bind: str = "127.0.0.1"
     scp_port: int = 11112
     scp_allowed_aets: str = ""  # comma-separated calling AE titles accepted besides the configured nodes'
+    scp_tls_cert: str = ""  # PEM certificate (chain) of the storage SCP: set, the SCP speaks DICOM TLS only
+    scp_tls_key: str = ""  # its PEM private key ("" = in the certificate file)
+    scp_tls_ca: str = ""  # PEM CA of the senders: set, each sender must present a certificate it signed
     timeout_s: float = 30.0
     priors_node: str = ""  # node queried for a study's priors ("" = the first node in the nodes file)
     nodes_file: str = ""  # "" = pacs-nodes.toml beside settings.toml
@@ -204,6 +207,12 @@ KEYS: tuple[Key, ...] = (
         env="CASEBOOK_SCP_PORT", min=1, max=65535),
     Key("pacs.scp_allowed_aets", str, "calling AE titles the SCP accepts besides the nodes' own, comma-separated",
         empty_ok=True),
+    Key("pacs.scp_tls_cert", str, "PEM certificate of the storage SCP; set, it accepts DICOM TLS associations only",
+        env="CASEBOOK_SCP_TLS_CERT", empty_ok=True),
+    Key("pacs.scp_tls_key", str, "PEM private key of that certificate (empty: in the certificate file)",
+        env="CASEBOOK_SCP_TLS_KEY", empty_ok=True),
+    Key("pacs.scp_tls_ca", str, "PEM CA of the senders; set, the SCP requires a client certificate it signed",
+        env="CASEBOOK_SCP_TLS_CA", empty_ok=True),
     Key("pacs.timeout_s", float, "seconds to wait for a PACS to connect or answer", env="CASEBOOK_PACS_TIMEOUT",
         min=1.0, max=3600.0),
     Key("pacs.priors_node", str, "node queried for the priors of an opened study (empty: the first node)", empty_ok=True),

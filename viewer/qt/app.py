@@ -33,7 +33,7 @@ def run_gui(path: Path | None = None) -> int:
     app.setWindowIcon(app_icon())
     win = MainWindow(settings)
     win.show()
-    win.refresh_library()
+    win.open_library_when_shown()  # the window paints first, then the case store opens
     if path is not None:
         win.open_path(path)
     return int(app.exec())

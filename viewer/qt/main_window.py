@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import logging
+import os
+import time
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QSettings, Qt
+from PySide6.QtCore import QEvent, QObject, QSettings, Qt, QTimer
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 from PySide6.QtWidgets import (QApplication, QDockWidget, QFileDialog, QLabel, QMainWindow, QMessageBox, QProgressBar,
                                QProgressDialog, QSplitter, QTextBrowser, QVBoxLayout, QWidget)
@@ -26,23 +28,46 @@ from .views.study_viewer import StudyViewer
 log = logging.getLogger(__name__)
 
 
+class _FirstExpose(QObject):
+    """Calls back once, when the window it watches is first exposed (drawn on the screen)."""
+
+    def __init__(self, callback, parent: QObject) -> None:
+        super().__init__(parent)
+        self._callback = callback
+
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802
+        if event.type() == QEvent.Type.Expose and obj.isExposed():  # type: ignore[attr-defined]
+            cb, self._callback = self._callback, None
+            if cb is not None:
+                cb()
+        return False
+
+
 class MainWindow(QMainWindow):
     def __init__(self, settings: Settings | None = None, with_3d: bool = True) -> None:
         super().__init__()
+        # (monotonic s, CPU s) when the window first reached the screen; the self-test's cold start
+        self.first_exposed: tuple[float, float] | None = None
+        self.library_opened = False  # the study list has been read from the case store once
+        self._open_library_pending = False
+        self._expose_filter: _FirstExpose | None = None
+        self._after_first_paint: list = []  # start-up work that waits for the first paint
         self.settings = settings or load_settings()
         self.setWindowTitle("Casebook")
         self.setAcceptDrops(True)
         self.viewer = StudyViewer(self, with_3d=with_3d)
         self.state = self.viewer.state
-        # analogue side (hidden until a similar case is opened)
+        # analogue side (hidden until a similar case or a prior is opened). Its state exists from
+        # the start (links, the compare controller and the tests bind to it); its three OpenGL views
+        # are made on first use (:attr:`analogue`), which keeps them out of the cold start.
         self.analogue_host = QWidget(self)
         al = QVBoxLayout(self.analogue_host)
         al.setContentsMargins(0, 0, 0, 0)
-        self.analogue = StudyViewer(self.analogue_host, with_3d=False)
-        self.analogue.state.set_layout("1x1")
+        self.analogue_state = ViewerState()
+        self.analogue_state.set_layout("1x1")
+        self._analogue: StudyViewer | None = None
         self.report = QTextBrowser(self.analogue_host)
         self.report.setMaximumHeight(180)
-        al.addWidget(self.analogue, 1)
         al.addWidget(self.report)
         self.analogue_host.hide()
         self.link: StateLink | None = None
@@ -267,6 +292,56 @@ class MainWindow(QMainWindow):
         if s is not None:
             self.restoreState(s)
 
+    # -- first paint, then the library -----------------------------------------------------------
+    def showEvent(self, event) -> None:  # noqa: N802
+        super().showEvent(event)
+        handle = self.windowHandle()
+        if self.first_exposed is None and handle is not None and self._expose_filter is None:
+            self._expose_filter = _FirstExpose(self._on_first_expose, handle)
+            handle.installEventFilter(self._expose_filter)
+
+    def _on_first_expose(self) -> None:
+        self.first_exposed = (time.monotonic(), sum(os.times()[:2]))
+        handle = self.windowHandle()
+        if handle is not None and self._expose_filter is not None:
+            handle.removeEventFilter(self._expose_filter)
+        self._expose_filter = None
+        # posted: they run once this expose has been painted, so the reader sees the window first
+        if self._open_library_pending:
+            QTimer.singleShot(0, self._open_library_now)
+        for fn in self._after_first_paint:
+            QTimer.singleShot(0, fn)
+        self._after_first_paint = []
+
+    def run_after_first_paint(self, fn) -> None:
+        """Call ``fn`` once the window has been painted for the first time (at once, posted, if it
+        has): start-up work the first window does not show waits for it."""
+        if self.first_exposed is not None:
+            QTimer.singleShot(0, fn)
+        else:
+            self._after_first_paint.append(fn)
+
+    def open_library_when_shown(self) -> None:
+        """Read the study list from the case store right after the window's first paint, not
+        before it: opening the store loads SQLAlchemy and alembic and migrates the schema, which
+        would otherwise delay the first window. The status bar says what is going on meanwhile."""
+        if self.first_exposed is not None:
+            self.refresh_library()
+            return
+        self._open_library_pending = True
+        self.status_label.setText("Opening the library…")
+        self.browser.status.setText("Opening the library…")
+        # a platform that never exposes the window (headless) still gets its library
+        QTimer.singleShot(3000, self._open_library_now)
+
+    def _open_library_now(self) -> None:
+        if not self._open_library_pending:
+            return
+        self._open_library_pending = False
+        self.refresh_library()
+        if self.status_label.text() == "Opening the library…":
+            self.status_label.setText("")
+
     def closeEvent(self, event) -> None:  # noqa: N802
         qs = QSettings("Casebook", "Casebook")
         qs.setValue("main/geometry", self.saveGeometry())
@@ -275,8 +350,19 @@ class MainWindow(QMainWindow):
             self._loader.cancel()
         super().closeEvent(event)
 
+    @property
+    def analogue(self) -> StudyViewer:
+        """The analogue pane's viewer (on :attr:`analogue_state`), made on first use."""
+        if self._analogue is None:
+            v = StudyViewer(self.analogue_host, state=self.analogue_state, with_3d=False)
+            lay = self.analogue_host.layout()
+            lay.insertWidget(lay.indexOf(self.report), v, 1)  # below the compare bar, above the report
+            self._analogue = v
+        return self._analogue
+
     def all_viewers(self) -> list[StudyViewer]:
-        return [self.viewer, self.analogue]
+        """The viewers made so far (the analogue one only once it has been used)."""
+        return [self.viewer] + ([self._analogue] if self._analogue is not None else [])
 
     # -- loading --------------------------------------------------------------------------------
     def _update_title(self) -> None:
@@ -413,11 +499,13 @@ class MainWindow(QMainWindow):
         """Reload the study browser from the case store (when a library exists)."""
         from .controllers.library import study_list
 
+        self._open_library_pending = False  # a refresh asked for meanwhile does the deferred one's work
         try:
             self.browser.set_studies(study_list(self.settings))
         except Exception as exc:  # noqa: BLE001 - an unreadable library must not stop the viewer
             log.warning("library not readable: %s", exc)
             self.browser.status.setText(f"Library not readable: {exc}")
+        self.library_opened = True
 
     # -- drag and drop --------------------------------------------------------------------------
     def dragEnterEvent(self, event) -> None:  # noqa: N802
@@ -452,24 +540,24 @@ class MainWindow(QMainWindow):
         if not self.analogue_host.isVisible():
             self._layout_before_analogue = self.state.layout
         self.analogue.set_volume(volume)
-        self.analogue.state.set_layout("1x1")
-        self.analogue.state.set_active_view(orientation)
+        self.analogue_state.set_layout("1x1")
+        self.analogue_state.set_active_view(orientation)
         self.state.set_active_view(orientation)
         self.state.set_layout("1x1")
         if matched_slice is not None:
-            self.analogue.state.set_slice(orientation, matched_slice)
-            self.analogue.state.set_highlight(orientation, {matched_slice})
+            self.analogue_state.set_slice(orientation, matched_slice)
+            self.analogue_state.set_highlight(orientation, {matched_slice})
         if query_slice is not None:
             self.state.set_slice(orientation, query_slice)
             self.state.set_highlight(orientation, {query_slice})
-        self.analogue.state.set_window(*self.state.window)
+        self.analogue_state.set_window(*self.state.window)
         self._report_html = report_html or "<i>No report stored for this case.</i>"
         self._show_report()
         self.analogue_host.show()
         half = max(self.splitter.width() // 2, 1)
         self.splitter.setSizes([half, half])
         QApplication.processEvents()  # the panes take their new sizes before the scales are matched
-        self.link = StateLink(self.state, self.analogue.state, links=analogue_links(self._view_size))
+        self.link = StateLink(self.state, self.analogue_state, links=analogue_links(self._view_size))
         if focus_box is not None:
             from casebook.viewer.core.viewstate import PositionLink
             from casebook.viewer.core.viewstate.focus import focus_on_region
@@ -477,8 +565,8 @@ class MainWindow(QMainWindow):
             # centred on the finding without moving the reader's own view; the scroll link then
             # takes the finding's slice as the new alignment
             self.link.enabled = False
-            self.analogue.state.clear_measurements()
-            focus_on_region(self.analogue.state, focus_box, orientation=orientation)
+            self.analogue_state.clear_measurements()
+            focus_on_region(self.analogue_state, focus_box, orientation=orientation)
             self.link.enabled = True
             for lk in self.link.links:
                 if isinstance(lk, PositionLink):

@@ -58,6 +58,9 @@ def test_save_find_by_text_and_image_then_quiz(qtbot, teaching_library, monkeypa
     try:
         ctl = win.teaching_controller
         panel = ctl.panel
+        assert not ctl.dock.isVisible()  # hidden at start: the cases are read when it is first shown
+        win.panel_actions["Teaching"].trigger()
+        assert ctl.dock.isVisible()
         assert len(panel.case_ids()) == 2
         # read a study, window it, measure, and save it as a teaching case (Ctrl+K)
         win.open_stored(reading.id)

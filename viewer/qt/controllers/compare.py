@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import html
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PySide6.QtCore import QObject, Qt, QTimer, Signal
@@ -19,12 +19,6 @@ from PySide6.QtGui import QKeySequence
 from PySide6.QtWidgets import QApplication, QDockWidget, QProgressDialog
 
 from casebook.viewer.core.dicom.volume import Volume
-from casebook.viewer.core.services.compare import (CompareError, compare_volume, copy_measurement, interval_change,
-                                                    resample_prior)
-from casebook.viewer.core.services.library import open_store
-from casebook.viewer.core.services.priors import (PriorEntry, find_priors, follow_up_studies, interval_text,
-                                                   load_for_compare, open_pair, registration_message)
-from casebook.viewer.core.services.registration import axis_rotation
 from casebook.viewer.core.viewstate import StateLink
 from casebook.viewer.core.viewstate.link import PhysicalCameraLink, TransformLink, WindowLink, registered_links
 from casebook.viewer.core.viewstate.measurements import Measurement
@@ -32,6 +26,13 @@ from casebook.viewer.core.viewstate.measurements import Measurement
 from .. import workers
 from ..views.compare_bar import CompareBar
 from ..views.compare_timeline import PriorTimeline
+
+if TYPE_CHECKING:
+    from casebook.viewer.core.services.priors import PriorEntry
+
+# The services behind this controller (the case store with SQLAlchemy, registration with
+# SimpleITK) are imported when a compare is first asked for, not when the window opens: the
+# window's cold start pays only for the dock and the menu.
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,9 @@ NUDGE_DEG = 0.5
 def open_pair_task(settings: Any, current_series_id: int, prior_series_id: int, current: Volume | None, *,
                    progress, cancel, signals, recompute: bool = False):
     """Load the prior and register it (or reuse the stored registration), off the UI thread."""
+    from casebook.viewer.core.services.library import open_store
+    from casebook.viewer.core.services.priors import open_pair
+
     store = open_store(settings, create=False)
     try:
         return open_pair(store, current_series_id, prior_series_id, current=current, progress=progress,
@@ -51,6 +55,9 @@ def open_pair_task(settings: Any, current_series_id: int, prior_series_id: int, 
 
 
 def load_task(settings: Any, series_id: int, *, progress, cancel, signals):
+    from casebook.viewer.core.services.library import open_store
+    from casebook.viewer.core.services.priors import load_for_compare
+
     store = open_store(settings, create=False)
     try:
         return load_for_compare(store, series_id, "follow-up", progress=progress, cancel=cancel)
@@ -97,8 +104,8 @@ class CompareController(QObject):
         self.timeline.compare_requested.connect(lambda st, se: self.compare(st, se))
         self.timeline.follow_up_requested.connect(self.open_follow_up)
         win.state.events.volume.connect(lambda **_: QTimer.singleShot(0, self._maybe_refresh))
-        win.analogue.state.events.volume.connect(self._on_analogue_volume)
-        for st in (win.state, win.analogue.state):
+        win.analogue_state.events.volume.connect(self._on_analogue_volume)
+        for st in (win.state, win.analogue_state):
             st.events.measurements.connect(lambda action, measurement: self._update_change())
         self._build_actions()
 
@@ -145,6 +152,9 @@ class CompareController(QObject):
 
     def refresh(self) -> list[PriorEntry]:
         """List the open library study's priors in the timeline."""
+        from casebook.viewer.core.services.library import open_store
+        from casebook.viewer.core.services.priors import find_priors
+
         sid = self.win.current_series_id
         if sid is None:
             self.timeline.set_entries([], "Open a study from the library to see its priors.")
@@ -224,6 +234,8 @@ class CompareController(QObject):
                   days: int | None = None, deformable: str = "") -> None:
         """The compare layout (hanging protocol): both panes one view of the current's active plane,
         the same window/level, the prior on the same anatomy through ``matrix`` (None: unlinked)."""
+        from casebook.viewer.core.services.priors import interval_text
+
         w = self.win
         if days is not None:
             self.days = days
@@ -239,10 +251,10 @@ class CompareController(QObject):
             w._layout_before_analogue = w.state.layout
         orientation = w.state.active_view
         self._set_prior_volume(prior)
-        w.analogue.state.set_layout("1x1")
-        w.analogue.state.set_active_view(orientation)
+        w.analogue_state.set_layout("1x1")
+        w.analogue_state.set_active_view(orientation)
         w.state.set_layout("1x1")
-        w.analogue.state.set_window(*w.state.window)
+        w.analogue_state.set_window(*w.state.window)
         when = "" if self.days is None else f" — {interval_text(self.days)}"
         w._report_html = (f"<p><b>{html.escape(prior.modality)} {html.escape(prior.description)}</b>{when}</p>"
                           f"<p>{html.escape(message)}</p>")
@@ -257,7 +269,7 @@ class CompareController(QObject):
         w.splitter.setSizes([half, half])
         QApplication.processEvents()
         if self.matrix is not None:
-            w.link = StateLink(w.state, w.analogue.state, links=registered_links(self.effective, w._view_size))
+            w.link = StateLink(w.state, w.analogue_state, links=registered_links(self.effective, w._view_size))
         self._say(message)
         w.viewer.focus_view()
         self.pair_shown.emit(self.matrix is not None)
@@ -284,6 +296,8 @@ class CompareController(QObject):
     def set_mode(self, mode: str, alpha: float | None = None) -> None:
         """Prior, fade, checkerboard or subtraction in the right pane (the last three on the
         current's grid, linked one to one; the subtraction keeps its own window)."""
+        from casebook.viewer.core.services.compare import CompareError, compare_volume, resample_prior
+
         if not self.active or self.current is None or self.prior is None or not self.win.analogue_host.isVisible():
             return
         if mode != "prior" and self.matrix is None:
@@ -299,10 +313,10 @@ class CompareController(QObject):
         lps = w.state.crosshair_lps
         if mode == "prior":
             self._set_prior_volume(self.prior)
-            w.analogue.state.set_layout("1x1")
-            w.analogue.state.set_active_view(w.state.active_view)
-            w.analogue.state.set_window(*w.state.window)
-            w.link = StateLink(w.state, w.analogue.state, links=registered_links(self.effective, w._view_size))
+            w.analogue_state.set_layout("1x1")
+            w.analogue_state.set_active_view(w.state.active_view)
+            w.analogue_state.set_window(*w.state.window)
+            w.link = StateLink(w.state, w.analogue_state, links=registered_links(self.effective, w._view_size))
             return
         QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
         try:
@@ -318,14 +332,14 @@ class CompareController(QObject):
         finally:
             QApplication.restoreOverrideCursor()
         self._set_prior_volume(vol)
-        w.analogue.state.set_layout("1x1")
-        w.analogue.state.set_active_view(w.state.active_view)
+        w.analogue_state.set_layout("1x1")
+        w.analogue_state.set_active_view(w.state.active_view)
         if mode != "subtraction":
-            w.analogue.state.set_window(*w.state.window)
+            w.analogue_state.set_window(*w.state.window)
         links = [TransformLink(np.eye(4)), PhysicalCameraLink(w._view_size)]
         if mode != "subtraction":
             links.append(WindowLink())
-        w.link = StateLink(w.state, w.analogue.state, links=links)
+        w.link = StateLink(w.state, w.analogue_state, links=links)
         w.state.set_crosshair_lps(lps)
 
     # -- nudge -------------------------------------------------------------------------------------
@@ -350,7 +364,7 @@ class CompareController(QObject):
 
     def nudge_by(self, direction: str, sign: int) -> None:
         """Move the prior's image by 1 mm on screen (right/down) or along the view's normal."""
-        g = self.win.analogue.state.geometry
+        g = self.win.analogue_state.geometry
         if g is None:
             return
         right, down = (np.asarray(v, dtype=np.float64) for v in g.screen_vectors(self.win.state.active_view))
@@ -360,7 +374,9 @@ class CompareController(QObject):
         self._apply_nudge(n)
 
     def rotate_by(self, degrees: float) -> None:
-        g = self.win.analogue.state.geometry
+        from casebook.viewer.core.services.registration import axis_rotation
+
+        g = self.win.analogue_state.geometry
         if g is None:
             return
         right, down = (np.asarray(v, dtype=np.float64) for v in g.screen_vectors(self.win.state.active_view))
@@ -372,6 +388,8 @@ class CompareController(QObject):
         self._apply_nudge(np.eye(4))
 
     def _store_nudge(self) -> None:
+        from casebook.viewer.core.services.library import open_store
+
         if self.ids is None:
             return
         store = open_store(self.win.settings, create=False)
@@ -385,6 +403,8 @@ class CompareController(QObject):
     # -- measurements ------------------------------------------------------------------------------
     def copy_measurement(self) -> Measurement | None:
         """Copy the selected measurement to the same anatomy on the other study, for adjusting."""
+        from casebook.viewer.core.services.compare import CompareError, copy_measurement
+
         w = self.win
         if not self.active or self.matrix is None:
             self._say("Copying a measurement needs a registered prior on screen.")
@@ -393,11 +413,11 @@ class CompareController(QObject):
         try:
             if w.state.selected is not None:
                 src_m = w.state.selected
-                out = copy_measurement(src_m, w.state, w.analogue.state, m_to_prior)
+                out = copy_measurement(src_m, w.state, w.analogue_state, m_to_prior)
                 self._pairs.append((out, src_m))
-            elif w.analogue.state.selected is not None:
-                src_m = w.analogue.state.selected
-                out = copy_measurement(src_m, w.analogue.state, w.state, np.linalg.inv(m_to_prior))
+            elif w.analogue_state.selected is not None:
+                src_m = w.analogue_state.selected
+                out = copy_measurement(src_m, w.analogue_state, w.state, np.linalg.inv(m_to_prior))
                 self._pairs.append((src_m, out))
             else:
                 self._say("Select a measurement first (click it in the list or on the image).")
@@ -409,9 +429,14 @@ class CompareController(QObject):
         return out
 
     def _update_change(self) -> None:
+        if not self._pairs:  # nothing copied: no need to load the compare services
+            self.bar.change.setText("")
+            return
+        from casebook.viewer.core.services.compare import CompareError, interval_change
+
         lines = []
         for prior_m, cur_m in self._pairs:
-            if prior_m not in self.win.analogue.state.measurements or cur_m not in self.win.state.measurements:
+            if prior_m not in self.win.analogue_state.measurements or cur_m not in self.win.state.measurements:
                 continue
             try:
                 lines.append(f"{cur_m.title()}: {interval_change(prior_m, cur_m, self.days).sentence()}")
@@ -422,7 +447,10 @@ class CompareController(QObject):
     # -- follow-up of an analogue ------------------------------------------------------------------
     def show_follow_ups(self) -> list[PriorEntry]:
         """The analogue's own later studies in the timeline ("what happened to this patient")."""
-        vol = self.win.analogue.state.volume
+        from casebook.viewer.core.services.library import open_store
+        from casebook.viewer.core.services.priors import follow_up_studies
+
+        vol = self.win.analogue_state.volume
         if vol is None or not self.win.analogue_host.isVisible() or self.active:
             self._say("Open a similar case first: its later studies are listed here.")
             return []
@@ -442,6 +470,8 @@ class CompareController(QObject):
         return entries
 
     def open_follow_up(self, study_id: int, series_id: int) -> workers.FunctionWorker:
+        from casebook.viewer.core.services.priors import interval_text
+
         entry = next((e for e in self.timeline.entries if e.study.id == study_id), None)
         w = workers.FunctionWorker(load_task, self.win.settings, int(series_id))
 
@@ -460,6 +490,14 @@ class CompareController(QObject):
 def install_compare(win: Any) -> CompareController:
     """Add the priors dock, the compare bar and the Priors menu to the main window."""
     return CompareController(win)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "registration_message":  # re-exported, loaded on first use like the other services
+        from casebook.viewer.core.services.priors import registration_message
+
+        return registration_message
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = ["CompareController", "install_compare", "registration_message"]

@@ -1,32 +1,44 @@
 """PACS in the window: the Query/Retrieve dialog, node settings with Echo, and the push listener
-(started with the window when ``pacs.scp_enabled`` is on). Searches, retrieves and echoes run on
-workers; the dialog shows progress, Cancel and every failure with the node and the reason."""
+(started right after the window's first paint when ``pacs.scp_enabled`` is on). Searches,
+retrieves and echoes run on workers; the dialog shows progress, Cancel and every failure with the
+node and the reason."""
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtWidgets import QMenu, QWidget
 
 from casebook.common.errors import CasebookError
 from casebook.viewer.core.config import Settings
-from casebook.viewer.core.services import pacs
 
 from .. import workers
-from ..views.query_retrieve import NodeSettingsDialog, QueryRetrieveDialog
+
+if TYPE_CHECKING:
+    from casebook.viewer.core.services import pacs
+
+    from ..views.query_retrieve import NodeSettingsDialog, QueryRetrieveDialog
+
+# The PACS services (pydicom, pynetdicom, dicomweb-client, the case store) and the dialogs load
+# when the reader first opens Query/Retrieve or when the push listener starts, not with the
+# window: installing adds one menu entry.
 
 log = logging.getLogger(__name__)
 
 
 def _search_task(settings: Settings, query: pacs.StudyQuery, node: str | None, *, progress, cancel, signals):
+    from casebook.viewer.core.services import pacs
+
     progress(0, 0, f"searching {node or 'the PACS'}")
     return pacs.search(settings, query, node, cancel=cancel)
 
 
 def _retrieve_task(settings: Settings, studies: list[pacs.RemoteStudy], scp: pacs.StorageSCP | None, *, progress,
                    cancel, signals):
+    from casebook.viewer.core.services import pacs
+
     results = []
     for i, s in enumerate(studies):
         label = f"study {i + 1} of {len(studies)}: " if len(studies) > 1 else ""
@@ -37,6 +49,8 @@ def _retrieve_task(settings: Settings, studies: list[pacs.RemoteStudy], scp: pac
 
 
 def _echo_task(settings: Settings, node: pacs.Node, *, progress, cancel, signals):
+    from casebook.viewer.core.services import pacs
+
     cfg = pacs.load_config(settings)
     node.check("the node dialog")
     return pacs.dimse.echo(cfg, node) if node.is_dimse else _web_echo(cfg, node)
@@ -44,6 +58,8 @@ def _echo_task(settings: Settings, node: pacs.Node, *, progress, cancel, signals
 
 def _web_echo(cfg: pacs.PacsConfig, node: pacs.Node) -> float:
     import time
+
+    from casebook.viewer.core.services import pacs
 
     t0 = time.perf_counter()
     pacs.dicomweb.search_studies(cfg, node, pacs.StudyQuery(limit=1))
@@ -66,6 +82,8 @@ class PacsController(QObject):
 
     # ---- the dialog
     def open_dialog(self) -> QueryRetrieveDialog:
+        from ..views.query_retrieve import QueryRetrieveDialog
+
         if self.dialog is None:
             d = QueryRetrieveDialog(self._parent)
             d.search_requested.connect(self.search)
@@ -79,6 +97,8 @@ class PacsController(QObject):
         return self.dialog
 
     def _config(self) -> pacs.PacsConfig | None:
+        from casebook.viewer.core.services import pacs
+
         try:
             return pacs.load_config(self._settings())
         except CasebookError as exc:
@@ -87,6 +107,8 @@ class PacsController(QObject):
             return None
 
     def _fill_nodes(self) -> None:
+        from casebook.viewer.core.services import pacs
+
         assert self.dialog is not None
         cfg = self._config()
         if cfg is None:
@@ -100,6 +122,8 @@ class PacsController(QObject):
                                     "retrieve it again to finish it")
 
     def _query(self) -> pacs.StudyQuery | None:
+        from casebook.viewer.core.services import pacs
+
         d = self.dialog
         assert d is not None
         try:
@@ -182,6 +206,8 @@ class PacsController(QObject):
 
     # ---- node settings
     def open_nodes(self) -> NodeSettingsDialog | None:
+        from ..views.query_retrieve import NodeSettingsDialog
+
         cfg = self._config()
         if cfg is None:
             return None
@@ -204,6 +230,8 @@ class PacsController(QObject):
         workers.start(w)
 
     def _save_nodes(self, dlg: NodeSettingsDialog, path: Path | None) -> None:
+        from casebook.viewer.core.services import pacs
+
         try:
             pacs.save_nodes(path or pacs.nodes_file(self._settings()), dlg.result_nodes())
         except (CasebookError, OSError) as exc:
@@ -219,6 +247,8 @@ class PacsController(QObject):
         s = self._settings()
         if not s.pacs.scp_enabled or self.listener is not None:
             return
+        from casebook.viewer.core.services import pacs
+
         try:
             self.listener = pacs.PushListener(s, on_ingested=lambda h, p: self.library_changed.emit()).start()
         except CasebookError as exc:
@@ -238,7 +268,12 @@ def install_pacs(window: Any, menu: QMenu) -> PacsController:
     window.pacs_controller = ctl
     window._act("Query/Retrieve…", "Ctrl+Shift+R", ctl.open_dialog, menu)
     ctl.library_changed.connect(window.refresh_library)
-    ctl.start_listener_if_enabled()
+    # the listener (pynetdicom, the case store) starts once the window is on the screen
+    after_paint = getattr(window, "run_after_first_paint", None)
+    if after_paint is not None:
+        after_paint(ctl.start_listener_if_enabled)
+    else:
+        ctl.start_listener_if_enabled()
     from PySide6.QtWidgets import QApplication
 
     app = QApplication.instance()

@@ -371,7 +371,11 @@ def install_teaching(window: QMainWindow) -> TeachingController:
     menu.addAction(panel_action)
     window.panel_actions["Teaching"] = panel_action
     act("Quiz…", None, lambda: ctl.start_quiz_dialog(panel._value(panel.collection)))
-    ctl.refresh()
+    # the cases are read when the panel is shown (it starts hidden), not with the window: opening
+    # the case store at start would delay the first window by the SQLAlchemy import and a query
+    dock.visibilityChanged.connect(lambda visible: ctl.refresh() if visible else None)
+    if dock.isVisible():
+        ctl.refresh()
     return ctl
 
 

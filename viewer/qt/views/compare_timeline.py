@@ -6,11 +6,14 @@ study's chosen series, which the reader may change in the series box.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QLabel, QPushButton, QTreeWidget, QTreeWidgetItem,
                                QVBoxLayout, QWidget)
 
-from casebook.viewer.core.services.priors import PriorEntry
+if TYPE_CHECKING:  # the priors service (and the case store behind it) loads on the first compare
+    from casebook.viewer.core.services.priors import PriorEntry
 
 COLUMNS = ("Date", "Interval", "Study", "Matched on")
 

@@ -11,11 +11,11 @@ from .errors import NodeConfigError, PacsError, RetrieveIncomplete
 from .nodes import Node, PacsConfig, load_config, load_nodes, nodes_file, save_nodes
 from .query import RemoteSeries, RemoteStudy, StudyQuery, parse_date_arg
 from .retrieve import METHODS, RetrieveResult, retrieve_study
-from .scp import StorageSCP
+from .scp import StorageSCP, server_tls_context
 from .service import PushListener, echo, mark_local, query_priors, search
 from .storage import Manifest, incomplete_retrieves
 
 __all__ = ["METHODS", "Manifest", "Node", "NodeConfigError", "PacsConfig", "PacsError", "PushListener",
            "RemoteSeries", "RemoteStudy", "RetrieveIncomplete", "RetrieveResult", "StorageSCP", "StudyQuery",
            "echo", "incomplete_retrieves", "load_config", "load_nodes", "mark_local", "nodes_file",
-           "parse_date_arg", "query_priors", "retrieve_study", "save_nodes", "search"]
+           "parse_date_arg", "query_priors", "retrieve_study", "save_nodes", "search", "server_tls_context"]

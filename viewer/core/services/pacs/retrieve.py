@@ -24,7 +24,7 @@ from . import dicomweb, dimse
 from .errors import PacsError, RetrieveIncomplete
 from .nodes import PacsConfig, load_config
 from .query import RemoteSeries
-from .scp import StorageSCP
+from .scp import StorageSCP, scp_tls_context
 from .storage import Manifest, count_files, series_dir
 
 log = logging.getLogger(__name__)
@@ -149,7 +149,8 @@ def retrieve_study(settings: Settings, study_uid: str, *, node: str | None = Non
                     if scp is None or not scp.running:
                         scp = stack.enter_context(StorageSCP(
                             lib, ae_title=cfg.local.ae_title, bind=cfg.local.scp_bind, port=cfg.local.scp_port,
-                            allowed_aets=cfg.allowed_calling_aets(), timeout_s=cfg.local.timeout_s))
+                            allowed_aets=cfg.allowed_calling_aets(), timeout_s=cfg.local.timeout_s,
+                            ssl_context=scp_tls_context(cfg.local)))
                     with scp.expect(study_uid) as exp:
                         last = [0]
 

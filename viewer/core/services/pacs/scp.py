@@ -7,6 +7,10 @@ byte for byte into the received folder (:mod:`.storage`). Images of a study that
 waiting for are counted towards it (:meth:`StorageSCP.expect`); any others are a push, handed to
 ``on_push`` once the sender releases the association (an aborted push is kept but not ingested:
 the sender's next try completes it).
+
+With ``pacs.scp_tls_cert`` set the SCP speaks DICOM TLS only (PS3.15 B.1: TLS 1.2 or later, the
+port the same); with ``pacs.scp_tls_ca`` too, a sender must also present a certificate that CA
+signed, on top of the AE-title check (:func:`server_tls_context`).
 """
 from __future__ import annotations
 
@@ -20,6 +24,8 @@ from contextlib import contextmanager
 
 from casebook.common.logs import log_ref
 
+from ...config import PacsSettings
+
 from .errors import PacsError
 from .storage import instance_path, uids_of, write_instance
 
@@ -29,6 +35,37 @@ log = logging.getLogger(__name__)
 _OK = 0x0000
 _OUT_OF_RESOURCES = 0xA700
 _CANNOT_UNDERSTAND = 0xC000
+
+
+def server_tls_context(cert_file: str, key_file: str = "", ca_file: str = "") -> ssl.SSLContext:
+    """The storage SCP's TLS context: its certificate and key, and with ``ca_file`` the CA whose
+    client certificates it requires. A file that is missing or not PEM is a :class:`PacsError`
+    naming the setting, when the SCP is set up, not at the first association."""
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        ctx.load_cert_chain(cert_file, key_file or None)
+    except (OSError, ssl.SSLError) as exc:
+        raise PacsError("local SCP", f"TLS certificate pacs.scp_tls_cert={cert_file!r} (key "
+                                     f"{key_file or 'in the same file'}) not usable: {getattr(exc, 'strerror', None) or exc}"
+                        ) from exc
+    if ca_file:
+        try:
+            ctx.load_verify_locations(cafile=ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise PacsError("local SCP", f"TLS CA pacs.scp_tls_ca={ca_file!r} not usable: "
+                                         f"{getattr(exc, 'strerror', None) or exc}") from exc
+        ctx.verify_mode = ssl.CERT_REQUIRED
+    else:
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def scp_tls_context(local: PacsSettings) -> ssl.SSLContext | None:
+    """The TLS context the ``[pacs]`` settings ask for (``None``: plain DICOM)."""
+    if not local.scp_tls_cert:
+        return None
+    return server_tls_context(local.scp_tls_cert, local.scp_tls_key, local.scp_tls_ca)
 
 
 @dataclass
@@ -165,4 +202,4 @@ class StorageSCP:
         self.refused_calls += 1
 
 
-__all__ = ["Expectation", "PushCallback", "StorageSCP"]
+__all__ = ["Expectation", "PushCallback", "StorageSCP", "scp_tls_context", "server_tls_context"]

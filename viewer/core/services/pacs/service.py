@@ -14,7 +14,7 @@ from ...progress import SupportsCancel
 from . import dicomweb, dimse
 from .nodes import PacsConfig, load_config
 from .query import RemoteStudy, StudyQuery
-from .scp import StorageSCP
+from .scp import StorageSCP, scp_tls_context
 from .storage import Manifest, study_dir
 
 log = logging.getLogger(__name__)
@@ -97,7 +97,8 @@ class PushListener:
         self.ingested_studies = 0
         self.scp = StorageSCP(settings.library_dir, ae_title=self.cfg.local.ae_title, bind=self.cfg.local.scp_bind,
                               port=self.cfg.local.scp_port, allowed_aets=self.cfg.allowed_calling_aets(),
-                              on_push=self._on_push, timeout_s=self.cfg.local.timeout_s)
+                              on_push=self._on_push, timeout_s=self.cfg.local.timeout_s,
+                              ssl_context=scp_tls_context(self.cfg.local))
 
     def start(self) -> "PushListener":
         self.scp.start()
