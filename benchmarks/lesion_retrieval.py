@@ -5,7 +5,8 @@ the finding regions, and for every lesion visible in a series asks, as a reader 
 same patient" on, top 10; a hit = a study with the same lesion kind):
 
 * ``box``: a box drawn around the lesion on the slice through its centre -> region search;
-* ``slice``: the slice through the centre -> region search over the findings on that slice;
+* ``slice``: the slice through the centre -> its least typical findings, each matched (late interaction);
+* ``series``: the whole series -> its 3 least typical findings (findings-aware series search);
 * ``box (slices)``, ``slice (slices)``, ``series (slices)``: the previous slice-vector search of
   :class:`SearchService` on the same library (the issue-11 baseline), when it has embeddings.
 
@@ -110,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     box_hits_total = 0
     judged: list[tuple[float, float]] = []  # (calibrated probability, same kind?) of every box hit
     calibration = ""
+    series_resp: dict = {}
     for sid, s in sorted(series.items()):
         if s.series_uid not in plan_of_uid:
             continue
@@ -151,6 +153,15 @@ def main(argv: list[str] | None = None) -> int:
                 judge("slice", [h.series_id for h in r.hits], [h.score for h in r.hits], (time.perf_counter() - t) * 1e3)
             except Exception as exc:  # noqa: BLE001
                 judge("slice", [], [], 0.0)
+            t = time.perf_counter()
+            try:
+                if sid not in series_resp:
+                    series_resp[sid] = svc.search(svc.query_from_series(sid), filters=filters, k=args.k)
+                r = series_resp[sid]
+                judge("series", [h.series_id for h in r.hits], [h.score for h in r.hits], (time.perf_counter() - t) * 1e3)
+            except Exception as exc:  # noqa: BLE001
+                print(f"series query {sid}: {exc}", file=sys.stderr)
+                judge("series", [], [], 0.0)
             if old is not None:
                 for name, make in (("box (slices)", lambda: old.query_from_roi(sid, box)),
                                    ("slice (slices)", lambda: old.query_from_slice(sid, kc)),

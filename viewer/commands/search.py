@@ -40,6 +40,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     q.add_argument("--slice", type=int, help="only this slice of --series")
     q.add_argument("--roi", type=_box, help="box in voxels of --series: k0,k1,j0,j1,i0,i1; matched against the "
                    "archive's findings of the same modality family (needs `casebook embed`'s regions)")
+    q.add_argument("--findings", action="store_true",
+                   help="with --series (and --slice): rank cases by the series' findings (its least typical "
+                        "regions, matched one by one), not by whole-slice likeness")
     q.add_argument("--folder", help="a DICOM folder that is not in the library")
     q.add_argument("--text", help="words to find in reports and diagnoses")
     f = p.add_argument_group("filters")
@@ -72,6 +75,9 @@ def run(args: argparse.Namespace) -> int:
     if (args.slice is not None or args.roi) and not args.series:
         print("casebook search: --slice and --roi need --series", file=sys.stderr)
         return 2
+    if args.findings and (not args.series or args.roi or args.text):
+        print("casebook search: --findings goes with --series (and --slice), without --roi or --text", file=sys.stderr)
+        return 2
     if args.roi and args.text:
         print("casebook search: --roi is ranked by the finding in the box; filter words with --diagnosis "
               "instead of --text", file=sys.stderr)
@@ -93,6 +99,8 @@ def run(args: argparse.Namespace) -> int:
             sid = cat.find_series(args.series)
             if args.roi:
                 resp = service.search_box(sid, args.roi, filters=filters, k=args.k)
+            elif args.findings:
+                resp = service.search_findings(sid, args.slice, filters=filters, k=args.k)
             elif args.slice is not None:
                 query = service.query_from_slice(sid, args.slice)
             else:

@@ -31,12 +31,17 @@ from casebook.inference.regions import regions_in_box
 from casebook.inference.regions.detect import family_reference
 
 from . import label_calibration as lc
+from . import region_rarity as rarity
 from .calibration import NO_CLOSE_MATCH, SIMILAR, ArchiveCalibration
 from .regions import open_region_index, register, rows_of
 from .search_types import SearchFilters, SeriesInfo
 from .store_catalog import StoreCatalog, _case_filter
 
 log = logging.getLogger(__name__)
+
+
+#: findings a series or slice query is described by (its least typical regions)
+FINDINGS = 3
 
 
 @dataclass
@@ -51,6 +56,9 @@ class RegionQuery:
     patient_key: Hashable | None = None
     study_key: Hashable | None = None
     slice_index: int | None = None
+    #: per-row weights for a series/slice query (its findings, least typical first): a series then
+    #: ranks by the weighted mean of each finding's best match in it; None = a box (best match wins)
+    weights: np.ndarray | None = None
 
 
 @dataclass
@@ -94,6 +102,7 @@ class RegionSearchService:
         self._indexes: dict[str, VectorIndex] = {}
         self._calibration: dict[str, ArchiveCalibration] = {}
         self._labels: dict[str, tuple[lc.LabelCalibration | None, str]] = {}
+        self._typical: dict[str, rarity.Typicality] = {}
         self._progress, self._cancel = progress, cancel
 
     def close(self) -> None:
@@ -111,6 +120,31 @@ class RegionSearchService:
         if family not in self._calibration:
             self._calibration[family] = ArchiveCalibration.from_index(self.index(family))
         return self._calibration[family]
+
+    def typicality(self, family: str) -> rarity.Typicality:
+        """How common each stored region of a family is among other patients (cached beside the index)."""
+        if family not in self._typical:
+            index = self.index(family)
+            source = self.regions.source(self.descriptor.id, family)
+            d = source.digest()
+            sig = f"{family}|{len(index)}|{d.count}|{d.total}|{d.mix}|k{rarity.K_PATIENTS}"
+
+            def compute() -> tuple[np.ndarray, np.ndarray]:
+                labels = np.asarray(source.labels(), np.int64)
+                series_of = {lab: r.series_id for lab, r in self.regions.resolve(self.descriptor.id, labels).items()}
+                codes = rarity.patient_codes({sid: self.catalog.series_keys(sid)[0]
+                                              for sid in set(series_of.values())})
+                table = {lab: codes.get(sid, -1 - lab) for lab, sid in series_of.items()}
+
+                def patient_of(labs: np.ndarray) -> np.ndarray:
+                    return np.fromiter((table.get(int(x), -1 - int(x)) for x in labs), np.int64, len(labs))
+
+                return rarity.compute_typicality(index, source, patient_of, progress=self._progress,
+                                                 cancel=self._cancel)
+
+            path = rarity.cache_path(self.index_dir, self.descriptor.index_key(family))
+            self._typical[family] = rarity.Typicality.load_or_compute(path, sig, compute)
+        return self._typical[family]
 
     def label_calibration(self, family: str, *, refresh: bool = False) -> tuple[lc.LabelCalibration | None, str]:
         """The family's score → P(same diagnosis) fit on the library's labelled series (cached on disk
@@ -152,8 +186,9 @@ class RegionSearchService:
                            f"box {tuple(int(v) for v in box)} of series {series_id}", series_id, patient, study,
                            int((int(box[0]) + int(box[1]) - 1) // 2))
 
-    def query_from_slice(self, series_id: int, slice_index: int) -> RegionQuery:
-        """The stored findings that lie on one slice: every slice is reachable, none is substituted."""
+    def query_from_slice(self, series_id: int, slice_index: int, *, findings: int = FINDINGS) -> RegionQuery:
+        """The stored findings that lie on one slice, least typical first: every slice is reachable,
+        none is substituted."""
         fam = self.regions.series_family(self.descriptor.id, int(series_id))
         if fam is None:
             raise QueryError(f"series {series_id} has no regions yet; run `casebook embed`")
@@ -162,10 +197,30 @@ class RegionSearchService:
         if not on:
             raise QueryError(f"no finding candidate was detected on slice {slice_index} of series {series_id}: "
                              "draw a box to search for what it shows")
-        on.sort(key=lambda n: -rows[n].saliency)
+        return self._findings_query(rows, vecs, on, fam[0], f"slice {slice_index} of series {series_id}",
+                                    series_id, int(slice_index), findings)
+
+    def query_from_series(self, series_id: int, *, findings: int = FINDINGS) -> RegionQuery:
+        """A whole series described by its findings: its ``findings`` least typical regions (what
+        most other patients do not have), not by the anatomy every case shares."""
+        fam = self.regions.series_family(self.descriptor.id, int(series_id))
+        if fam is None:
+            raise QueryError(f"series {series_id} has no regions yet; run `casebook embed`")
+        rows, vecs = self.regions.regions_of_series(self.descriptor.id, int(series_id))
+        if not rows:
+            raise QueryError(f"series {series_id} has no finding candidates (nothing blob-like was detected)")
+        return self._findings_query(rows, vecs, list(range(len(rows))), fam[0], f"findings of series {series_id}",
+                                    series_id, None, findings)
+
+    def _findings_query(self, rows: list[RegionRow], vecs: np.ndarray, on: list[int], family: str, description: str,
+                        series_id: int, slice_index: int | None, findings: int) -> RegionQuery:
+        typ = self.typicality(family).of([rows[n].label for n in on])
+        order = [on[n] for n in np.argsort(typ, kind="stable")[:max(int(findings), 1)]]
         patient, study = self.catalog.series_keys(series_id)
-        return RegionQuery(vecs[on], [rows[n] for n in on], fam[0], f"slice {slice_index} of series {series_id}",
-                           series_id, patient, study, int(slice_index))
+        if slice_index is None:
+            slice_index = int(round(rows[order[0]].centre[0]))
+        return RegionQuery(vecs[order], [rows[n] for n in order], family, description, series_id, patient, study,
+                           int(slice_index), weights=np.ones(len(order), np.float32))
 
     # ---------------------------------------------------------------- search
     def search(self, query: RegionQuery, *, filters: SearchFilters | None = None, k: int = 10,
@@ -185,7 +240,8 @@ class RegionSearchService:
         if query.series_id is not None and (filters.exclude_same_patient or filters.exclude_same_study):
             excluded.add(query.series_id)
         allowed = set(self.store.series_ids_matching(_case_filter(filters))) if filters.restricts() else None
-        q = query.vectors[:1] if primary_only else query.vectors
+        weighted = query.weights is not None
+        q = query.vectors if (weighted or not primary_only) else query.vectors[:1]
         per_k = max(8 * k, 64)
         best: dict[int, tuple[float, int, int]] = {}
         removed = {"same patient or study": set(), "filters": set()}
@@ -210,6 +266,8 @@ class RegionSearchService:
                     continue
                 if r.series_id not in per_series or per_series[r.series_id][0] < sim:
                     per_series[r.series_id] = (sim, row, lab)
+            if weighted:
+                per_series = self._weighted(query.weights, res, rows, per_series)
             if len(per_series) >= k or per_k >= len(index):
                 break
             per_k *= 4
@@ -222,7 +280,8 @@ class RegionSearchService:
         for n, (sid, (sim, row, lab)) in enumerate(ranked, start=1):
             r = rows[lab]
             pct, conf = cal.read(q[row], sim)
-            prob = fitted.probability(sim) if fitted is not None else None
+            # the label fit is made on best-match scores; a weighted series score is another scale
+            prob = fitted.probability(sim) if fitted is not None and not weighted else None
             if prob is not None and sim >= SIMILAR:
                 conf = f"{100 * prob:.0f}% same diagnosis"
             resp.hits.append(RegionHit(n, sid, sim, pct, conf, r.box, int(round(r.centre[0])), r.centre_lps,
@@ -233,6 +292,33 @@ class RegionSearchService:
             resp.reason = (f"only {len(resp.hits)} series with {query.family} regions pass"
                            + (f" ({why}; {filters.describe()})" if why else f" ({filters.describe()})"))
         return self._finish(resp, start)
+
+    @staticmethod
+    def _weighted(weights: np.ndarray, res: Any, rows: dict[int, RegionRow],
+                  allowed: dict[int, tuple[float, int, int]]) -> dict[int, tuple[float, int, int]]:
+        """Late interaction for a series/slice query: a series scores the weighted mean, over the
+        query's findings, of each finding's best match in it. A finding with no candidate in that
+        series' list counts its weakest returned similarity (an upper bound of what it would get)."""
+        w = np.asarray(weights, np.float64)
+        best: list[dict[int, tuple[float, int]]] = []
+        floor = np.zeros(len(w))
+        for row in range(len(w)):
+            b: dict[int, tuple[float, int]] = {}
+            hits = res.hits(row)
+            floor[row] = float(hits[-1][1]) if hits else 0.0
+            for lab, sim in hits:
+                r = rows.get(lab)
+                if r is not None and r.series_id in allowed and (r.series_id not in b or b[r.series_id][0] < sim):
+                    b[r.series_id] = (float(sim), lab)
+            best.append(b)
+        out: dict[int, tuple[float, int, int]] = {}
+        for sid in allowed:
+            parts = [best[row].get(sid, (floor[row], -1)) for row in range(len(w))]
+            score = float(np.dot(w, [p[0] for p in parts]) / max(w.sum(), 1e-12))
+            # the finding shown on the analogue: the query finding it matches best
+            top = max((row for row in range(len(w)) if parts[row][1] >= 0), key=lambda row: parts[row][0])
+            out[sid] = (score, top, parts[top][1])
+        return out
 
     @staticmethod
     def _finish(resp: RegionSearchResponse, start: float) -> RegionSearchResponse:

@@ -198,6 +198,19 @@ class SearchService:
         rq = svc.query_from_box(series_id, box, image=image)
         return self._region_response(svc, svc.search(rq, filters=filters, k=k), filters)
 
+    def search_findings(self, series_id: Hashable, slice_index: int | None = None, *,
+                        filters: SearchFilters | None = None, k: int | None = None) -> SearchResponse:
+        """Cases with the same *findings* as a series (or one slice of it): the series is described by
+        its least typical regions (what most other patients do not have), and a candidate series
+        scores the mean of each finding's best match in it (issue 11's findings-aware search), so
+        cases are ranked by their lesions, not by the body outline every case shares."""
+        filters = filters or self.default_filters()
+        k = int(k or self.settings.top_k)
+        svc = self.regions()
+        rq = (svc.query_from_series(int(series_id)) if slice_index is None
+              else svc.query_from_slice(int(series_id), int(slice_index)))
+        return self._region_response(svc, svc.search(rq, filters=filters, k=k), filters)
+
     def _region_response(self, svc: Any, rr: Any, filters: SearchFilters,
                          drop: set[Hashable] | None = None) -> SearchResponse:
         rq = rr.query

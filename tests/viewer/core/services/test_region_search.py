@@ -87,3 +87,29 @@ def test_slice_without_a_finding_is_refused_not_substituted(library) -> None:
     k, _, _ = voxel(plans["A"], plans["A"].lesions[0])
     q = svc.query_from_slice(ids["A"], k)
     assert all(r.box[0] <= k < r.box[1] for r in q.regions)
+
+
+@pytest.mark.parametrize("query, want", [("A", "B"), ("C", "D")])
+def test_series_query_ranks_by_its_findings_not_its_anatomy(library, query: str, want: str) -> None:
+    """Findings-aware series search: every phantom shares the same body, only the lesion differs; the
+    series is described by its least typical regions, so its lesion leads the query and the other
+    patient with the same lesion kind comes first."""
+    store, svc, plans, ids = library
+    q = svc.query_from_series(ids[query])
+    assert q.weights is not None and len(q.vectors) == 3
+    k, j, i = voxel(plans[query], plans[query].lesions[0])
+    near = [np.hypot(r.centre[1] - j, r.centre[2] - i) < 4 and abs(r.centre[0] - k) < 4 for r in q.regions]
+    assert any(near), [(r.centre, r.diameter_mm) for r in q.regions]
+    typ = svc.typicality("CT")
+    rows, _ = svc.regions.regions_of_series(svc.descriptor.id, ids[query])
+    all_typ = typ.of([r.label for r in rows])
+    assert typ.of([r.label for r in q.regions]).max() <= np.median(all_typ)  # findings are the rare regions
+    resp = svc.search(q, filters=SearchFilters(), k=10)
+    assert resp.hits[0].series_id == ids[want], [(h.series_id, h.score) for h in resp.hits]
+    assert resp.hits[0].probability is None  # the label fit is for best-match scores, not this scale
+    # the typicality is cached beside the index and read back unchanged
+    svc2 = RegionSearchService(store, svc.index_dir)
+    try:
+        assert np.allclose(svc2.typicality("CT").of([r.label for r in rows]), all_typ)
+    finally:
+        svc2.close()
