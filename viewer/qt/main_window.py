@@ -215,6 +215,7 @@ class MainWindow(QMainWindow):
         tb.addAction(self._act("Find similar: series", "Ctrl+F", lambda: self.similar.find_requested.emit("series"), sm,
                                icon_name="similar"))
         self._act("Find similar: current slice", "Ctrl+Shift+F", lambda: self.similar.find_requested.emit("slice"), sm)
+        self._act("Find similar: same findings", "Ctrl+Alt+F", lambda: self.similar.find_requested.emit("findings"), sm)
         self._act("Close analogue", "Ctrl+W", self.close_analogue, sm)
         hm = mb.addMenu("&Help")
         self._act("Keyboard shortcuts", "F1", self.show_help, hm)

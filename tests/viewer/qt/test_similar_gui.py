@@ -146,6 +146,13 @@ def test_browse_find_similar_open_side_by_side(qtbot, gui_library, pixel_encoder
             save_png(grab_render_window(win.analogue.adapters[o].render_window), Path(shot) / "box-analogue.png")
             save_png(grab_render_window(win.viewer.adapters[o].render_window), Path(shot) / "box-query.png")
         win.close_analogue()
+        # "Findings": the series' least typical regions, each matched; cards carry the matched finding
+        with qtbot.waitSignal(ctl.results_shown, timeout=60000) as b4:
+            QTest.mouseClick(win.similar.buttons["findings"], Qt.MouseButton.LeftButton)
+        found = b4.args[0]
+        assert found.method == "regions" and found.hits and all(h.info.modality == "CT" for h in found.hits)
+        assert found.region_query.weights is not None and len(found.region_query.vectors) >= 1
+        assert all(h.matched_box is not None for h in found.hits) and len(win.similar.cards) == len(found.hits)
         ctl.set_encoder(pixel_encoder)
         with qtbot.waitSignal(ctl.results_shown, timeout=30000):
             QTest.mouseClick(win.similar.buttons["series"], Qt.MouseButton.LeftButton)

@@ -156,6 +156,9 @@ class SimilarController(QObject):
             self.viewer.controller.set_tool("box")
             self.panel.status.setText("Draw a box on any view.")
             return
+        if mode == "findings":
+            self.find_findings()
+            return
         k = self._view_to_k() if mode == "slice" else None
         if self.current_series_id is None and self.folder is not None:
             folder, key = self.folder, self.stack_key
@@ -173,6 +176,30 @@ class SimilarController(QObject):
         sid = self.current_series_id
         self._run(lambda svc: svc.query_from_series(sid) if k is None else svc.query_from_slice(sid, k),
                   "series" if k is None else f"slice {k + 1}")
+
+    def find_findings(self) -> None:
+        """Cases with the same findings: the series' least typical regions, matched one by one."""
+        if self.current_series_id is None:
+            self.panel.set_idle("Findings search works on series of the library: open one from the study browser.")
+            return
+        sid = self.current_series_id
+        form = self.panel.form()
+        try:
+            filters = form.to_filters(exclude_same_study=self._settings().search.exclude_same_study)
+        except CasebookError as exc:
+            self.panel.set_idle(str(exc))
+            return
+        k = form.top_k
+
+        def task(*, progress, cancel, signals):
+            svc = self._get_service(progress, cancel)
+            check_cancel(cancel)
+            progress(0, 0, "matching this series' findings")
+            resp = svc.search_findings(sid, filters=filters, k=k)
+            check_cancel(cancel)
+            return resp, self._thumbnails(svc, resp, progress, cancel)
+
+        self._start(task, "Searching (findings of this series)…")
 
     def find_box(self, m: Measurement) -> None:
         """A box is matched against the archive's findings (region search), not whole slices."""

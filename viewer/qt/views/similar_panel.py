@@ -156,8 +156,12 @@ class SimilarPanel(QWidget):
         lay.setContentsMargins(2, 2, 2, 2)
         btns = QHBoxLayout()
         self.buttons = {}
-        for mode, text in (("series", "Series"), ("slice", "This slice"), ("box", "Draw box")):
+        tips = {"series": "Cases that look like this series (whole-slice likeness)",
+                "findings": "Cases with the same findings: this series' least typical regions, matched one by one",
+                "slice": "Cases that look like the slice on screen", "box": "Draw a box around a finding"}
+        for mode, text in (("series", "Series"), ("findings", "Findings"), ("slice", "This slice"), ("box", "Draw box")):
             b = QPushButton(text, self)
+            b.setToolTip(tips[mode])
             b.clicked.connect(lambda _=False, m=mode: self.find_requested.emit(m))
             btns.addWidget(b)
             self.buttons[mode] = b
