@@ -118,9 +118,13 @@ def signature(family: str, labels: Mapping[int, tuple[Hashable, str]], index_siz
 
 def judge(index: Any, regions: Any, descriptor_id: int, labels: Mapping[int, tuple[Hashable, str]],
           patient_of: Mapping[int, Hashable], *, per_series: int = 3, k: int = 10, max_series: int = 200,
-          seed: int = 0) -> JudgedPairs:
-    """Search each labelled series' most salient regions; every other-patient labelled series
-    returned gives (best score, same diagnosis?)."""
+          seed: int = 0, rank_regions: Any = None) -> JudgedPairs:
+    """Search each labelled series' findings; every other-patient labelled series returned gives
+    (best score, same diagnosis?).
+
+    ``rank_regions(rows) -> indices`` orders a series' regions, findings first (the search passes its
+    least-typical-first order, so the pairs are what a reader's box on a lesion meets); without it
+    the most salient regions are used."""
     rng = np.random.default_rng(seed)
     sids = sorted(labels)
     if len(sids) > max_series:
@@ -133,7 +137,10 @@ def judge(index: Any, regions: Any, descriptor_id: int, labels: Mapping[int, tup
         rows, vecs = regions.regions_of_series(descriptor_id, sid)
         if not rows:
             continue
-        order = sorted(range(len(rows)), key=lambda n: -rows[n].saliency)[:per_series]
+        if rank_regions is not None:
+            order = [int(n) for n in rank_regions(rows)][:per_series]
+        else:
+            order = sorted(range(len(rows)), key=lambda n: -rows[n].saliency)[:per_series]
         patient, dx = labels[sid]
         res = index.search(vecs[order], n_search)
         for q in range(len(order)):

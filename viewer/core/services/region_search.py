@@ -155,7 +155,7 @@ class RegionSearchService:
         by_series = self.regions.labels_by_series(self.descriptor.id, family, self.store.series_ids_matching())
         with_regions = [sid for sid, labs in by_series.items() if len(labs)]
         labels = lc.labelled_series(self.catalog, with_regions)
-        sig = lc.signature(family, labels, len(index))
+        sig = lc.signature(family, labels, len(index)) + "|findings-first"  # judged on each series' findings
         path = lc.cache_path(self.index_dir, self.descriptor.index_key(family))
         cal = lc.load_cached(path, sig)
         why = ""
@@ -163,8 +163,10 @@ class RegionSearchService:
             if not labels:
                 why = f"the library has no labelled {family} cases (diagnoses): confidence is the archive percentile"
             else:
+                typ = self.typicality(family)
                 pairs = lc.judge(index, self.regions, self.descriptor.id, labels,
-                                 {sid: p for sid, (p, _) in labels.items()})
+                                 {sid: p for sid, (p, _) in labels.items()},
+                                 rank_regions=lambda rows: np.argsort(typ.of([r.label for r in rows]), kind="stable"))
                 cal, why = lc.fit_calibration(pairs, family=family, labels=labels, sig=sig)
                 if cal is not None:
                     lc.save_cached(path, cal)
