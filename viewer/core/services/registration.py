@@ -70,6 +70,7 @@ class RegistrationOptions:
     # voxels finer than this are averaged in whole bins first (a 0.5 mm CT becomes 1.5 mm, nine
     # times fewer voxels per slice); at 2 mm a resampled, noisy 1 mm MR ended 1.7 mm off, at 1.5 mm 0.6 mm
     max_resolution_mm: float = 1.5
+    min_step: float = 1e-3  # regular-step gradient descent stops when its step (mm-scaled) falls below this
     bspline_iterations: int = 50  # L-BFGS-B iterations per level of the optional B-spline
     threads: int | None = None  # None: SimpleITK's default (all cores)
     seed: int = 20261201
@@ -250,7 +251,7 @@ def _method(opt: "RegistrationOptions", mask: Any, learning_rate: float, voxels:
     if mask is not None:
         reg.SetMetricFixedMask(mask)
     reg.SetInterpolator(sitk.sitkLinear)
-    reg.SetOptimizerAsRegularStepGradientDescent(learningRate=learning_rate, minStep=1e-3,
+    reg.SetOptimizerAsRegularStepGradientDescent(learningRate=learning_rate, minStep=opt.min_step,
                                                  numberOfIterations=opt.iterations,
                                                  relaxationFactor=0.7, gradientMagnitudeTolerance=1e-7)
     reg.SetOptimizerScalesFromPhysicalShift()
