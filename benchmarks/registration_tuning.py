@@ -32,6 +32,10 @@ TUNING = [((2.0, 4.0, -5.0), (-7.0, 3.0, 6.0)),
           ((1.0, -5.0, -3.0), (3.0, 6.0, 9.0))]
 VARIANTS = {
     "default": {},
+    "no clipping (before)": {"clip_percentiles": None},
+    "clip 1-99": {"clip_percentiles": (1.0, 99.0)},
+    "clip 0-99.9": {"clip_percentiles": (0.0, 99.9)},
+    "equalize": {"equalize": True},
     "min_step 1e-4": {"min_step": 1e-4},
     "final 160k samples": {"samples": (20000, 40000, 160000)},
     "final 0.5 mm smoothing": {"smoothing_mm": (3.0, 1.0, 0.5)},

@@ -70,6 +70,11 @@ class RegistrationOptions:
     # voxels finer than this are averaged in whole bins first (a 0.5 mm CT becomes 1.5 mm, nine
     # times fewer voxels per slice); at 2 mm a resampled, noisy 1 mm MR ended 1.7 mm off, at 1.5 mm 0.6 mm
     max_resolution_mm: float = 1.5
+    # each image's intensities clipped to these percentiles first: the histogram bins then span the
+    # anatomy, not a few bright outliers (an MR whose 99th percentile is 2 % of its maximum put 99 %
+    # of its voxels in the first of 32 bins, and ended 0.4 mm off with identical images); None: off
+    clip_percentiles: tuple[float, float] | None = (0.5, 99.5)
+    equalize: bool = False  # map intensities to their rank (equal-population bins) instead of clipping
     min_step: float = 1e-3  # regular-step gradient descent stops when its step (mm-scaled) falls below this
     bspline_iterations: int = 50  # L-BFGS-B iterations per level of the optional B-spline
     threads: int | None = None  # None: SimpleITK's default (all cores)
@@ -215,6 +220,42 @@ def _resolution_image(img: Any, max_mm: float) -> Any:
     return sitk.BinShrink(img, [int(x) for x in f])
 
 
+def _clip_intensities(img: Any, percentiles: tuple[float, float] | None) -> Any:
+    """``img`` with its intensities clamped to the given percentiles (estimated on about a million
+    voxels: the exact percentile does not matter, the range of the histogram does)."""
+    import SimpleITK as sitk
+
+    if percentiles is None:
+        return img
+    arr = sitk.GetArrayViewFromImage(img).ravel()
+    step = max(1, arr.size // 1_000_000)
+    lo, hi = (float(x) for x in np.percentile(arr[::step], percentiles))
+    if not hi > lo:
+        return img
+    return sitk.Clamp(sitk.Cast(img, sitk.sitkFloat32), sitk.sitkFloat32, lo, hi)
+
+
+def _equalize(img: Any) -> Any:
+    """``img`` with each intensity replaced by its rank (0..1, from 257 quantiles): a monotone
+    mapping, so mutual information keeps its optimum, and every histogram bin is used."""
+    import SimpleITK as sitk
+
+    arr = sitk.GetArrayFromImage(img).astype(np.float32, copy=False)
+    flat = arr.ravel()
+    q = np.percentile(flat[:: max(1, flat.size // 1_000_000)], np.linspace(0, 100, 257))
+    q, idx = np.unique(q, return_index=True)
+    if q.size < 2:
+        return img
+    ranks = np.linspace(0.0, 1.0, 257)[idx]
+    out = sitk.GetImageFromArray(np.interp(arr, q, ranks).astype(np.float32))
+    out.CopyInformation(img)
+    return out
+
+
+def _intensities(img: Any, opt: "RegistrationOptions") -> Any:
+    return _equalize(img) if opt.equalize else _clip_intensities(img, opt.clip_percentiles)
+
+
 def _level_image(img: Any, factor: int, sigma_mm: float) -> Any:
     """One pyramid level: smoothed by ``sigma_mm`` and ``factor`` times coarser per axis, but never
     below 12 voxels along an axis (a 24-slice slab keeps its slices)."""
@@ -324,8 +365,8 @@ def register_volumes(current: Volume, prior: Volume, options: RegistrationOption
         sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(int(opt.threads))
     try:
         fixed_full, moving_full = to_sitk(current), to_sitk(prior)
-        fixed = _resolution_image(fixed_full, opt.max_resolution_mm)
-        moving = _resolution_image(moving_full, opt.max_resolution_mm)
+        fixed = _intensities(_resolution_image(fixed_full, opt.max_resolution_mm), opt)
+        moving = _intensities(_resolution_image(moving_full, opt.max_resolution_mm), opt)
         mask = _foreground_mask(fixed)
 
         if initial is not None:

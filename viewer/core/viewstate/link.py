@@ -206,9 +206,10 @@ class TransformLink(Link):
     either moves the other to the same anatomy. With ``planes`` (the default) turning the
     crosshair axes of one (oblique MPR) turns the other's through the transform: a turn ``D`` of
     ``a``'s planes (3x3, LPS of ``a``) is the turn ``R D Rᵀ`` of ``b``'s, ``R`` the rotation of
-    ``a_to_b``, so both keep showing the same anatomy. Whatever turn the two had against each
-    other when linked (none, usually: each in its true planes) is kept, so taking ``a`` back to
-    true planes takes ``b`` back too.
+    ``a_to_b``: both turn about the same anatomical axis by the same angle. When linked (and on
+    :meth:`resync`) ``b`` takes ``a``'s turn that way, so true planes in ``a`` are true planes in
+    ``b`` (as before oblique MPR: a prior lying a few degrees differently shows its own true
+    planes, those few degrees apart) and taking ``a`` back to true planes takes ``b`` back too.
     """
 
     def __init__(self, a_to_b: np.ndarray, planes: bool = True) -> None:
@@ -216,7 +217,6 @@ class TransformLink(Link):
         self._states: tuple[ViewerState, ViewerState] | None = None
         self._guard: _Guard | None = None
         self.planes = bool(planes)
-        self._plane_offset = np.eye(3)  # b's rotation = R · a's rotation · Rᵀ · offset
         self.set_matrix(a_to_b)
 
     def set_matrix(self, a_to_b: np.ndarray) -> None:
@@ -256,12 +256,12 @@ class TransformLink(Link):
     def plane_rotation_b(self, rotation_a: np.ndarray) -> np.ndarray:
         """The rotation of ``b``'s planes that shows the anatomy ``a`` shows with ``rotation_a``."""
         r = self.rotation
-        return r @ np.asarray(rotation_a, dtype=np.float64) @ r.T @ self._plane_offset
+        return r @ np.asarray(rotation_a, dtype=np.float64) @ r.T
 
     def plane_rotation_a(self, rotation_b: np.ndarray) -> np.ndarray:
         """The inverse of :meth:`plane_rotation_b`."""
         r = self.rotation
-        return r.T @ np.asarray(rotation_b, dtype=np.float64) @ self._plane_offset.T @ r
+        return r.T @ np.asarray(rotation_b, dtype=np.float64) @ r
 
     @staticmethod
     def _turn(state: ViewerState, rotation: np.ndarray) -> None:
@@ -279,8 +279,6 @@ class TransformLink(Link):
 
     def attach(self, a: ViewerState, b: ViewerState, guard: _Guard) -> None:
         self._states, self._guard = (a, b), guard
-        r = self.rotation  # the turn the two have against each other now is kept
-        self._plane_offset = r @ a.plane_rotation.T @ r.T @ b.plane_rotation
         self._hook(a.events.crosshair, lambda lps: guard.run(lambda: b.set_crosshair_lps(self._apply(self.a_to_b, lps))))
         self._hook(b.events.crosshair, lambda lps: guard.run(lambda: a.set_crosshair_lps(self._apply(self.b_to_a, lps))))
         if self.planes:
