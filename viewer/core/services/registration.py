@@ -74,6 +74,7 @@ class RegistrationOptions:
     # anatomy, not a few bright outliers (an MR whose 99th percentile is 2 % of its maximum put 99 %
     # of its voxels in the first of 32 bins, and ended 0.4 mm off with identical images); None: off
     clip_percentiles: tuple[float, float] | None = (0.5, 99.5)
+    foreground_mask: bool = True  # sample only the current's body (Otsu), not the air around it
     equalize: bool = False  # map intensities to their rank (equal-population bins) instead of clipping
     min_step: float = 1e-3  # regular-step gradient descent stops when its step (mm-scaled) falls below this
     bspline_iterations: int = 50  # L-BFGS-B iterations per level of the optional B-spline
@@ -367,7 +368,7 @@ def register_volumes(current: Volume, prior: Volume, options: RegistrationOption
         fixed_full, moving_full = to_sitk(current), to_sitk(prior)
         fixed = _intensities(_resolution_image(fixed_full, opt.max_resolution_mm), opt)
         moving = _intensities(_resolution_image(moving_full, opt.max_resolution_mm), opt)
-        mask = _foreground_mask(fixed)
+        mask = _foreground_mask(fixed) if opt.foreground_mask else None
 
         if initial is not None:
             init_tx: Any = affine_from_matrix(initial) if opt.kind == "affine" else _euler_from_matrix(initial)
