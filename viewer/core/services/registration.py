@@ -70,12 +70,11 @@ class RegistrationOptions:
     # voxels finer than this are averaged in whole bins first (a 0.5 mm CT becomes 1.5 mm, nine
     # times fewer voxels per slice); at 2 mm a resampled, noisy 1 mm MR ended 1.7 mm off, at 1.5 mm 0.6 mm
     max_resolution_mm: float = 1.5
-    # each image's intensities clipped to these percentiles first: the histogram bins then span the
-    # anatomy, not a few bright outliers (an MR whose 99th percentile is 2 % of its maximum put 99 %
-    # of its voxels in the first of 32 bins, and ended 0.4 mm off with identical images); None: off
-    clip_percentiles: tuple[float, float] | None = (0.5, 99.5)
-    foreground_mask: bool = True  # sample only the current's body (Otsu), not the air around it
-    equalize: bool = False  # map intensities to their rank (equal-population bins) instead of clipping
+    # each image's intensities clipped to these percentiles first, e.g. (0.5, 99.5): the bins then
+    # span the anatomy, not a few bright outliers. Off by default: on the benchmark's MR (99 % of
+    # voxels in the first of 32 bins) it took re-positioned copies from 0.4 to 0.04 mm but noisy
+    # resampled ones from 0.8 to 1.1-1.4 mm (benchmarks/registration_tuning.py; README, Priors)
+    clip_percentiles: tuple[float, float] | None = None
     min_step: float = 1e-3  # regular-step gradient descent stops when its step (mm-scaled) falls below this
     bspline_iterations: int = 50  # L-BFGS-B iterations per level of the optional B-spline
     threads: int | None = None  # None: SimpleITK's default (all cores)
@@ -236,25 +235,8 @@ def _clip_intensities(img: Any, percentiles: tuple[float, float] | None) -> Any:
     return sitk.Clamp(sitk.Cast(img, sitk.sitkFloat32), sitk.sitkFloat32, lo, hi)
 
 
-def _equalize(img: Any) -> Any:
-    """``img`` with each intensity replaced by its rank (0..1, from 257 quantiles): a monotone
-    mapping, so mutual information keeps its optimum, and every histogram bin is used."""
-    import SimpleITK as sitk
-
-    arr = sitk.GetArrayFromImage(img).astype(np.float32, copy=False)
-    flat = arr.ravel()
-    q = np.percentile(flat[:: max(1, flat.size // 1_000_000)], np.linspace(0, 100, 257))
-    q, idx = np.unique(q, return_index=True)
-    if q.size < 2:
-        return img
-    ranks = np.linspace(0.0, 1.0, 257)[idx]
-    out = sitk.GetImageFromArray(np.interp(arr, q, ranks).astype(np.float32))
-    out.CopyInformation(img)
-    return out
-
-
 def _intensities(img: Any, opt: "RegistrationOptions") -> Any:
-    return _equalize(img) if opt.equalize else _clip_intensities(img, opt.clip_percentiles)
+    return _clip_intensities(img, opt.clip_percentiles)
 
 
 def _level_image(img: Any, factor: int, sigma_mm: float) -> Any:
@@ -368,7 +350,7 @@ def register_volumes(current: Volume, prior: Volume, options: RegistrationOption
         fixed_full, moving_full = to_sitk(current), to_sitk(prior)
         fixed = _intensities(_resolution_image(fixed_full, opt.max_resolution_mm), opt)
         moving = _intensities(_resolution_image(moving_full, opt.max_resolution_mm), opt)
-        mask = _foreground_mask(fixed) if opt.foreground_mask else None
+        mask = _foreground_mask(fixed)
 
         if initial is not None:
             init_tx: Any = affine_from_matrix(initial) if opt.kind == "affine" else _euler_from_matrix(initial)
