@@ -17,6 +17,10 @@ recovered within 1 mm (worst corner of the volume) and 1°.
 
     .venv/bin/python benchmarks/registration.py [--threads 2] [--json out.json]
 
+The defaults of ``RegistrationOptions`` were chosen with ``benchmarks/registration_tuning.py`` on
+other transforms and another noise seed (11; this report uses seed 7 and ``TRANSFORMS``), so the
+figures printed here are not the ones the choice was made on.
+
 ``--brain-pairs`` instead registers each Brain-Tumor-Progression patient's earlier T1 to the
 later one as the collection distributes them (already co-registered by its authors) and prints
 the tumour-mask Dice before and after, per patient.
@@ -94,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     current = load_volume(max(res.stacks, key=lambda s: len(s.instances)))
     print(f"volume: {current.shape[2]}x{current.shape[1]}x{current.shape[0]} voxels, spacing "
           f"{current.spacing[2]:.2f}x{current.spacing[1]:.2f}x{current.spacing[0]:.2f} mm, {args.threads} threads, "
-          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (times grow with other work)")
+          f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs (times grow with other work)")
     centre = current.index_to_lps(np.array([(n - 1) / 2.0 for n in current.shape[::-1]]))
     corners = corner_points(current)
     fixed_img = to_sitk(current)
@@ -138,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     passed = all(r["casebook_s"] <= 10 and r["error_mm"] <= 1 and r["error_deg"] <= 1 for r in rows)
     cpu = statistics.median(r["casebook_cpu_s"] for r in rows)
     print(f"median CPU time {cpu:.1f} s per pair: on {args.threads} idle cores about {cpu / args.threads:.1f} s")
+    print(f"load average now {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     print(f"median {med:.1f} s per pair (target <= 10 s), worst error {worst_mm:.2f} mm / {worst_deg:.2f}° "
           f"(target 1 mm / 1°), recipe/casebook time ratio {ratio:.2f}: {'PASS' if passed else 'FAIL'}")
     if args.json:

@@ -67,6 +67,8 @@ def tilted(vol, degrees: float = 15.0, oblique: bool = False):
 def mpr_rates(app, win, vol, n: int) -> None:
     """Scroll rates of resliced series against the straight series' array slicing, same run."""
 
+    cpu_ms: dict[tuple[str, str], float] = {}  # CPU ms per slice (user+sys, this process: the machine is shared)
+
     def rate(layout: str, view: str, rotate: float = 0.0) -> float:
         win.state.set_layout(layout)
         win.state.set_active_view(view)
@@ -77,11 +79,12 @@ def mpr_rates(app, win, vol, n: int) -> None:
         win.state.set_slice(view, 0)
         win.viewer.flush_renders()
         steps = min(n, win.state.n_slices(view) - 1)
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         for _ in range(steps):
             win.state.scroll(view, 1)
             win.viewer.flush_renders()
             app.processEvents()
+        cpu_ms[(layout, view)] = 1000.0 * (time.process_time() - c) / steps
         return steps / (time.perf_counter() - t)
 
     from casebook.viewer.core.viewstate import StudyInfo
@@ -95,13 +98,17 @@ def mpr_rates(app, win, vol, n: int) -> None:
         app.processEvents()
         g = win.state.geometry
         r1 = rate("1x1", "axial", rot)
+        c1 = cpu_ms[("1x1", "axial")]
         r4 = rate("2x2", "axial")
-        rows.append((label, r1, r4, g.is_resliced if not rot else True))
+        rows.append((label, r1, r4, g.is_resliced if not rot else True, c1, cpu_ms[("2x2", "axial")]))
     base1, base4 = rows[0][1], rows[0][2]
-    print("true MPR, scrolling the axial view of a 300-slice 512² series (target >= 30 slices/s in 1x1):")
-    for label, r1, r4, resliced in rows:
-        print(f"  {label:44s} 1x1 {r1:6.1f} slices/s [{r1 / 30:.2f}x of target, {r1 / base1:.2f}x of straight]"
-              f"  2x2 {r4:6.1f} slices/s [{r4 / base4:.2f}x of straight]{'' if resliced or label.startswith('straight (') else '  NOT RESLICED'}")
+    print(f"true MPR, scrolling the axial view of a 300-slice 512² series (target >= 30 slices/s in 1x1); "
+          f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs; CPU ms per "
+          "slice is user+sys of this process (1000/that = the rate on an idle core):")
+    for label, r1, r4, resliced, c1, c4 in rows:
+        print(f"  {label:44s} 1x1 {r1:6.1f} slices/s [{r1 / 30:.2f}x of target, {r1 / base1:.2f}x of straight], "
+              f"{c1:5.1f} CPU ms/slice  2x2 {r4:6.1f} slices/s [{r4 / base4:.2f}x of straight], {c4:5.1f} CPU ms/slice"
+              f"{'' if resliced or label.startswith('straight (') else '  NOT RESLICED'}")
 
 
 def mpr_screenshot(app, win, grab, save_png, out: Path) -> None:

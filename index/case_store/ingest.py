@@ -63,6 +63,15 @@ def slice_geometry(instances: Sequence[InstanceRecord]) -> tuple[list[int], floa
     return order, spacing, extent, orient_s
 
 
+def patient_key(patient_id: str, issuer: str = "") -> str:
+    """Who the patient is: PatientID, qualified by its Issuer when the header names one ("" when
+    there is no PatientID). Without an issuer the key is the bare ID, as before migration 0007."""
+    pid, iss = (patient_id or "").strip(), (issuer or "").strip()
+    if not pid:
+        return ""
+    return f"{pid}\\{iss}" if iss else pid
+
+
 class IngestMixin:
     """Adding stacks, remembering files, hiding and purging.
 
@@ -225,10 +234,12 @@ class IngestMixin:
         return {new_path: sid for new_path, _old, sid in moved.values()}
 
     def _patient_for(self, s: Session, st: StackRecord) -> Patient:
-        key = st.patient_id.strip() or f"anon:{st.study_uid}"
+        issuer = (st.patient_issuer or "").strip()
+        key = patient_key(st.patient_id, issuer) or f"anon:{st.study_uid}"
         p = s.scalar(select(Patient).where(Patient.patient_key == key))
         if p is None:
-            p = Patient(patient_key=key, patient_id=st.patient_id.strip(), name=st.patient_name or "",
+            p = Patient(patient_key=key, patient_id=st.patient_id.strip(), issuer=issuer if key[:5] != "anon:" else "",
+                        name=st.patient_name or "",
                         sex=(st.patient_sex or "").strip().upper()[:1], birth_date=parse_da(st.patient_birth_date))
             s.add(p)
             s.flush()

@@ -45,9 +45,12 @@ class Patient(Base):
     __tablename__ = "patient"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    # PatientID, or "anon:<StudyInstanceUID>" when the header has none (never merge strangers)
+    # PatientID, or "anon:<StudyInstanceUID>" when the header has none (never merge strangers);
+    # with an Issuer of Patient ID, "PatientID\\Issuer" (a backslash cannot occur in either value,
+    # so the same ID from two issuers is two patients; migration 0007)
     patient_key: Mapped[str] = mapped_column(String, unique=True)
     patient_id: Mapped[str] = mapped_column(String, default="")
+    issuer: Mapped[str] = mapped_column(String, default="", server_default="")
     name: Mapped[str] = mapped_column(String, default="")
     sex: Mapped[str] = mapped_column(String, default="")
     birth_date: Mapped[date | None] = mapped_column(Date, nullable=True)

@@ -48,6 +48,7 @@ class StackRecord:
     patient_name: str = ""
     patient_sex: str = ""
     patient_birth_date: str = ""  # DICOM DA (YYYYMMDD) or ""
+    patient_issuer: str = ""  # Issuer of Patient ID (0010,0021) or "": with patient_id, who the patient is
     patient_age: str = ""  # DICOM AS (e.g. "045Y") or ""
     study_date: str = ""  # DICOM DA
     study_time: str = ""

@@ -52,7 +52,9 @@ class PatientStudy:
     """Another study of the open study's patient, and how we know it is the same patient."""
 
     study: StudySummary
-    match: str  # "patient id" | "name + birth date" | "manual"
+    # "patient id" (same PatientID and Issuer) | "patient id, issuer unknown" (same PatientID, one
+    # side names no issuer: e.g. studies ingested before migration 0007) | "name + birth date" | "manual"
+    match: str
     interval_days: int | None  # days between the two (positive: this one is earlier)
 
 
@@ -88,11 +90,13 @@ class RegistrationsMixin:
     def patient_studies(self, study_id: int, *, name_birth_fallback: bool = False) -> list[PatientStudy]:
         """The open study's patient's other studies, newest first.
 
-        Identity is the patient key (PatientID; the store keeps one patient per key, and
-        ``anon:`` keys never match anyone). With ``name_birth_fallback``, studies of other keys
-        whose patient has the same name and birth date are added, marked as such (a PatientID
-        changed between systems); a missing birth date never matches. Manual links
-        (:meth:`link_prior`) count too.
+        Identity is the patient key (PatientID + Issuer of Patient ID; the store keeps one patient
+        per key, and ``anon:`` keys never match anyone). The same PatientID from two named issuers
+        is two patients; when one side names no issuer (a study from before migration 0007, or a
+        system that leaves it out) the same PatientID still matches, marked "patient id, issuer
+        unknown". With ``name_birth_fallback``, studies of other keys whose patient has the same
+        name and birth date are added, marked as such (a PatientID changed between systems); a
+        missing birth date never matches. Manual links (:meth:`link_prior`) count too.
         """
         me = self.get_study(study_id)  # type: ignore[attr-defined]
         with self._read() as s:  # type: ignore[attr-defined]
@@ -103,6 +107,12 @@ class RegistrationsMixin:
                 for (oid,) in s.execute(select(Study.id).where(Study.patient_id == pat.id, Study.id != st.id,
                                                                Study.deleted.is_(False))):
                     found[oid] = "patient id"
+                same_id = select(Patient.id).where(Patient.patient_id == pat.patient_id, Patient.id != pat.id)
+                if pat.issuer:  # the other side must name no issuer
+                    same_id = same_id.where(Patient.issuer == "")
+                for (pid,) in s.execute(same_id):
+                    for (oid,) in s.execute(select(Study.id).where(Study.patient_id == pid, Study.deleted.is_(False))):
+                        found.setdefault(oid, "patient id, issuer unknown")
             if name_birth_fallback and pat.birth_date is not None and _norm_name(pat.name):
                 key = _norm_name(pat.name)
                 for p in s.scalars(select(Patient).where(Patient.birth_date == pat.birth_date, Patient.id != pat.id)):

@@ -285,6 +285,10 @@ def test_priors_of_the_opened_study_come_from_the_pacs_with_their_local_state(se
     priors = pacs.query_priors(settings, "PLASTIC")
     assert [p.study_uid for p in priors] == [ph.study_uid] and priors[0].local == "no"
     assert pacs.query_priors(settings, "PLAST") == []  # exact patient ID only
+    # the Issuer of Patient ID is asked for (a return key), not matched on: a node that stores
+    # none for the study keeps it in the list of an open study that names its issuer
+    assert priors[0].patient_issuer == ""
+    assert [p.study_uid for p in pacs.query_priors(settings, "PLASTIC", issuer="HOSP_A")] == [ph.study_uid]
     assert pacs.query_priors(settings, "") == []
 
 

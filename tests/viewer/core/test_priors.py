@@ -3,6 +3,7 @@ the name + birth date fallback, and the CLI (`casebook priors`, `casebook regist
 from __future__ import annotations
 
 import shutil
+import sqlite3
 from pathlib import Path
 
 import numpy as np
@@ -141,6 +142,79 @@ def test_name_and_birth_date_fallback_is_marked(tmp_path: Path, need_shared) -> 
         assert entries[0].relation == "prior"
     finally:
         store.close()
+
+
+def _rewrite(src: Path, out: Path, patient_id: str, issuer: str | None) -> None:
+    """Copies of real shared files under another PatientID and Issuer of Patient ID (None: no issuer)."""
+    out.mkdir(parents=True)
+    for f in sorted(src.glob("*.dcm")):
+        ds = pydicom.dcmread(f)
+        ds.PatientID = patient_id
+        if issuer is None:
+            if "IssuerOfPatientID" in ds:
+                del ds.IssuerOfPatientID
+        else:
+            ds.IssuerOfPatientID = issuer
+        ds.save_as(out / f.name)
+
+
+def test_the_same_patient_id_from_two_issuers_is_two_patients(tmp_path: Path, need_shared) -> None:
+    """Two hospitals both hand out MRN 100: each patient's prior is their own study, never the other's;
+    a study that names no issuer still finds both, marked "patient id, issuer unknown"."""
+    root = need_shared("temporal", "covid19_ny_sbu", "data-sample")
+    _rewrite(root / "A002304" / "axial", tmp_path / "in" / "a", "MRN100", "HOSP_A")
+    _rewrite(root / "A027284" / "axial", tmp_path / "in" / "b", "MRN100", "HOSP_B")
+    _rewrite(root / "A046441" / "axial", tmp_path / "in" / "c", "MRN100", None)
+    store = CaseStore.open(tmp_path / "lib.sqlite")
+    try:
+        ingest([tmp_path / "in"], store, workers=1)
+        folder = {st.id: Path(store.series_files(store.list_series(study_id=st.id)[0].id)[0].path).parent.name
+                  for st in store.list_studies()}
+        assert sorted(folder.values()) == ["a", "a", "b", "b", "c", "c"]
+        keys = {p.patient_key for p in store.list_patients()}
+        assert keys == {"MRN100\\HOSP_A", "MRN100\\HOSP_B", "MRN100"}
+        for sid, f in folder.items():
+            entries = find_priors(store, sid)
+            by_folder = {folder[e.study.id]: e.match for e in entries}
+            if f == "c":  # no issuer: both hospitals' MRN100 could be this patient, and the list says so
+                assert by_folder == {"c": "patient id", "a": "patient id, issuer unknown",
+                                     "b": "patient id, issuer unknown"}
+            else:
+                other = "b" if f == "a" else "a"
+                assert other not in by_folder, (f, by_folder)
+                assert by_folder == {f: "patient id", "c": "patient id, issuer unknown"}
+    finally:
+        store.close()
+
+
+def test_a_library_from_before_issuers_keeps_its_patients(tmp_path: Path, need_shared) -> None:
+    """Migration 0007 on a library with data: patients keep their keys (issuer empty); a later study
+    of the same PatientID that names an issuer is listed as a prior "patient id, issuer unknown"."""
+    from casebook.index.case_store import migrate
+
+    root = need_shared("temporal", "covid19_ny_sbu", "data-sample", "A002304", "axial")
+    first, second = sorted(root.glob("*.dcm"))
+    path = tmp_path / "lib.sqlite"
+    (tmp_path / "old").mkdir()
+    shutil.copy(first, tmp_path / "old" / first.name)
+    with CaseStore.open(path) as store:
+        ingest([tmp_path / "old"], store, workers=1)
+    migrate.downgrade(path, "0006")  # the library as it was before issuers
+    with sqlite3.connect(path) as con:
+        assert "issuer" not in {r[1] for r in con.execute("PRAGMA table_info(patient)")}
+    with CaseStore.open(path) as store:
+        assert store.revision == migrate.head_revision() == "0007"
+        [p] = store.list_patients()
+        assert p.patient_key == p.patient_id == "A002304"
+        (tmp_path / "new").mkdir()
+        ds = pydicom.dcmread(second)
+        ds.IssuerOfPatientID = "HOSP_A"
+        ds.save_as(tmp_path / "new" / second.name)
+        ingest([tmp_path / "new"], store, workers=1)
+        assert sorted(q.patient_key for q in store.list_patients()) == ["A002304", "A002304\\HOSP_A"]
+        a, b = sorted(store.list_studies(), key=lambda s: s.study_date)
+        assert [(e.study.id, e.match) for e in find_priors(store, b.id)] == [(a.id, "patient id, issuer unknown")]
+        assert [(e.study.id, e.match) for e in find_priors(store, a.id)] == [(b.id, "patient id, issuer unknown")]
 
 
 def test_registration_is_stored_reused_and_nudged(tmp_path: Path, need_shared) -> None:

@@ -79,6 +79,54 @@ def test_transform_link_shows_the_same_anatomy_in_every_plane(pair) -> None:
         TransformLink(np.zeros((4, 4)))
 
 
+def _off_plane_mm(a: ViewerState, b: ViewerState, m: np.ndarray, orientation: str) -> float:
+    """How far (mm, worst of a grid of points) ``a``'s shown plane lands off ``b``'s shown plane
+    when carried through ``m``: 0 when the two views show the same anatomy's plane."""
+    ga, gb = a.geometry, b.geometry
+    k = a.slice_index(orientation)
+    h, w = ga.image_shape(orientation)
+    worst = 0.0
+    for row in np.linspace(0.2 * h, 0.8 * h, 4):
+        for col in np.linspace(0.2 * w, 0.8 * w, 4):
+            p = ga.canon_to_lps(ga.image_to_canon(orientation, k, row, col))
+            q = m[:3, :3] @ p + m[:3, 3]
+            worst = max(worst, abs(float(np.dot(q - b.crosshair_lps, gb.plane_normal(orientation)))))
+    return worst
+
+
+def test_oblique_turn_follows_through_the_transform(pair) -> None:
+    """Turning the crosshair axes of the current turns the prior's through the registration, and back."""
+    current, prior, m = pair
+    a, b = ViewerState(current), ViewerState(prior)
+    link = StateLink(a, b, links=registered_links(m))
+    r = m[:3, :3]
+    # turn the coronal view's axes: the axial and sagittal planes of both become oblique
+    assert a.rotate_plane("coronal", 20.0)
+    assert a.plane_angle_deg == pytest.approx(20.0) and b.plane_angle_deg == pytest.approx(20.0)
+    np.testing.assert_allclose(b.plane_rotation, r @ a.plane_rotation @ r.T, atol=1e-9)
+    np.testing.assert_allclose(b.crosshair_lps, r @ a.crosshair_lps + m[:3, 3], atol=1.0)
+    # the prior's oblique axial plane is the current's carried through the transform (this pair
+    # turns about the axial normal, so the true planes matched before the turn too)
+    spacing = min(prior.spacing)
+    assert _off_plane_mm(a, b, m, "axial") < spacing
+    assert a.rotate_plane("axial", -12.0)
+    assert _off_plane_mm(a, b, m, "axial") < spacing
+    # the control: without the plane link the prior stays in its true planes, far off the turned plane
+    c = ViewerState(prior)
+    StateLink(a, c, links=[TransformLink(m, planes=False)])
+    assert c.plane_angle_deg == 0.0 and _off_plane_mm(a, c, m, "axial") > 10.0
+    # turning the prior turns the current back through the inverse; true planes give true planes
+    before = a.plane_rotation.copy()
+    assert b.rotate_plane("sagittal", 7.0)
+    np.testing.assert_allclose(b.plane_rotation, r @ a.plane_rotation @ r.T, atol=1e-9)
+    assert not np.allclose(a.plane_rotation, before)
+    assert b.reset_plane_rotation()
+    assert a.plane_angle_deg == pytest.approx(0.0, abs=1e-6) and b.plane_angle_deg == 0.0
+    link.unlink()
+    a.rotate_plane("axial", 5.0)
+    assert b.plane_angle_deg == 0.0  # unlinked: nothing follows
+
+
 def test_compare_volumes_on_the_current_grid(pair) -> None:
     current, prior, m = pair
     reg = resample_prior(current, prior, m)

@@ -126,6 +126,24 @@ def test_cancel_stops_the_registration(brain: Path) -> None:
                          RegistrationOptions(**FAST), progress=progress, cancel=token)
 
 
+def test_clipped_intensities_on_request(brain: Path) -> None:
+    """``clip_percentiles`` bins the anatomy's range, not the outliers', and still recovers the transform."""
+    from casebook.viewer.core.services.registration import _clip_intensities
+
+    img = _read(brain / "08", "Pre_Scan_T1")
+    arr = sitk.GetArrayFromImage(img)
+    lo, hi = np.percentile(arr, (0.5, 99.5))
+    out = sitk.GetArrayFromImage(_clip_intensities(img, (0.5, 99.5)))
+    assert out.max() == pytest.approx(hi, rel=0.02) and out.min() == pytest.approx(lo, abs=1e-3 + 0.02 * abs(lo))
+    assert out.max() < arr.max()  # something was clipped
+    assert _clip_intensities(img, None) is img
+    v = volume_from_sitk(img, modality="MR")
+    truth = rigid_matrix((1.0, -2.0, 5.0), (-4.0, 2.0, 3.0), _centre(v))
+    r = register_volumes(v, moved_volume(v, truth), RegistrationOptions(clip_percentiles=(0.5, 99.5), **FAST))
+    err_mm, err_deg = transform_error(r.matrix, truth, corner_points(v))
+    assert err_mm <= 1.0 and err_deg <= 1.0, r.summary()
+
+
 def test_affine_on_request_and_bad_options(brain: Path) -> None:
     v = volume_from_sitk(_read(brain / "03", "Pre_Scan_T1"), modality="MR")
     truth = rigid_matrix((0.0, 0.0, 4.0), (4.0, -3.0, 0.0), _centre(v))

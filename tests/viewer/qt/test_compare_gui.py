@@ -156,6 +156,19 @@ def test_compare_layout_same_anatomy_and_linked_scrolling(qtbot, settings, brain
     win.analogue.state.update_measurement(copied)
     text = ctl.bar.change.text()
     assert "grown from 30.0 to 40.0 mm" in text and "+33%" in text and "1 year" in text
+    # oblique MPR: turning the current's crosshair axes (keys) turns the prior's through the
+    # transform (a shift here, so by the same rotation), and the two still show the same anatomy
+    win.viewer.focus_view("axial")
+    QApplication.processEvents()
+    target = QApplication.focusWidget() or win.viewer.viewports["axial"].vtk_widget
+    for _ in range(3):
+        QTest.keyClick(target, Qt.Key.Key_Period)
+    assert win.state.plane_angle_deg == pytest.approx(15.0)
+    np.testing.assert_allclose(win.analogue.state.plane_rotation, win.state.plane_rotation, atol=1e-9)
+    a3, b3 = _view_image(win.viewer), _view_image(win.analogue)
+    assert _corr(a3, b3) > 0.95 and _corr(a3, b3) > _corr(a3, a2)
+    QTest.keyClick(target, Qt.Key.Key_Slash)
+    assert win.analogue.state.plane_angle_deg == 0.0
     win.close_analogue()
     assert not win.analogue_host.isVisible() and win.link is None
 

@@ -425,10 +425,12 @@ def test_help_and_settings_dialogs(qtbot, settings):
     qtbot.addWidget(d)
     d.top_k.setValue(25)
     d.excl_patient.setChecked(False)
+    assert not d.priors_name_birth.isChecked() and "name + birth date" in d.priors_name_birth.text()
+    d.priors_name_birth.setChecked(True)
     s = d.result_settings()
-    assert s.search.top_k == 25 and not s.search.exclude_same_patient
+    assert s.search.top_k == 25 and not s.search.exclude_same_patient and s.priors_name_birth_fallback
     assert settings.search.top_k != 25  # the dialog edits a copy until accepted
     path = s.save()
     from casebook.viewer.core.config import load_settings
 
-    assert load_settings(path).search.top_k == 25
+    assert load_settings(path).search.top_k == 25 and load_settings(path).priors_name_birth_fallback

@@ -249,5 +249,6 @@ def _make_stack(key: str, rec: _FileRecord, insts: list[InstanceHeader], reason:
         is_image=True,
         institution_name=s["institution_name"],
         referring_physician=s["referring_physician"],
+        patient_issuer=s.get("patient_issuer", ""),
     )
 

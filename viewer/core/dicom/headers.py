@@ -407,6 +407,8 @@ def _record_from_dataset(path: Path, ds: Any, ts: str, pixel_info: tuple[int, in
         "series_uid": series_uid,
         "study_uid": _s(ds, "StudyInstanceUID"),
         "patient_id": _s(ds, "PatientID"),
+        # the assigning authority of PatientID: the same ID from two hospitals is two patients
+        "patient_issuer": _s(ds, "IssuerOfPatientID"),
         "patient_name": _s(ds, "PatientName"),
         "patient_sex": _s(ds, "PatientSex"),
         "patient_birth_date": _s(ds, "PatientBirthDate"),
@@ -496,6 +498,7 @@ _HEADER_TAGS = [
     "ImagerPixelSpacing",
     "InstanceNumber",
     "InstitutionName",
+    "IssuerOfPatientID",
     "Manufacturer",
     "Modality",
     "NumberOfFrames",

@@ -89,6 +89,7 @@ class SeriesStack:
     is_image: bool = True  # False for SR, SEG, presentation states, raw data...
     institution_name: str = ""
     referring_physician: str = ""
+    patient_issuer: str = ""  # (0010,0021) Issuer of Patient ID
     extra: dict[str, str] = field(default_factory=dict)
 
 

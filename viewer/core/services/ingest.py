@@ -157,7 +157,7 @@ def to_stack_record(stack: SeriesStack, stats: dict[str, tuple[int, int]]) -> St
             file_size=st[0], file_mtime_ns=st[1]))
     return StackRecord(
         key=stack.key, series_uid=stack.series_uid, study_uid=stack.study_uid, patient_id=stack.patient_id or "",
-        patient_name=stack.patient_name or "", patient_sex=stack.patient_sex or "",
+        patient_issuer=getattr(stack, "patient_issuer", "") or "", patient_name=stack.patient_name or "", patient_sex=stack.patient_sex or "",
         patient_birth_date=stack.patient_birth_date or "", patient_age=stack.patient_age or "",
         study_date=stack.study_date or "", study_time=stack.study_time or "",
         study_description=stack.study_description or "", accession_number=stack.accession_number or "",

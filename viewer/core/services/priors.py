@@ -47,7 +47,9 @@ class PriorEntry:
     """Another study of the patient on the timeline, with its best series for comparison."""
 
     study: StudySummary
-    match: str  # how we know it is the same patient: "patient id" | "name + birth date" | "manual"
+    # how we know it is the same patient: "patient id" (PatientID + Issuer) | "patient id, issuer
+    # unknown" | "name + birth date" | "manual" (see CaseStore.patient_studies)
+    match: str
     interval_days: int | None  # > 0: this study is that many days before the current one
     series: list[SeriesMatch]  # best first
 

@@ -70,6 +70,12 @@ class RegistrationOptions:
     # voxels finer than this are averaged in whole bins first (a 0.5 mm CT becomes 1.5 mm, nine
     # times fewer voxels per slice); at 2 mm a resampled, noisy 1 mm MR ended 1.7 mm off, at 1.5 mm 0.6 mm
     max_resolution_mm: float = 1.5
+    # each image's intensities clipped to these percentiles first, e.g. (0.5, 99.5): the bins then
+    # span the anatomy, not a few bright outliers. Off by default: on the benchmark's MR (99 % of
+    # voxels in the first of 32 bins) it took re-positioned copies from 0.4 to 0.04 mm but noisy
+    # resampled ones from 0.8 to 1.1-1.4 mm (benchmarks/registration_tuning.py; README, Priors)
+    clip_percentiles: tuple[float, float] | None = None
+    min_step: float = 1e-3  # regular-step gradient descent stops when its step (mm-scaled) falls below this
     bspline_iterations: int = 50  # L-BFGS-B iterations per level of the optional B-spline
     threads: int | None = None  # None: SimpleITK's default (all cores)
     seed: int = 20261201
@@ -214,6 +220,25 @@ def _resolution_image(img: Any, max_mm: float) -> Any:
     return sitk.BinShrink(img, [int(x) for x in f])
 
 
+def _clip_intensities(img: Any, percentiles: tuple[float, float] | None) -> Any:
+    """``img`` with its intensities clamped to the given percentiles (estimated on about a million
+    voxels: the exact percentile does not matter, the range of the histogram does)."""
+    import SimpleITK as sitk
+
+    if percentiles is None:
+        return img
+    arr = sitk.GetArrayViewFromImage(img).ravel()
+    step = max(1, arr.size // 1_000_000)
+    lo, hi = (float(x) for x in np.percentile(arr[::step], percentiles))
+    if not hi > lo:
+        return img
+    return sitk.Clamp(sitk.Cast(img, sitk.sitkFloat32), sitk.sitkFloat32, lo, hi)
+
+
+def _intensities(img: Any, opt: "RegistrationOptions") -> Any:
+    return _clip_intensities(img, opt.clip_percentiles)
+
+
 def _level_image(img: Any, factor: int, sigma_mm: float) -> Any:
     """One pyramid level: smoothed by ``sigma_mm`` and ``factor`` times coarser per axis, but never
     below 12 voxels along an axis (a 24-slice slab keeps its slices)."""
@@ -250,7 +275,7 @@ def _method(opt: "RegistrationOptions", mask: Any, learning_rate: float, voxels:
     if mask is not None:
         reg.SetMetricFixedMask(mask)
     reg.SetInterpolator(sitk.sitkLinear)
-    reg.SetOptimizerAsRegularStepGradientDescent(learningRate=learning_rate, minStep=1e-3,
+    reg.SetOptimizerAsRegularStepGradientDescent(learningRate=learning_rate, minStep=opt.min_step,
                                                  numberOfIterations=opt.iterations,
                                                  relaxationFactor=0.7, gradientMagnitudeTolerance=1e-7)
     reg.SetOptimizerScalesFromPhysicalShift()
@@ -323,8 +348,8 @@ def register_volumes(current: Volume, prior: Volume, options: RegistrationOption
         sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(int(opt.threads))
     try:
         fixed_full, moving_full = to_sitk(current), to_sitk(prior)
-        fixed = _resolution_image(fixed_full, opt.max_resolution_mm)
-        moving = _resolution_image(moving_full, opt.max_resolution_mm)
+        fixed = _intensities(_resolution_image(fixed_full, opt.max_resolution_mm), opt)
+        moving = _intensities(_resolution_image(moving_full, opt.max_resolution_mm), opt)
         mask = _foreground_mask(fixed)
 
         if initial is not None:

@@ -203,13 +203,20 @@ class TransformLink(Link):
     """The crosshair of ``b`` is ``a_to_b`` applied to the crosshair of ``a`` (LPS mm), and back.
 
     For a prior registered to the current study: scrolling, clicking or the crosshair tool in
-    either moves the other to the same anatomy.
+    either moves the other to the same anatomy. With ``planes`` (the default) turning the
+    crosshair axes of one (oblique MPR) turns the other's through the transform: a turn ``D`` of
+    ``a``'s planes (3x3, LPS of ``a``) is the turn ``R D Rᵀ`` of ``b``'s, ``R`` the rotation of
+    ``a_to_b``: both turn about the same anatomical axis by the same angle. When linked (and on
+    :meth:`resync`) ``b`` takes ``a``'s turn that way, so true planes in ``a`` are true planes in
+    ``b`` (as before oblique MPR: a prior lying a few degrees differently shows its own true
+    planes, those few degrees apart) and taking ``a`` back to true planes takes ``b`` back too.
     """
 
-    def __init__(self, a_to_b: np.ndarray) -> None:
+    def __init__(self, a_to_b: np.ndarray, planes: bool = True) -> None:
         super().__init__()
         self._states: tuple[ViewerState, ViewerState] | None = None
         self._guard: _Guard | None = None
+        self.planes = bool(planes)
         self.set_matrix(a_to_b)
 
     def set_matrix(self, a_to_b: np.ndarray) -> None:
@@ -222,6 +229,10 @@ class TransformLink(Link):
         except np.linalg.LinAlgError:
             raise ViewStateError("a registration transform must be invertible") from None
         self.a_to_b, self.b_to_a = m, inv
+        u, _s, vt = np.linalg.svd(m[:3, :3])  # the rotation of an affine: its nearest rotation
+        self.rotation = u @ vt
+        if np.linalg.det(self.rotation) < 0:
+            raise ViewStateError("a registration transform must not mirror the image")
         if self._states is not None:
             self.resync()
 
@@ -239,6 +250,28 @@ class TransformLink(Link):
         a, b = self._states
         if a.geometry is not None and b.geometry is not None:
             self._guard.run(lambda: b.set_crosshair_lps(self._apply(self.a_to_b, a.crosshair_lps)))
+            if self.planes:
+                self._guard.run(lambda: self._turn(b, self.plane_rotation_b(a.plane_rotation)))
+
+    def plane_rotation_b(self, rotation_a: np.ndarray) -> np.ndarray:
+        """The rotation of ``b``'s planes that shows the anatomy ``a`` shows with ``rotation_a``."""
+        r = self.rotation
+        return r @ np.asarray(rotation_a, dtype=np.float64) @ r.T
+
+    def plane_rotation_a(self, rotation_b: np.ndarray) -> np.ndarray:
+        """The inverse of :meth:`plane_rotation_b`."""
+        r = self.rotation
+        return r.T @ np.asarray(rotation_b, dtype=np.float64) @ r
+
+    @staticmethod
+    def _turn(state: ViewerState, rotation: np.ndarray) -> None:
+        """Turn ``state``'s planes if it can (a single slice or a colour series stays as it is)."""
+        if state.geometry is None or not state.can_rotate_planes:
+            return
+        try:
+            state.set_plane_rotation(rotation)
+        except ViewStateError:
+            return
 
     @staticmethod
     def _apply(m: np.ndarray, lps: np.ndarray) -> np.ndarray:
@@ -248,6 +281,9 @@ class TransformLink(Link):
         self._states, self._guard = (a, b), guard
         self._hook(a.events.crosshair, lambda lps: guard.run(lambda: b.set_crosshair_lps(self._apply(self.a_to_b, lps))))
         self._hook(b.events.crosshair, lambda lps: guard.run(lambda: a.set_crosshair_lps(self._apply(self.b_to_a, lps))))
+        if self.planes:
+            self._hook(a.events.plane, lambda rotation: guard.run(lambda: self._turn(b, self.plane_rotation_b(rotation))))
+            self._hook(b.events.plane, lambda rotation: guard.run(lambda: self._turn(a, self.plane_rotation_a(rotation))))
         self.resync()
 
     def detach(self) -> None:

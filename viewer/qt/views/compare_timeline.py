@@ -65,7 +65,10 @@ class PriorTimeline(QWidget):
             when = e.study.study_date.isoformat() if e.study.study_date else "?"
             desc = e.study.description or ", ".join(e.study.modalities) or "study"
             item = QTreeWidgetItem([when, e.interval_text(), desc, e.match])
-            if e.match != "patient id":
+            if e.match == "patient id, issuer unknown":
+                item.setToolTip(3, "Same Patient ID, but one of the two studies names no Issuer of Patient ID: "
+                                   "check it is the same patient")
+            elif e.match != "patient id":
                 item.setToolTip(3, "Not the same Patient ID: matched on " + e.match)
             item.setData(0, Qt.ItemDataRole.UserRole, e.study.id)
             self.tree.addTopLevelItem(item)

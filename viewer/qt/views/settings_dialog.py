@@ -42,6 +42,10 @@ class SettingsDialog(QDialog):
         self.excl_study.setChecked(settings.search.exclude_same_study)
         form.addRow(self.excl_patient)
         form.addRow(self.excl_study)
+        self.priors_name_birth = QCheckBox("Priors: also match another Patient ID on name + birth date "
+                                           "(listed as \"name + birth date\")", self)
+        self.priors_name_birth.setChecked(settings.priors_name_birth_fallback)
+        form.addRow(self.priors_name_birth)
         self.theme = QComboBox(self)
         self.theme.addItem("Dark (reading room)", "dark")
         self.theme.addItem("Light", "light")
@@ -65,5 +69,6 @@ class SettingsDialog(QDialog):
         s.search.min_score = float(self.min_score.value())
         s.search.exclude_same_patient = self.excl_patient.isChecked()
         s.search.exclude_same_study = self.excl_study.isChecked()
+        s.priors_name_birth_fallback = self.priors_name_birth.isChecked()
         s.theme = str(self.theme.currentData())
         return s

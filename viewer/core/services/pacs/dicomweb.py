@@ -26,7 +26,7 @@ from .storage import instance_path, uids_of, write_instance
 
 log = logging.getLogger(__name__)
 
-_STUDY_FIELDS = ["StudyInstanceUID", "PatientID", "PatientName", "StudyDate", "StudyDescription",
+_STUDY_FIELDS = ["StudyInstanceUID", "PatientID", "IssuerOfPatientID", "PatientName", "StudyDate", "StudyDescription",
                  "AccessionNumber", "ModalitiesInStudy", "NumberOfStudyRelatedSeries", "NumberOfStudyRelatedInstances"]
 _SERIES_FIELDS = ["SeriesInstanceUID", "Modality", "SeriesNumber", "SeriesDescription", "NumberOfSeriesRelatedInstances"]
 

@@ -182,6 +182,7 @@ def find_studies(cfg: PacsConfig, node: Node, q: StudyQuery, *, cancel: Supports
     ds.QueryRetrieveLevel = "STUDY"
     ds.PatientID = q.patient_id.strip()
     ds.PatientName = wildcard(q.patient_name)
+    ds.IssuerOfPatientID = ""  # asked for, not matched on: many nodes cannot match on it
     ds.StudyDate = q.date_range()
     ds.StudyTime = ""
     ds.StudyDescription = wildcard(q.description)

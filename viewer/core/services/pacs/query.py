@@ -70,6 +70,7 @@ class RemoteStudy:
     study_uid: str
     patient_id: str = ""
     patient_name: str = ""
+    patient_issuer: str = ""  # Issuer of Patient ID, when the node returns it
     study_date: date | None = None
     description: str = ""
     accession_number: str = ""
@@ -108,6 +109,7 @@ def study_from_dataset(node: str, ds) -> RemoteStudy:
     mods = [mods] if isinstance(mods, str) else list(mods)
     return RemoteStudy(node=node, study_uid=str(ds.get("StudyInstanceUID", "") or ""),
                        patient_id=str(ds.get("PatientID", "") or ""),
+                       patient_issuer=str(ds.get("IssuerOfPatientID", "") or "").strip(),
                        patient_name=str(ds.get("PatientName", "") or ""),
                        study_date=parse_da(str(ds.get("StudyDate", "") or "")),
                        description=str(ds.get("StudyDescription", "") or ""),

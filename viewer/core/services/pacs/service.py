@@ -65,9 +65,13 @@ def search(settings: Settings, query: StudyQuery, node: str | None = None, *, ca
 
 
 def query_priors(settings: Settings, patient_id: str, *, exclude_study_uid: str = "", node: str | None = None,
-                 cancel: SupportsCancel | None = None) -> list[RemoteStudy]:
+                 cancel: SupportsCancel | None = None, issuer: str = "") -> list[RemoteStudy]:
     """The patient's studies at the priors node (``pacs.priors_node``, else the first node), newest
     first, without the study being read; each says whether it is local (``RemoteStudy.local``).
+
+    With ``issuer`` (the open study's Issuer of Patient ID), a study whose node names another
+    issuer is another patient and is left out; one the node returns without an issuer stays (the
+    query matches on PatientID only: many nodes cannot match on the issuer).
 
     [] when no node is configured or the study has no patient ID: priors then come from the library
     alone. A node that cannot be reached raises :class:`PacsError` (the caller shows it and goes on).
@@ -78,7 +82,9 @@ def query_priors(settings: Settings, patient_id: str, *, exclude_study_uid: str 
     name = settings.pacs.priors_node or None
     found = search(settings, StudyQuery(patient_id=patient_id.strip()), name, cancel=cancel, cfg=cfg)
     # exact patient ID: a PACS may match IDs case-insensitively or with wildcards
-    return [s for s in found if s.study_uid != exclude_study_uid and s.patient_id == patient_id.strip()]
+    iss = issuer.strip()
+    return [s for s in found if s.study_uid != exclude_study_uid and s.patient_id == patient_id.strip()
+            and not (iss and s.patient_issuer and s.patient_issuer != iss)]
 
 
 class PushListener:
