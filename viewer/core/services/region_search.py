@@ -179,7 +179,11 @@ class RegionSearchService:
         if image is None:
             from .library import load_stored_volume
 
-            image = ImageInput.from_volume(load_stored_volume(self.store, int(series_id)))
+            vol = load_stored_volume(self.store, int(series_id))
+            if not vol.geometry.pixel_spacing_known:
+                raise QueryError(f"series {series_id} gives no pixel spacing, and findings are compared at a "
+                                 "physical scale (mm): a box on it cannot be matched")
+            image = ImageInput.from_volume(vol)
         _, ref = family_reference(image)
         found = regions_in_box(image, tuple(int(v) for v in box), reference=ref)
         patient, study = self.catalog.series_keys(series_id)

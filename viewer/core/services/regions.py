@@ -34,6 +34,7 @@ class RegionEmbedReport:
     regions: int = 0
     failed: list[tuple[int, str]] = field(default_factory=list)
     remaining: int = 0
+    unscaled: int = 0  # series without pixel spacing: no mm scale, so no findings (stored as none)
     indexed: dict[str, int] = field(default_factory=dict)  # family -> regions in its index afterwards
     problem: str = ""  # why box search will not find the new findings yet ("" when it will)
 
@@ -42,6 +43,8 @@ class RegionEmbedReport:
             return f"findings not indexed: {self.problem}"
         fams = ", ".join(f"{f} {n}" for f, n in sorted(self.indexed.items())) or "none"
         out = f"findings of {self.done} series ({self.regions} regions); region index {fams}"
+        if self.unscaled:
+            out += f"; {self.unscaled} without pixel spacing (no findings: no mm scale)"
         if self.failed:
             out += f"; {len(self.failed)} series failed"
         if self.remaining:
@@ -75,7 +78,13 @@ def embed_regions(store: CaseStore, *, progress: ProgressCallback | None = None,
             se = store.get_series(sid)
             vol = load_stored_volume(store, sid, cancel=cancel)
             image = ImageInput.from_volume(vol)
-            found = find_regions(image, cancel=cancel)
+            # findings are described at a physical scale (mm): an image whose file gives no pixel
+            # spacing (a scanned page, a dose report screen, a secondary capture) has none, and its
+            # "regions" would be text and icons matched against lesions
+            found = find_regions(image, cancel=cancel) if vol.geometry.pixel_spacing_known else []
+            if not vol.geometry.pixel_spacing_known:
+                rep.unscaled += 1
+                log.info("series %d: no pixel spacing, so no findings are stored for it", sid)
             family = modality_family(image.modality or se.modality)
             vecs = [r.vector for r in found]
             regions.put_regions(desc.id, sid, rows_of(found),

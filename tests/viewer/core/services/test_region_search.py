@@ -113,3 +113,40 @@ def test_series_query_ranks_by_its_findings_not_its_anatomy(library, query: str,
         assert np.allclose(svc2.typicality("CT").of([r.label for r in rows]), all_typ)
     finally:
         svc2.close()
+
+
+def test_a_series_without_pixel_spacing_gets_no_findings_and_a_box_on_it_is_refused(tmp_path: Path) -> None:
+    """A file with no PixelSpacing (a scanned page, a dose-report screen) has no mm scale: its text
+    and icons must not be stored as findings and matched against lesions."""
+    import pydicom
+
+    plan = plan_library(PhantomOptions(patients=1, size=64, slices=12, big_slices=0, seed=9))[0]
+    plan = replace(plan, series=plan.series[:1])
+    write_study(plan, tmp_path / "dicom", seed=3)
+    for f in (tmp_path / "dicom").rglob("*"):
+        if f.is_file() and f.suffix != ".json":
+            try:
+                ds = pydicom.dcmread(f)
+            except Exception:  # noqa: BLE001 - the manifest and other non-DICOM files
+                continue
+            for tag in ("PixelSpacing", "ImagerPixelSpacing"):
+                if tag in ds:
+                    delattr(ds, tag)
+            ds.save_as(f)
+    store = CaseStore.open(tmp_path / "casebook.sqlite", create=True)
+    try:
+        ingest([tmp_path / "dicom"], store)
+        rep = embed_regions(store)
+        assert rep.unscaled == 1 and rep.regions == 0 and "without pixel spacing" in rep.text()
+        sid = store.list_series()[0].id
+        regions, desc = register(store)
+        assert regions.regions_of_series(desc.id, sid)[0] == []
+        assert regions.series_missing_regions(desc.id) == []  # done (with none), not retried forever
+        svc = RegionSearchService(store, tmp_path / "vectors")
+        try:
+            with pytest.raises(QueryError, match="no pixel spacing"):
+                svc.query_from_box(sid, (6, 7, 20, 40, 20, 40))
+        finally:
+            svc.close()
+    finally:
+        store.close()
