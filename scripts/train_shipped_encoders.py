@@ -14,6 +14,11 @@ Needs the ``train`` extra (``scripts/setup.sh --train``) and the shared labelled
    pixels and the training-free baseline; those figures, the date and this command go into the
    model card (``casebook model list`` shows them).
 
+Comparing recipes without touching the held-out split: train each candidate with
+``--no-heldout --out-dir DIR [--set FIELD=VALUE ...]`` (cross-validation and val figures only),
+choose, then ``--ship DIR/NAME.onnx MODEL`` measures the chosen one on the held-out split (its
+one look) and copies it into ``resources/models``.
+
 Then re-run ``scripts/golden_embeddings.py`` (the golden test pins the models' sha256) and
 ``benchmarks/retrieval_quality.py --write``.
 """
@@ -71,10 +76,12 @@ def shared_data() -> Path:
     sys.exit("shared data not found: set CASEBOOK_SHARED or put shared/ beside the repo")
 
 
-def measure(model_path: Path, file: Path, modality: str, heldout: bool = True) -> dict[str, object]:
+def measure(model_path: Path, file: Path, modality: str, heldout: bool = True, val: bool = True,
+            baseline: bool = True) -> dict[str, object]:
     """Val and held-out figures of the exported file, with raw pixels and the baseline beside it.
 
-    ``heldout=False`` (a candidate being compared with others) leaves the held-out split unread.
+    ``heldout=False`` (a candidate being compared with others) leaves the held-out split unread;
+    ``val=False`` / ``baseline=False`` skip what a card already has or the benchmark reports.
     """
     import numpy as np
 
@@ -91,11 +98,13 @@ def measure(model_path: Path, file: Path, modality: str, heldout: bool = True) -
     embedders = {
         "": lambda x, enc=Encoder(model_path, device="cpu"): embed_arrays(enc, x, modality),
         "raw_pixels_": raw_pixel_vectors,
-        "baseline_": lambda x, enc=Encoder(find_model("casebook-baseline").path, device="cpu"): embed_arrays(enc, x, modality),
     }
+    if baseline:
+        embedders["baseline_"] = lambda x, enc=Encoder(find_model("casebook-baseline").path, device="cpu"): embed_arrays(enc, x, modality)
     for tag, embed in embedders.items():
         arch = embed(tx[keep])
-        out.update(split_figures(f"{tag}val", embed(vx), vy, arch, ty[keep]))
+        if val:
+            out.update(split_figures(f"{tag}val", embed(vx), vy, arch, ty[keep]))
         if heldout:
             out.update(split_figures(f"{tag}heldout", embed(tx[held]), ty[held], arch, ty[keep]))
     if not heldout:
@@ -139,6 +148,33 @@ def train_one(key: str, out_dir: Path, threads: int, data_dir: Path, heldout: bo
     return out
 
 
+def remeasure(key: str, model: Path, out_dir: Path, data_dir: Path) -> Path:
+    """Ship a candidate of a selection run (``--no-heldout``): add its held-out figures, copy it to ``out_dir``.
+
+    The one look at the held-out split, taken after the candidate was chosen on cross-validation
+    and val; the training figures and the recorded command stay those of the training run.
+    """
+    import shutil
+
+    from casebook.inference.card import read_card
+    from casebook.inference.export import write_card
+
+    spec = SHIPPED[key]
+    card = read_card(model)
+    metrics = dict(card.metrics)
+    # val figures are on the card already; the baseline's held-out figures are in benchmarks/retrieval_quality.py
+    metrics.update(measure(model, data_dir / "labelled" / spec["file"], spec["modality"], heldout=True, val=False, baseline=False))
+    metrics["command"] = str(metrics.get("command", "")).replace(" --no-heldout", "")
+    metrics["measured"] = datetime.date.today().isoformat()
+    out = out_dir / model.name
+    if out.resolve() != model.resolve():
+        shutil.copyfile(model, out)
+    write_card(out, replace(card, metrics=metrics))
+    for k, v in metrics.items():
+        print(f"  {k}: {v}")
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("models", nargs="*", choices=sorted(SHIPPED), help="which to train (default: all)")
@@ -146,6 +182,8 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads (the shipped ones: 2)")
     ap.add_argument("--no-heldout", action="store_true",
                     help="a selection run: measure val only and leave the held-out split unread (compare candidates with this)")
+    ap.add_argument("--ship", type=Path, metavar="MODEL.onnx",
+                    help="instead of training: measure this candidate of a --no-heldout run on the held-out split and copy it to --out-dir")
     ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                     help="override one TrainConfig field of the shipped recipe (a candidate); VALUE is read as a Python literal")
     args = ap.parse_args()
@@ -160,6 +198,11 @@ def main() -> int:
             overrides[k] = v
     logging.basicConfig(level=logging.WARNING)
     data_dir = shared_data()
+    if args.ship:
+        if len(args.models) != 1:
+            sys.exit("--ship needs exactly one model name")
+        remeasure(args.models[0], args.ship, args.out_dir, data_dir)
+        return 0
     for key in args.models or sorted(SHIPPED):
         train_one(key, args.out_dir, args.threads, data_dir, heldout=not args.no_heldout, overrides=overrides)
     return 0

@@ -307,6 +307,15 @@ def _attach_descriptor(model: Any, members: list[Any], splits: list[_Split], tx:
     return Combined(model, desc, best_w[0]).eval(), best_w, best
 
 
+def _descriptor_note(weights: tuple[float, float, float], score: float, cv: bool, metric: str) -> str:
+    """What the card says about the shape descriptor: appended with its weights, or tried and left out."""
+    how = f"by {'cross-validation' if cv else 'val'} ({metric} {score:.4f} there)"
+    if weights[0] == 1.0:
+        return f"shape descriptor tried and left out of the graph: weights learned/stats/occupancy 1.0/0.0/0.0 {how}"
+    return (f"shape descriptor appended, weights learned/stats/occupancy {weights[0]:.1f}/{weights[1]:.1f}/{weights[2]:.1f} {how}"
+            + ("; zero-weight groups left out of the graph" if weights[2] == 0.0 else ""))
+
+
 def train_encoder(data: LabelledArrays, config: TrainConfig, progress: Progress | None = None, cancel: Any = None) -> TrainResult:
     """Train an encoder (or a cross-validated ensemble) on ``data``; returns the selected checkpoint(s).
 
@@ -363,9 +372,7 @@ def train_encoder(data: LabelledArrays, config: TrainConfig, progress: Progress 
     if config.shape_descriptor and dims == 3 and labelled:
         model, weights, sel = _attach_descriptor(model, members, splits, tx, size, mean, std, config.select_metric)
         out_size = int(model(torch.zeros((1, 1, *(size,) * 3))).shape[1])
-        descriptor_note = (f"shape descriptor appended, weights learned/stats/occupancy {weights[0]:.1f}/{weights[1]:.1f}/"
-                           f"{weights[2]:.1f} by {'cross-validation' if len(splits) > 1 else 'val'} ({config.select_metric} {sel:.4f} there)"
-                           + ("; zero-weight groups left out of the graph" if weights[2] == 0.0 else ""))
+        descriptor_note = _descriptor_note(weights, sel, len(splits) > 1, config.select_metric)
     if len(splits) > 1:
         chosen = [h for h in history if h["epoch"] == epochs[int(h["member"]) - 1]]
         metrics: dict[str, Any] = {k: round(float(np.mean([c[k] for c in chosen])), 4) for k in chosen[0] if k.startswith("cv_")}

@@ -175,7 +175,7 @@ def test_shape_descriptor_is_rotation_invariant_and_exports_with_the_ensemble(tm
     data = LabelledArrays(imgs[:48], y[:48], imgs[48:], y[48:], source="synthetic")
     res = train_encoder(data, TrainConfig(name="tiny-3d", epochs=1, batch_size=16, width=2, embedding_size=8, input_size=16,
                                           threads=1, members=2, shape_descriptor=True))
-    assert "shape descriptor appended" in res.card.description and "descriptor_weights" in res.card.metrics
+    assert "shape descriptor" in res.card.description and "descriptor_weights" in res.card.metrics
     out = export_result(res, tmp_path / "tiny3d.onnx")
     enc = Encoder(out, device="cpu")
     x = ((imgs[:4, None] - res.card.mean[0]) / res.card.std[0]).astype(np.float32)
