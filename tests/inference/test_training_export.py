@@ -157,6 +157,24 @@ def test_from_store_supervised_then_audit_compares_before_and_after(library_dir,
     assert reports["casebook-cxr2d"]["diagnosis_queries"] == reports["lib-sup"]["diagnosis_queries"]
 
 
+def test_from_store_without_labels_trains_self_supervised_and_embeds(library_dir, need_shared, capsys) -> None:
+    """A library nobody has labelled still trains its own encoder: NT-Xent over augmented views of its slices."""
+    from casebook.inference.card import read_card as card_of
+    from casebook.viewer.cli import main
+
+    mr = [str(need_shared("dicom", "dcm_qa_ts", "In", f"{n}.dcm")) for n in (1, 2, 3)]
+    assert main(["ingest", str(need_shared("dicom", "dcm_qa_ct", "In")), *mr]) == 0
+    capsys.readouterr()
+    assert main(["train-encoder", "--from-store", "2d-slice", "--name", "lib-ssl", "--epochs", "1", "--width", "4",
+                 "--input-size", "32", "--batch-size", "16", "--threads", "1"]) == 0
+    captured = capsys.readouterr()
+    assert "unlabelled (self-supervised)" in captured.err
+    assert "val_view_top1" in captured.out  # chosen on how often a view finds its own image, not on labels
+    out = library_dir / "models" / "lib-ssl-1.onnx"
+    card = card_of(out)
+    assert "NT-Xent" in card.description and "SupCon" not in card.description and "cross-entropy" not in card.description
+
+
 def test_shape_descriptor_is_rotation_invariant_and_exports_with_the_ensemble(tmp_path) -> None:
     from casebook.inference.training.nets import ShapeDescriptor
 
