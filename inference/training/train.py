@@ -212,14 +212,17 @@ def _train_member(split: _Split, config: TrainConfig, dims: int, mean: float, st
                 # of one image (and their views) are positives of each other, never negatives
                 inst = idx.repeat(2)
                 if config.ssl_weight > 0 or not labelled:
-                    loss = config.ssl_weight * contrastive_loss(z, inst, config.temperature) if labelled else contrastive_loss(z, inst, config.temperature)
+                    # without labels the instance term is all there is: weight 1 when none was given
+                    w_ssl = config.ssl_weight if config.ssl_weight > 0 else 1.0
+                    loss = w_ssl * contrastive_loss(z, inst, config.temperature)
                 if labelled and config.supervised_weight > 0:
                     yb = ty[idx].repeat(2)
                     # unlabelled images (-1) only count as positives of their own other view
                     groups = torch.where(yb >= 0, yb, -1 - inst)
                     loss = loss + config.supervised_weight * contrastive_loss(z, groups, config.temperature)
             if classifier is not None:
-                loss = loss + config.ce_weight * _ce_term(model, classifier, xb, ty[idx], e, augment, config.mixup, mean, std, dev, gen).cpu()
+                ce = _ce_term(model, classifier, xb, ty[idx], e, augment, config.mixup, mean, std, dev, gen)
+                loss = loss + config.ce_weight * ce.cpu()
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -393,7 +396,8 @@ def train_encoder(data: LabelledArrays, config: TrainConfig, progress: Progress 
         terms.append(f"cross-entropy{f' with mixup {config.mixup:g}' if config.mixup > 0 else ''} (classifier not exported)")
     parts = [f"ConvEncoder width {config.width}{' with per-image input standardisation' if config.input_norm else ''}",
              f"{' + '.join(terms)}{' on class-balanced batches' if labelled and config.balanced else ''}",
-             f"{'shape-mask views (affine, mirrors on every axis)' if config.augment == 'shape' else 'image views (affine, intensity, blur, noise)'}",
+             ("shape-mask views (affine, mirrors on every axis)" if config.augment == "shape"
+              else "image views (affine, intensity, blur, noise)"),
              f"epochs picked by {config.select_metric}",
              f"{config.epochs} epochs, lr {config.lr:g}, weight decay {config.weight_decay:g}"]
     if len(members) > 1:
