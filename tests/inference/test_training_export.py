@@ -157,7 +157,7 @@ def test_from_store_supervised_then_audit_compares_before_and_after(library_dir,
     assert reports["casebook-cxr2d"]["diagnosis_queries"] == reports["lib-sup"]["diagnosis_queries"]
 
 
-def test_from_store_without_labels_trains_self_supervised_and_embeds(library_dir, need_shared, capsys) -> None:
+def test_from_store_without_labels_trains_self_supervised(library_dir, need_shared, capsys) -> None:
     """A library nobody has labelled still trains its own encoder: NT-Xent over augmented views of its slices."""
     from casebook.inference.card import read_card as card_of
     from casebook.viewer.cli import main
