@@ -5,7 +5,9 @@ NT-Xent term over two augmented views of every image (SimCLR). The self-supervis
 what keeps the embedding informative beyond the few training labels (two classes in the
 shipped sets): without it, SupCon collapses every image of a class onto one point, which is
 useless for "find cases like this one". With no labels at all only the self-supervised term
-is used. The checkpoint that retrieves best (class-balanced mAP@10) on the selection split is
+is used. Optionally (``ce_weight``) a cross-entropy term on a linear classifier over the
+embedding, which is not exported: on small shape sets (AdrenalMNIST3D) the instance term kept
+look-alike shapes of the other class as nearest neighbours. The checkpoint that retrieves best (class-balanced mAP@10, or ``select_metric``) on the selection split is
 the one exported: the val split for one model, each member's own cross-validation fold for an
 ensemble.
 """
