@@ -62,4 +62,24 @@ def view(x: torch.Tensor, gen: torch.Generator | None = None) -> torch.Tensor:
     return random_intensity(random_blur(random_affine(x, gen=gen), gen=gen), gen=gen)
 
 
-__all__ = ["view", "random_affine", "random_intensity", "random_blur"]
+def random_flips(x: torch.Tensor, gen: torch.Generator | None = None) -> torch.Tensor:
+    """Mirror each image independently along every spatial axis but the last (which random_affine flips)."""
+    for axis in range(2, x.dim() - 1):
+        m = torch.rand(x.shape[0], generator=gen) < 0.5
+        x = torch.where(m.view((-1,) + (1,) * (x.dim() - 1)), torch.flip(x, dims=(axis,)), x)
+    return x
+
+
+def shape_view(x: torch.Tensor, gen: torch.Generator | None = None) -> torch.Tensor:
+    """A view of a binary shape mask: affine and mirror on every axis, no intensity jitter.
+
+    A segmentation mask has no contrast, noise or blur to vary, and an organ's shape says the same
+    mirrored (left and right glands) or turned a little; intensity jitter would teach the network
+    to ignore grey levels the masks never had.
+    """
+    return random_flips(random_affine(x, gen=gen), gen=gen)
+
+
+VIEWS = {"view": view, "shape": shape_view}
+
+__all__ = ["view", "shape_view", "random_flips", "random_affine", "random_intensity", "random_blur", "VIEWS"]

@@ -5,7 +5,9 @@ NT-Xent term over two augmented views of every image (SimCLR). The self-supervis
 what keeps the embedding informative beyond the few training labels (two classes in the
 shipped sets): without it, SupCon collapses every image of a class onto one point, which is
 useless for "find cases like this one". With no labels at all only the self-supervised term
-is used. The checkpoint that retrieves best (class-balanced mAP@10) on the selection split is
+is used. Optionally (``ce_weight``) a cross-entropy term on a linear classifier over the
+embedding, which is not exported: on small shape sets (AdrenalMNIST3D) the instance term kept
+look-alike shapes of the other class as nearest neighbours. The checkpoint that retrieves best (class-balanced mAP@10, or ``select_metric``) on the selection split is
 the one exported: the val split for one model, each member's own cross-validation fold for an
 ensemble.
 """
@@ -27,8 +29,8 @@ from ..card import IntensitySpec, ModelCard
 from ..errors import Cancelled
 from ..export import export_torch
 from ..metrics import retrieval_scores
-from .augment import view
-from .data import LabelledArrays, default_intensity
+from .augment import VIEWS, view
+from .data import LabelledArrays, TrainingDataError, default_intensity
 from .nets import Combined, ConvEncoder, Ensemble, ShapeDescriptor
 
 log = logging.getLogger(__name__)
@@ -67,6 +69,14 @@ class TrainConfig:
     # 3D only: append nets.ShapeDescriptor (shape statistics and pooled occupancy) to the learned
     # embedding; the parts' weights are chosen by cross-validation (one of them: learned only)
     shape_descriptor: bool = False
+    # Cross-entropy on a linear classifier over the embedding (training only, not exported): pulls
+    # the classes apart where the contrastive terms alone keep look-alikes of another class close.
+    ce_weight: float = 0.0
+    mixup: float = 0.0  # > 0: the cross-entropy term sees mixup pairs (Beta(mixup, mixup) weights)
+    augment: str = "view"  # augment.VIEWS: "view" (images) or "shape" (binary masks: affine + mirrors, no intensity)
+    # the figure that picks each member's epoch: "bal_mAP@10" (robust to another class balance) or
+    # "P@1" (what a reader sees first: the top analogue shares the finding)
+    select_metric: str = "bal_mAP@10"
     licence: str = ""
     training_data: str = ""
     description: str = ""
@@ -144,7 +154,10 @@ class _Split:
     prefix: str  # "val" or "cv": which split chose the epoch
 
 
-def _score(model: Any, split: _Split, mean: float, std: float, labelled: bool) -> dict[str, float]:
+SELECT_METRICS = ("bal_mAP@10", "P@1", "bal_P@1", "mAP@10")
+
+
+def _score(model: Any, split: _Split, mean: float, std: float, labelled: bool, metric: str = "bal_mAP@10") -> dict[str, float]:
     qe = embed_tensor(model, split.query_x, mean, std)
     p = split.prefix
     if labelled and (split.query_y >= 0).any() and (split.archive_y >= 0).any():
@@ -152,8 +165,10 @@ def _score(model: Any, split: _Split, mean: float, std: float, labelled: bool) -
         keep, dkeep = split.query_y >= 0, split.archive_y >= 0
         s = retrieval_scores(qe[keep], split.query_y[keep], de[dkeep], split.archive_y[dkeep], k=10)
         # selected on the class-balanced mAP: robust to a test split with another class balance
-        return {f"{p}_mAP@10": s.map_at_k, f"{p}_P@1": s.p_at_1, f"{p}_P@10": s.p_at_k,
-                f"{p}_bal_mAP@10": s.balanced_map_at_k, f"{p}_bal_P@1": s.balanced_p_at_1, "score": s.balanced_map_at_k}
+        out = {f"{p}_mAP@10": s.map_at_k, f"{p}_P@1": s.p_at_1, f"{p}_P@10": s.p_at_k,
+               f"{p}_bal_mAP@10": s.balanced_map_at_k, f"{p}_bal_P@1": s.balanced_p_at_1}
+        out["score"] = out[f"{p}_{metric}"]
+        return out
     # no labels: how often an image's augmented view finds the image itself
     g2 = torch.Generator().manual_seed(1234)
     qe2 = embed_tensor(model, view(split.query_x, gen=g2), mean, std)
@@ -167,8 +182,14 @@ def _train_member(split: _Split, config: TrainConfig, dims: int, mean: float, st
     gen = torch.Generator().manual_seed(seed)
     model = ConvEncoder(dims=dims, channels=1, width=config.width, embedding_size=config.embedding_size,
                         input_norm=config.input_norm).to(dev)
-    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     tx, ty = split.train_x, split.train_y
+    augment = VIEWS[config.augment]
+    use_ce = labelled and config.ce_weight > 0
+    contrastive = not labelled or config.ssl_weight > 0 or config.supervised_weight > 0
+    # the classifier only shapes the embedding during training; the exported graph ends before it
+    classifier = torch.nn.Linear(config.embedding_size, int(ty.max()) + 1).to(dev) if use_ce else None
+    params = list(model.parameters()) + (list(classifier.parameters()) if classifier is not None else [])
+    opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     batch = min(config.batch_size, len(tx))
     steps_per_epoch = max(1, len(tx) // batch)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=config.epochs * steps_per_epoch, pct_start=0.15)
@@ -183,24 +204,34 @@ def _train_member(split: _Split, config: TrainConfig, dims: int, mean: float, st
                 raise Cancelled("training cancelled")
             idx = order[step * batch : (step + 1) * batch]
             xb = tx[idx]
-            v = torch.cat([view(xb, gen=gen), view(xb, gen=gen)])
-            z = F.normalize(model.project(((v - mean) / std).to(dev)), dim=1).cpu()
-            # a balanced draw repeats images: the instance id is the image's index, so two copies
-            # of one image (and their views) are positives of each other, never negatives
-            inst = idx.repeat(2)
-            loss = config.ssl_weight * contrastive_loss(z, inst, config.temperature) if config.ssl_weight > 0 or not labelled else 0.0
-            if labelled and config.supervised_weight > 0:
-                yb = ty[idx].repeat(2)
-                # unlabelled images (-1) only count as positives of their own other view
-                groups = torch.where(yb >= 0, yb, -1 - inst)
-                loss = loss + config.supervised_weight * contrastive_loss(z, groups, config.temperature)
+            loss: Any = 0.0
+            e = None
+            if contrastive:
+                v = torch.cat([augment(xb, gen=gen), augment(xb, gen=gen)])
+                e = model(((v - mean) / std).to(dev))
+                z = F.normalize(model.head(e), dim=1).cpu()
+                # a balanced draw repeats images: the instance id is the image's index, so two copies
+                # of one image (and their views) are positives of each other, never negatives
+                inst = idx.repeat(2)
+                if config.ssl_weight > 0 or not labelled:
+                    # without labels the instance term is all there is: weight 1 when none was given
+                    w_ssl = config.ssl_weight if config.ssl_weight > 0 else 1.0
+                    loss = w_ssl * contrastive_loss(z, inst, config.temperature)
+                if labelled and config.supervised_weight > 0:
+                    yb = ty[idx].repeat(2)
+                    # unlabelled images (-1) only count as positives of their own other view
+                    groups = torch.where(yb >= 0, yb, -1 - inst)
+                    loss = loss + config.supervised_weight * contrastive_loss(z, groups, config.temperature)
+            if classifier is not None:
+                ce = _ce_term(model, classifier, xb, ty[idx], e, augment, config.mixup, mean, std, dev, gen)
+                loss = loss + config.ce_weight * ce.cpu()
             opt.zero_grad()
             loss.backward()
             opt.step()
             sched.step()
             losses.append(float(loss.detach()))
         rec: dict[str, float] = {"epoch": epoch + 1, "loss": float(np.mean(losses))}
-        rec.update(_score(model, split, mean, std, labelled))
+        rec.update(_score(model, split, mean, std, labelled, config.select_metric))
         score = rec.pop("score")
         history.append(rec)
         if score > best_score:
@@ -213,17 +244,37 @@ def _train_member(split: _Split, config: TrainConfig, dims: int, mean: float, st
     return model.cpu().eval(), history, best_epoch
 
 
+def _ce_term(model: Any, classifier: Any, xb: torch.Tensor, yb: torch.Tensor, e: torch.Tensor | None, augment: Callable[..., torch.Tensor],
+             mixup: float, mean: float, std: float, dev: torch.device, gen: torch.Generator) -> torch.Tensor:
+    """Cross-entropy of the classifier over the embedding; unlabelled images (-1) are ignored.
+
+    Reuses the contrastive views' embeddings ``e`` when there are some and mixup is off; with
+    mixup, a fresh view of the batch is blended with a shuffled copy of itself.
+    """
+    yb = yb.to(dev)
+    if mixup > 0:
+        lam = float(torch.distributions.Beta(mixup, mixup).sample()) if gen is None else float(
+            np.random.default_rng(int(torch.randint(0, 2**31 - 1, (1,), generator=gen))).beta(mixup, mixup))
+        perm = torch.randperm(len(xb), generator=gen)
+        x = augment(xb, gen=gen)
+        logits = classifier(model((((lam * x + (1 - lam) * x[perm]) - mean) / std).to(dev)))
+        return lam * F.cross_entropy(logits, yb, ignore_index=-1) + (1 - lam) * F.cross_entropy(logits, yb[perm.to(dev)], ignore_index=-1)
+    if e is None:
+        return F.cross_entropy(classifier(model(((augment(xb, gen=gen) - mean) / std).to(dev))), yb, ignore_index=-1)
+    return F.cross_entropy(classifier(e), yb.repeat(2), ignore_index=-1)
+
+
 WEIGHT_GRID = [(a / 10, b / 10, (10 - a - b) / 10) for a in range(0, 11, 2) for b in range(0, 11 - a, 2)]
 
 
 @torch.no_grad()
 def _attach_descriptor(model: Any, members: list[Any], splits: list[_Split], tx: torch.Tensor, size: int, mean: float,
-                       std: float) -> tuple[Any, tuple[float, float, float], float]:
+                       std: float, metric: str = "bal_mAP@10") -> tuple[Any, tuple[float, float, float], float]:
     """Append a ShapeDescriptor and choose the parts' weights on held-back data.
 
     Each member's own selection split (its cross-validation fold, or val for one model) queries
     its training images with [learned, stats, occupancy] weighted by each point of
-    ``WEIGHT_GRID``; the weights with the best mean class-balanced mAP@10 ship.
+    ``WEIGHT_GRID``; the weights with the best mean ``metric`` (the one that picked the epochs) ship.
     """
     desc = ShapeDescriptor(size, mean, std)
     xs = (tx - mean) / std
@@ -247,9 +298,11 @@ def _attach_descriptor(model: Any, members: list[Any], splits: list[_Split], tx:
             qv = np.hstack([q[0] * sw[0], q[1] * sw[1], q[2] * sw[2]])
             av = np.hstack([a[0] * sw[0], a[1] * sw[1], a[2] * sw[2]])
             keep, dkeep = split.query_y >= 0, split.archive_y >= 0
-            scores.append(retrieval_scores(qv[keep], split.query_y[keep], av[dkeep], split.archive_y[dkeep], k=10).balanced_map_at_k)
+            s = retrieval_scores(qv[keep], split.query_y[keep], av[dkeep], split.archive_y[dkeep], k=10)
+            scores.append({"bal_mAP@10": s.balanced_map_at_k, "P@1": s.p_at_1, "bal_P@1": s.balanced_p_at_1,
+                           "mAP@10": s.map_at_k}[metric])
         score = float(np.mean(scores))
-        log.info("descriptor weights %s: balanced mAP@10 %.4f", w, score)
+        log.info("descriptor weights %s: %s %.4f", w, metric, score)
         if score > best + 1e-9:
             best, best_w = score, w
     if best_w[0] == 1.0:
@@ -257,6 +310,15 @@ def _attach_descriptor(model: Any, members: list[Any], splits: list[_Split], tx:
     desc.weights.copy_(torch.tensor([np.sqrt(best_w[1]), np.sqrt(best_w[2])], dtype=torch.float32))
     desc.occupancy = best_w[2] > 0
     return Combined(model, desc, best_w[0]).eval(), best_w, best
+
+
+def _descriptor_note(weights: tuple[float, float, float], score: float, cv: bool, metric: str) -> str:
+    """What the card says about the shape descriptor: appended with its weights, or tried and left out."""
+    how = f"by {'cross-validation' if cv else 'val'} ({metric} {score:.4f} there)"
+    if weights[0] == 1.0:
+        return f"shape descriptor tried and left out of the graph: weights learned/stats/occupancy 1.0/0.0/0.0 {how}"
+    return (f"shape descriptor appended, weights learned/stats/occupancy {weights[0]:.1f}/{weights[1]:.1f}/{weights[2]:.1f} {how}"
+            + ("; zero-weight groups left out of the graph" if weights[2] == 0.0 else ""))
 
 
 def train_encoder(data: LabelledArrays, config: TrainConfig, progress: Progress | None = None, cancel: Any = None) -> TrainResult:
@@ -267,6 +329,10 @@ def train_encoder(data: LabelledArrays, config: TrainConfig, progress: Progress 
     measurement, not a choice.
     """
     data.validate()
+    if config.augment not in VIEWS:
+        raise TrainingDataError(f"augment {config.augment!r} is not one of {sorted(VIEWS)}")
+    if config.select_metric not in SELECT_METRICS:
+        raise TrainingDataError(f"select_metric {config.select_metric!r} is not one of {list(SELECT_METRICS)}")
     t0 = time.monotonic()
     threads = config.threads or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
     torch.set_num_threads(max(1, threads))
@@ -309,11 +375,9 @@ def train_encoder(data: LabelledArrays, config: TrainConfig, progress: Progress 
     out_size = config.embedding_size * len(members)
     descriptor_note = ""
     if config.shape_descriptor and dims == 3 and labelled:
-        model, weights, sel = _attach_descriptor(model, members, splits, tx, size, mean, std)
+        model, weights, sel = _attach_descriptor(model, members, splits, tx, size, mean, std, config.select_metric)
         out_size = int(model(torch.zeros((1, 1, *(size,) * 3))).shape[1])
-        descriptor_note = (f"shape descriptor appended, weights learned/stats/occupancy {weights[0]:.1f}/{weights[1]:.1f}/"
-                           f"{weights[2]:.1f} by {'cross-validation' if len(splits) > 1 else 'val'} (balanced mAP@10 {sel:.4f} there)"
-                           + ("; zero-weight groups left out of the graph" if weights[2] == 0.0 else ""))
+        descriptor_note = _descriptor_note(weights, sel, len(splits) > 1, config.select_metric)
     if len(splits) > 1:
         chosen = [h for h in history if h["epoch"] == epochs[int(h["member"]) - 1]]
         metrics: dict[str, Any] = {k: round(float(np.mean([c[k] for c in chosen])), 4) for k in chosen[0] if k.startswith("cv_")}
@@ -325,8 +389,18 @@ def train_encoder(data: LabelledArrays, config: TrainConfig, progress: Progress 
         best = history[epochs[0] - 1]
         metrics = {k: round(v, 4) for k, v in best.items() if k.startswith("val_")}
         metrics["selected_on"] = "val (these val figures chose the epoch)"
+    terms = []
+    if labelled and config.supervised_weight > 0:
+        terms.append("SupCon")
+    if config.ssl_weight > 0 or not labelled:
+        terms.append("NT-Xent")
+    if labelled and config.ce_weight > 0:
+        terms.append(f"cross-entropy{f' with mixup {config.mixup:g}' if config.mixup > 0 else ''} (classifier not exported)")
     parts = [f"ConvEncoder width {config.width}{' with per-image input standardisation' if config.input_norm else ''}",
-             f"{'SupCon + ' if labelled else ''}NT-Xent{' on class-balanced batches' if labelled and config.balanced else ''}",
+             f"{' + '.join(terms)}{' on class-balanced batches' if labelled and config.balanced else ''}",
+             ("shape-mask views (affine, mirrors on every axis)" if config.augment == "shape"
+              else "image views (affine, intensity, blur, noise)"),
+             f"epochs picked by {config.select_metric}",
              f"{config.epochs} epochs, lr {config.lr:g}, weight decay {config.weight_decay:g}"]
     if len(members) > 1:
         parts.append(f"ensemble of {len(members)} cross-validated members (best epochs {', '.join(map(str, epochs))})")

@@ -157,6 +157,24 @@ def test_from_store_supervised_then_audit_compares_before_and_after(library_dir,
     assert reports["casebook-cxr2d"]["diagnosis_queries"] == reports["lib-sup"]["diagnosis_queries"]
 
 
+def test_from_store_without_labels_trains_self_supervised(library_dir, need_shared, capsys) -> None:
+    """A library nobody has labelled still trains its own encoder: NT-Xent over augmented views of its slices."""
+    from casebook.inference.card import read_card as card_of
+    from casebook.viewer.cli import main
+
+    mr = [str(need_shared("dicom", "dcm_qa_ts", "In", f"{n}.dcm")) for n in (1, 2, 3)]
+    assert main(["ingest", str(need_shared("dicom", "dcm_qa_ct", "In")), *mr]) == 0
+    capsys.readouterr()
+    assert main(["train-encoder", "--from-store", "2d-slice", "--name", "lib-ssl", "--epochs", "1", "--width", "4",
+                 "--input-size", "32", "--batch-size", "16", "--threads", "1"]) == 0
+    captured = capsys.readouterr()
+    assert "unlabelled (self-supervised)" in captured.err
+    assert "val_view_top1" in captured.out  # chosen on how often a view finds its own image, not on labels
+    out = library_dir / "models" / "lib-ssl-1.onnx"
+    card = card_of(out)
+    assert "NT-Xent" in card.description and "SupCon" not in card.description and "cross-entropy" not in card.description
+
+
 def test_shape_descriptor_is_rotation_invariant_and_exports_with_the_ensemble(tmp_path) -> None:
     from casebook.inference.training.nets import ShapeDescriptor
 
@@ -175,10 +193,61 @@ def test_shape_descriptor_is_rotation_invariant_and_exports_with_the_ensemble(tm
     data = LabelledArrays(imgs[:48], y[:48], imgs[48:], y[48:], source="synthetic")
     res = train_encoder(data, TrainConfig(name="tiny-3d", epochs=1, batch_size=16, width=2, embedding_size=8, input_size=16,
                                           threads=1, members=2, shape_descriptor=True))
-    assert "shape descriptor appended" in res.card.description and "descriptor_weights" in res.card.metrics
+    assert "shape descriptor" in res.card.description and "descriptor_weights" in res.card.metrics
     out = export_result(res, tmp_path / "tiny3d.onnx")
     enc = Encoder(out, device="cpu")
     x = ((imgs[:4, None] - res.card.mean[0]) / res.card.std[0]).astype(np.float32)
     with torch.no_grad():
         ref = torch.nn.functional.normalize(res.model(torch.from_numpy(x)), dim=1).numpy()
     assert enc.card.embedding_size == ref.shape[1] and np.allclose(enc.encode(x), ref, atol=1e-4)
+
+
+def test_shape_views_mirror_every_axis_and_keep_masks_binary() -> None:
+    from casebook.inference.training.augment import random_flips, shape_view
+
+    x = torch.zeros(64, 1, 8, 8, 8)
+    x[:, :, :2, :2, :2] = 1.0  # a corner cube: every mirror moves it to another corner
+    flipped = random_flips(x, gen=torch.Generator().manual_seed(0))
+    corners = {(int(f[0, :, :, :].nonzero()[0, 0] > 3), int(f[0].nonzero()[0, 1] > 3)) for f in flipped}
+    assert corners == {(0, 0), (0, 1), (1, 0), (1, 1)}  # depth and height axes both mirrored, independently
+    assert torch.equal(flipped.sum(dim=(1, 2, 3, 4)), x.sum(dim=(1, 2, 3, 4)))  # a mirror adds or loses nothing
+    v = shape_view(x, gen=torch.Generator().manual_seed(1))
+    assert v.shape == x.shape and float(v.min()) >= 0.0 and float(v.max()) <= 1.0 + 1e-6  # no intensity jitter or noise
+
+
+def test_cross_entropy_mixup_training_selects_by_p_at_1_and_exports_without_the_classifier(tmp_path) -> None:
+    imgs, y = _stripes(120, seed=3)
+    data = LabelledArrays(imgs[:96], y[:96], imgs[96:], y[96:], source="synthetic")
+    cfg = TrainConfig(name="tiny-ce", epochs=3, batch_size=32, width=4, embedding_size=8, input_size=32, threads=1,
+                      members=2, ssl_weight=0.0, supervised_weight=0.0, ce_weight=1.0, mixup=0.4, augment="shape",
+                      balanced=False, select_metric="P@1")
+    res = train_encoder(data, cfg)
+    # each member's epoch is the one with its fold's best P@1
+    for m, e in enumerate(res.member_epochs, start=1):
+        rows = [h for h in res.history if h["member"] == m]
+        assert rows[e - 1]["cv_P@1"] == max(h["cv_P@1"] for h in rows)
+    assert "cross-entropy with mixup 0.4" in res.card.description and "NT-Xent" not in res.card.description
+    out = export_result(res, tmp_path / "ce.onnx")
+    card = read_card(out)
+    assert card.embedding_size == 16  # two members' embeddings; the classifier is not in the graph
+    # the two stripe directions are told apart: every val image's nearest training image shares its label
+    enc = Encoder(out, device="cpu")
+    from casebook.inference.metrics import retrieval_scores
+
+    def vec(a: np.ndarray) -> np.ndarray:
+        t = torch.nn.functional.interpolate(torch.from_numpy(a[:, None].astype(np.float32)), size=(32, 32), mode="bilinear",
+                                            align_corners=False, antialias=True).clamp(0, 1).numpy()
+        return enc.encode(((t - card.mean[0]) / card.std[0]).astype(np.float32))
+    s = retrieval_scores(vec(imgs[96:]), y[96:], vec(imgs[:96]), y[:96], k=5)
+    assert s.p_at_1 >= 0.9
+
+
+def test_unknown_augment_or_selection_metric_is_refused() -> None:
+    from casebook.inference.training.data import TrainingDataError
+
+    imgs, y = _stripes(40)
+    data = LabelledArrays(imgs[:32], y[:32], imgs[32:], y[32:], source="synthetic")
+    with pytest.raises(TrainingDataError, match="augment"):
+        train_encoder(data, TrainConfig(epochs=1, augment="elastic", threads=1))
+    with pytest.raises(TrainingDataError, match="select_metric"):
+        train_encoder(data, TrainConfig(epochs=1, select_metric="accuracy", threads=1))
