@@ -5,6 +5,7 @@ import argparse
 import json
 import sys
 from dataclasses import asdict
+from pathlib import Path
 
 from ..core.config import load_settings
 from ..core.services import ingest as ingest_service
@@ -19,7 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "and store them in the library. Files already stored and unchanged are skipped, so "
                     "running the same command again is safe and resumes an interrupted ingest. Ctrl-C "
                     "stops after the current series; nothing half-written is left behind.")
-    p.add_argument("paths", nargs="+", metavar="PATH", help="DICOM file, folder or DICOMDIR")
+    p.add_argument("paths", nargs="*", metavar="PATH", help="DICOM file, folder or DICOMDIR (one or more)")
     p.add_argument("--workers", type=int, default=None,
                    help="parallel header readers (default: settings ingest_workers, 0 = one per CPU core)")
     p.add_argument("--rescan", action="store_true",
@@ -33,7 +34,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "paths (one machine, or a shared file system).")
     scale.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
                        help="ingest on Ray, then embed and find regions of what is new there: a local Ray "
-                            "when ADDRESS is omitted, else the cluster at ADDRESS (auto, host:port, ray://host:port)")
+                            "when ADDRESS is omitted, else the cluster at ADDRESS (auto, host:port, ray://host:port; "
+                            "an existing file or folder after --ray is taken as a PATH, --ray=ADDRESS is never)")
     scale.add_argument("--ray-workers", type=int, default=0, metavar="N",
                        help="processes of the local Ray (default: one per CPU core)")
     scale.add_argument("--embed", action="store_true",
@@ -44,6 +46,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.ray and Path(args.ray).expanduser().exists() and not args.ray.startswith("ray://"):
+        args.paths, args.ray = [args.ray, *args.paths], ""  # `ingest --ray /archive`: a path, not an address
+    if not args.paths:
+        print("casebook ingest: error: give at least one PATH (file, folder or DICOMDIR)", file=sys.stderr)
+        return 2
     settings = load_settings()
     gone = ingest_service.missing_paths(args.paths)
     if len(gone) == len(args.paths):  # nothing to read: refuse before a library is created
