@@ -105,7 +105,7 @@ def rerank(q: np.ndarray, cand: np.ndarray, vectors: np.ndarray, k: int) -> np.n
     return cand[top]
 
 
-def compression(n: int, nq: int, k: int, workdir: Path, shortlist: int) -> dict:
+def compression(n: int, nq: int, k: int, workdir: Path, shortlist: int, pq_ms: list[int] | None = None) -> dict:
     data = clustered_embeddings(n, DIM, seed=n)  # the same vectors bench_size indexed
     queries = clustered_embeddings(nq, DIM, seed=n + 7)
     truth = exact_topk(queries, data, k)
@@ -135,30 +135,38 @@ def compression(n: int, nq: int, k: int, workdir: Path, shortlist: int) -> dict:
         log("faiss-cpu not installed: IVF-PQ not measured (pip install faiss-cpu)")
         return out
     faiss.omp_set_num_threads(2)
-    pad = (-DIM) % 8  # PQ sub-vectors of 8 dims: 194 -> 200 (zeros change no inner product)
+    pad = (-DIM) % 8  # padded to 200 dims (zeros change no inner product) so every m below divides it
     d = DIM + pad
     xb = np.hstack([data, np.zeros((n, pad), np.float32)]) if pad else data
-    nlist, m = int(min(1024, max(64, 4 * np.sqrt(n)))), d // 8
-    t0 = time.perf_counter()
-    index = faiss.index_factory(d, f"IVF{nlist},PQ{m}", faiss.METRIC_INNER_PRODUCT)
-    train = xb[np.random.default_rng(0).choice(n, size=min(n, 50 * nlist), replace=False)]
-    index.train(train)
-    index.add(xb)
-    out["ivfpq_build_s"] = time.perf_counter() - t0
-    log(f"IVF{nlist},PQ{m} trained and filled in {out['ivfpq_build_s']:.0f}s")
-    faiss.omp_set_num_threads(1)
     qpad = np.hstack([queries, np.zeros((nq, pad), np.float32)]) if pad else queries
-    sweep = []
-    for nprobe in (8, 16, 32, 64):
-        faiss.extract_index_ivf(index).nprobe = nprobe
-        def pq_search(q: np.ndarray, qp: np.ndarray | None = None) -> np.ndarray:
-            _, cand = index.search(qp[None], shortlist)
-            return rerank(q[:DIM], cand[0], vectors, k)
-        found, t = timed_queries(lambda q: pq_search(q[:DIM], q), qpad)
-        sweep.append({"nprobe": nprobe, "recall": recall(found, truth), "median_ms": ms(t, 50), "p99_ms": ms(t, 99)})
-        log(f"IVF-PQ nprobe={nprobe} + re-rank: recall {sweep[-1]['recall']:.4f}, median {sweep[-1]['median_ms']:.2f} ms")
-    # RAM: m bytes of code + 8 bytes of id per vector, plus the coarse centroids
-    out["ivfpq"] = {"nlist": nlist, "m": m, "ram_bytes_per_vector": m + 8 + nlist * d * 4 / n, "sweep": sweep}
+    nlist = int(min(1024, max(64, 4 * np.sqrt(n))))
+    train = xb[np.random.default_rng(0).choice(n, size=min(n, 50 * nlist), replace=False)]
+    out["ivfpq"] = []
+    for m in pq_ms or [d // 8, d // 4, d // 2]:
+        faiss.omp_set_num_threads(2)
+        t0 = time.perf_counter()
+        index = faiss.index_factory(d, f"IVF{nlist},PQ{m}", faiss.METRIC_INNER_PRODUCT)
+        index.train(train)
+        index.add(xb)
+        build_s = time.perf_counter() - t0
+        log(f"IVF{nlist},PQ{m} trained and filled in {build_s:.0f}s")
+        faiss.omp_set_num_threads(1)
+        sweep = []
+        for nprobe in (16, 64):
+            faiss.extract_index_ivf(index).nprobe = nprobe
+            for sl in sorted({shortlist, 5 * shortlist}):
+                def pq_search(qp: np.ndarray) -> np.ndarray:
+                    _, cand = index.search(qp[None], sl)
+                    return rerank(qp[:DIM], cand[0], vectors, k)
+                found, t = timed_queries(pq_search, qpad)
+                sweep.append({"nprobe": nprobe, "shortlist": sl, "recall": recall(found, truth),
+                              "median_ms": ms(t, 50), "p99_ms": ms(t, 99)})
+                log(f"IVF-PQ{m} nprobe={nprobe} re-rank {sl}: recall {sweep[-1]['recall']:.4f}, "
+                    f"median {sweep[-1]['median_ms']:.2f} ms")
+        # RAM: m bytes of code + 8 bytes of id per vector, plus the coarse centroids
+        out["ivfpq"].append({"nlist": nlist, "m": m, "dims_per_byte": d / m, "build_s": build_s,
+                             "ram_bytes_per_vector": m + 8 + nlist * d * 4 / n, "sweep": sweep})
+        del index
     return out
 
 
@@ -176,11 +184,10 @@ def projection(ps: dict, hnsw: dict, comp: dict, archive: int, ram_gb: float) ->
     counts = ((ps["vectors_per_series"], ps["model_dim"] or DIM), (ps["regions_per_series"], DIM))
     layouts = [("HNSW float32 (today)", lambda d: d * 4 + ram_hnsw, lambda d: d * 4 + overhead)]
     layouts.append(("int8 codes + float re-rank on disk", lambda d: d, lambda d: d * 4 + d))
-    if comp.get("ivfpq"):
-        pq = comp["ivfpq"]
-        per_code = pq["m"] / (DIM + (-DIM) % 8)  # code bytes per dimension, as measured (8 dims/byte)
-        layouts.append((f"IVF-PQ (8 dims/byte) + float re-rank on disk", lambda d: d * per_code + 8,
-                        lambda d: d * 4 + d * per_code + 8))
+    for pq in comp.get("ivfpq") or []:
+        per_code = 1.0 / pq["dims_per_byte"]  # code bytes per dimension, as measured
+        layouts.append((f"IVF-PQ ({pq['dims_per_byte']:g} dims/byte) + float re-rank on disk",
+                        lambda d, c=per_code: d * c + 8, lambda d, c=per_code: d * 4 + d * c + 8))
     rows = []
     for name, ram_of, disk_of in layouts:
         ram_series = sum(n * ram_of(d) for n, d in counts)
@@ -199,22 +206,29 @@ def main() -> int:
     ap.add_argument("--library", type=Path, help="measure bytes per series in this library folder")
     ap.add_argument("--archive", type=int, default=10_000_000, help="series in the projected archive")
     ap.add_argument("--ram-gb", type=float, default=64.0, help="RAM a workstation gives the index (GB)")
+    ap.add_argument("--pq-m", type=int, nargs="*", help="PQ code bytes per vector to try (default 25 50 100)")
+    ap.add_argument("--hnsw-json", type=Path, help="reuse the library and HNSW figures of an earlier --json "
+                                                     "(measures only the compressed layouts)")
     ap.add_argument("--workdir", type=Path)
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     print(f"load average at start {os.getloadavg()} on {os.cpu_count()} cores (shared machine: figures under load)")
     work = Path(tempfile.mkdtemp(prefix="casebook-index-scale-", dir=args.workdir))
 
-    t0 = time.perf_counter()
-    lib = args.library or build_library(work)
-    ps = per_series(lib)
-    log(f"library measured in {time.perf_counter() - t0:.0f}s: {ps}")
-
-    ns = argparse.Namespace(dim=DIM, k=args.k, queries=args.queries, exact_queries=50, M=16, ef_construction=200,
-                            target=0.98, reuse=False, keep=False, study_slices=500)
-    res = bench_size(args.n, ns, work / "hnsw")
+    if args.hnsw_json:
+        earlier = json.loads(args.hnsw_json.read_text())
+        ps, res = earlier["per_series"], earlier["hnsw_1m"]
+        log(f"library and HNSW figures from {args.hnsw_json}")
+    else:
+        t0 = time.perf_counter()
+        lib = args.library or build_library(work)
+        ps = per_series(lib)
+        log(f"library measured in {time.perf_counter() - t0:.0f}s: {ps}")
+        ns = argparse.Namespace(dim=DIM, k=args.k, queries=args.queries, exact_queries=50, M=16,
+                                ef_construction=200, target=0.98, reuse=False, keep=False, study_slices=500)
+        res = bench_size(args.n, ns, work / "hnsw")
     hnsw = res["hnsw"]
-    comp = compression(args.n, args.queries, args.k, work, args.shortlist)
+    comp = compression(args.n, args.queries, args.k, work, args.shortlist, args.pq_m)
 
     print(f"\nbytes per series in {ps['library']} ({ps['series']} series)")
     print(f"  vectors in the series index per series : {ps['vectors_per_series']:.1f} "
@@ -232,14 +246,14 @@ def main() -> int:
     i8 = comp["int8"]
     print(f"  {'int8 scan + exact re-rank of %d' % args.shortlist:<44} {i8['recall']:>7.4f} {i8['median_ms']:>10.2f} "
           f"{i8['p99_ms']:>8.2f} {i8['ram_bytes_per_vector']:>10,}")
-    if comp.get("ivfpq"):
-        pq = comp["ivfpq"]
+    for pq in comp.get("ivfpq") or []:
         for s in pq["sweep"]:
-            name = f"IVF{pq['nlist']},PQ{pq['m']} nprobe={s['nprobe']} + re-rank {args.shortlist}"
+            name = f"IVF{pq['nlist']},PQ{pq['m']} nprobe={s['nprobe']} + re-rank {s['shortlist']}"
             print(f"  {name:<44} {s['recall']:>7.4f} {s['median_ms']:>10.2f} {s['p99_ms']:>8.2f} "
                   f"{pq['ram_bytes_per_vector']:>10,.0f}")
     print(f"  HNSW: build {hnsw['build_s']:.0f}s, file {hnsw['file_bytes_per_vector']:,.0f} B/vector on disk, "
-          f"open {hnsw['open_s']:.2f}s; IVF-PQ build {comp.get('ivfpq_build_s', float('nan')):.0f}s")
+          f"open {hnsw['open_s']:.2f}s; IVF-PQ builds "
+          + ", ".join(f"PQ{pq['m']} {pq['build_s']:.0f}s" for pq in comp.get("ivfpq") or []))
     rows = projection(ps, hnsw, comp, args.archive, args.ram_gb)
     print(f"\n{args.archive:,}-series archive (bytes per series from the library above)")
     print(f"  {'layout':<44} {'RAM B/series':>13} {'disk B/series':>14} {'RAM GB':>8} {'disk GB':>9} "

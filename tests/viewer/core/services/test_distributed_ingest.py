@@ -104,6 +104,35 @@ def test_ray_ingest_equals_in_process_and_resumes(local_ray, corpus, tmp_path: P
     assert again.index.vectors == plain_index.vectors
 
 
+def test_cancel_while_encoding_leaves_whole_series_and_resumes(local_ray, corpus, tmp_path: Path) -> None:
+    import threading
+
+    settings = Settings(library_dir=tmp_path / "ray")
+    cancel = threading.Event()
+
+    def progress(done: int, total: int, message: str = "") -> None:
+        if message == "embedding series" and done >= 1:  # one series written: stop now
+            cancel.set()
+
+    store = open_store(settings)
+    try:
+        rep = ingest_on_ray(corpus, store, settings, workers=2, progress=progress, cancel=cancel)
+        assert rep.ingest.cancelled and rep.ingest.series_stored >= 3
+        model = store.list_models()[0]
+        regions, desc = register(store)
+        series = [se.id for se in store.list_series()]
+        with_vectors = {int(s) for s in store.get_embeddings(model.id).series_ids}
+        missing_regions = set(regions.series_missing_regions(desc.id))
+        assert 1 <= len(with_vectors) < len(series)  # stopped part-way, between series
+        assert with_vectors == set(series) - missing_regions  # each series has both or neither
+        again = ingest_on_ray(corpus, store, settings, workers=2)
+        assert not again.ingest.cancelled and again.ingest.series_stored == 0
+        assert again.index.embedded == len(series) - len(with_vectors) and again.index.remaining == 0
+        assert not regions.series_missing_regions(desc.id)
+    finally:
+        store.close()
+
+
 def test_only_the_distributed_module_imports_ray() -> None:
     import re
 
