@@ -154,8 +154,15 @@ class RayCluster:
                     for ref in ready:
                         try:
                             yield from self.ray.get(ref)
-                        except self.ray.exceptions.RayError as exc:  # a worker died on these files
-                            yield from _problems(refs[ref], f"header reader crashed ({type(exc).__name__})")
+                        except self.ray.exceptions.RayError as exc:  # a worker died on one of these files
+                            part = refs[ref]
+                            if len(part) == 1:
+                                yield from _problems(part, f"reading its header crashed a worker ({type(exc).__name__})")
+                                continue
+                            for p in part:  # again one file per task: only the file that crashes is reported
+                                one = remote.remote([str(p)], limits)
+                                refs[one] = [p]
+                                pending.append(one)
             finally:  # cancelled or failed: stop what has not finished
                 for ref in refs:
                     self.ray.cancel(ref, force=True)
@@ -203,9 +210,8 @@ class RayCluster:
         progress(0, len(series), PHASE_EMBED)
 
         def submit(sid: int) -> None:
+            # a series claimed by a concurrent `casebook embed` is left to it (its findings are still done here)
             embed = sid in todo and model is not None and store.claim_series(model.id, sid, owner)
-            if sid in todo and not embed:
-                pass  # claimed by a concurrent `casebook embed`: left to it
             info = store.get_series(sid)
             files = sorted({f.path for f in store.series_files(sid)})
             state = store.embedding_state(model.id, sid) if embed else None
