@@ -141,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     ok(f"onnxruntime provider libraries: {', '.join(providers) or 'CPU provider (built into the core library)'}")
     if (internal / "torch").exists():
         bad("torch is in the bundle (training is not shipped; 750 MB)")
+    if (internal / "ray").exists():
+        bad("ray is in the bundle (the optional extra for archive-scale ingest is not shipped)")
     hnswmap = list(pkg.glob("index/_hnswmap*"))
     if not hnswmap:
         bad("casebook.index._hnswmap is missing (indexes would open through hnswlib's slow full load)")

@@ -13,8 +13,9 @@ from __future__ import annotations
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import ExitStack
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 from ..errors import DicomReadError
 from ..progress import ProgressCallback, SupportsCancel, check_cancel
@@ -25,8 +26,8 @@ from .stack import FileProblem, InstanceHeader, ScanResult, SeriesStack, main_st
 from .volume import Volume
 from .walk import walk_files
 
-__all__ = ["FileProblem", "InstanceHeader", "ScanResult", "SeriesStack", "load_series", "load_volume", "resolve_in_parents",
-           "scan"]
+__all__ = ["FileProblem", "HeaderReader", "InstanceHeader", "ScanResult", "SeriesStack", "load_series", "load_volume",
+           "read_headers", "resolve_in_parents", "scan"]
 
 log = logging.getLogger(__name__)
 
@@ -44,19 +45,44 @@ def _walk(paths: Iterable[str | Path], problems: list[FileProblem]) -> list[Path
     return files
 
 
+#: ``reader(paths)`` -> iterator over the header of each path (any order): how :func:`scan` reads
+#: a batch of files. The default is a thread pool here; ``casebook ingest --ray`` passes one that
+#: reads on a Ray cluster (:mod:`casebook.viewer.core.services.distributed`).
+HeaderReader = Callable[[list[Path]], Iterator[Any]]
+
+
+def read_headers(paths: Iterable[str | Path]) -> list[Any]:
+    """The header of each file (a record, a DICOMDIR's references or a :class:`FileProblem`), in
+    order: one worker's share of a distributed scan. Never raises for a bad file."""
+    return [_read_file(Path(p)) for p in paths]
+
+
+def _pool_reader(pool: ThreadPoolExecutor) -> HeaderReader:
+    def read(batch: list[Path]) -> Iterator[Any]:
+        futures = [pool.submit(_read_file, p) for p in batch]
+        try:
+            for fut in as_completed(futures):
+                yield fut.result()
+        finally:  # a cancel (or any error) drops what has not started
+            for f in futures:
+                f.cancel()
+    return read
+
+
 def scan(
     paths: Iterable[str | Path],
     *,
     progress: ProgressCallback | None = None,
     cancel: SupportsCancel | None = None,
     workers: int = 0,
+    reader: HeaderReader | None = None,
 ) -> ScanResult:
     """Read the headers of every DICOM file under ``paths`` and group them into stacks.
 
-    Files are read in a thread pool, headers only (pixel data is skipped, its offset kept so that
-    :func:`load_volume` can read it directly). DICOMDIRs add the files they reference. Files that
-    are not DICOM, or that cannot be parsed, become :class:`FileProblem` entries; nothing raises
-    except :class:`Cancelled`.
+    Files are read in a thread pool (or by ``reader``, see :data:`HeaderReader`), headers only
+    (pixel data is skipped, its offset kept so that :func:`load_volume` can read it directly).
+    DICOMDIRs add the files they reference. Files that are not DICOM, or that cannot be parsed,
+    become :class:`FileProblem` entries; nothing raises except :class:`Cancelled`.
     """
     problems: list[FileProblem] = []
     queue = _walk([paths] if isinstance(paths, (str, Path)) else paths, problems)
@@ -66,7 +92,10 @@ def scan(
     total = len(queue)
     done = 0
     files_seen = 0
-    with ThreadPoolExecutor(max_workers=nworkers, thread_name_prefix="dicom-scan") as pool:
+    with ExitStack() as stack:
+        if reader is None:
+            reader = _pool_reader(stack.enter_context(
+                ThreadPoolExecutor(max_workers=nworkers, thread_name_prefix="dicom-scan")))
         while queue:
             batch: list[Path] = []
             for p in queue:
@@ -77,11 +106,10 @@ def scan(
                 batch.append(p)
             queue = []
             files_seen += len(batch)
-            futures = {pool.submit(_read_file, p): p for p in batch}
+            results = reader(batch)
             try:
-                for fut in as_completed(futures):
+                for res in results:
                     check_cancel(cancel)
-                    res = fut.result()
                     done += 1
                     if isinstance(res, FileProblem):
                         problems.append(res)
@@ -98,10 +126,10 @@ def scan(
                         records.append(res)
                     if progress is not None:
                         progress(done, total, "reading DICOM headers")
-            except BaseException:
-                for f in futures:
-                    f.cancel()
-                raise
+            finally:
+                close = getattr(results, "close", None)
+                if close is not None:
+                    close()
     stacks, non_image = group_records(records, problems)
     log.info("scanned %d files: %d stacks, %d non-image series, %d skipped",
              files_seen, len(stacks), len(non_image), len(problems))

@@ -59,6 +59,14 @@ def content_hash(vol: Volume) -> str:
     return h.hexdigest()
 
 
+def encode_volume(encoder: Encoder, vol: Volume, *, cancel: SupportsCancel | None = None
+                  ) -> tuple[list[int], np.ndarray]:
+    """(slice indices, vectors) of one volume as the store keeps them: the series vector at -1,
+    then one per slice or slab. The same code runs in-process and on a distributed worker."""
+    emb = embed_image(encoder, ImageInput.from_volume(vol), cancel=cancel)
+    return [-1, *(int(k) for k in emb.part_slices)], np.vstack([emb.series[None], emb.parts])
+
+
 def embed_missing(store: CaseStore, encoder: Encoder, *, progress: ProgressCallback | None = None,
                   cancel: SupportsCancel | None = None, limit: int | None = None) -> EmbedReport:
     """Compute and store series (slice index -1) and per-slice/slab embeddings of every series
@@ -90,9 +98,7 @@ def embed_missing(store: CaseStore, encoder: Encoder, *, progress: ProgressCallb
                 store.set_embedding_state(rec.id, sid, signature, digest)
                 report.unchanged += 1
                 continue
-            emb = embed_image(encoder, ImageInput.from_volume(vol), cancel=cancel)
-            idx = [-1, *(int(k) for k in emb.part_slices)]
-            vecs = np.vstack([emb.series[None], emb.parts])
+            idx, vecs = encode_volume(encoder, vol, cancel=cancel)
             store.put_embeddings(rec.id, sid, idx, vecs, replace_series=True, file_signature=signature,
                                  content_hash=digest)
             report.done += 1
@@ -123,7 +129,7 @@ def embed_library(settings: Settings | None = None, model: str | None = None, **
         store.close()
 
 
-__all__ = ["EmbedReport", "embed_missing", "embed_library", "open_encoder"]
+__all__ = ["EmbedReport", "content_hash", "encode_volume", "embed_missing", "embed_library", "open_encoder"]
 
 
 def training_set_from_store(store: CaseStore, kind: str = "2d-slice", *, size: int | None = None,

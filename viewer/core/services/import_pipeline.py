@@ -116,9 +116,17 @@ def _embed_vectors(store: Any, settings: Settings, progress: ProgressCallback, c
     rep.model, rep.provider, rep.embedded = er.model, er.provider, er.done
     rep.failed, rep.remaining = list(er.failed), er.remaining
     check_cancel(cancel)
+    update_series_index(store, settings, encoder.provenance, rep, progress=progress, cancel=cancel)
+    return rep
+
+
+def update_series_index(store: Any, settings: Settings, prov: Any, rep: IndexReport, *,
+                        progress: ProgressCallback | None = None, cancel: SupportsCancel | None = None) -> None:
+    """Bring the on-disk index of the model ``prov`` up to date with the store, noting its size
+    (or why it was not updated) in ``rep``."""
     from casebook.index.vector_index import VectorIndex
 
-    prov = encoder.provenance
+    progress = progress or no_progress
     try:
         rec = next(m for m in store.list_models() if (m.name, m.version, m.sha256) == (prov.name, prov.version, prov.sha256))
         progress(0, 0, PHASE_INDEX)
@@ -133,7 +141,6 @@ def _embed_vectors(store: Any, settings: Settings, progress: ProgressCallback, c
     except (CasebookError, OSError, StopIteration) as exc:  # search rebuilds the index when it opens
         log.warning("import: vector index not updated now (search catches up when it opens): %s", type(exc).__name__)
         rep.problem = f"the search index was not updated ({exc}); the next search catches it up"
-    return rep
 
 
 def import_paths(settings: Settings, paths: Sequence[str | Path], *, progress: ProgressCallback | None = None,
@@ -156,4 +163,5 @@ def import_paths(settings: Settings, paths: Sequence[str | Path], *, progress: P
     return ImportReport(summary, index)
 
 
-__all__ = ["ImportReport", "IndexReport", "PHASE_EMBED", "PHASE_INDEX", "embed_and_index", "import_paths"]
+__all__ = ["ImportReport", "IndexReport", "PHASE_EMBED", "PHASE_INDEX", "PHASE_REGIONS", "embed_and_index", "import_paths",
+           "update_series_index"]

@@ -21,6 +21,7 @@ from typing import Iterable, Sequence
 from casebook.common.dates import format_da
 from casebook.index.case_store import CaseStore, FileState, InstanceRecord, StackRecord
 
+from ..dicom.scan import HeaderReader
 from ..dicom.scan import scan as scan_files
 from ..dicom.stack import SeriesStack
 from ..dicom.walk import walk_files
@@ -177,13 +178,15 @@ def ingest(
     cancel: SupportsCancel | None = None,
     workers: int = 0,
     rescan: bool = False,
+    reader: HeaderReader | None = None,
 ) -> IngestSummary:
     """Scan ``paths`` and store every image series found; see the module docstring.
 
     ``progress(done, total, phase)`` is called with ``phase`` one of :data:`PHASE_FIND`,
     :data:`PHASE_SCAN`, :data:`PHASE_STORE` (counts are files). Setting ``cancel`` stops at the
     next series boundary: what was stored stays, complete, and the next run resumes. ``rescan``
-    re-reads files even when the library says they are unchanged.
+    re-reads files even when the library says they are unchanged. ``reader`` reads the headers
+    elsewhere (``casebook ingest --ray``: on a Ray cluster); storing stays here, the one writer.
     """
     progress = progress or no_progress
     t0 = time.monotonic()
@@ -223,7 +226,8 @@ def ingest(
         progress(done, total, PHASE_SCAN)
 
     try:
-        result = scan_files([*to_scan, *dicomdirs], progress=scan_progress, cancel=cancel, workers=workers)
+        result = scan_files([*to_scan, *dicomdirs], progress=scan_progress, cancel=cancel, workers=workers,
+                            reader=reader)
     except Cancelled:
         summary.cancelled = True
         summary.elapsed_s = time.monotonic() - t0

@@ -58,6 +58,13 @@ def stack_for_series(store: CaseStore, series_id: int, *, progress: ProgressCall
     """
     info = store.get_series(series_id)
     files = sorted({f.path for f in store.series_files(series_id)})
+    return stack_from_files(series_id, info.key, info.series_uid, files, progress=progress, cancel=cancel)
+
+
+def stack_from_files(series_id: int, key: str, series_uid: str, files: list[str], *,
+                     progress: ProgressCallback | None = None, cancel: SupportsCancel | None = None) -> SeriesStack:
+    """The stack ``key`` of a stored series from its files' headers as they are now, without the
+    store: what a worker of a distributed ingest loads (:mod:`.distributed`)."""
     present = [f for f in files if os.path.exists(f)]
     if not present:
         raise SeriesFilesMissing(f"series {series_id}: none of its {len(files)} files is where it was ingested "
@@ -68,12 +75,12 @@ def stack_for_series(store: CaseStore, series_id: int, *, progress: ProgressCall
         first = next(f for f in files if f not in set(present))
         log.warning("series %d: %d of its %d stored files are missing from disk", series_id, gone, len(files))
     for stack in result.stacks:
-        if stack.key == info.key:
+        if stack.key == key:
             if gone:
                 stack.extra["missing_files"] = (f"{gone} of {len(files)} stored files missing from disk "
                                                 f"(first: {first}; see `casebook check`)")
             return stack
-    same = [s for s in result.stacks if s.series_uid == info.series_uid]
+    same = [s for s in result.stacks if s.series_uid == series_uid]
     if not same:
         reasons = "; ".join(f"{p.path}: {p.reason}" for p in result.problems[:3])
         raise SeriesFilesMissing(f"series {series_id}: its files no longer hold the series ({reasons})")
@@ -106,5 +113,5 @@ def library_files(settings: Settings) -> list[tuple[str, Path, int]]:
     return out
 
 
-__all__ = ["LibraryMissing", "require_library", "open_store", "stack_for_series", "load_stored_volume", "library_files", "SeriesFilesMissing",
+__all__ = ["LibraryMissing", "require_library", "open_store", "stack_for_series", "stack_from_files", "load_stored_volume", "library_files", "SeriesFilesMissing",
            "UnknownItemError"]

@@ -22,6 +22,7 @@ from casebook.inference.regions import REGION_CARD, find_regions, modality_famil
 
 from ..errors import CasebookError
 from ..progress import ProgressCallback, SupportsCancel, check_cancel
+from ..dicom.volume import Volume
 from .library import load_stored_volume
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,20 @@ def rows_of(found: list) -> list[RegionRow]:
                       r.family) for r in found]
 
 
+def describe_volume(vol: Volume, modality: str = "", *, cancel: SupportsCancel | None = None
+                    ) -> tuple[str, list[RegionRow], np.ndarray]:
+    """(modality family, region rows, descriptors) of one volume's findings, ready for
+    ``RegionStore.put_regions``; the same code runs in-process and on a distributed worker."""
+    image = ImageInput.from_volume(vol)
+    # findings are described at a physical scale (mm): an image whose file gives no pixel spacing
+    # (a scanned page, a dose-report screen, a secondary capture) has none, and its "regions"
+    # would be text and icons matched against lesions
+    found = find_regions(image, cancel=cancel) if vol.geometry.pixel_spacing_known else []
+    vecs = [r.vector for r in found]
+    return (modality_family(image.modality or modality), rows_of(found),
+            np.vstack(vecs) if vecs else np.empty((0, REGION_CARD.dim), np.float32))
+
+
 def embed_regions(store: CaseStore, *, progress: ProgressCallback | None = None,
                   cancel: SupportsCancel | None = None, limit: int | None = None) -> RegionEmbedReport:
     """Detect, describe and store the regions of every series that has none yet."""
@@ -77,21 +92,13 @@ def embed_regions(store: CaseStore, *, progress: ProgressCallback | None = None,
         try:
             se = store.get_series(sid)
             vol = load_stored_volume(store, sid, cancel=cancel)
-            image = ImageInput.from_volume(vol)
-            # findings are described at a physical scale (mm): an image whose file gives no pixel
-            # spacing (a scanned page, a dose report screen, a secondary capture) has none, and its
-            # "regions" would be text and icons matched against lesions
-            found = find_regions(image, cancel=cancel) if vol.geometry.pixel_spacing_known else []
+            family, rows, vecs = describe_volume(vol, se.modality, cancel=cancel)
             if not vol.geometry.pixel_spacing_known:
                 rep.unscaled += 1
                 log.info("series %d: no pixel spacing, so no findings are stored for it", sid)
-            family = modality_family(image.modality or se.modality)
-            vecs = [r.vector for r in found]
-            regions.put_regions(desc.id, sid, rows_of(found),
-                                np.vstack(vecs) if vecs else np.empty((0, desc.dim), np.float32),
-                                family=family, body_part=se.body_part)
+            regions.put_regions(desc.id, sid, rows, vecs, family=family, body_part=se.body_part)
             rep.done += 1
-            rep.regions += len(found)
+            rep.regions += len(rows)
         except (CasebookError, OSError, ValueError) as exc:
             if cancel is not None and cancel.is_set():
                 raise
@@ -108,6 +115,13 @@ def embed_and_index_regions(store: CaseStore, index_dir: Path, *, progress: Prog
     """Detect the findings of every series that has none yet, then bring each modality family's
     region index up to date, so the next box query opens it at once (embed, demo and import)."""
     rep = embed_regions(store, progress=progress, cancel=cancel, limit=limit)
+    index_regions(store, index_dir, rep, cancel=cancel)
+    return rep
+
+
+def index_regions(store: CaseStore, index_dir: Path, rep: RegionEmbedReport, *,
+                  cancel: SupportsCancel | None = None) -> None:
+    """Bring every family's region index up to date with the store, noting sizes (or why not) in ``rep``."""
     regions, desc = register(store)
     for family in sorted(regions.families(desc.id)):
         check_cancel(cancel)
@@ -120,7 +134,6 @@ def embed_and_index_regions(store: CaseStore, index_dir: Path, *, progress: Prog
         except (CasebookError, OSError) as exc:  # the next box search catches the index up
             log.warning("region index %s not updated now: %s", family, type(exc).__name__)
             rep.problem = f"the {family} region index was not updated ({exc}); the next box search catches it up"
-    return rep
 
 
 def open_region_index(index_dir: Path, regions: RegionStore, desc: DescriptorRecord, family: str, *,
@@ -130,4 +143,4 @@ def open_region_index(index_dir: Path, regions: RegionStore, desc: DescriptorRec
                             progress=progress, cancel=cancel)
 
 
-__all__ = ["RegionEmbedReport", "embed_and_index_regions", "embed_regions", "open_region_index", "register", "rows_of"]
+__all__ = ["RegionEmbedReport", "describe_volume", "embed_and_index_regions", "embed_regions", "index_regions", "open_region_index", "register", "rows_of"]
