@@ -177,6 +177,8 @@ class PatientRow:
     p5_hits: str = ""
     n_off: int = 0
     n_on: int = 0
+    query_on_tumour: bool = False  # the box's own finding (query row 0) overlaps the later scan's mask
+    earlier_has_tumour_region: bool = False  # some stored region of the earlier scan overlaps its mask
     modalities: set[str] = field(default_factory=set)
     error: str = ""
 
@@ -253,13 +255,18 @@ def build_library(data: Path, lib: Path, patients: list[str], log=print) -> tupl
     return scans, t
 
 
-def evaluate(lib: Path, scans: dict[str, list[Scan]], *, margin: int = 4, k: int = 10) -> list[PatientRow]:
-    """Box on the later scan's tumour -> region search with the same-patient filter off and on."""
+def evaluate(lib: Path, scans: dict[str, list[Scan]], *, margin: int = 4,
+             k: int = 10) -> tuple[list[PatientRow], tuple[int, int, int, int]]:
+    """Box on the later scan's tumour -> region search with the same-patient filter off and on.
+
+    Also returns what the stored findings allow: (regions on a tumour, regions, series with a
+    region on their tumour, series)."""
     os.environ["CASEBOOK_LIBRARY"] = str(lib)
     os.environ["CASEBOOK_CONFIG"] = str(lib / "settings.toml")
     from casebook.index.case_store import CaseStore
     from casebook.viewer.core.config import load_settings
     from casebook.viewer.core.services.region_search import RegionSearchService
+    from casebook.viewer.core.services.regions import register
     from casebook.viewer.core.services.search_types import SearchFilters
 
     settings = load_settings()
@@ -268,13 +275,27 @@ def evaluate(lib: Path, scans: dict[str, list[Scan]], *, margin: int = 4, k: int
     by_id = {sc.series_id: sc for pair in scans.values() for sc in pair}
     modality = {s.id: s.modality for s in store.list_series()}
     rows: list[PatientRow] = []
+    # what the stored findings allow: share of all stored regions on a tumour (a random hit's
+    # chance of counting for P@5) and, per series, whether any stored region is on the tumour
+    regions, desc = register(store)
+    on_tumour: dict[int, bool] = {}
+    n_regions = n_on_tumour = 0
+    for sid, sc in by_id.items():
+        stored, _ = regions.regions_of_series(desc.id, sid)
+        flags = [overlaps(sc.mask_kji, r.box) for r in stored]
+        on_tumour[sid] = any(flags)
+        n_regions += len(flags)
+        n_on_tumour += sum(flags)
+    stored = (n_on_tumour, n_regions, sum(on_tumour.values()), len(on_tumour))
     try:
         for p, (earlier, later) in sorted(scans.items()):
             box = largest_slice_box(later.mask_kji, margin)
             row = PatientRow(p, box)
+            row.earlier_has_tumour_region = on_tumour.get(earlier.series_id, False)
             rows.append(row)
             try:
                 q = svc.query_from_box(later.series_id, box)
+                row.query_on_tumour = bool(q.regions) and overlaps(later.mask_kji, q.regions[0].box)
                 off = svc.search(q, filters=SearchFilters(exclude_same_patient=False, exclude_same_study=True), k=k)
                 on = svc.search(q, filters=SearchFilters(exclude_same_patient=True, exclude_same_study=True), k=k)
             except Exception as exc:  # noqa: BLE001 - a failed query is a miss, said in the table
@@ -301,19 +322,25 @@ def evaluate(lib: Path, scans: dict[str, list[Scan]], *, margin: int = 4, k: int
     finally:
         svc.close()
         store.close()
-    return rows
+    return rows, stored
 
 
-def report(rows: list[PatientRow], timings: dict, *, margin: int, elapsed: float, load: tuple) -> str:
+def report(rows: list[PatientRow], timings: dict, *, stored: tuple[int, int, int, int] | None = None, margin: int,
+           elapsed: float, load: tuple) -> str:
     """The per-patient table and the three figures against their targets."""
     out = io.StringIO()
     w = out.write
     w(f"{'pt':3s} {'box (k0,k1,j0,j1,i0,i1)':28s} {'top':4s} {'first':5s} {'rank':4s} {'ovl':4s} "
-      f"{'score':6s} {'confidence':14s} {'P@5':4s} {'on-hits':7s}\n")
+      f"{'score':6s} {'confidence':14s} {'P@5':4s} {'on-hits':7s} {'q-on-t':6s} {'e-has-t':7s}\n")
     for r in rows:
         w(f"{r.patient:3s} {str(r.box):28s} {r.top_patient:4s} {'yes' if r.top_is_earlier else 'no':5s} "
           f"{r.earlier_rank or '-':>4} {'yes' if r.earlier_overlap else 'no':4s} {r.top_score:6.3f} "
-          f"{r.top_confidence[:14]:14s} {r.p5:4.2f} {r.p5_hits:7s}{'  ' + r.error if r.error else ''}\n")
+          f"{r.top_confidence[:14]:14s} {r.p5:4.2f} {r.p5_hits:7s} {'yes' if r.query_on_tumour else 'no':6s} "
+          f"{'yes' if r.earlier_has_tumour_region else 'no':7s}{'  ' + r.error if r.error else ''}\n")
+    w("columns: top = patient of the top hit (filter off); first = it is the same patient's earlier scan; rank = "
+      "the earlier scan's rank (filter off); ovl = its matched region overlaps its tumour mask; on-hits = top 5 "
+      "with the filter on, + when the matched region overlaps that series' tumour; q-on-t = the box's own finding "
+      "overlaps the later scan's tumour; e-has-t = some stored region of the earlier scan overlaps its tumour\n")
     n = max(len(rows), 1)
     first = sum(r.top_is_earlier for r in rows) / n
     ovl = sum(r.earlier_overlap for r in rows) / n
@@ -332,6 +359,13 @@ def report(rows: list[PatientRow], timings: dict, *, margin: int, elapsed: float
       f"{verdict(ovl, TARGET_OVERLAP)}  (top hit AND overlap: {strict:.2f})\n")
     w(f"filter on (other patients): P@5, a hit = matched region overlaps that series' tumour mask: "
       f"{p5:.2f}, target >= {TARGET_P5} -> {verdict(p5, TARGET_P5)}\n")
+    st = stored
+    if st:
+        chance_first = 1.0 / max(2 * len(rows) - 1, 1)
+        w(f"reference: chance of the earlier scan first = 1/{max(2 * len(rows) - 1, 1)} = {chance_first:.2f}; "
+          f"stored regions on a tumour {st[0]}/{st[1]} = {st[0] / max(st[1], 1):.2f} (a random hit's chance for "
+          f"P@5); series with a stored region on their tumour {st[2]}/{st[3]}; box's own finding on the tumour "
+          f"{sum(r.query_on_tumour for r in rows)}/{len(rows)}\n")
     w(f"hit modalities: {', '.join(mods) or 'none'}; box margin {margin} voxels (1 mm NIfTI voxels)\n")
     w(f"timings: write {timings.get('write_s', 0):.0f} s, ingest {timings.get('ingest_s', 0):.0f} s, "
       f"embed regions {timings.get('embed_s', 0):.0f} s ({timings.get('regions', 0)} regions), "
@@ -368,11 +402,11 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(lib)
     try:
         scans, timings = build_library(data, lib, patients)
-        rows = evaluate(lib, scans, margin=args.margin, k=args.k)
+        rows, stored = evaluate(lib, scans, margin=args.margin, k=args.k)
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
-    text = report(rows, timings, margin=args.margin, elapsed=time.perf_counter() - t0, load=os.getloadavg())
+    text = report(rows, timings, stored=stored, margin=args.margin, elapsed=time.perf_counter() - t0, load=os.getloadavg())
     head = (f"# benchmarks/brain_tumour_retrieval.py --patients {','.join(patients)} --margin {args.margin} "
             f"--k {args.k}\n# run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
             f"code {hashlib.sha1(Path(__file__).read_bytes()).hexdigest()[:10]}\n")

@@ -37,7 +37,8 @@ def test_two_patients_end_to_end(need_shared, tmp_path: Path, monkeypatch: pytes
         assert heads[0].SeriesInstanceUID == earlier.series_uid and heads[1].SeriesInstanceUID == later.series_uid
     assert timings["regions"] > 0
 
-    rows = btr.evaluate(lib, scans, margin=4, k=10)
+    rows, stored = btr.evaluate(lib, scans, margin=4, k=10)
+    assert stored[1] == timings["regions"] and stored[3] == 4
     assert [r.patient for r in rows] == ["01", "02"]
     for r in rows:
         assert not r.error, r.error
@@ -47,7 +48,7 @@ def test_two_patients_end_to_end(need_shared, tmp_path: Path, monkeypatch: pytes
         k0, k1, j0, j1, i0, i1 = r.box
         later = scans[r.patient][1]
         assert k1 == k0 + 1 and later.mask_kji[k0, j0:j1, i0:i1].any()
-    text = btr.report(rows, timings, margin=4, elapsed=1.0, load=(0.0, 0.0, 0.0))
+    text = btr.report(rows, timings, stored=stored, margin=4, elapsed=1.0, load=(0.0, 0.0, 0.0))
     assert "top hit = same patient's earlier scan" in text and "P@5" in text
 
 
