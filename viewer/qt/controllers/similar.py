@@ -183,23 +183,27 @@ class SimilarController(QObject):
             self.panel.set_idle("Findings search works on series of the library: open one from the study browser.")
             return
         sid = self.current_series_id
-        form = self.panel.form()
-        try:
-            filters = form.to_filters(exclude_same_study=self._settings().search.exclude_same_study)
-        except CasebookError as exc:
-            self.panel.set_idle(str(exc))
-            return
-        k = form.top_k
+        self._run_regions(lambda svc, filters, k: svc.search_findings(sid, filters=filters, k=k),
+                          "matching this series' findings", "Searching (findings of this series)…")
+
+    def _run_regions(self, search: Callable[[Any, Any, int], Any], doing: str, status: str) -> bool:
+        """Run a finding (region) search with the panel's filters on a worker; False when the form
+        is invalid (the panel then says why)."""
+        asked = self._form_query()
+        if asked is None:
+            return False
+        filters, k, _ = asked
 
         def task(*, progress, cancel, signals):
             svc = self._get_service(progress, cancel)
             check_cancel(cancel)
-            progress(0, 0, "matching this series' findings")
-            resp = svc.search_findings(sid, filters=filters, k=k)
+            progress(0, 0, doing)
+            resp = search(svc, filters, k)
             check_cancel(cancel)
             return resp, self._thumbnails(svc, resp, progress, cancel)
 
-        self._start(task, "Searching (findings of this series)…")
+        self._start(task, status)
+        return True
 
     def find_box(self, m: Measurement) -> None:
         """A box is matched against the archive's findings (region search), not whole slices."""
@@ -211,33 +215,25 @@ class SimilarController(QObject):
         box = self.state.geometry.image_box_to_ijk_box(m.orientation, m.slice_index, m.p0, m.p1)
         sid = self.current_series_id
         vol = self.state.volume  # the decoded series on screen: no second read from disk
+        if self._run_regions(lambda svc, filters, k: svc.search_box(sid, box, filters=filters, k=k, image=vol),
+                             "finding what the box shows", "Searching (box: the finding in it)…"):
+            self.last_box = box
+
+    def _form_query(self) -> tuple[Any, int, str] | None:
+        """(filters, k, text) from the panel's form, or None when it is invalid (the panel says why)."""
         form = self.panel.form()
         try:
             filters = form.to_filters(exclude_same_study=self._settings().search.exclude_same_study)
         except CasebookError as exc:
             self.panel.set_idle(str(exc))
-            return
-        k = form.top_k
-        self.last_box = box
-
-        def task(*, progress, cancel, signals):
-            svc = self._get_service(progress, cancel)
-            check_cancel(cancel)
-            progress(0, 0, "finding what the box shows")
-            resp = svc.search_box(sid, box, filters=filters, k=k, image=vol)
-            check_cancel(cancel)
-            return resp, self._thumbnails(svc, resp, progress, cancel)
-
-        self._start(task, "Searching (box: the finding in it)…")
+            return None
+        return filters, form.top_k, form.query_text
 
     def _run(self, make_query: Callable[[Any], QueryVectors], label: str) -> None:
-        form = self.panel.form()
-        try:
-            filters = form.to_filters(exclude_same_study=self._settings().search.exclude_same_study)
-        except CasebookError as exc:
-            self.panel.set_idle(str(exc))
+        asked = self._form_query()
+        if asked is None:
             return
-        k, text = form.top_k, form.query_text
+        filters, k, text = asked
 
         def task(*, progress, cancel, signals):
             svc = self._get_service(progress, cancel)
