@@ -93,6 +93,14 @@ def start_local_ray(workers: int = 0, *, object_store_bytes: int = LOCAL_OBJECT_
             del os.environ["RAY_worker_niceness"]
 
 
+def _drop(refs: dict) -> None:
+    """Forget tasks still in flight: they finish on their workers and their results are freed
+    unread (nothing of them is written). Why not ``ray.cancel(force=True)``: on Ray 2.60 a forced
+    cancel that races a task finishing aborts the *driver* (``task_manager.cc`` "Tried to complete
+    task that was not pending", exit 1), i.e. it would kill the reading window or the CLI."""
+    refs.clear()
+
+
 class RayCluster:
     """A connection to Ray for one run: a local Ray started (and shut down) here when
     ``address`` is None, else the cluster at ``address`` (``auto``, ``host:port``, ``ray://…``)."""
@@ -163,9 +171,8 @@ class RayCluster:
                                 one = remote.remote([str(p)], limits)
                                 refs[one] = [p]
                                 pending.append(one)
-            finally:  # cancelled or failed: stop what has not finished
-                for ref in refs:
-                    self.ray.cancel(ref, force=True)
+            finally:  # cancelled or failed: what is still running is dropped (see _drop)
+                _drop(refs)
         return read
 
     # ------------------------------------------------------------------ encoding
@@ -246,9 +253,9 @@ class RayCluster:
                     progress(done, len(series), PHASE_EMBED)
         finally:  # cancelled or failed: drop the work in flight (nothing of it was written)
             for ref, (sid, embed, _job) in inflight.items():
-                self.ray.cancel(ref, force=True)
                 if embed:
                     store.release_claim(model.id, sid, owner)
+            _drop(inflight)
         if model is not None:
             rep.remaining = len(store.series_needing_embeddings(model.id))
             update_series_index(store, settings, encoder.provenance, rep, progress=progress, cancel=cancel)
