@@ -216,21 +216,25 @@ def _log_at(values: np.ndarray, g: float, sigma: float) -> tuple[np.ndarray, flo
 
 
 def _peaks(resp: np.ndarray, thr: float) -> np.ndarray:
-    """(n, 3) indices of voxels above ``thr`` that are maxima of their 3x3x3 neighbourhood."""
-    idx = np.argwhere(resp > thr)
-    if len(idx) == 0:
-        return idx
-    val = resp[tuple(idx.T)]
-    shape = np.asarray(resp.shape)
-    keep = np.ones(len(idx), bool)
-    for dz in (-1, 0, 1):
-        for dy in (-1, 0, 1):
-            for dx in (-1, 0, 1):
-                if dz == dy == dx == 0 or (shape[0] == 1 and dz):
-                    continue
-                nb = np.clip(idx + (dz, dy, dx), 0, shape - 1)
-                keep &= val >= resp[tuple(nb.T)]
-    return idx[keep]
+    """(n, 3) indices of voxels above ``thr`` that are maxima of their 3x3x3 neighbourhood (3x3 in
+    plane for a single slice), in C order. The box maximum is taken axis by axis over the whole
+    array (gathering the 26 neighbours of every voxel above the threshold was a fifth of a series'
+    detection time)."""
+    above = resp > thr
+    if not above.any():
+        return np.argwhere(above)
+    mx = np.asarray(resp)
+    for axis in range(mx.ndim):  # a 3-wide box maximum is separable: one pass per axis
+        if mx.shape[axis] == 1:
+            continue
+        lo = [slice(None)] * mx.ndim
+        hi = [slice(None)] * mx.ndim
+        lo[axis], hi[axis] = slice(0, -1), slice(1, None)
+        out = mx.copy()
+        np.maximum(out[tuple(lo)], mx[tuple(hi)], out=out[tuple(lo)])  # the next voxel
+        np.maximum(out[tuple(hi)], mx[tuple(lo)], out=out[tuple(hi)])  # the previous voxel
+        mx = out
+    return np.argwhere(above & (resp >= mx))
 
 
 def find_candidates(prep: PreparedImage, *, within: tuple[slice, slice, slice] | None = None,
