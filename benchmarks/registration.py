@@ -57,6 +57,26 @@ def shared_root() -> Path:
     sys.exit("shared data not found: set CASEBOOK_SHARED")
 
 
+def load_mprage():
+    """The shared GE 3D MPRAGE (256x256x130) both registration benchmarks move and register."""
+    folder = shared_root() / "dicom" / "dcm_qa_ge" / "In" / "05_3D_Ax_T1_MP_RAGE_R22"
+    return load_volume(max(scan([folder]).stacks, key=lambda s: len(s.instances)))
+
+
+def make_prior(current, fixed_img: sitk.Image, how: str, m: np.ndarray, rng: np.random.Generator):
+    """(prior, true current -> prior matrix): ``current`` re-positioned by ``m`` ("moved"), or
+    resampled through ``m`` with Gaussian noise of 2 % of its range ("resampled")."""
+    if how == "moved":
+        return moved_volume(current, m), m
+    # prior(q) = current(T q): the current -> prior mapping is T^-1
+    lo, hi = current.value_range
+    img = sitk.Resample(fixed_img, fixed_img, _affine(m), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+    arr = sitk.GetArrayFromImage(img) + rng.normal(0, 0.02 * (hi - lo), img.GetSize()[::-1])
+    noisy = sitk.GetImageFromArray(arr.astype(np.float32))
+    noisy.CopyInformation(img)
+    return volume_from_sitk(noisy, modality=current.modality), np.linalg.inv(m)
+
+
 def recipe(fixed: sitk.Image, moving: sitk.Image) -> np.ndarray:
     """The SimpleITK documentation's rigid recipe, as a baseline (4x4, fixed LPS -> moving LPS)."""
     init = sitk.CenteredTransformInitializer(fixed, moving, sitk.Euler3DTransform(),
@@ -93,9 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(args.threads)
     if args.brain_pairs:
         return brain_pairs(args.threads)
-    folder = shared_root() / "dicom" / "dcm_qa_ge" / "In" / "05_3D_Ax_T1_MP_RAGE_R22"
-    res = scan([folder])
-    current = load_volume(max(res.stacks, key=lambda s: len(s.instances)))
+    current = load_mprage()
     print(f"volume: {current.shape[2]}x{current.shape[1]}x{current.shape[0]} voxels, spacing "
           f"{current.spacing[2]:.2f}x{current.spacing[1]:.2f}x{current.spacing[0]:.2f} mm, {args.threads} threads, "
           f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs (times grow with other work)")
@@ -103,22 +121,10 @@ def main(argv: list[str] | None = None) -> int:
     corners = corner_points(current)
     fixed_img = to_sitk(current)
     rng = np.random.default_rng(7)
-    lo, hi = current.value_range
     rows = []
     for how in ("moved", "resampled"):
         for rot, tr in TRANSFORMS[:args.cases]:
-            m = rigid_matrix(rot, tr, centre)
-            if how == "moved":
-                prior = moved_volume(current, m)
-                truth = m
-            else:
-                # prior(q) = current(T q): the current -> prior mapping is T^-1
-                img = sitk.Resample(fixed_img, fixed_img, _affine(m), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
-                arr = sitk.GetArrayFromImage(img) + rng.normal(0, 0.02 * (hi - lo), img.GetSize()[::-1])
-                noisy = sitk.GetImageFromArray(arr.astype(np.float32))
-                noisy.CopyInformation(img)
-                prior = volume_from_sitk(noisy, modality=current.modality)
-                truth = np.linalg.inv(m)
+            prior, truth = make_prior(current, fixed_img, how, rigid_matrix(rot, tr, centre), rng)
             t0, c0 = time.perf_counter(), time.process_time()
             r = register_volumes(current, prior, RegistrationOptions(threads=args.threads))
             t_cb, cpu_cb = time.perf_counter() - t0, time.process_time() - c0

@@ -19,12 +19,11 @@ import numpy as np
 import SimpleITK as sitk
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from registration import _affine, shared_root  # noqa: E402
+from registration import load_mprage, make_prior  # noqa: E402
 
-from casebook.viewer.core.dicom import load_volume, scan  # noqa: E402
-from casebook.viewer.core.services.registration import (RegistrationOptions, corner_points, moved_volume,  # noqa: E402
-                                                         register_volumes, rigid_matrix, transform_error,
-                                                         to_sitk, volume_from_sitk)
+from casebook.viewer.core.services.registration import (RegistrationOptions, corner_points,  # noqa: E402
+                                                         register_volumes, rigid_matrix, to_sitk,
+                                                         transform_error)
 
 # not the report's TRANSFORMS, and noise seed 11 (the report uses 7)
 TUNING = [((2.0, 4.0, -5.0), (-7.0, 3.0, 6.0)),
@@ -51,25 +50,16 @@ def main() -> int:
     ap.add_argument("--variants", nargs="*", default=list(VARIANTS))
     args = ap.parse_args()
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(args.threads)
-    folder = shared_root() / "dicom" / "dcm_qa_ge" / "In" / "05_3D_Ax_T1_MP_RAGE_R22"
-    current = load_volume(max(scan([folder]).stacks, key=lambda s: len(s.instances)))
+    current = load_mprage()
     centre = current.index_to_lps(np.array([(n - 1) / 2.0 for n in current.shape[::-1]]))
     corners = corner_points(current)
     fixed_img = to_sitk(current)
     rng = np.random.default_rng(11)
-    lo, hi = current.value_range
     priors = []
     for how in ("moved", "resampled"):
         for rot, tr in TUNING:
-            m = rigid_matrix(rot, tr, centre)
-            if how == "moved":
-                priors.append((how, rot, moved_volume(current, m), m))
-            else:
-                img = sitk.Resample(fixed_img, fixed_img, _affine(m), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
-                arr = sitk.GetArrayFromImage(img) + rng.normal(0, 0.02 * (hi - lo), img.GetSize()[::-1])
-                noisy = sitk.GetImageFromArray(arr.astype(np.float32))
-                noisy.CopyInformation(img)
-                priors.append((how, rot, volume_from_sitk(noisy, modality=current.modality), np.linalg.inv(m)))
+            prior, truth = make_prior(current, fixed_img, how, rigid_matrix(rot, tr, centre), rng)
+            priors.append((how, rot, prior, truth))
     print(f"load average {os.getloadavg()}, {args.threads} threads")
     for name in args.variants:
         opt = replace(RegistrationOptions(threads=args.threads), **VARIANTS[name])
