@@ -174,16 +174,21 @@ class RegionSearchService:
         return cal, why
 
     # ---------------------------------------------------------------- queries
-    def query_from_box(self, series_id: int, box: Sequence[int], image: ImageInput | None = None) -> RegionQuery:
-        """The finding inside a box (k0, k1, j0, j1, i0, i1, end-exclusive voxels) of a stored series."""
+    def query_from_box(self, series_id: int, box: Sequence[int], image: Any = None) -> RegionQuery:
+        """The finding inside a box (k0, k1, j0, j1, i0, i1, end-exclusive voxels) of a stored series.
+
+        ``image``: the series' decoded Volume when the caller has it on screen (or an ImageInput);
+        without it the stored series is loaded."""
         if image is None:
             from .library import load_stored_volume
 
-            vol = load_stored_volume(self.store, int(series_id))
-            if not vol.geometry.pixel_spacing_known:
+            image = load_stored_volume(self.store, int(series_id))
+        geom = getattr(image, "geometry", None)  # a Volume knows whether its file gave a pixel spacing
+        if geom is not None:
+            if not geom.pixel_spacing_known:
                 raise QueryError(f"series {series_id} gives no pixel spacing, and findings are compared at a "
                                  "physical scale (mm): a box on it cannot be matched")
-            image = ImageInput.from_volume(vol)
+            image = ImageInput.from_volume(image)
         _, ref = family_reference(image)
         found = regions_in_box(image, tuple(int(v) for v in box), reference=ref)
         patient, study = self.catalog.series_keys(series_id)

@@ -191,15 +191,7 @@ class SearchService:
         filters = filters or self.default_filters()
         k = int(k or self.settings.top_k)
         svc = self.regions()
-        geom = getattr(image, "geometry", None)
-        if geom is not None and not getattr(geom, "pixel_spacing_known", True):
-            raise QueryError("this image gives no pixel spacing, and findings are compared at a physical "
-                             "scale (mm): a box on it cannot be matched")
-        if image is not None and hasattr(image, "voxels"):  # the decoded Volume on screen
-            from casebook.inference.preprocess import ImageInput
-
-            image = ImageInput.from_volume(image)
-        rq = svc.query_from_box(series_id, box, image=image)
+        rq = svc.query_from_box(series_id, box, image=image)  # the decoded Volume on screen, if any
         return self._region_response(svc, svc.search(rq, filters=filters, k=k), filters)
 
     def search_findings(self, series_id: Hashable, slice_index: int | None = None, *,
