@@ -61,7 +61,12 @@ class RegistrationOptions:
     kind: str = "rigid"  # rigid | affine
     deformable: bool = False  # add a B-spline for the difference view
     levels: tuple[int, ...] = (4, 2, 1)  # shrink factors of the pyramid
-    smoothing_mm: tuple[float, ...] = (3.0, 1.0, 0.0)
+    # Gaussian sigma (mm) per level, both images. The finest level is smoothed too (1.5 mm, not 0): with
+    # tens of thousands of random samples the Mattes estimate of a noisy image has its minimum
+    # wherever that sample set puts it (unsmoothed, the same noisy pair ended 0.4-2.1 mm off over
+    # three sampling seeds while the dense metric's minimum sat on the truth); smoothing lowers the
+    # noise the samples see and took it to 0.11-0.41 mm (benchmarks/registration_tuning.py; README, Priors)
+    smoothing_mm: tuple[float, ...] = (3.0, 1.5, 1.5)
     # voxels sampled at random per iteration and level: MI needs a few tens of thousands, however
     # large the volume (a fixed count, not a fraction, keeps a 512² CT as fast as a 256² MR)
     samples: tuple[int, ...] = (20000, 40000, 80000)  # per level, coarse to fine
