@@ -105,26 +105,43 @@ def test_findings_are_those_of_the_code_before_the_speed_up(library: Path) -> No
     assert sum(len(v) for k, v in got.items() if k.endswith("/box")) >= 30  # a detector that finds things
 
 
-def test_workers_store_exactly_what_one_process_stores(library: Path, tmp_path: Path) -> None:
-    one, two = copy_of(library, tmp_path / "one"), copy_of(library, tmp_path / "two")
+@pytest.fixture(scope="module")
+def serial(library: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[tuple[list, dict], list]:
+    """What one process stores (the reference), and its progress calls."""
+    db = copy_of(library, tmp_path_factory.mktemp("serial"))
     seen: list[tuple[int, int]] = []
-    for db, workers in ((one, 1), (two, 2)):
-        store = CaseStore.open(db)
-        try:
-            rep = findings_service.embed_regions(store, workers=workers, progress=lambda d, t, m="": seen.append((d, t)))
-        finally:
-            store.close()
-        assert rep.done == 3 and not rep.failed and rep.remaining == 0 and rep.regions > 30
-    assert seen[-1] == (3, 3) and [d for d, _ in seen] == [1, 2, 3] * 2  # one step per series, in order
-    a, b = stored(one), stored(two)
-    assert [x[0] for x in a[0]] == [x[0] for x in b[0]] and a[1] == b[1]  # same series, same region ids
-    for (sid, rows_a, vec_a), (_, rows_b, vec_b) in zip(a[0][:-1], b[0][:-1]):
+    store = CaseStore.open(db)
+    try:
+        rep = findings_service.embed_regions(store, workers=1, progress=lambda d, t, m="": seen.append((d, t)))
+    finally:
+        store.close()
+    assert rep.done == 3 and not rep.failed and rep.remaining == 0 and rep.regions > 30
+    return stored(db), seen
+
+
+def same_as(got: tuple[list, dict], want: tuple[list, dict]) -> None:
+    assert [x[0] for x in got[0]] == [x[0] for x in want[0]] and got[1] == want[1]  # same series, same ids
+    for (sid, rows_a, vec_a), (_, rows_b, vec_b) in zip(got[0][:-1], want[0][:-1]):
         assert rows_a == rows_b, sid
         assert np.array_equal(vec_a, vec_b), sid
+    assert got[0][-1] == want[0][-1] == ("missing", [])
+
+
+def test_workers_store_exactly_what_one_process_stores(library: Path, serial, tmp_path: Path) -> None:
+    db = copy_of(library, tmp_path)
+    seen: list[tuple[int, int]] = []
+    store = CaseStore.open(db)
+    try:
+        rep = findings_service.embed_regions(store, workers=2, progress=lambda d, t, m="": seen.append((d, t)))
+    finally:
+        store.close()
+    assert rep.done == 3 and not rep.failed and rep.remaining == 0
+    assert seen == serial[1] == [(1, 3), (2, 3), (3, 3)]  # one step per series, in order
+    same_as(stored(db), serial[0])
     assert not multiprocessing.active_children()  # the workers are gone
 
 
-def test_cancel_stops_the_workers_keeps_what_was_written_and_the_rerun_finishes(library: Path,
+def test_cancel_stops_the_workers_keeps_what_was_written_and_the_rerun_finishes(library: Path, serial,
                                                                               tmp_path: Path) -> None:
     db = copy_of(library, tmp_path)
     token = threading.Event()
@@ -135,20 +152,11 @@ def test_cancel_stops_the_workers_keeps_what_was_written_and_the_rerun_finishes(
         assert not multiprocessing.active_children()  # terminated, not left computing
         regions, desc = register(store)
         assert len(regions.series_missing_regions(desc.id)) == 2  # the first series is stored, whole
-        rep = findings_service.embed_regions(store, workers=2)
+        rep = findings_service.embed_regions(store, workers=1)  # resumable: the rest, in this process
         assert rep.done == 2 and rep.remaining == 0
     finally:
         store.close()
-    ref = copy_of(library, tmp_path / "ref")
-    store = CaseStore.open(ref)
-    try:
-        findings_service.embed_regions(store, workers=1)
-    finally:
-        store.close()
-    a, b = stored(db), stored(ref)
-    assert a[1] == b[1]
-    for (sid, rows_a, vec_a), (_, rows_b, vec_b) in zip(a[0][:-1], b[0][:-1]):
-        assert rows_a == rows_b and np.array_equal(vec_a, vec_b), sid
+    same_as(stored(db), serial[0])
 
 
 def _reference(op: str, mask: np.ndarray, radius: int = 0) -> np.ndarray:
