@@ -61,29 +61,55 @@ class ConvEncoder(nn.Module):
         return self.head(self.forward(x))
 
 
+TTA_MODES = ("none", "lr", "mirrors")
+
+
+def tta_flips(mode: str, dims: int) -> list[tuple[int, ...]]:
+    """The mirror combinations a test-time-augmentation ``mode`` embeds (``()`` is the image as it is).
+
+    ``"lr"``: the image and its left-right mirror; ``"mirrors"``: every combination of mirrors
+    along the spatial axes (8 for a volume, 4 for a slice), the views a shape encoder trained
+    with mirrors on every axis was taught to treat alike.
+    """
+    if mode == "none":
+        return [()]
+    if mode == "lr":
+        return [(), (-1,)]
+    if mode == "mirrors":
+        axes = list(range(-dims, 0))
+        return [tuple(a for j, a in enumerate(axes) if n >> j & 1) for n in range(2 ** dims)]
+    raise ValueError(f"test-time augmentation {mode!r} is not one of {TTA_MODES}")
+
+
 class Ensemble(nn.Module):
     """Several encoders as one: the concatenation of their L2-normalised embeddings over sqrt(K).
 
     The cosine of two such vectors is the mean of the members' cosines, so the exported graph
     ranks exactly as averaging the members' similarities would, in one ONNX file and one index.
-    With ``flip`` each member also sees the image mirrored left-right and its two embeddings are
-    summed (test-time augmentation inside the graph).
+    With test-time augmentation (``tta``, see :func:`tta_flips`; ``flip=True`` is ``"lr"``) each
+    member also sees the mirrored image(s) and its unit embeddings are summed and renormalised,
+    inside the graph, so every caller (viewer, CLI, index) gets the averaged vector.
     """
 
-    def __init__(self, members: list[nn.Module], flip: bool = False) -> None:
+    def __init__(self, members: list[nn.Module], flip: bool = False, tta: str = "none") -> None:
         super().__init__()
         if not members:
             raise ValueError("an ensemble needs at least one member")
         self.members = nn.ModuleList(members)
-        self.flip = flip
+        self.tta = "lr" if flip and tta == "none" else tta
+        tta_flips(self.tta, 2)  # validate early
+        self.flip = self.tta != "none"
         self.scale = 1.0 / math.sqrt(len(members))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        flips = tta_flips(self.tta, x.dim() - 2)
+        # all views in one batch: one pass per member, whatever the number of mirrors
+        views = torch.cat([torch.flip(x, dims=f) if f else x for f in flips]) if len(flips) > 1 else x
         outs = []
         for m in self.members:
-            e = F.normalize(m(x), dim=1)
-            if self.flip:
-                e = F.normalize(e + F.normalize(m(torch.flip(x, dims=(-1,))), dim=1), dim=1)
+            e = F.normalize(m(views), dim=1)
+            if len(flips) > 1:
+                e = F.normalize(e.reshape(len(flips), -1, e.shape[1]).sum(0), dim=1)
             outs.append(e)
         return torch.cat(outs, dim=1) * self.scale
 
@@ -164,4 +190,4 @@ class Combined(nn.Module):
         return torch.cat([F.normalize(self.learned(x), dim=1) * math.sqrt(self.learned_weight), self.descriptor(x)], dim=1)
 
 
-__all__ = ["ConvEncoder", "Ensemble", "ShapeDescriptor", "Combined"]
+__all__ = ["ConvEncoder", "Ensemble", "ShapeDescriptor", "Combined", "TTA_MODES", "tta_flips"]

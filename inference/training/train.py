@@ -31,7 +31,7 @@ from ..export import export_torch
 from ..metrics import retrieval_scores
 from .augment import VIEWS, view
 from .data import LabelledArrays, TrainingDataError, default_intensity
-from .nets import Combined, ConvEncoder, Ensemble, ShapeDescriptor
+from .nets import TTA_MODES, Combined, ConvEncoder, Ensemble, ShapeDescriptor
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,17 @@ class TrainConfig:
     # choice), and the exported graph concatenates the members (see nets.Ensemble).
     members: int = 1
     input_norm: bool = False  # standardise each image by its own mean/std inside the graph
-    flip_tta: bool = False  # members also embed the mirrored image (inside the exported graph)
+    flip_tta: bool = False  # members also embed the mirrored image (inside the exported graph); same as tta="lr"
+    # test-time augmentation inside the exported graph (nets.tta_flips): "none", "lr", "mirrors"
+    # (every axis-mirror combination), or "auto": the one with the best cross-validated
+    # select_metric over the members, each scored on its own fold (needs members > 1)
+    tta: str = "none"
+    # repeats > 1 (with members > 1): the cross-validation is run again with other folds (fold seed
+    # seed + r) and other initialisations, and every repeat's members join the one ensemble
+    repeats: int = 1
+    # a folder where each member's selected weights are kept as it finishes: a run stopped half-way
+    # (or repeated to change only what follows training) reuses the members of the same recipe
+    checkpoint_dir: str = ""
     # 3D only: append nets.ShapeDescriptor (shape statistics and pooled occupancy) to the learned
     # embedding; the parts' weights are chosen by cross-validation (one of them: learned only)
     shape_descriptor: bool = False
@@ -321,6 +331,54 @@ def _descriptor_note(weights: tuple[float, float, float], score: float, cv: bool
             + ("; zero-weight groups left out of the graph" if weights[2] == 0.0 else ""))
 
 
+# fields that change nothing about a member's weights: a checkpoint stays valid across them
+_NOT_RECIPE = {"name", "version", "threads", "device", "checkpoint_dir", "licence", "training_data", "description",
+               "intensity", "tta", "flip_tta", "shape_descriptor", "repeats"}
+
+
+def _checkpoint_path(config: TrainConfig, index: int, n_train: int, dims: int, size: int) -> Path | None:
+    """Where member ``index`` of this recipe is kept (None without ``checkpoint_dir``).
+
+    The name hashes every field that shapes a member's weights (and the training set's size and
+    input shape), so a changed recipe never picks up another recipe's members.
+    """
+    if not config.checkpoint_dir:
+        return None
+    import hashlib
+    import json
+    from dataclasses import asdict
+
+    recipe = {k: v for k, v in sorted(asdict(config).items()) if k not in _NOT_RECIPE}
+    recipe.update(n_train=n_train, dims=dims, size=size, torch=torch.__version__)
+    digest = hashlib.sha256(json.dumps(recipe, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    return Path(config.checkpoint_dir) / f"{config.name}-{digest}-member{index + 1}.pt"
+
+
+def _load_member(path: Path, config: TrainConfig, dims: int) -> tuple[Any, list[dict[str, float]], int]:
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    model = ConvEncoder(dims=dims, channels=1, width=config.width, embedding_size=config.embedding_size,
+                        input_norm=config.input_norm)
+    model.load_state_dict(saved["state"])
+    return model.eval(), list(saved["history"]), int(saved["epoch"])
+
+
+@torch.no_grad()
+def _choose_tta(members: list[Any], splits: list[_Split], mean: float, std: float, labelled: bool,
+                metric: str) -> tuple[str, dict[str, float]]:
+    """The test-time augmentation with the best mean ``metric`` over the members, each on its own fold.
+
+    Ties go to the cheaper mode (fewer passes): a mirror pass must earn its cost.
+    """
+    scores: dict[str, float] = {}
+    for mode in TTA_MODES:
+        per = [_score(Ensemble([m], tta=mode).eval(), split, mean, std, labelled, metric)["score"]
+               for m, split in zip(members, splits)]
+        scores[mode] = float(np.mean(per))
+        log.info("tta %s: cross-validated %s %.4f", mode, metric, scores[mode])
+    best = max(TTA_MODES, key=lambda k: (round(scores[k], 9), -TTA_MODES.index(k)))
+    return best, scores
+
+
 def train_encoder(data: LabelledArrays, config: TrainConfig, progress: Progress | None = None, cancel: Any = None) -> TrainResult:
     """Train an encoder (or a cross-validated ensemble) on ``data``; returns the selected checkpoint(s).
 
@@ -333,6 +391,12 @@ def train_encoder(data: LabelledArrays, config: TrainConfig, progress: Progress 
         raise TrainingDataError(f"augment {config.augment!r} is not one of {sorted(VIEWS)}")
     if config.select_metric not in SELECT_METRICS:
         raise TrainingDataError(f"select_metric {config.select_metric!r} is not one of {list(SELECT_METRICS)}")
+    if config.tta not in TTA_MODES + ("auto",):
+        raise TrainingDataError(f"tta {config.tta!r} is not one of {list(TTA_MODES + ('auto',))}")
+    if config.tta == "auto" and config.members < 2:
+        raise TrainingDataError("tta 'auto' is chosen by cross-validation: it needs members > 1")
+    if config.repeats < 1 or (config.repeats > 1 and config.members < 2):
+        raise TrainingDataError(f"repeats {config.repeats}: needs repeats >= 1, and members > 1 to repeat")
     t0 = time.monotonic()
     threads = config.threads or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
     torch.set_num_threads(max(1, threads))
@@ -347,16 +411,21 @@ def train_encoder(data: LabelledArrays, config: TrainConfig, progress: Progress 
     use_cuda = config.device == "cuda" or (config.device == "auto" and torch.cuda.is_available())
     dev = torch.device("cuda" if use_cuda else "cpu")
     log.info("training on %s", dev)
+    seeds: list[int] = []
     if config.members > 1:
         from .data import stratified_folds
 
-        folds = stratified_folds(ty_np, config.members, seed=config.seed)
         splits = []
-        for i, fold in enumerate(folds):
-            rest = np.concatenate([f for j, f in enumerate(folds) if j != i])
-            splits.append(_Split(tx[rest], ty[rest], tx[fold], ty_np[fold], tx[rest], ty_np[rest], "cv"))
+        for r in range(max(1, config.repeats)):
+            folds = stratified_folds(ty_np, config.members, seed=config.seed + r)
+            for i, fold in enumerate(folds):
+                rest = np.concatenate([f for j, f in enumerate(folds) if j != i])
+                splits.append(_Split(tx[rest], ty[rest], tx[fold], ty_np[fold], tx[rest], ty_np[rest], "cv"))
+                # repeat 0 keeps the seeds of the single cross-validation (same members as before)
+                seeds.append(config.seed + 1000 * i + 100_000 * r)
     else:
         splits = [_Split(tx, ty, vx, vy, tx, ty_np, "val")]
+        seeds.append(config.seed)
     total = config.epochs * len(splits)
     done = [0]
     report = progress or (lambda d, t, m: None)
@@ -367,15 +436,30 @@ def train_encoder(data: LabelledArrays, config: TrainConfig, progress: Progress 
 
     members, history, epochs = [], [], []
     for i, split in enumerate(splits):
-        m, h, e = _train_member(split, config, dims, mean, std, labelled, dev, config.seed + 1000 * i, tick, cancel)
+        ckpt = _checkpoint_path(config, i, len(tx), dims, size)
+        if ckpt is not None and ckpt.is_file():
+            m, h, e = _load_member(ckpt, config, dims)
+            done[0] += config.epochs
+            report(done[0], total, f"member {i + 1}: reused {ckpt.name}")
+        else:
+            m, h, e = _train_member(split, config, dims, mean, std, labelled, dev, seeds[i], tick, cancel)
+            if ckpt is not None:
+                ckpt.parent.mkdir(parents=True, exist_ok=True)
+                torch.save({"state": m.state_dict(), "history": h, "epoch": e}, ckpt)
         members.append(m)
         history += [dict(rec, member=i + 1) for rec in h] if len(splits) > 1 else h
         epochs.append(e)
-    model: Any = members[0] if len(members) == 1 and not config.flip_tta else Ensemble(members, flip=config.flip_tta).eval()
+    tta = "lr" if config.flip_tta and config.tta == "none" else config.tta
+    tta_scores: dict[str, float] = {}
+    if tta == "auto":
+        tta, tta_scores = _choose_tta(members, splits, mean, std, labelled, config.select_metric)
+    model: Any = members[0] if len(members) == 1 and tta == "none" else Ensemble(members, tta=tta).eval()
     out_size = config.embedding_size * len(members)
     descriptor_note = ""
     if config.shape_descriptor and dims == 3 and labelled:
-        model, weights, sel = _attach_descriptor(model, members, splits, tx, size, mean, std, config.select_metric)
+        # the descriptor's weights are chosen on the members as they will ship (with their TTA)
+        scored = [Ensemble([m], tta=tta).eval() for m in members] if tta != "none" else members
+        model, weights, sel = _attach_descriptor(model, scored, splits, tx, size, mean, std, config.select_metric)
         out_size = int(model(torch.zeros((1, 1, *(size,) * 3))).shape[1])
         descriptor_note = _descriptor_note(weights, sel, len(splits) > 1, config.select_metric)
     if len(splits) > 1:
@@ -384,7 +468,8 @@ def train_encoder(data: LabelledArrays, config: TrainConfig, progress: Progress 
         final = _score(model, _Split(tx, ty, vx, vy, tx, ty_np, "val"), mean, std, labelled)
         final.pop("score")
         metrics.update({k: round(v, 4) for k, v in final.items()})
-        metrics["selected_on"] = f"{len(splits)}-fold cross-validation on train (val not used for any choice)"
+        metrics["selected_on"] = (f"{config.members}-fold cross-validation on train"
+                                  f"{f' repeated {config.repeats} times' if config.repeats > 1 else ''} (val not used for any choice)")
     else:
         best = history[epochs[0] - 1]
         metrics = {k: round(v, 4) for k, v in best.items() if k.startswith("val_")}
@@ -403,11 +488,18 @@ def train_encoder(data: LabelledArrays, config: TrainConfig, progress: Progress 
              f"epochs picked by {config.select_metric}",
              f"{config.epochs} epochs, lr {config.lr:g}, weight decay {config.weight_decay:g}"]
     if len(members) > 1:
-        parts.append(f"ensemble of {len(members)} cross-validated members (best epochs {', '.join(map(str, epochs))})")
+        rep_note = f" ({config.repeats} repeats of {config.members}-fold cross-validation)" if config.repeats > 1 else ""
+        parts.append(f"ensemble of {len(members)} cross-validated members{rep_note} (best epochs {', '.join(map(str, epochs))})")
     else:
         parts.append(f"best epoch {epochs[0]}")
-    if config.flip_tta:
+    if tta_scores:
+        metrics["tta_cv"] = {k: round(v, 4) for k, v in tta_scores.items()}
+        parts.append(f"test-time augmentation {tta!r} in the graph, chosen by cross-validated {config.select_metric} "
+                     f"({', '.join(f'{k} {v:.4f}' for k, v in tta_scores.items())})")
+    elif tta == "lr":
         parts.append("left-right flip test-time augmentation in the graph")
+    elif tta == "mirrors":
+        parts.append("test-time augmentation in the graph: the mean of the embeddings of every axis-mirror combination")
     if descriptor_note:
         parts.append(descriptor_note)
         metrics["descriptor_weights"] = descriptor_note

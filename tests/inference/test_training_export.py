@@ -251,3 +251,59 @@ def test_unknown_augment_or_selection_metric_is_refused() -> None:
         train_encoder(data, TrainConfig(epochs=1, augment="elastic", threads=1))
     with pytest.raises(TrainingDataError, match="select_metric"):
         train_encoder(data, TrainConfig(epochs=1, select_metric="accuracy", threads=1))
+
+
+def test_mirror_tta_in_the_graph_makes_the_embedding_mirror_invariant(tmp_path) -> None:
+    from casebook.inference.training.nets import ConvEncoder, Ensemble, tta_flips
+
+    assert len(set(tta_flips("mirrors", 3))) == 8 and tta_flips("lr", 3) == [(), (-1,)] and tta_flips("none", 2) == [()]
+    torch.manual_seed(0)
+    members = [ConvEncoder(dims=3, width=2, embedding_size=8).eval() for _ in range(2)]
+    for m in members:
+        torch.nn.init.zeros_(m.embed.bias)  # untrained, the bias alone would make every embedding alike
+    card = ModelCard(name="tta-test", version="0.1", input_kind="3d-volume", input_size=(16, 16, 16), channels=1,
+                     embedding_size=16, intensity={"default": IntensitySpec("range")}, mean=(0.0,), std=(1.0,),
+                     licence="CC0-1.0", training_data="none (random init)")
+    x = np.random.default_rng(0).random((3, 1, 16, 16, 16), dtype=np.float32) * 0.2
+    x[:, :, :5, 2:9, :4] += 0.8  # an off-centre block: its mirror image lies elsewhere
+    mirrored = np.ascontiguousarray(x[:, :, ::-1, :, ::-1])  # depth and left-right mirrored
+    plain = Encoder(export_torch(Ensemble(members).eval(), card, tmp_path / "plain.onnx"), device="cpu")
+    tta = Encoder(export_torch(Ensemble(members, tta="mirrors").eval(), card, tmp_path / "tta.onnx"), device="cpu")
+    # without TTA a random network tells a volume from its mirror; with it, the graph cannot
+    assert np.abs(plain.encode(x) - plain.encode(mirrored)).max() > 1e-3
+    assert np.allclose(tta.encode(x), tta.encode(mirrored), atol=1e-4)
+    # the graph's vector is the renormalised sum of the member's unit embeddings over the 8 mirrors
+    t = torch.from_numpy(x)
+    with torch.no_grad():
+        views = [torch.nn.functional.normalize(members[0](torch.flip(t, dims=f) if f else t), dim=1) for f in tta_flips("mirrors", 3)]
+    first = torch.nn.functional.normalize(torch.stack(views).sum(0), dim=1).numpy() / np.sqrt(2)
+    assert np.allclose(tta.encode(x)[:, :8], first, atol=1e-4)
+
+
+def test_repeated_cv_with_auto_tta_resumes_from_member_checkpoints(tmp_path) -> None:
+    g = np.mgrid[:16, :16, :16] - 7.5
+    rng = np.random.default_rng(2)
+    y = rng.integers(0, 2, 48)
+    imgs = np.stack([((g[0] / (5 + 2 * v)) ** 2 + (g[1] / 3) ** 2 + (g[2] / (2 + rng.random())) ** 2 < 1).astype(np.float32) for v in y])
+    data = LabelledArrays(imgs[:40], y[:40], imgs[40:], y[40:], source="synthetic")
+    cfg = TrainConfig(name="tiny-rep", epochs=1, batch_size=16, width=2, embedding_size=4, input_size=16, threads=1, members=2,
+                      repeats=2, tta="auto", augment="shape", ssl_weight=0.0, supervised_weight=0.0, ce_weight=1.0,
+                      select_metric="P@1", checkpoint_dir=str(tmp_path / "ckpt"))
+    res = train_encoder(data, cfg)
+    # two repeats of 2-fold cross-validation: four members, one checkpoint each, one vector of 4 x 4
+    assert len(res.member_epochs) == 4 and len(list((tmp_path / "ckpt").glob("tiny-rep-*-member*.pt"))) == 4
+    assert set(res.card.metrics["tta_cv"]) == {"none", "lr", "mirrors"} and "repeated 2 times" in res.card.metrics["selected_on"]
+    chosen = res.model.tta
+    assert res.card.metrics["tta_cv"][chosen] == max(res.card.metrics["tta_cv"].values())
+    # a second run of the same recipe trains nothing: the members come back from their checkpoints
+    seen: list[str] = []
+    again = train_encoder(data, cfg, progress=lambda d, t, m: seen.append(m))
+    assert len(seen) == 4 and all("reused" in m for m in seen)
+    x = torch.from_numpy(imgs[:3, None])
+    with torch.no_grad():
+        assert torch.allclose(res.model(x), again.model(x))
+    # a changed recipe does not pick up another recipe's members
+    other = train_encoder(data, TrainConfig(**{**cfg.__dict__, "lr": 1e-3, "repeats": 1}))
+    assert len(other.member_epochs) == 2 and len(list((tmp_path / "ckpt").glob("*.pt"))) == 6
+    with pytest.raises(Exception, match="tta"):
+        train_encoder(data, TrainConfig(epochs=1, tta="rotations", threads=1))
