@@ -29,7 +29,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 import SimpleITK as sitk
@@ -237,31 +237,6 @@ def _peaks(resp: np.ndarray, thr: float) -> np.ndarray:
     return np.argwhere(above & (resp >= mx))
 
 
-def _scale_maxima(peaks: np.ndarray, resp: np.ndarray, n: int, polarity: int, f: float, flat: bool, g: float,
-                  levels: Sequence[tuple[np.ndarray, float]], within: tuple[slice, slice, slice] | None
-                  ) -> list[tuple[float, int, np.ndarray, int]]:
-    """Seeds (response, scale, centre, polarity) of the spatial ``peaks`` of scale ``n`` that are
-    also maxima across scale, in the peaks' order. All peaks at once: one Python iteration per
-    peak was a third of a series' detection time (tens of thousands of peaks per CT)."""
-    if flat:
-        c = np.column_stack([peaks[:, 0].astype(float), peaks[:, 1] * f, peaks[:, 2] * f]) if len(peaks) \
-            else np.empty((0, 3))
-    else:
-        c = peaks * f
-    keep = np.ones(len(peaks), bool)
-    if within is not None:
-        for axis, sl in enumerate(within):
-            keep &= (sl.start <= c[:, axis]) & (c[:, axis] < sl.stop)
-    r = resp[tuple(peaks.T)] if len(peaks) else np.empty(0, resp.dtype)
-    for m in (n - 1, n + 1):  # a maximum across scale too
-        if 0 <= m < len(levels):
-            lm, sm = levels[m]
-            q = np.clip(np.round(c / np.array([1.0 if flat else sm / g, sm / g, sm / g])).astype(int), 0,
-                        np.asarray(lm.shape) - 1)
-            keep &= ~(-polarity * lm[tuple(q.T)] > r)
-    return [(float(r[i]), n, c[i].copy(), polarity) for i in np.flatnonzero(keep)]
-
-
 def find_candidates(prep: PreparedImage, *, within: tuple[slice, slice, slice] | None = None,
                     max_seeds: int = 400, max_tries: int = 1200,
                     scales: Sequence[float] = SCALES_MM) -> list[Candidate]:
@@ -281,14 +256,29 @@ def find_candidates(prep: PreparedImage, *, within: tuple[slice, slice, slice] |
     for n, s in enumerate(scales):
         log_n, step = levels[n]
         f = step / g
-        # |response| is the same for both polarities: one median per scale (the costliest reduction)
-        mad = float(np.median(np.abs(log_n))) * 1.4826 if log_n.size > 64 else 0.0
         for polarity in (1, -1):
             resp = -polarity * log_n  # bright blobs have a negative Laplacian
+            mad = float(np.median(np.abs(resp))) * 1.4826 if resp.size > 64 else 0.0
             # the response's spread at coarse scales is the body outline, not noise: never ask a
             # coarse blob to stand out more than the finest scale asks (a 4 cm metastasis of +50 HU)
             thr = max(floor, min(6.0 * mad, thr_cap.setdefault(polarity, 6.0 * mad)))
-            seeds += _scale_maxima(_peaks(resp, thr), resp, n, polarity, f, flat, g, levels, within)
+            for p in _peaks(resp, thr):
+                c = p * (1.0 if flat else f)
+                if flat:
+                    c = np.array([p[0], p[1] * f, p[2] * f], float)
+                if within is not None and not all(sl.start <= cc < sl.stop for sl, cc in zip(within, c)):
+                    continue
+                r = float(resp[tuple(p)])
+                ok = True
+                for m in (n - 1, n + 1):  # a maximum across scale too
+                    if 0 <= m < len(scales):
+                        lm, sm = levels[m]
+                        q = np.clip(np.round(c / np.array([1.0 if flat else sm / g, sm / g, sm / g])).astype(int), 0,
+                                    np.asarray(lm.shape) - 1)
+                        if -polarity * float(lm[tuple(q)]) > r:
+                            ok = False
+                if ok:
+                    seeds.append((r, n, c, polarity))
     seeds.sort(key=lambda t: -t[0])
     smooth = sitk.GetArrayFromImage(sitk.SmoothingRecursiveGaussian(_image(v, g), 1.0)) if not flat else v
     unique = _blob_like(smooth, g, seeds, scales, fam)
@@ -363,54 +353,13 @@ def _sphere_crop(shape: Sequence[int], centre: np.ndarray, radius_vox: float, fl
     return crop, dist  # type: ignore[return-value]
 
 
-def _bbox(mask: np.ndarray, margin: int) -> tuple[slice, ...] | None:
-    """The bounding box of ``mask``'s voxels grown by ``margin`` (clipped to the array); None if empty."""
-    out = []
-    for axis in range(mask.ndim):
-        hit = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
-        if hit.size == 0:
-            return None
-        out.append(slice(max(int(hit[0]) - margin, 0), min(int(hit[-1]) + margin + 1, mask.shape[axis])))
-    return tuple(out)
-
-
-def _within_bbox(mask: np.ndarray, margin: int, op: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
-    """``op`` (a binary image filter) applied to the bounding box of ``mask`` grown by ``margin``,
-    pasted back into an array of ``mask``'s shape. Why: the crops are mostly background, and the
-    filters below only act within ``margin`` of the foreground, so the result is the same as on
-    the whole crop at a fraction of the cost (the voxels outside stay background)."""
-    box = _bbox(mask, margin)
-    out = np.zeros(mask.shape, bool)
-    if box is not None:
-        out[box] = op(mask[box])
-    return out
-
-
 def _component_at(band: np.ndarray, core: np.ndarray) -> np.ndarray | None:
     """The connected part of ``band`` that overlaps ``core`` most (None when none does)."""
-    box = _bbox(band, 0)
-    if box is None:
-        return None
-    lab = sitk.GetArrayFromImage(sitk.ConnectedComponent(sitk.GetImageFromArray(band[box].astype(np.uint8))))
-    near = lab[core[box] & (lab > 0)]
+    lab = sitk.GetArrayFromImage(sitk.ConnectedComponent(sitk.GetImageFromArray(band.astype(np.uint8))))
+    near = lab[core & (lab > 0)]
     if near.size == 0:
         return None
-    out = np.zeros(band.shape, bool)
-    out[box] = lab == np.bincount(near).argmax()
-    return out
-
-
-def _opening(mask: np.ndarray, radius: int) -> np.ndarray:
-    """Binary opening with a ball of ``radius`` voxels (exact: see :func:`_within_bbox`)."""
-    return _within_bbox(mask, radius + 1, lambda m: sitk.GetArrayFromImage(sitk.BinaryMorphologicalOpening(
-        sitk.GetImageFromArray(m.astype(np.uint8)), [radius] * 3, sitk.sitkBall)).astype(bool))
-
-
-def _fill_holes(mask: np.ndarray) -> np.ndarray:
-    """Enclosed background filled, face-connected (exact: a one-voxel margin keeps every hole's
-    way to the outside, see :func:`_within_bbox`)."""
-    return _within_bbox(mask, 1, lambda m: sitk.GetArrayFromImage(sitk.BinaryFillhole(
-        sitk.GetImageFromArray(m.astype(np.uint8)), fullyConnected=False)).astype(bool))
+    return lab == np.bincount(near).argmax()
 
 
 def segment(smooth: np.ndarray, g: float, centre: np.ndarray, sigma_mm: float, polarity: int, family: str,
@@ -448,11 +397,13 @@ def segment(smooth: np.ndarray, g: float, centre: np.ndarray, sigma_mm: float, p
         part = keep
         open_r = int(round(frac * r_vox))
         if open_r >= 1 and r_vox >= 2.5 and not flat:  # a blob a few voxels across has nothing to cut
-            opened = _opening(keep, open_r)
+            opened = sitk.GetArrayFromImage(sitk.BinaryMorphologicalOpening(
+                sitk.GetImageFromArray(keep.astype(np.uint8)), [open_r] * 3, sitk.sitkBall)).astype(bool)
             part = _component_at(opened, core_m) if opened.any() else None
             if part is None:
                 part = keep
-        mask = _fill_holes(part)
+        filled_img = sitk.BinaryFillhole(sitk.GetImageFromArray(part.astype(np.uint8)), fullyConnected=False)
+        mask = sitk.GetArrayFromImage(filled_img).astype(bool)
         n = int(mask.sum())
         if n < (2 if flat else 3):
             return None
@@ -469,7 +420,8 @@ def segment(smooth: np.ndarray, g: float, centre: np.ndarray, sigma_mm: float, p
         part = _component_at(keep & (dist <= max(1.25 * r_vox, 1.5)), core_m)
         if part is None:
             return None
-        mask = _fill_holes(part)
+        mask = sitk.GetArrayFromImage(sitk.BinaryFillhole(sitk.GetImageFromArray(part.astype(np.uint8)),
+                                                          fullyConnected=False)).astype(bool)
         n = int(mask.sum())
         if n < (2 if flat else 3):
             return None
