@@ -101,6 +101,8 @@ class RegistrationsMixin:
         me = self.get_study(study_id)  # type: ignore[attr-defined]
         with self._read() as s:  # type: ignore[attr-defined]
             st = s.get(Study, int(study_id))
+            if st is None:  # removed since get_study (another window or a worker)
+                raise UnknownItemError(f"study {study_id} is not in the library")
             pat = s.get(Patient, st.patient_id)
             found: dict[int, str] = {}
             if not pat.patient_key.startswith("anon:"):

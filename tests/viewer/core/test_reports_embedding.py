@@ -139,3 +139,33 @@ def test_concurrent_embed_runs_share_the_work_and_searches_never_fail(library_di
             index.close()
     finally:
         store.close()
+
+
+def test_a_search_opened_before_a_re_embed_still_queries_the_re_embedded_series(
+        library_dir: Path, tmp_path: Path) -> None:
+    """The race CI once hit: another run replaces a series' vectors after this index was opened."""
+    settings = load_settings()
+    data = tmp_path / "dicom"
+    write_cohort(data, 3, seed=1)
+    store = CaseStore.open(settings.database_path)
+    try:
+        ingest([data], store)
+        enc = open_encoder(settings)
+        embed_missing(store, enc)
+        model = store.get_model(enc.provenance.name)
+        svc = open_store_search(settings, auto_encoder=False)
+        try:
+            sid = store.list_series()[0].id
+            old = svc.query_from_series(sid).own_labels
+            time.sleep(0.01)
+            write_ct(data / "s00", study_uid="1.2.826.0.1.3680043.10.100", patient_id="P0", slices=4, seed=77)
+            ingest([data], store)
+            assert embed_missing(store, enc).reembedded == 1
+            new = labels_by_series(store, model.id)[sid]
+            q = svc.query_from_series(sid)  # the open index is behind: caught up, not an error
+            assert q.own_labels and set(q.own_labels) <= new and not set(old) & new
+            assert len(svc.search(q, k=2).hits) == 2
+        finally:
+            svc.close()
+    finally:
+        store.close()

@@ -119,6 +119,7 @@ def test_study_panel_removes_the_study_after_confirmation(qtbot, main_window, sm
     assert w is not None
     qtbot.waitUntil(lambda: removed == [study], timeout=30000)
     assert not win.study_panel.save.isEnabled()
+    assert win.compare_controller.refresh() == []  # the priors timeline of a removed study: empty, no error
     with CaseStore.open(settings.database_path, create=False) as store:
         assert [s.id for s in store.list_studies()] == [ids["ACC1001"]]
     assert all(f.exists() for f in (Path(settings.library_dir).parent / "dicom" / "b").glob("*.dcm"))

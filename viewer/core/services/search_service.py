@@ -32,6 +32,10 @@ from .search_types import (QueryEncoder, QueryVectors, RegionSearchHit, SearchCa
 log = logging.getLogger(__name__)
 
 
+class _NotInIndex(QueryError):
+    """A stored series whose current embeddings the open index does not hold (yet)."""
+
+
 class SearchService:
     """Similar-case search over one model's vector index and the case store."""
 
@@ -52,7 +56,23 @@ class SearchService:
 
     # ---------------------------------------------------------------- query builders
     def query_from_series(self, series_id: Hashable, slices: Sequence[int] | None = None) -> QueryVectors:
-        """Query vectors of a stored series (optionally only some slices), from stored embeddings."""
+        """Query vectors of a stored series (optionally only some slices), from stored embeddings.
+
+        When the series was re-embedded after this index was opened (a concurrent ``casebook
+        embed``), the index is caught up with the store and the query read again.
+        """
+        for attempt in range(3):
+            try:
+                return self._query_from_series(series_id, slices)
+            except _NotInIndex:
+                source = getattr(self.catalog, "embedding_source", None)
+                if source is None or attempt == 2:
+                    break
+                added, removed = self.index.sync(source())
+                log.info("series query: index caught up with the store (%d added, %d removed)", added, removed)
+        raise QueryError(f"series {series_id}: its embeddings are not in the index (deleted?)")
+
+    def _query_from_series(self, series_id: Hashable, slices: Sequence[int] | None) -> QueryVectors:
         labels, slice_idx = self.catalog.series_embeddings(series_id)
         if len(labels) == 0:
             raise QueryError(f"series {series_id} has no embeddings for model {self.index.model_key!r}; "
@@ -70,7 +90,7 @@ class SearchService:
             labels, slice_idx = labels[keep], [slice_idx[i] for i in keep]
         live = np.isin(labels, self.index.live_labels)
         if not live.any():
-            raise QueryError(f"series {series_id}: its embeddings are not in the index (deleted?)")
+            raise _NotInIndex(series_id)
         labels, slice_idx = labels[live], [s for s, ok in zip(slice_idx, live) if ok]
         desc = f"series {series_id}" + (f" slices {','.join(map(str, sorted(set(slice_idx))))}" if slices else "")
         return QueryVectors(self.index.get_vectors(labels), slice_idx, desc, series_id, patient, study,

@@ -18,6 +18,7 @@ from PySide6.QtCore import QObject, Qt, QTimer, Signal
 from PySide6.QtGui import QKeySequence
 from PySide6.QtWidgets import QApplication, QDockWidget, QProgressDialog
 
+from casebook.index.errors import UnknownItemError
 from casebook.viewer.core.dicom.volume import Volume
 from casebook.viewer.core.viewstate import StateLink
 from casebook.viewer.core.viewstate.link import PhysicalCameraLink, TransformLink, WindowLink, registered_links
@@ -164,6 +165,9 @@ class CompareController(QObject):
             st = store.get_series(sid)
             entries = find_priors(store, st.study_id, current_series_id=sid,
                                   name_birth_fallback=self.win.settings.priors_name_birth_fallback)
+        except UnknownItemError:  # the study was removed meanwhile (study panel, another window)
+            self.timeline.set_entries([], "This study is no longer in the library.")
+            return []
         finally:
             store.close()
         n = sum(e.relation == "prior" for e in entries)
