@@ -8,6 +8,7 @@ error; anything else is a bug, logged with its trace.
 """
 from __future__ import annotations
 
+import threading
 import logging
 import traceback
 from pathlib import Path
@@ -38,6 +39,7 @@ class FunctionWorker(QRunnable):
         self.fn, self.args, self.kwargs = fn, args, kwargs
         self.signals = WorkerSignals()
         self.cancel_token = CancelToken()
+        self.done = threading.Event()  # set just before ``finished``: a late listener can still tell
         self.setAutoDelete(False)  # the owner keeps it until finished: signals stay valid
 
     def cancel(self) -> None:
@@ -58,6 +60,7 @@ class FunctionWorker(QRunnable):
         else:
             self.signals.result.emit(out)
         finally:
+            self.done.set()
             self.signals.finished.emit()
 
     def _progress(self, done: int, total: int, message: str = "") -> None:

@@ -106,11 +106,9 @@ def test_import_from_the_window_is_searchable_and_lists_skipped_files(qtbot, mai
     win = main_window(settings)
     try:
         w = win.import_path(folder)
-        with qtbot.waitSignal(w.signals.finished, timeout=120000):
-            pass
+        qtbot.waitUntil(w.done.is_set, timeout=120000)
         w2 = win.import_path(need_shared("dicom", "dcm_qa_ct", "In", "Philips"))
-        with qtbot.waitSignal(w2.signals.finished, timeout=120000):
-            pass
+        qtbot.waitUntil(w2.done.is_set, timeout=120000)
         qtbot.waitUntil(lambda: win.browser.row_count() >= 2, timeout=10000)
         dlg = win.import_report
         assert dlg.isVisible() and dlg.report.index.searchable
@@ -144,8 +142,7 @@ def test_import_report_dialog_lists_skipped_files(qtbot, main_window, need_share
     win = main_window(settings)
     try:
         w = win.import_path(folder)
-        with qtbot.waitSignal(w.signals.finished, timeout=120000):
-            pass
+        qtbot.waitUntil(w.done.is_set, timeout=120000)
         qtbot.waitUntil(lambda: getattr(win, "import_report", None) is not None, timeout=10000)
         dlg = win.import_report
         rows = {dlg.files.item(r, 0).text(): dlg.files.item(r, 1).text() for r in range(dlg.files.rowCount())}

@@ -67,15 +67,13 @@ def test_import_folder_with_progress_and_library_refresh(qtbot, need_shared, set
     try:
         assert win.browser.row_count() == 0
         w = win.import_path(folder)
-        with qtbot.waitSignal(w.signals.finished, timeout=60000):
-            pass
+        qtbot.waitUntil(w.done.is_set, timeout=60000)  # not waitSignal: it may have fired already
         qtbot.waitUntil(lambda: win.browser.row_count() == 1, timeout=10000)
         assert "Imported" in win.status_label.text()
         # a cancelled import stops cleanly and says so
         w2 = win.import_path(need_shared("dicom", "dcm_qa_ct", "In", "Philips"))
         w2.cancel()
-        with qtbot.waitSignal(w2.signals.finished, timeout=60000):
-            pass
+        qtbot.waitUntil(w2.done.is_set, timeout=60000)
         qtbot.waitUntil(lambda: "cancelled" in win.status_label.text().lower(), timeout=10000)
         assert "Imported" not in win.status_label.text()
     finally:

@@ -118,13 +118,14 @@ def signature(family: str, labels: Mapping[int, tuple[Hashable, str]], index_siz
 
 def judge(index: Any, regions: Any, descriptor_id: int, labels: Mapping[int, tuple[Hashable, str]],
           patient_of: Mapping[int, Hashable], *, per_series: int = 3, k: int = 10, max_series: int = 200,
-          seed: int = 0, rank_regions: Any = None) -> JudgedPairs:
+          seed: int = 0, rank_regions: Any = None, penalty: Any = None) -> JudgedPairs:
     """Search each labelled series' findings; every other-patient labelled series returned gives
     (best score, same diagnosis?).
 
     ``rank_regions(rows) -> indices`` orders a series' regions, findings first (the search passes its
     least-typical-first order, so the pairs are what a reader's box on a lesion meets); without it
-    the most salient regions are used."""
+    the most salient regions are used. ``penalty(query_row, hit_row) -> float`` is subtracted from
+    each similarity, as the search subtracts it (the fit must see the scores the cards show)."""
     rng = np.random.default_rng(seed)
     sids = sorted(labels)
     if len(sids) > max_series:
@@ -151,6 +152,8 @@ def judge(index: Any, regions: Any, descriptor_id: int, labels: Mapping[int, tup
                 r = resolved.get(lab)
                 if r is None or r.series_id == sid or patient_of.get(r.series_id) == patient:
                     continue
+                if penalty is not None:
+                    sim = float(sim) - float(penalty(rows[order[q]], r))
                 if r.series_id not in best or best[r.series_id] < sim:
                     best[r.series_id] = float(sim)
             for other, sim in sorted(best.items(), key=lambda kv: -kv[1])[:k]:

@@ -254,7 +254,7 @@ class SearchService:
         svc = self.regions()
         rq = response.region_query
         by_series = {h.series_id: h for h in response.hits if isinstance(h, RegionSearchHit)}
-        extra = []
+        extra, extra_rows = [], []
         for sid in more_like:
             h = by_series.get(sid)
             if h is None or h.matched_box is None:
@@ -263,9 +263,10 @@ class SearchService:
             near = [n for n, r in enumerate(rows) if tuple(int(v) for v in r.box) == h.matched_box]
             if near:
                 extra.append(vecs[near[0]])
-        if extra:
+                extra_rows.append(rows[near[0]])
+        if extra:  # row n of the vectors is row n of the regions (the size check reads its diameter)
             rq = replace(rq, vectors=np.vstack([rq.vectors[:1], *extra]).astype(np.float32),
-                         description=rq.description + " (+feedback)")
+                         regions=[rq.regions[0], *extra_rows], description=rq.description + " (+feedback)")
         rr = svc.search(rq, filters=response.filters, k=response.k + len(not_like), primary_only=not extra)
         out = self._region_response(svc, rr, response.filters, drop=set(not_like))
         out.hits = out.hits[:response.k]

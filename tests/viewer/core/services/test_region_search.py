@@ -13,7 +13,7 @@ from casebook.index.case_store import CaseStore
 from casebook.index.errors import QueryError
 from casebook.viewer.core.demo.phantom import LesionSpec, PhantomOptions, plan_library, series_geometry, write_study
 from casebook.viewer.core.services.ingest import ingest
-from casebook.viewer.core.services.region_search import RegionSearchService
+from casebook.viewer.core.services.region_search import SIZE_PENALTY, RegionSearchService, size_penalty
 from casebook.viewer.core.services.regions import embed_regions, register
 from casebook.viewer.core.services.search_types import SearchFilters
 
@@ -73,6 +73,23 @@ def test_box_on_a_lesion_returns_the_same_kind_first(library, query: str, want: 
     assert top.percentile > 90.0
     # fewer than k analogues exist: the response says which filter removed the rest
     assert len(resp.hits) == 3 and "same patient" in resp.reason
+    # every hit's matched region is within 2x of the box's finding in diameter, or pays for it in score
+    qd = resp.query.regions[0].diameter_mm
+    for h in resp.hits:
+        raw = float(resp.query.vectors[0] @ region_vector(svc, h))
+        assert h.score == pytest.approx(raw - size_penalty(qd, h.matched_diameter_mm), abs=2e-3)
+
+
+def region_vector(svc: RegionSearchService, hit) -> np.ndarray:
+    rows, vecs = svc.regions.regions_of_series(svc.descriptor.id, hit.series_id)
+    return vecs[next(n for n, r in enumerate(rows) if r.box == hit.matched_box)]
+
+
+def test_size_penalty_is_free_within_twice_the_diameter_and_grows_per_doubling_beyond() -> None:
+    assert size_penalty(16.0, 16.0) == 0.0 and size_penalty(16.0, 31.9) == 0.0 and size_penalty(16.0, 8.1) == 0.0
+    assert size_penalty(16.0, 4.0) == pytest.approx(SIZE_PENALTY) == pytest.approx(size_penalty(16.0, 64.0))
+    assert size_penalty(16.0, 2.0) == pytest.approx(2 * SIZE_PENALTY)
+    assert size_penalty(0.0, 5.0) == 0.0  # an unknown size costs nothing
 
 
 def test_slice_without_a_finding_is_refused_not_substituted(library) -> None:
