@@ -46,6 +46,27 @@ class Matcher:
                 best = key
         return best[2] if best else ""
 
+    def terms_in(self, text_: str, code: str = "") -> list[str]:
+        """Every term ``text_`` names, in the order named ("solid nodule; renal cyst" is two).
+
+        Longest phrases claim their words first; a shorter phrase inside a claimed span does not
+        count again ("cavitating pulmonary nodule" is not also "pulmonary nodule")."""
+        words = normalise_phrase(text_).split()
+        claimed = [False] * len(words)
+        found: list[tuple[int, str]] = []
+        for p in self._by_len:
+            pw = p.split()
+            n = len(pw)
+            for at in range(len(words) - n + 1):
+                if words[at:at + n] == pw and not any(claimed[at:at + n]):
+                    claimed[at:at + n] = [True] * n
+                    found.append((at, self.phrases[p]))
+        out = [self.codes[code.lower()]] if code and code.lower() in self.codes else []
+        for _, term in sorted(found):
+            if term not in out:
+                out.append(term)
+        return out
+
 
 class VocabularyMixin:
     """Reading, editing and applying the diagnosis vocabulary.
@@ -73,6 +94,11 @@ class VocabularyMixin:
         """The vocabulary term that ``text_`` (or ``code``, "system:code") names, or ""."""
         with self._read() as s:
             return self._matcher(s).term_for(text_, code)
+
+    def map_findings(self, text_: str, code: str = "") -> list[str]:
+        """Every vocabulary term ``text_`` names, in order (a report may state several findings)."""
+        with self._read() as s:
+            return self._matcher(s).terms_in(text_, code)
 
     def finding_phrases(self, text_: str) -> tuple[str, list[str]]:
         """(term, its phrases) when ``text_`` names a vocabulary term (the search filter's use)."""

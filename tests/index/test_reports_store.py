@@ -158,6 +158,11 @@ def test_vocabulary_counts_synonyms_as_one_finding_everywhere(store: CaseStore) 
         assert {s.id for s in store.list_studies(CaseFilter(diagnosis=query))} == {a, b, c}
     assert set(store.diagnoses().values()) == {"pulmonary nodule"}  # one training / calibration label
     assert store.map_finding("ground-glass pulmonary nodule") == "ground-glass nodule"  # longest phrase wins
+    # a report stating several findings names each once, in order; a longer phrase's words do not count twice
+    assert store.map_findings("Simple renal cyst (left kidney); solid pulmonary nodule, RUL.") == [
+        "renal cyst", "pulmonary nodule"]
+    assert store.map_findings("ground-glass pulmonary nodule") == ["ground-glass nodule"]
+    assert store.map_findings("bronchial wall thickening") == []  # no vocabulary term: no finding
     # editing the vocabulary maps every report again
     store.add_vocabulary_term("bronchiectasis", ["bronchial dilatation"])
     store.set_diagnosis(c, "Bronchial dilatation, lower lobes")

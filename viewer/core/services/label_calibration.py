@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 MIN_PAIRS = 30
 MIN_POSITIVES = 5
 MIN_PATIENTS = 10  # a fit on a handful of patients describes those patients, not the archive
-FORMAT = 1
+FORMAT = 2  # 2: labels are every finding a diagnosis names, judged by a finding in common
 
 _WORDS = re.compile(r"[a-z0-9]+")
 
@@ -67,7 +67,7 @@ class LabelCalibration:
         return float(isotonic_predict(fit, np.asarray([score], float))[0])
 
     def describe(self) -> str:
-        return (f"probability of the same diagnosis, fitted on {self.pairs} judged matches of "
+        return (f"probability of the same diagnosis (a finding in common), fitted on {self.pairs} judged matches of "
                 f"{self.labelled_series} labelled {self.family} series ({self.diagnoses} diagnoses; "
                 f"base rate {self.base_rate:.2f}); calibration error {self.held_out_ece:.3f} on "
                 f"{self.held_out_pairs} held-out pairs")
@@ -97,15 +97,42 @@ def _fold(patient_key: Hashable) -> int:
     return hashlib.sha1(str(patient_key).encode()).digest()[0] & 1
 
 
+#: joins the terms of a study that states several findings ("renal cyst|solid nodule")
+TERM_SEP = "|"
+
+
+def terms(label: str) -> frozenset[str]:
+    """The findings a label names (see :data:`TERM_SEP`)."""
+    return frozenset(x for x in label.split(TERM_SEP) if x)
+
+
+def shares_finding(a: str, b: str) -> bool:
+    """Two labels count as the same diagnosis when they name a finding in common: an analogue of a
+    renal cyst is right for a study with a renal cyst and a lung nodule."""
+    return bool(terms(a) & terms(b))
+
+
 def labelled_series(catalog: Any, series_ids: Sequence[int]) -> dict[int, tuple[Hashable, str]]:
-    """series id -> (patient key, normalised diagnosis) for the series that carry a diagnosis."""
+    """series id -> (patient key, its findings) for the series that carry a diagnosis.
+
+    The findings are every vocabulary term the diagnosis names (sorted, joined by
+    :data:`TERM_SEP`); a diagnosis naming none is one label of its own normalised text."""
     out: dict[int, tuple[Hashable, str]] = {}
     infos: Mapping[Hashable, Any] = catalog.series_info(list(series_ids))
+    store = getattr(catalog, "store", None)
+    cache: dict[str, list[str]] = {}
     for sid, info in infos.items():
-        # the vocabulary term when the diagnosis maps to one: synonyms are one label
-        dx = normalise_diagnosis(getattr(info, "finding", "") or getattr(info, "diagnosis", ""))
-        if dx:
-            out[int(sid)] = (info.patient_key, dx)
+        text = getattr(info, "diagnosis", "") or ""
+        found: list[str] = []
+        if text and store is not None and hasattr(store, "map_findings"):
+            if text not in cache:
+                cache[text] = store.map_findings(text)
+            found = cache[text]
+        if not found:  # the vocabulary term when the diagnosis maps to one: synonyms are one label
+            one = normalise_diagnosis(getattr(info, "finding", "") or text)
+            found = [one] if one else []
+        if found:
+            out[int(sid)] = (info.patient_key, TERM_SEP.join(sorted(normalise_diagnosis(x) for x in found)))
     return out
 
 
@@ -160,7 +187,7 @@ def judge(index: Any, regions: Any, descriptor_id: int, labels: Mapping[int, tup
                 if other not in labels:
                     continue  # an unlabelled analogue says nothing about calibration
                 scores.append(sim)
-                same.append(int(labels[other][1] == dx))
+                same.append(int(shares_finding(labels[other][1], dx)))
                 fold.append(_fold(patient))
     return JudgedPairs(np.asarray(scores, float), np.asarray(same, float), np.asarray(fold, int))
 
@@ -169,7 +196,7 @@ def fit_calibration(pairs: JudgedPairs, *, family: str, labels: Mapping[int, tup
                     sig: str) -> tuple[LabelCalibration | None, str]:
     """(fit, "") or (None, why no probability can be claimed)."""
     n, pos = len(pairs.scores), int(pairs.same.sum())
-    dxs = {dx for _, dx in labels.values()}
+    dxs = {term for _, dx in labels.values() for term in terms(dx)}
     patients = len({p for p, _ in labels.values()})
     if patients < MIN_PATIENTS:
         return None, (f"too few labelled {family} patients to calibrate ({patients}; {MIN_PATIENTS} needed)")
@@ -223,4 +250,4 @@ def save_cached(path: Path, cal: LabelCalibration) -> None:
 
 
 __all__ = ["JudgedPairs", "LabelCalibration", "MIN_PAIRS", "MIN_PATIENTS", "MIN_POSITIVES", "cache_path", "fit_calibration", "judge",
-           "labelled_series", "load_cached", "normalise_diagnosis", "save_cached", "signature"]
+           "labelled_series", "load_cached", "normalise_diagnosis", "save_cached", "shares_finding", "signature", "terms"]

@@ -15,7 +15,8 @@ import pytest
 from casebook.viewer.core.config import Settings
 from casebook.viewer.core.demo.phantom import LesionSpec, PhantomOptions, plan_library, series_geometry, write_study
 from casebook.viewer.core.services.import_pipeline import PHASE_REGIONS, import_paths
-from casebook.viewer.core.services.label_calibration import (JudgedPairs, fit_calibration, normalise_diagnosis)
+from casebook.viewer.core.services.label_calibration import (JudgedPairs, fit_calibration, labelled_series,
+                                                              normalise_diagnosis, shares_finding)
 from casebook.viewer.core.services.search_types import RegionSearchHit, SearchFilters
 
 LESIONS = {  # patient -> (kind, centre mm, diameter mm, diagnosis as a report would spell it)
@@ -160,3 +161,30 @@ def test_isotonic_confidence_is_calibrated_on_patients_it_was_not_fitted_on() ->
 def test_diagnoses_compare_without_case_or_punctuation() -> None:
     assert normalise_diagnosis("Pulmonary nodule.") == normalise_diagnosis("pulmonary  NODULE") == "pulmonary nodule"
     assert normalise_diagnosis(None) == "" and normalise_diagnosis("  ") == ""
+
+
+def test_calibration_labels_are_every_finding_a_diagnosis_names(tmp_path: Path) -> None:
+    """A study reported as "renal cyst; solid nodule" is a right analogue for either finding (the
+    judged pairs of the confidence fit count it so), and never for a third."""
+    from casebook.index.case_store import CaseStore
+    from casebook.viewer.core.services.store_catalog import StoreCatalog
+
+    folder = tmp_path / "dicom"
+    template = plan_library(PhantomOptions(patients=1, size=48, slices=8, big_slices=0, seed=3))[0]
+    for n in range(3):
+        write_study(replace(template, patient_index=n, patient_id=f"CAL{n}", patient_name=f"DEMO^{n}",
+                            series=template.series[:1], seed=50 + n), folder, seed=9)
+    with CaseStore.open(tmp_path / "c.sqlite", create=True) as store:
+        from casebook.viewer.core.services.ingest import ingest
+
+        ingest([folder], store)
+        ids = {s.patient_key: (s.id, s.study_id) for s in store.list_series()}
+        dx = {"CAL0": "Simple renal cyst, left kidney; solid pulmonary nodule (RUL)", "CAL1": "renal cyst",
+              "CAL2": "Lung nodule"}
+        for p, text in dx.items():
+            store.set_diagnosis(ids[p][1], text)
+        labels = labelled_series(StoreCatalog(store, -1), [v[0] for v in ids.values()])
+    got = {p: labels[ids[p][0]][1] for p in dx}
+    assert got == {"CAL0": "pulmonary nodule|renal cyst", "CAL1": "renal cyst", "CAL2": "pulmonary nodule"}
+    assert shares_finding(got["CAL0"], got["CAL1"]) and shares_finding(got["CAL0"], got["CAL2"])
+    assert not shares_finding(got["CAL1"], got["CAL2"])
