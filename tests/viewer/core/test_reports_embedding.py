@@ -8,6 +8,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -36,8 +38,9 @@ def labels_by_series(store: CaseStore, model_id: int) -> dict[int, set[int]]:
     return out
 
 
-def test_changed_images_are_embedded_again_and_unchanged_pixels_keep_their_vectors(
-        library_dir: Path, tmp_path: Path) -> None:
+@contextmanager
+def three_embedded_series(tmp_path: Path) -> Iterator[tuple[object, Path, CaseStore, object, object, object]]:
+    """(settings, DICOM folder, store, encoder, model, first embed report) of 3 ingested, embedded series."""
     settings = load_settings()
     data = tmp_path / "dicom"
     write_cohort(data, 3, seed=1)
@@ -46,14 +49,26 @@ def test_changed_images_are_embedded_again_and_unchanged_pixels_keep_their_vecto
         ingest([data], store)
         enc = open_encoder(settings)
         first = embed_missing(store, enc)
+        yield settings, data, store, enc, store.get_model(enc.provenance.name), first
+    finally:
+        store.close()
+
+
+def regenerate_first_series(data: Path) -> None:
+    """The first series rewritten with other pixels (what ``demo --force`` with another seed does)."""
+    time.sleep(0.01)
+    write_ct(data / "s00", study_uid="1.2.826.0.1.3680043.10.100", patient_id="P0", slices=4, seed=77)
+
+
+def test_changed_images_are_embedded_again_and_unchanged_pixels_keep_their_vectors(
+        library_dir: Path, tmp_path: Path) -> None:
+    with three_embedded_series(tmp_path) as (_settings, data, store, enc, model, first):
         assert (first.done, first.remaining) == (3, 0)
-        model = store.get_model(enc.provenance.name)
         before = labels_by_series(store, model.id)
         assert embed_missing(store, enc).done == 0  # nothing changed: nothing to do
         # "demo --force": the first series regenerated with other pixels, the second rewritten
         # byte for byte the same (new mtime), the third left alone
-        time.sleep(0.01)
-        write_ct(data / "s00", study_uid="1.2.826.0.1.3680043.10.100", patient_id="P0", slices=4, seed=77)
+        regenerate_first_series(data)
         write_ct(data / "s01", study_uid="1.2.826.0.1.3680043.10.101", patient_id="P1", slices=4, seed=1001)
         ingest([data], store)
         ids = sorted(before)
@@ -64,8 +79,6 @@ def test_changed_images_are_embedded_again_and_unchanged_pixels_keep_their_vecto
         assert not after[ids[0]] & before[ids[0]]  # new vectors, new labels
         assert after[ids[1]] == before[ids[1]] and after[ids[2]] == before[ids[2]]
         assert embed_missing(store, enc).done == 0
-    finally:
-        store.close()
 
 
 def test_concurrent_embed_runs_share_the_work_and_searches_never_fail(library_dir: Path, tmp_path: Path) -> None:
@@ -144,21 +157,12 @@ def test_concurrent_embed_runs_share_the_work_and_searches_never_fail(library_di
 def test_a_search_opened_before_a_re_embed_still_queries_the_re_embedded_series(
         library_dir: Path, tmp_path: Path) -> None:
     """The race CI once hit: another run replaces a series' vectors after this index was opened."""
-    settings = load_settings()
-    data = tmp_path / "dicom"
-    write_cohort(data, 3, seed=1)
-    store = CaseStore.open(settings.database_path)
-    try:
-        ingest([data], store)
-        enc = open_encoder(settings)
-        embed_missing(store, enc)
-        model = store.get_model(enc.provenance.name)
+    with three_embedded_series(tmp_path) as (settings, data, store, enc, model, _first):
         svc = open_store_search(settings, auto_encoder=False)
         try:
             sid = store.list_series()[0].id
             old = svc.query_from_series(sid).own_labels
-            time.sleep(0.01)
-            write_ct(data / "s00", study_uid="1.2.826.0.1.3680043.10.100", patient_id="P0", slices=4, seed=77)
+            regenerate_first_series(data)
             ingest([data], store)
             assert embed_missing(store, enc).reembedded == 1
             new = labels_by_series(store, model.id)[sid]
@@ -167,5 +171,3 @@ def test_a_search_opened_before_a_re_embed_still_queries_the_re_embedded_series(
             assert len(svc.search(q, k=2).hits) == 2
         finally:
             svc.close()
-    finally:
-        store.close()

@@ -124,7 +124,7 @@ def labelled_series(catalog: Any, series_ids: Sequence[int]) -> dict[int, tuple[
     for sid, info in infos.items():
         text = getattr(info, "diagnosis", "") or ""
         found: list[str] = []
-        if text and store is not None and hasattr(store, "map_findings"):
+        if text and store is not None:
             if text not in cache:
                 cache[text] = store.map_findings(text)
             found = cache[text]
