@@ -243,6 +243,22 @@ def test_dates_shift_by_one_offset_per_patient(need_shared) -> None:
     assert len(offsets) > 1  # patients do not share an offset
 
 
+def test_no_source_date_lands_on_another_by_chance() -> None:
+    """A content date 520 days after the study: an offset of -520 would write the true study date
+    into the export (it did, once in CI, on highdicom's seg_image_sm_dots.dcm). With offsets of
+    only -520 or -521 to draw from, every patient must get -521."""
+    src = pydicom.dcmread(_package_dir("pydicom") / "data" / "test_files" / "CT_small.dcm")
+    src.StudyDate, src.ContentDate = "20190604", "20201105"
+    ctx = deid.DeidContext(dates=deid.DateShift(min_days=520, max_days=521))
+    for n in range(24):  # a half chance each without the check
+        ds = _deep_copy(src)
+        ds.PatientID = f"P{n:03d}"
+        deid.collect_identifiers(ds, ctx.identifiers)
+        deid.deidentify(ds, ctx)
+        raw = _bytes(ds).decode("latin-1")
+        assert ds.ContentDate == "20190603" and "20190604" not in raw and "20201105" not in raw
+
+
 def test_case_text_is_cleaned_of_header_identifiers(sample_file) -> None:
     ds = pydicom.dcmread(_package_dir("deid_data") / "data" / "humans" / "ctbrain1.dcm")
     ctx = deid.DeidContext()

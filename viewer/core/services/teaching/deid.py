@@ -276,9 +276,18 @@ class DateShift:
         self.min_days, self.max_days = min_days, max_days
         self.offsets: dict[str, int] = {}
 
-    def offset(self, patient: str) -> int:
+    def offset(self, patient: str, avoid: Iterable[str] = ()) -> int:
+        """The patient's offset, drawn once. ``avoid``: the export's source dates (YYYYMMDD); an
+        offset that would move one of them onto another (a content date shifted onto the true
+        study date) is drawn again, so no source date appears in the export even by chance."""
         if patient not in self.offsets:
-            self.offsets[patient] = -(self.min_days + secrets.randbelow(self.max_days - self.min_days + 1))
+            known = {d for d in avoid if len(d) == 8 and d.isdigit()}
+            days = 0
+            for _ in range(64):
+                days = -(self.min_days + secrets.randbelow(self.max_days - self.min_days + 1))
+                if not any(self.shift_da(d, days) in known for d in known):
+                    break
+            self.offsets[patient] = days
         return self.offsets[patient]
 
     @staticmethod
@@ -359,7 +368,7 @@ def deidentify(ds: Dataset, ctx: DeidContext, *, patient: str | None = None, mas
     Pixel data is not touched here (masks are applied by the caller before).
     """
     patient = patient if patient is not None else _patient_key(ds)
-    days = ctx.dates.offset(patient)
+    days = ctx.dates.offset(patient, avoid=ctx.identifiers.dates)
     name, pid = ctx.pseudonym(patient)
     _deid_dataset(ds, ctx, days, name, pid, top=True)
     # an empty (Type 1) instance UID in the source: U asks for a non-zero-length UID; the
