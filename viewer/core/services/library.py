@@ -18,6 +18,7 @@ from ..dicom.scan import scan as scan_files
 from ..dicom.stack import SeriesStack, main_stack
 from ..dicom.volume import Volume
 from ..errors import CasebookError
+from ..lru import LRUCache
 from ..progress import ProgressCallback, SupportsCancel
 
 log = logging.getLogger(__name__)
@@ -50,15 +51,40 @@ def open_store(settings: Settings | None = None, *, create: bool = True) -> Case
 
 
 def stack_for_series(store: CaseStore, series_id: int, *, progress: ProgressCallback | None = None,
-                     cancel: SupportsCancel | None = None) -> SeriesStack:
+                     cancel: SupportsCancel | None = None, cache: StackCache | None = None) -> SeriesStack:
     """Re-read the headers of a stored series' files and return its stack, ready for ``load_volume``.
 
-    Headers are read again (cheap) rather than rebuilt from the database so that the loader always
-    sees exactly what is on disk now.
+    Headers are read again rather than rebuilt from the database so that the loader always sees
+    exactly what is on disk now. With ``cache``, a stack read before is reused while every one of
+    its files has the same size and modification time (a stat per file instead of a header read:
+    the result cards of a search need a dozen stacks within a second).
     """
     info = store.get_series(series_id)
     files = sorted({f.path for f in store.series_files(series_id)})
-    return stack_from_files(series_id, info.key, info.series_uid, files, progress=progress, cancel=cancel)
+    if cache is None:
+        return stack_from_files(series_id, info.key, info.series_uid, files, progress=progress, cancel=cancel)
+    key, sig = (str(getattr(store, "path", id(store))), int(series_id)), _stat_signature(files)
+    kept = cache.get(key)
+    if kept is not None and kept[0] == sig:
+        return kept[1]
+    stack = stack_from_files(series_id, info.key, info.series_uid, files, progress=progress, cancel=cancel)
+    cache.put(key, (sig, stack))
+    return stack
+
+
+#: (store, series id) -> (the stat of its files when read, the stack); see :func:`stack_for_series`.
+StackCache = LRUCache[tuple[str, int], tuple[tuple[tuple[str, int, int], ...], SeriesStack]]
+
+
+def _stat_signature(files: list[str]) -> tuple[tuple[str, int, int], ...]:
+    out = []
+    for f in files:
+        try:
+            st = os.stat(f)
+            out.append((f, st.st_size, st.st_mtime_ns))
+        except OSError:
+            out.append((f, -1, -1))  # missing now: a file coming back changes the signature
+    return tuple(out)
 
 
 def stack_from_files(series_id: int, key: str, series_uid: str, files: list[str], *,
@@ -88,9 +114,9 @@ def stack_from_files(series_id: int, key: str, series_uid: str, files: list[str]
 
 
 def load_stored_volume(store: CaseStore, series_id: int, *, progress: ProgressCallback | None = None,
-                       cancel: SupportsCancel | None = None) -> Volume:
-    """Decode a stored series into a Volume."""
-    stack = stack_for_series(store, series_id, cancel=cancel)
+                       cancel: SupportsCancel | None = None, stacks: StackCache | None = None) -> Volume:
+    """Decode a stored series into a Volume (``stacks``: see :func:`stack_for_series`)."""
+    stack = stack_for_series(store, series_id, cancel=cancel, cache=stacks)
     return load_volume(stack, progress=progress, cancel=cancel)
 
 

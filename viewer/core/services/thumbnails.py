@@ -3,7 +3,7 @@ result, not the whole series), windowed like the query so that the cards compare
 from __future__ import annotations
 
 import logging
-from typing import Any, Hashable, Iterable
+from typing import TYPE_CHECKING, Any, Hashable, Iterable
 
 import numpy as np
 
@@ -13,21 +13,26 @@ from ..lru import LRUCache
 from ..progress import ProgressCallback, SupportsCancel, check_cancel
 from .search_types import SearchHit
 
+if TYPE_CHECKING:
+    from .library import StackCache
+
 log = logging.getLogger(__name__)
 
 
-def matched_slice(store: Any, series_id: int, k: int, *, cancel: SupportsCancel | None = None) -> np.ndarray:
-    """Slice ``k`` of a stored series as the loader would place it, decoding only its file."""
+def matched_slice(store: Any, series_id: int, k: int, *, cancel: SupportsCancel | None = None,
+                  stacks: StackCache | None = None) -> np.ndarray:
+    """Slice ``k`` of a stored series as the loader would place it, decoding only its file
+    (``stacks``: series stacks read before, reused while their files are unchanged)."""
     from .library import stack_for_series
 
-    stack = stack_for_series(store, int(series_id), cancel=cancel)
+    stack = stack_for_series(store, int(series_id), cancel=cancel, cache=stacks)
     one = load_volume(slice_stack(stack, k), cancel=cancel)
     return one.voxels[min(int(k), one.shape[0] - 1)] if one.shape[0] > 1 else one.voxels[0]
 
 
 def matched_slices(store: Any, hits: Iterable[SearchHit], *, volumes: LRUCache[Hashable, Volume] | None = None,
-                   progress: ProgressCallback | None = None,
-                   cancel: SupportsCancel | None = None) -> dict[Hashable, np.ndarray]:
+                   progress: ProgressCallback | None = None, cancel: SupportsCancel | None = None,
+                   stacks: StackCache | None = None) -> dict[Hashable, np.ndarray]:
     """series id -> its matched slice, for every hit whose files can be read (volumes already
     decoded, e.g. results opened before, are used instead of the disk)."""
     hits = list(hits)
@@ -38,7 +43,7 @@ def matched_slices(store: Any, hits: Iterable[SearchHit], *, volumes: LRUCache[H
         vol = volumes.get(h.series_id) if volumes is not None else None
         try:
             out[h.series_id] = (vol.voxels[min(k, vol.shape[0] - 1)] if vol is not None
-                                else matched_slice(store, int(h.series_id), k, cancel=cancel))
+                                else matched_slice(store, int(h.series_id), k, cancel=cancel, stacks=stacks))
         except Exception as exc:  # noqa: BLE001 - a missing file costs a thumbnail, not the search
             check_cancel(cancel)
             log.info("no thumbnail for series %s: %s", h.series_id, exc)

@@ -15,7 +15,7 @@ import html
 import logging
 import time
 from pathlib import Path
-from typing import Any, Callable, Hashable
+from typing import TYPE_CHECKING, Any, Callable, Hashable
 
 import numpy as np
 from PySide6.QtCore import QObject, QThreadPool, Signal
@@ -32,10 +32,15 @@ from .. import workers
 from ..views.similar_panel import SimilarPanel, gray_to_pixmap
 from ..views.study_viewer import StudyViewer
 
+if TYPE_CHECKING:
+    from casebook.viewer.core.services.library import StackCache
+
 log = logging.getLogger(__name__)
 
 #: Analogue volumes kept decoded (opening a result again, its thumbnail on the next search).
 ANALOGUE_CACHE = 8
+#: Series stacks (headers) of analogues kept for the next cards, while their files are unchanged.
+STACK_CACHE = 512
 
 OpenAnalogue = Callable[..., None]  # (volume, report_html, matched_slice=, query_slice=, orientation=)
 
@@ -82,6 +87,7 @@ class SimilarController(QObject):
         self.stack_key: str | None = None
         self._results_study: tuple[Any, ...] = (None, None, None)  # the study the panel's results are for
         self.volumes: LRUCache[Hashable, Volume] = LRUCache(ANALOGUE_CACHE)
+        self.stacks: StackCache = LRUCache(STACK_CACHE)
         self.last_elapsed_s = 0.0
         self._t0 = 0.0
         self.worker: workers.FunctionWorker | None = None  # the running search, if any
@@ -306,7 +312,8 @@ class SimilarController(QObject):
         store = getattr(svc.catalog, "store", None)
         if store is None:
             return {}
-        return matched_slices(store, resp.hits, volumes=self.volumes, progress=progress, cancel=cancel)
+        return matched_slices(store, resp.hits, volumes=self.volumes, progress=progress, cancel=cancel,
+                              stacks=self.stacks)
 
     def _show(self, out: tuple[SearchResponse, dict[Hashable, np.ndarray]]) -> None:
         resp, thumbs = out
@@ -360,7 +367,8 @@ class SimilarController(QObject):
             from casebook.viewer.core.services.library import load_stored_volume
 
             svc = self._get_service(progress, cancel)
-            return load_stored_volume(svc.catalog.store, int(hit.series_id), progress=progress, cancel=cancel)
+            return load_stored_volume(svc.catalog.store, int(hit.series_id), progress=progress, cancel=cancel,
+                                      stacks=self.stacks)
 
         shown = self.panel.status.text()
 

@@ -43,3 +43,37 @@ def test_window_to_uint8_maps_the_window_onto_grey() -> None:
     g = window_to_uint8(img, (40.0, 80.0))
     assert g.dtype == np.uint8 and g.flags.c_contiguous
     assert g.tolist() == [[0, 127], [255, 255]]
+
+
+def test_stack_cache_reads_no_header_while_the_files_are_unchanged(need_shared, tmp_path) -> None:
+    """The cards of a second search reuse the stacks of the first; a file rewritten on disk (or one
+    gone) is read again, so the thumbnail is what the loader would show now."""
+    import os
+    import shutil
+
+    from casebook.viewer.core.dicom.stack import slice_count
+    from casebook.viewer.core.services.library import stack_for_series
+
+    src = tmp_path / "in"
+    shutil.copytree(need_shared("dicom", "dcm_qa_ct", "In"), src)
+    store = CaseStore.open(tmp_path / "cases.sqlite")
+    try:
+        ingest([src], store)
+        s = max(store.list_series(), key=lambda x: x.slice_count)
+        stacks = LRUCache(4)
+        first = stack_for_series(store, s.id, cache=stacks)
+        assert stack_for_series(store, s.id, cache=stacks) is first  # no header read again
+        k = slice_count(first) // 2
+        np.testing.assert_array_equal(matched_slice(store, s.id, k, stacks=stacks),
+                                      load_stored_volume(store, s.id).voxels[k])
+        path = sorted(f.path for f in store.series_files(s.id))[0]
+        st = os.stat(path)
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))  # touched: maybe rewritten
+        again = stack_for_series(store, s.id, cache=stacks)
+        assert again is not first and again.key == first.key
+        os.remove(path)  # gone: the stack is read again and says so
+        gone = stack_for_series(store, s.id, cache=stacks)
+        assert gone is not again and "missing_files" in gone.extra
+        assert stack_for_series(store, s.id, cache=stacks) is gone
+    finally:
+        store.close()
