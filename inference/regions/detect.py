@@ -256,9 +256,10 @@ def find_candidates(prep: PreparedImage, *, within: tuple[slice, slice, slice] |
     for n, s in enumerate(scales):
         log_n, step = levels[n]
         f = step / g
+        # |response| is the same for both polarities: one median per scale
+        mad = float(np.median(np.abs(log_n))) * 1.4826 if log_n.size > 64 else 0.0
         for polarity in (1, -1):
             resp = -polarity * log_n  # bright blobs have a negative Laplacian
-            mad = float(np.median(np.abs(resp))) * 1.4826 if resp.size > 64 else 0.0
             # the response's spread at coarse scales is the body outline, not noise: never ask a
             # coarse blob to stand out more than the finest scale asks (a 4 cm metastasis of +50 HU)
             thr = max(floor, min(6.0 * mad, thr_cap.setdefault(polarity, 6.0 * mad)))
