@@ -8,9 +8,16 @@ CasebookError`` in a CLI command or a GUI worker catches every domain error.
 from __future__ import annotations
 
 import logging
+import os
 
-from .errors import Cancelled, CasebookError
-from .progress import CancelToken, ProgressCallback, SupportsCancel, check_cancel, no_progress
+# Nothing leaves the hospital: ONNX Runtime's official builds (1.2x and later) send usage
+# telemetry from Linux and macOS too (a device id under ~/.cache/Microsoft, a session file in
+# $TMPDIR, an uploader). The runtime reads this switch once, when it is first initialised, so it
+# is set here, below every package that could import onnxruntime.
+os.environ["ORT_DISABLE_TELEMETRY"] = "1"
+
+from .errors import Cancelled, CasebookError  # noqa: E402 - after the switch above
+from .progress import CancelToken, ProgressCallback, SupportsCancel, check_cancel, no_progress  # noqa: E402
 
 logging.getLogger("casebook").addHandler(logging.NullHandler())
 

@@ -61,8 +61,11 @@ def test_browse_find_similar_open_side_by_side(qtbot, gui_library, pixel_encoder
         win.open_stored(head)
         qtbot.waitUntil(lambda: win.state.volume is not None and win.state.volume.shape[0] == 28
                         and win.current_series_id == head, timeout=30000)
-        # Find similar (series): results appear as cards with scores
+        # opening the study readied the search for it (the first box does not wait for the index)
         ctl = win.similar_controller
+        qtbot.waitUntil(lambda: ctl.warming is not None and ctl.warming.done.is_set(), timeout=30000)
+        assert ctl.warmed == (head, "CT")
+        # Find similar (series): results appear as cards with scores
         with qtbot.waitSignal(ctl.results_shown, timeout=30000) as blocker:
             QTest.mouseClick(win.similar.buttons["series"], Qt.MouseButton.LeftButton)
         resp = blocker.args[0]

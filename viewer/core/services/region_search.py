@@ -189,6 +189,24 @@ class RegionSearchService:
         self._labels[family] = (cal, why)
         return cal, why
 
+    def warm_up(self, series_id: int) -> str | None:
+        """Open what a search from this series will need (its family's index, typicality, both
+        calibrations), so that the reader's first box answers as fast as the next ones; the family,
+        or None when the series' modality has no regions in the library."""
+        fam = self.regions.series_family(self.descriptor.id, int(series_id))
+        family = fam[0] if fam is not None else None
+        if family is None:
+            from casebook.inference.regions.detect import modality_family
+
+            info = self.catalog.series_info([int(series_id)]).get(int(series_id))
+            family = modality_family(info.modality) if info is not None else None
+        if family is None or len(self.index(family)) == 0:
+            return None
+        self.typicality(family)
+        self.calibration(family)
+        self.label_calibration(family)
+        return family
+
     # ---------------------------------------------------------------- queries
     def query_from_box(self, series_id: int, box: Sequence[int], image: Any = None) -> RegionQuery:
         """The finding inside a box (k0, k1, j0, j1, i0, i1, end-exclusive voxels) of a stored series.

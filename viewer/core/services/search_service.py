@@ -201,6 +201,14 @@ class SearchService:
             self._regions = RegionSearchService(store, self.index.directory)
         return self._regions
 
+    def warm_up(self, series_id: Hashable) -> str | None:
+        """Get ready for a finding search from a series the reader just opened (see
+        :meth:`RegionSearchService.warm_up`); the region family opened, or None."""
+        store = getattr(self.catalog, "store", None)
+        if store is None:
+            return None
+        return self.regions().warm_up(int(series_id))
+
     def search_box(self, series_id: Hashable, box: Sequence[int], *, filters: SearchFilters | None = None,
                    k: int | None = None, image: Any = None) -> SearchResponse:
         # ``image``: the series' decoded Volume (or ImageInput) when the caller has it on screen

@@ -91,6 +91,8 @@ class SimilarController(QObject):
         self.last_elapsed_s = 0.0
         self._t0 = 0.0
         self.worker: workers.FunctionWorker | None = None  # the running search, if any
+        self.warming: workers.FunctionWorker | None = None  # the last warm-up (see _warm_up)
+        self.warmed: tuple[int, str | None] | None = None  # (series, region family it opened)
         self.last_box: tuple[int, ...] | None = None  # the voxel box of the last box query
         panel.find_requested.connect(self.find)
         panel.open_requested.connect(self.open_hit)
@@ -126,6 +128,24 @@ class SimilarController(QObject):
         self.panel.reset_filters(s.top_k, s.exclude_same_patient)
         self.panel.clear_results("Results of the previous study cleared." if had_results else "")
         self.panel.add_button.setVisible(series_id is None and folder is not None)
+        if series_id is not None:
+            self._warm_up(int(series_id))
+
+    def _warm_up(self, series_id: int) -> None:
+        """Open the library's index for this series on the service thread while the reader looks at
+        the study (the first box otherwise waits seconds for it); quietly: a failure shows on the
+        search itself, and a search queued meanwhile runs after it on the same thread."""
+
+        def task(*, progress, cancel, signals):
+            check_cancel(cancel)
+            try:
+                self.warmed = (series_id, self._get_service().warm_up(series_id))
+            except CasebookError as exc:
+                log.info("search warm-up for series %s: %s", series_id, type(exc).__name__)
+                self.warmed = (series_id, None)
+            return self.warmed
+
+        self.warming = workers.start(workers.FunctionWorker(task), self.pool)
 
     def library_changed(self) -> None:
         """Series were added (an import): the next search reopens the index with their vectors."""
