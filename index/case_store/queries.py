@@ -12,6 +12,7 @@ from sqlalchemy import and_, func, or_, select, text
 
 from .models import Collection, CollectionStudy, Patient, Report, Series, Study, StudyTag, Tag
 from .records import CaseFilter
+from .vocabulary import normalise_phrase
 
 
 def fts_query(text_: str) -> str:
@@ -76,10 +77,17 @@ class QueryMixin:
         if f.diagnosis:
             words = re.findall(r"\w+", f.diagnosis, re.UNICODE)
             sub = select(Report.study_id).where(*[func.lower(Report.diagnosis).like(f"%{w.lower()}%") for w in words])
-            # the vocabulary: "lung nodule" also finds "pulmonary nodule" and "nodule, RUL"
-            term = self.map_finding(f.diagnosis)  # type: ignore[attr-defined]
-            conds.append(or_(Study.id.in_(sub), Study.id.in_(select(Report.study_id).where(Report.finding == term)))
-                         if term else Study.id.in_(sub))
+            # the vocabulary: "lung nodule" also finds "pulmonary nodule" and "nodule, RUL", also as
+            # a report's second finding ("renal cyst; pulmonary nodule", whose `finding` is the first):
+            # any phrase of the term, its words in order with anything (punctuation) between them
+            term, phrases = self.finding_phrases(f.diagnosis)  # type: ignore[attr-defined]
+            if term:
+                likes = [func.lower(Report.diagnosis).like("%" + ph.replace(" ", "%") + "%")  # words only
+                         for ph in sorted({normalise_phrase(x) for x in [term, *phrases]} - {""})]
+                named = select(Report.study_id).where(or_(Report.finding == term, *likes))
+                conds.append(or_(Study.id.in_(sub), Study.id.in_(named)))
+            else:
+                conds.append(Study.id.in_(sub))
         if f.teaching_only:
             conds.append(Study.is_teaching.is_(True))
         if f.study_ids:

@@ -157,6 +157,13 @@ def test_vocabulary_counts_synonyms_as_one_finding_everywhere(store: CaseStore) 
     for query in ("lung nodule", "pulmonary nodule", "nodule, RUL"):
         assert {s.id for s in store.list_studies(CaseFilter(diagnosis=query))} == {a, b, c}
     assert set(store.diagnoses().values()) == {"pulmonary nodule"}  # one training / calibration label
+    # a synonym of a report's second finding finds it too (its `finding` is the first, renal cyst)
+    store.add_stack(stack("4.1.1", study="4.1", patient="P4"))
+    d = sid(store, "4.1")
+    store.set_diagnosis(d, "Simple renal cyst; nodule, RUL")
+    assert store.study_labels(d).finding == "renal cyst"
+    assert {s.id for s in store.list_studies(CaseFilter(diagnosis="lung nodule"))} == {a, b, c, d}
+    assert {s.id for s in store.list_studies(CaseFilter(diagnosis="renal cyst"))} == {d}
     assert store.map_finding("ground-glass pulmonary nodule") == "ground-glass nodule"  # longest phrase wins
     # a report stating several findings names each once, in order; a longer phrase's words do not count twice
     assert store.map_findings("Simple renal cyst (left kidney); solid pulmonary nodule, RUL.") == [
