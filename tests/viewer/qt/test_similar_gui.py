@@ -77,15 +77,23 @@ def test_browse_find_similar_open_side_by_side(qtbot, gui_library, pixel_encoder
         assert [h.score for h in resp.hits] == sorted((h.score for h in resp.hits), reverse=True)
         assert win.similar.cards[0].findChildren(type(win.similar.status))  # labels present
         assert sum(c.has_thumbnail for c in win.similar.cards) >= len(resp.hits) - 1  # matched slices shown
-        # filters are honoured: no MR in this library, so an MR-only search says why it is empty
+        # filters are honoured: no MR in this library, so an MR-only search says why it is empty;
+        # folded away (the cards get the height), the toggle still names the filter that is on
+        assert not win.similar.filters_box.isVisible() and win.similar.filters_toggle.text() == "Filters: no filters"
         win.similar.modality.setCurrentText("MR")
+        assert "modality=MR" in win.similar.filters_toggle.text()
         with qtbot.waitSignal(ctl.results_shown, timeout=30000) as b2:
             QTest.mouseClick(win.similar.buttons["series"], Qt.MouseButton.LeftButton)
         assert not b2.args[0].hits and "No similar cases" in win.similar.status.text()
+        # the cards of the earlier search are gone from the screen at once (not drawn under new ones)
+        from casebook.viewer.qt.views.similar_panel import ResultCard
+
+        assert not [c for c in win.similar.grid_host.findChildren(ResultCard) if c.isVisible()]
         win.similar.modality.setCurrentText("any")
         win.similar.date_from.setText("not a date")
         QTest.mouseClick(win.similar.buttons["series"], Qt.MouseButton.LeftButton)
         assert "not a date" in win.similar.status.text()
+        assert win.similar.filters_box.isVisible()  # opened on the field to correct
         win.similar.date_from.setText("")
         # "more like this" re-ranks the results
         with qtbot.waitSignal(ctl.results_shown, timeout=30000):

@@ -43,10 +43,11 @@ class SearchFilters:
 
     def describe(self) -> str:
         parts = []
-        for name in ("modalities", "body_parts", "tags", "collections"):
+        for name, said in (("modalities", "modality"), ("body_parts", "body part"), ("tags", "tag"),
+                           ("collections", "collection")):
             v = getattr(self, name)
             if v:
-                parts.append(f"{name.rstrip('s').replace('_', ' ')}={','.join(v)}")
+                parts.append(f"{said}={','.join(v)}")
         if self.sex:
             parts.append(f"sex={self.sex}")
         if self.age_min is not None or self.age_max is not None:

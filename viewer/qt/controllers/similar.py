@@ -251,6 +251,7 @@ class SimilarController(QObject):
         try:
             filters = form.to_filters(exclude_same_study=self._settings().search.exclude_same_study)
         except CasebookError as exc:
+            self.panel.filters_toggle.setChecked(True)  # the field to correct is in view
             self.panel.set_idle(str(exc))
             return None
         return filters, form.top_k, form.query_text

@@ -10,8 +10,10 @@ import numpy as np
 from PySide6.QtCore import QEvent, QObject, QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QImage, QPainter, QPen, QPixmap
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QFrame, QGridLayout, QHBoxLayout, QLabel, QLineEdit,
-                               QProgressBar, QPushButton, QScrollArea, QSizePolicy, QSpinBox, QVBoxLayout, QWidget)
+                               QProgressBar, QPushButton, QScrollArea, QSizePolicy, QSpinBox, QToolButton,
+                               QVBoxLayout, QWidget)
 
+from casebook.common.errors import CasebookError
 from casebook.viewer.core.services.search_form import SearchForm
 from casebook.viewer.core.services.thumbnails import window_to_uint8
 
@@ -196,12 +198,34 @@ class SimilarPanel(QWidget):
         rows = (("Modality", self.modality), ("Body part", self.body_part), ("Sex", self.sex),
                 ("Age from", self.age_min), ("Age to", self.age_max), ("Date from", self.date_from),
                 ("Date to", self.date_to), ("Tags", self.tags), ("Diagnosis", self.diagnosis),
-                ("Text", self.text), ("Results", self.top_k))
+                ("Text", self.text))
+        # the filters fold away (the cards need the height); the toggle names the active ones, so a
+        # folded filter never narrows the results unseen
+        self.filters_box = QWidget(self)
+        f.setContentsMargins(0, 0, 0, 0)
+        self.filters_box.setLayout(f)
         for r, (lab, w) in enumerate(rows):
-            f.addWidget(QLabel(lab, self), r, 0)
+            f.addWidget(QLabel(lab, self.filters_box), r, 0)
             f.addWidget(w, r, 1)
-        f.addWidget(self.exclude_patient, len(rows), 0, 1, 2)
-        lay.addLayout(f)
+        self.filters_toggle = QToolButton(self)
+        self.filters_toggle.setCheckable(True)
+        self.filters_toggle.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.filters_toggle.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+        self.filters_toggle.toggled.connect(self._show_filters)
+        head = QHBoxLayout()
+        head.addWidget(self.filters_toggle, 1)
+        head.addWidget(QLabel("Results", self))
+        head.addWidget(self.top_k)
+        lay.addLayout(head)
+        lay.addWidget(self.filters_box)
+        lay.addWidget(self.exclude_patient)
+        for w in (self.modality, self.sex):
+            w.currentTextChanged.connect(self._update_filters_toggle)
+        for w in (self.body_part, self.diagnosis, self.text, self.date_from, self.date_to, self.tags):
+            w.textChanged.connect(self._update_filters_toggle)
+        for w in (self.age_min, self.age_max):
+            w.valueChanged.connect(self._update_filters_toggle)
+        self._show_filters(False)
         self.status = QLabel("", self)
         self.status.setWordWrap(True)
         lay.addWidget(self.status)
@@ -237,6 +261,23 @@ class SimilarPanel(QWidget):
         self.cards: list[ResultCard] = []
         self.columns = 0
         self.scroll.viewport().installEventFilter(self)
+
+    def _show_filters(self, shown: bool) -> None:
+        self.filters_box.setVisible(shown)
+        self.filters_toggle.setArrowType(Qt.ArrowType.DownArrow if shown else Qt.ArrowType.RightArrow)
+        self._update_filters_toggle()
+
+    def _update_filters_toggle(self) -> None:
+        """The toggle says which filters are set ("Filters: modality=CT"), or that none is."""
+        try:
+            said = self.form().to_filters().describe()
+        except CasebookError:
+            said = "a field needs correcting"
+        if self.text.text().strip():
+            said = f"{'' if said == 'no filters' else said + ', '}report text {self.text.text().strip()!r}"
+        self.filters_toggle.setText(f"Filters: {said}")
+        shown = self.filters_toggle.isChecked()
+        self.filters_toggle.setToolTip("Fold the filters away" if shown else "Show the filters")
 
     def form(self) -> SearchForm:
         """The filter form as typed (parsed into filters by the core)."""
@@ -306,6 +347,7 @@ class SimilarPanel(QWidget):
     def _remove_cards(self) -> None:
         for c in self.cards:
             self.grid.removeWidget(c)
+            c.hide()  # deleted later: until then it must not show under the new cards
             c.deleteLater()
         self.cards = []
 
