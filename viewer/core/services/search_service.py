@@ -257,8 +257,9 @@ class SearchService:
 
     def _region_feedback(self, response: SearchResponse, more_like: Sequence[Hashable],
                          not_like: Sequence[Hashable]) -> SearchResponse:
-        """Box results re-ranked by late interaction: each "more like this" adds its matched finding
-        to the query (a series then ranks by its best match to any of them); "not like this" drops."""
+        """Region results re-ranked by late interaction: each "more like this" adds its matched finding
+        to the query (after a box a series then ranks by its best match to any of them, after a
+        findings search by the weighted mean over all of them); "not like this" drops."""
         svc = self.regions()
         rq = response.region_query
         by_series = {h.series_id: h for h in response.hits if isinstance(h, RegionSearchHit)}
@@ -272,7 +273,14 @@ class SearchService:
             if near:
                 extra.append(vecs[near[0]])
                 extra_rows.append(rows[near[0]])
-        if extra:  # row n of the vectors is row n of the regions (the size check reads its diameter)
+        if extra and rq.weights is not None:
+            # a findings (series/slice) query keeps all its findings, each weighted as before, and
+            # the liked ones join it with their mean weight (it has one weight per vector row)
+            w = np.asarray(rq.weights, np.float32)
+            rq = replace(rq, vectors=np.vstack([rq.vectors, *extra]).astype(np.float32),
+                         regions=[*rq.regions, *extra_rows], description=rq.description + " (+feedback)",
+                         weights=np.concatenate([w, np.full(len(extra), float(w.mean()), np.float32)]))
+        elif extra:  # row n of the vectors is row n of the regions (the size check reads its diameter)
             rq = replace(rq, vectors=np.vstack([rq.vectors[:1], *extra]).astype(np.float32),
                          regions=[rq.regions[0], *extra_rows], description=rq.description + " (+feedback)")
         rr = svc.search(rq, filters=response.filters, k=response.k + len(not_like), primary_only=not extra)

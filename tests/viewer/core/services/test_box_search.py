@@ -116,6 +116,25 @@ def test_more_like_this_reranks_box_results_and_not_like_this_removes(library) -
     assert moved.region_query is not None and "(+feedback)" in moved.region_query.description
 
 
+def test_more_like_this_after_a_findings_search_keeps_every_finding(library) -> None:
+    """Feedback on a Findings (series) search: its three weighted findings stay and the liked hit's
+    finding joins them (it raised IndexError: three weights, two vectors)."""
+    settings, plans, ids = library
+    svc = open_service(settings)
+    try:
+        first = svc.search_findings(ids["A"], filters=SearchFilters(), k=10)
+        liked = first.hits[-1].series_id
+        moved = svc.feedback(first, more_like=[liked], not_like=[first.hits[0].series_id])
+    finally:
+        svc.close()
+    q0, q1 = first.region_query, moved.region_query
+    assert len(q1.vectors) == len(q1.weights) == len(q0.vectors) + 1 and len(q1.regions) == len(q1.vectors)
+    assert np.allclose(q1.vectors[:len(q0.vectors)], q0.vectors)
+    before, after = [h.series_id for h in first.hits], [h.series_id for h in moved.hits]
+    assert before[0] not in after and liked in after
+    assert after.index(liked) < before.index(liked)  # ahead of where it was
+
+
 def test_cli_roi_search_prints_the_matched_finding_and_the_confidence(library, capsys) -> None:
     from casebook.viewer.cli import main
 
