@@ -260,12 +260,16 @@ class RegionSearchService:
     def _findings_query(self, rows: list[RegionRow], vecs: np.ndarray, on: list[int], family: str, description: str,
                         series_id: int, slice_index: int | None, findings: int) -> RegionQuery:
         typ = self.typicality(family).of([rows[n].label for n in on])
-        order = [on[n] for n in np.argsort(typ, kind="stable")[:max(int(findings), 1)]]
+        idx = np.argsort(typ, kind="stable")[:max(int(findings), 1)]
+        order = [on[n] for n in idx]
+        # the rarer a finding among other patients, the more its match counts (1 - typicality):
+        # chosen on seeds 1 and 4242, held-out seed 90210 series P@1 0.56 -> 0.62, slice 0.66 -> 0.64
+        weights = np.clip(1.0 - np.asarray(typ, np.float64)[idx], 0.02, None).astype(np.float32)
         patient, study = self.catalog.series_keys(series_id)
         if slice_index is None:
             slice_index = int(round(rows[order[0]].centre[0]))
         return RegionQuery(vecs[order], [rows[n] for n in order], family, description, series_id, patient, study,
-                           int(slice_index), weights=np.ones(len(order), np.float32))
+                           int(slice_index), weights=weights)
 
     # ---------------------------------------------------------------- search
     def search(self, query: RegionQuery, *, filters: SearchFilters | None = None, k: int = 10,
