@@ -296,3 +296,43 @@ def test_cli_priors_and_register_refusals(tmp_path: Path, need_shared, capsys, m
     assert rc == 2 and "study 99999" in err
     rc, _out, err = _cli(capsys, "register", str(cur), str(prior), lib=lib)
     assert rc == 2 and "single slice" in err
+
+
+def test_exclude_same_patient_excludes_what_the_priors_list_calls_the_same_patient(tmp_path: Path,
+                                                                                    need_shared) -> None:
+    """"Exclude same patient" in a search drops the studies the priors list shows as this patient's:
+    the same PatientID without an issuer, and a manually linked prior; another issuer's MRN100 stays."""
+    from casebook.viewer.core.services.search_types import SearchFilters
+    from casebook.viewer.core.services.store_catalog import StoreCatalog
+
+    root = need_shared("temporal", "covid19_ny_sbu", "data-sample")
+    _rewrite(root / "A002304" / "axial", tmp_path / "in" / "a", "MRN100", "HOSP_A")
+    _rewrite(root / "A027284" / "axial", tmp_path / "in" / "b", "MRN100", "HOSP_B")
+    _rewrite(root / "A046441" / "axial", tmp_path / "in" / "c", "MRN100", None)
+    _rewrite(root / "A048383" / "axial", tmp_path / "in" / "d", "OTHER7", "HOSP_A")
+    store = CaseStore.open(tmp_path / "lib.sqlite")
+    try:
+        ingest([tmp_path / "in"], store, workers=1)
+        folder_of = {se.id: Path(store.series_files(se.id)[0].path).parent.name for se in store.list_series()}
+        study_of = {se.id: se.study_id for se in store.list_series()}
+        key_of = {se.id: se.patient_key for se in store.list_series()}
+        cat = StoreCatalog(store, -1)
+        on = SearchFilters(exclude_same_patient=True, exclude_same_study=False)
+
+        def excluded(folder: str) -> set[str]:
+            sid = next(s for s, f in folder_of.items() if f == folder)
+            return {folder_of[s] for s in cat.series_to_exclude(key_of[sid], study_of[sid], on)}
+
+        assert excluded("a") == {"a", "c"}  # c names no issuer: the priors list shows it as a's
+        assert excluded("b") == {"b", "c"}
+        assert excluded("c") == {"a", "b", "c"}
+        assert excluded("d") == {"d"}
+        # a manual link makes d a's prior, and a search from a then leaves d out too
+        a_study = next(study_of[s] for s, f in folder_of.items() if f == "a")
+        d_study = next(study_of[s] for s, f in folder_of.items() if f == "d")
+        store.link_prior(a_study, d_study)
+        assert excluded("a") == {"a", "c", "d"}
+        off = SearchFilters(exclude_same_patient=False, exclude_same_study=False)
+        assert cat.series_to_exclude(key_of[next(iter(folder_of))], a_study, off) == set()
+    finally:
+        store.close()

@@ -79,6 +79,18 @@ class StoreCatalog:
         out: set[Hashable] = set()
         if filters.exclude_same_patient and patient_key is not None:
             out |= set(self.store.series_ids_matching(CaseFilter(patient_key=str(patient_key), include_deleted=True)))
+        if filters.exclude_same_patient and study_key is not None:
+            # the same patient as the priors list knows it: the same PatientID where one side names no
+            # issuer, and manual prior links. Why: a same-ID study without an issuer is the reader's own
+            # patient's prior on the priors list, and must not come back as an independent analogue.
+            from casebook.index.errors import UnknownItemError
+
+            try:
+                others = tuple(int(ps.study.id) for ps in self.store.patient_studies(int(study_key)))
+            except UnknownItemError:  # the query's study was removed meanwhile: its key still applies
+                others = ()
+            if others:
+                out |= set(self.store.series_ids_matching(CaseFilter(study_ids=others, include_deleted=True)))
         if filters.exclude_same_study and study_key is not None:
             out |= set(self.store.series_ids_matching(CaseFilter(study_ids=(int(study_key),), include_deleted=True)))
         return out
