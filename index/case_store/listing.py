@@ -95,6 +95,18 @@ class ListingMixin:
             self._decorate(s, [out])
             return out
 
+    def series_anatomy_words(self, series_ids: Sequence[int]) -> dict[int, tuple[str, str, str]]:
+        """(Body Part Examined, series description, study description) of each series: where a
+        series is, for anatomy-compatible search. One statement per chunk of ids."""
+        out: dict[int, tuple[str, str, str]] = {}
+        with self._read() as s:
+            for part in chunks([int(v) for v in series_ids], 500):
+                stmt = (select(Series.id, Series.body_part, Series.description, Study.description)
+                        .join(Study, Study.id == Series.study_id).where(Series.id.in_(part)))
+                for sid, bp, desc, sdesc in s.execute(stmt):
+                    out[int(sid)] = (bp or "", desc or "", sdesc or "")
+        return out
+
     def find_series(self, key: str) -> SeriesSummary | None:
         """The visible series stored under a stack key (series UID, or UID#n for a split part)."""
         with self._read() as s:

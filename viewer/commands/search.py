@@ -58,6 +58,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     f.add_argument("--diagnosis", help="words that must occur in the diagnosis")
     f.add_argument("--include-same-patient", action="store_true", help="also show the patient's own cases")
     f.add_argument("--include-same-study", action="store_true", help="also show series of the same study")
+    f.add_argument("--any-anatomy", action="store_true",
+                   help="box and --findings searches: also match series of another anatomy (head, chest, ...)")
     p.add_argument("-k", type=int, help="number of results (default from settings)")
     p.add_argument("--model", help="encoder model (default from settings)")
     p.add_argument("--more-like", action="append", default=[], metavar="SERIES",
@@ -87,7 +89,8 @@ def run(args: argparse.Namespace) -> int:
         age_min=args.age_min, age_max=args.age_max, date_from=args.date_from, date_to=args.date_to,
         tags=tuple(args.tag), collections=tuple(args.collection), diagnosis=args.diagnosis,
         exclude_same_patient=settings.search.exclude_same_patient and not args.include_same_patient,
-        exclude_same_study=settings.search.exclude_same_study and not args.include_same_study)
+        exclude_same_study=settings.search.exclude_same_study and not args.include_same_study,
+        same_anatomy=settings.search.same_anatomy and not args.any_anatomy)
     require_library(settings)
     with progress_bar("index", unit="vectors") as bar:
         service = search_service.open_store_search(settings, args.model, progress=bar, cancel=args.cancel)

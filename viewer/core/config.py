@@ -41,6 +41,7 @@ class SearchSettings:
     top_k: int = 12
     exclude_same_patient: bool = True
     exclude_same_study: bool = True
+    same_anatomy: bool = True
     min_score: float = 0.0
 
 
@@ -197,6 +198,8 @@ KEYS: tuple[Key, ...] = (
     Key("search.top_k", int, "results per search", env="CASEBOOK_TOP_K", min=1, max=1000),
     Key("search.exclude_same_patient", bool, "leave out the query patient's own cases"),
     Key("search.exclude_same_study", bool, "leave out other series of the query's study"),
+    Key("search.same_anatomy", bool, "a box or Findings search matches only series of compatible anatomy "
+        "(body part and descriptions; series that name none are kept)"),
     Key("search.min_score", float, "hide results scoring below this (0 to 1)", min=0.0, max=1.0),
     Key("pacs.ae_title", str, "Casebook's own DICOM AE title (what the PACS knows it as)", env="CASEBOOK_AE_TITLE"),
     Key("pacs.scp_enabled", bool, "listen for studies pushed by the PACS or a modality (off by default)",

@@ -427,8 +427,11 @@ def test_help_and_settings_dialogs(qtbot, settings):
     d.excl_patient.setChecked(False)
     assert not d.priors_name_birth.isChecked() and "name + birth date" in d.priors_name_birth.text()
     d.priors_name_birth.setChecked(True)
+    assert d.same_anatomy.isChecked()
+    d.same_anatomy.setChecked(False)
     s = d.result_settings()
     assert s.search.top_k == 25 and not s.search.exclude_same_patient and s.priors_name_birth_fallback
+    assert not s.search.same_anatomy
     assert settings.search.top_k != 25  # the dialog edits a copy until accepted
     path = s.save()
     from casebook.viewer.core.config import load_settings

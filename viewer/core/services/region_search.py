@@ -30,6 +30,7 @@ from casebook.inference.preprocess import ImageInput
 from casebook.inference.regions import regions_in_box
 from casebook.inference.regions.detect import family_reference
 
+from . import anatomy
 from . import label_calibration as lc
 from . import region_rarity as rarity
 from .calibration import NO_CLOSE_MATCH, SIMILAR, ArchiveCalibration
@@ -289,11 +290,14 @@ class RegionSearchService:
         if query.series_id is not None and (filters.exclude_same_patient or filters.exclude_same_study):
             excluded.add(query.series_id)
         allowed = set(self.store.series_ids_matching(_case_filter(filters))) if filters.restricts() else None
+        where = self.anatomy_of([query.series_id])[query.series_id] if (
+            filters.same_anatomy and query.series_id is not None) else frozenset()
+        other_anatomy = f"the anatomy filter (not {anatomy.describe(where)})"
         weighted = query.weights is not None
         q = query.vectors if (weighted or not primary_only) else query.vectors[:1]
         per_k = max(8 * k, 64)
         best: dict[int, tuple[float, int, int]] = {}
-        removed = {"same patient or study": set(), "filters": set()}
+        removed = {"same patient or study": set(), "filters": set(), other_anatomy: set()}
         while True:
             res = index.search(q, min(per_k, len(index)))
             best.clear()
@@ -302,6 +306,10 @@ class RegionSearchService:
                     if lab not in best or best[lab][0] < sim:
                         best[lab] = (sim, row, lab)
             rows = self.regions.resolve(self.descriptor.id, best)
+            elsewhere = set()
+            if where:  # a finding is matched in the same anatomy (a brain box never returns an abdomen)
+                got = self.anatomy_of({r.series_id for r in rows.values()})
+                elsewhere = {sid for sid, regs in got.items() if not anatomy.compatible(where, regs)}
             per_series: dict[int, tuple[float, int, int]] = {}
             for lab, (sim, row, _) in best.items():
                 r = rows.get(lab)
@@ -314,6 +322,9 @@ class RegionSearchService:
                     continue
                 if allowed is not None and r.series_id not in allowed:
                     removed["filters"].add(r.series_id)
+                    continue
+                if r.series_id in elsewhere:
+                    removed[other_anatomy].add(r.series_id)
                     continue
                 if r.series_id not in per_series or per_series[r.series_id][0] < sim:
                     per_series[r.series_id] = (sim, row, lab)
@@ -343,6 +354,11 @@ class RegionSearchService:
             resp.reason = (f"only {len(resp.hits)} series with {query.family} regions pass"
                            + (f" ({why}; {filters.describe()})" if why else f" ({filters.describe()})"))
         return self._finish(resp, start)
+
+    def anatomy_of(self, series_ids: Any) -> dict[Hashable, frozenset[str]]:
+        """The coarse anatomy each series' headers name (empty: unknown, matched with anything)."""
+        words = self.store.series_anatomy_words([int(s) for s in series_ids])
+        return {sid: anatomy.regions_of(*words.get(int(sid), ("", "", ""))) for sid in series_ids}
 
     @staticmethod
     def _weighted(weights: np.ndarray, res: Any, rows: dict[int, RegionRow],

@@ -45,6 +45,7 @@ class SearchForm:
     text: str | None = None  # words in reports, fused with the image query
     top_k: int = 12
     exclude_same_patient: bool = True
+    same_anatomy: bool = True
 
     def to_filters(self, *, exclude_same_study: bool = True) -> SearchFilters:
         """The filters the form asks for; raises :class:`QueryError` naming a field typed wrong."""
@@ -58,7 +59,8 @@ class SearchForm:
             sex=sex, age_min=self.age_min or None, age_max=self.age_max or None,
             date_from=parse_form_date(self.date_from, "date from"), date_to=parse_form_date(self.date_to, "date to"),
             tags=split_tags(self.tags), diagnosis=opt(self.diagnosis),
-            exclude_same_patient=self.exclude_same_patient, exclude_same_study=exclude_same_study)
+            exclude_same_patient=self.exclude_same_patient, exclude_same_study=exclude_same_study,
+            same_anatomy=self.same_anatomy)
         filters.validate()
         return filters
 

@@ -52,7 +52,8 @@ class SearchService:
 
     def default_filters(self) -> SearchFilters:
         return SearchFilters(exclude_same_patient=self.settings.exclude_same_patient,
-                             exclude_same_study=self.settings.exclude_same_study)
+                             exclude_same_study=self.settings.exclude_same_study,
+                             same_anatomy=self.settings.same_anatomy)
 
     # ---------------------------------------------------------------- query builders
     def query_from_series(self, series_id: Hashable, slices: Sequence[int] | None = None) -> QueryVectors:

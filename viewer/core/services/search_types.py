@@ -34,6 +34,8 @@ class SearchFilters:
     exclude_same_patient: bool = True
     exclude_same_study: bool = True
     teaching_only: bool = False  # only studies that are teaching cases (the teaching view's image search)
+    # finding searches (box, Findings) match only series of compatible anatomy (:mod:`.anatomy`)
+    same_anatomy: bool = True
 
     def restricts(self) -> bool:
         """True when a metadata filter (not just exclusions) is set."""
@@ -59,6 +61,8 @@ class SearchFilters:
             parts.append(f"diagnosis~{self.diagnosis!r}")
         if self.teaching_only:
             parts.append("teaching cases only")
+        if not self.same_anatomy:
+            parts.append("any anatomy")
         return ", ".join(parts) or "no filters"
 
     def validate(self) -> None:

@@ -125,7 +125,7 @@ class SimilarController(QObject):
             self.worker.cancel()
         self.response = None
         s = self._settings().search
-        self.panel.reset_filters(s.top_k, s.exclude_same_patient)
+        self.panel.reset_filters(s.top_k, s.exclude_same_patient, s.same_anatomy)
         self.panel.clear_results("Results of the previous study cleared." if had_results else "")
         self.panel.add_button.setVisible(series_id is None and folder is not None)
         if series_id is not None:

@@ -40,8 +40,11 @@ class SettingsDialog(QDialog):
         self.excl_patient.setChecked(settings.search.exclude_same_patient)
         self.excl_study = QCheckBox("Exclude the same study", self)
         self.excl_study.setChecked(settings.search.exclude_same_study)
+        self.same_anatomy = QCheckBox("Box and Findings searches: the same anatomy only (head, chest, abdomen, ...)", self)
+        self.same_anatomy.setChecked(settings.search.same_anatomy)
         form.addRow(self.excl_patient)
         form.addRow(self.excl_study)
+        form.addRow(self.same_anatomy)
         self.priors_name_birth = QCheckBox("Priors: also match another Patient ID on name + birth date "
                                            "(listed as \"name + birth date\")", self)
         self.priors_name_birth.setChecked(settings.priors_name_birth_fallback)
@@ -69,6 +72,7 @@ class SettingsDialog(QDialog):
         s.search.min_score = float(self.min_score.value())
         s.search.exclude_same_patient = self.excl_patient.isChecked()
         s.search.exclude_same_study = self.excl_study.isChecked()
+        s.search.same_anatomy = self.same_anatomy.isChecked()
         s.priors_name_birth_fallback = self.priors_name_birth.isChecked()
         s.theme = str(self.theme.currentData())
         return s

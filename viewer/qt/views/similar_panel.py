@@ -195,6 +195,10 @@ class SimilarPanel(QWidget):
         self.top_k.setValue(12)
         self.exclude_patient = QCheckBox("exclude same patient", self)
         self.exclude_patient.setChecked(True)
+        self.same_anatomy = QCheckBox("same anatomy", self)
+        self.same_anatomy.setChecked(True)
+        self.same_anatomy.setToolTip("A box or Findings search matches only series of the same anatomy (head, chest, "
+                                     "abdomen, ...), as their headers say; series that name none are kept")
         rows = (("Modality", self.modality), ("Body part", self.body_part), ("Sex", self.sex),
                 ("Age from", self.age_min), ("Age to", self.age_max), ("Date from", self.date_from),
                 ("Date to", self.date_to), ("Tags", self.tags), ("Diagnosis", self.diagnosis),
@@ -218,7 +222,11 @@ class SimilarPanel(QWidget):
         head.addWidget(self.top_k)
         lay.addLayout(head)
         lay.addWidget(self.filters_box)
-        lay.addWidget(self.exclude_patient)
+        checks = QHBoxLayout()
+        checks.addWidget(self.exclude_patient)
+        checks.addWidget(self.same_anatomy)
+        checks.addStretch(1)
+        lay.addLayout(checks)
         for w in (self.modality, self.sex):
             w.currentTextChanged.connect(self._update_filters_toggle)
         for w in (self.body_part, self.diagnosis, self.text, self.date_from, self.date_to, self.tags):
@@ -286,7 +294,8 @@ class SimilarPanel(QWidget):
                           age_max=self.age_max.value() or None, date_from=self.date_from.text(),
                           date_to=self.date_to.text(), tags=self.tags.text(), diagnosis=self.diagnosis.text(),
                           text=self.text.text(), top_k=self.top_k.value(),
-                          exclude_same_patient=self.exclude_patient.isChecked())
+                          exclude_same_patient=self.exclude_patient.isChecked(),
+                          same_anatomy=self.same_anatomy.isChecked())
 
     def set_busy(self, message: str) -> None:
         """A search runs: buttons off, an indeterminate bar and Cancel until it ends."""
@@ -333,7 +342,7 @@ class SimilarPanel(QWidget):
         self.results_for.setText("")
         self.set_idle(message)
 
-    def reset_filters(self, top_k: int, exclude_same_patient: bool) -> None:
+    def reset_filters(self, top_k: int, exclude_same_patient: bool, same_anatomy: bool = True) -> None:
         """Back to "any" in every filter (the defaults of the settings for count and exclusion)."""
         self.modality.setCurrentIndex(0)
         self.sex.setCurrentIndex(0)
@@ -343,6 +352,7 @@ class SimilarPanel(QWidget):
         self.age_max.setValue(0)
         self.top_k.setValue(top_k)
         self.exclude_patient.setChecked(exclude_same_patient)
+        self.same_anatomy.setChecked(same_anatomy)
 
     def _remove_cards(self) -> None:
         for c in self.cards:

@@ -167,3 +167,87 @@ def test_a_series_without_pixel_spacing_gets_no_findings_and_a_box_on_it_is_refu
             svc.close()
     finally:
         store.close()
+
+
+def test_a_box_matches_findings_in_the_same_anatomy_unless_asked(tmp_path: Path) -> None:
+    """Three patients with the same solid lung nodule; one study's headers say it is a head CT
+    (Body Part Examined HEAD, "CT HEAD"). A box on a chest nodule leaves the head series out and
+    says so; with "any anatomy" it is back; a series whose headers name no anatomy is never removed."""
+    import pydicom
+
+    template = plan_library(PhantomOptions(patients=1, size=80, slices=24, big_slices=0, seed=5))[0]
+    plans = {}
+    for n, (name, centre, diam, where) in enumerate([("A", (-70.0, -10.0, 45.0), 20.0, None),
+                                                      ("B", (75.0, 5.0, 30.0), 18.0, "HEAD"),
+                                                      ("C", (-72.0, -5.0, 40.0), 19.0, "")]):
+        plan = replace(template, patient_index=n, patient_id=f"ANAT{name}", patient_name=f"DEMO^{name}",
+                       lesions=(LesionSpec("lung_nodule_solid", centre, diam, "test"),), series=template.series[:1],
+                       seed=2000 + n, shift_mm=(float(n), -float(n), 0.0))
+        out = tmp_path / "dicom" / name
+        write_study(plan, out, seed=78)
+        plans[name] = plan
+        if where is None:
+            continue
+        for f in out.rglob("*"):
+            try:
+                ds = pydicom.dcmread(f)
+            except Exception:  # noqa: BLE001 - the manifest and folders
+                continue
+            ds.BodyPartExamined = where
+            ds.SeriesDescription = f"CT {where}" if where else "5/5mm Plain"
+            ds.StudyDescription = ""
+            ds.save_as(f)
+    store = CaseStore.open(tmp_path / "casebook.sqlite", create=True)
+    svc = RegionSearchService(store, tmp_path / "vectors")
+    try:
+        ingest([tmp_path / "dicom"], store)
+        assert embed_regions(store).done == 3
+        ids = {s.patient_key: s.id for s in store.list_series()}
+        assert svc.anatomy_of([ids["ANATA"], ids["ANATB"], ids["ANATC"]]) == {
+            ids["ANATA"]: frozenset({"chest", "abdomen"}), ids["ANATB"]: frozenset({"head"}),
+            ids["ANATC"]: frozenset()}
+        k, j, i = voxel(plans["A"], plans["A"].lesions[0])
+        half = plans["A"].lesions[0].diameter_mm * 0.65 / plans["A"].series[0].pixel_mm + 2
+        q = svc.query_from_box(ids["ANATA"], (k, k + 1, int(j - half), int(j + half) + 1, int(i - half),
+                                              int(i + half) + 1))
+        same = svc.search(q, filters=SearchFilters(), k=5)
+        assert [h.series_id for h in same.hits] == [ids["ANATC"]]  # unknown anatomy is kept
+        assert same.removed.get("the anatomy filter (not chest + abdomen)") == 1, same.removed
+        assert "anatomy filter" in same.reason
+        anyplace = svc.search(q, filters=SearchFilters(same_anatomy=False), k=5)
+        assert sorted(h.series_id for h in anyplace.hits) == sorted([ids["ANATB"], ids["ANATC"]])
+        assert not any("anatomy" in name for name in anyplace.removed)
+        # a findings (series) query is held to the same anatomy
+        fs = svc.search(svc.query_from_series(ids["ANATA"]), filters=SearchFilters(), k=5)
+        assert ids["ANATB"] not in [h.series_id for h in fs.hits]
+    finally:
+        svc.close()
+        store.close()
+
+
+@pytest.mark.parametrize("words, want", [
+    (("CHEST", "CT CHEST ABDOMEN AX", ""), {"chest", "abdomen"}),
+    (("ABDOMEN", "marked lesion<MPR Collection>", "abdomen^liver"), {"abdomen"}),
+    (("", "BRAIN SEQ  4.8  H31s", "CT BRAIN WO IVCON"), {"head"}),
+    (("CHESTABDPELVIS", "", ""), {"chest", "abdomen", "pelvis"}),
+    (("", "T2 TSE SAG", "L-SPINE"), {"spine"}),
+    (("", "5/5mm Plain", ""), set()),
+    (("WHOLE BODY", "", ""), {"head", "neck", "chest", "abdomen", "pelvis", "spine", "upper limb", "lower limb"}),
+])
+def test_anatomy_from_header_words(words, want) -> None:
+    from casebook.viewer.core.services.anatomy import compatible, regions_of
+
+    assert regions_of(*words) == frozenset(want)
+    if want:
+        assert compatible(regions_of(*words), frozenset())  # unknown never excludes
+
+
+def test_anatomy_compatibility_is_symmetric_and_keeps_the_spine_with_the_trunk() -> None:
+    from casebook.viewer.core.services.anatomy import REGIONS, compatible
+
+    for a in REGIONS:
+        for b in REGIONS:
+            assert compatible({a}, {b}) == compatible({b}, {a}), (a, b)
+    assert compatible({"head"}, {"head", "neck"}) and not compatible({"head"}, {"abdomen"})
+    assert all(compatible({"spine"}, {r}) for r in ("neck", "chest", "abdomen", "pelvis"))
+    assert not compatible({"chest"}, {"lower limb"})

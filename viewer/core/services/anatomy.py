@@ -1,0 +1,106 @@
+"""Coarse anatomy of a series from its header words, and which anatomies a finding may match.
+
+Why: a box on a brain tumour must not return an abdominal MR because both are bright blobs in
+MR; the reader asks for the same finding *in the same anatomy* (issue 11: "regions of compatible
+anatomy"). The headers already say where a series is: Body Part Examined (0018,0015) and the
+series and study descriptions ("CT CHEST ABDOMEN", "MR BRAIN WO", "abdomen^liver"). Those words
+are mapped onto a few coarse regions; a series whose words name none is *unknown* and is never
+removed (an unlabelled archive loses nothing), and two known series match when their regions
+overlap or touch (the spine is seen on chest, abdomen and pelvis images).
+"""
+from __future__ import annotations
+
+import re
+from typing import Iterable
+
+#: the coarse regions, head to foot
+REGIONS: tuple[str, ...] = ("head", "neck", "chest", "abdomen", "pelvis", "spine", "upper limb", "lower limb")
+
+# DICOM's defined terms for Body Part Examined that join regions, matched on the words run together
+_COMPOUND: dict[str, frozenset[str]] = {
+    "CHESTABDPELVIS": frozenset({"chest", "abdomen", "pelvis"}),
+    "CHESTABDOMENPELVIS": frozenset({"chest", "abdomen", "pelvis"}),
+    "CHESTABDOMEN": frozenset({"chest", "abdomen"}),
+    "ABDOMENPELVIS": frozenset({"abdomen", "pelvis"}),
+    "ABDPELVIS": frozenset({"abdomen", "pelvis"}),
+    "HEADNECK": frozenset({"head", "neck"}),
+    "WHOLEBODY": frozenset(REGIONS),
+}
+
+_WORDS: dict[frozenset[str], tuple[str, ...]] = {
+    frozenset({"head"}): ("HEAD", "BRAIN", "SKULL", "CRANIAL", "CRANIUM", "CEREBRAL", "CEREBRUM", "NEURO", "ORBIT",
+                          "ORBITS", "SINUS", "SINUSES", "IAC", "PITUITARY", "SELLA", "FACE", "FACIAL",
+                          "MAXILLOFACIAL", "MANDIBLE", "TMJ", "STROKE"),
+    frozenset({"neck"}): ("NECK", "THYROID", "LARYNX", "PHARYNX", "CAROTID", "CAROTIDS", "PAROTID"),
+    frozenset({"chest"}): ("CHEST", "THORAX", "THORAXES", "LUNG", "LUNGS", "PULMONARY", "CARDIAC", "HEART", "CORONARY",
+                           "CORONARIES", "BREAST", "BREASTS", "MAMMO", "MAMMOGRAPHY", "MEDIASTINUM", "RIB", "RIBS",
+                           "STERNUM", "HRCT"),
+    frozenset({"abdomen"}): ("ABDOMEN", "ABD", "ABDO", "ABDOMINAL", "LIVER", "HEPATIC", "PANCREAS", "PANCREATIC",
+                             "KIDNEY", "KIDNEYS", "RENAL", "ADRENAL", "ADRENALS", "SPLEEN", "MRCP", "BILIARY",
+                             "UROGRAM", "ENTEROGRAPHY", "GALLBLADDER", "STOMACH", "BOWEL"),
+    frozenset({"pelvis"}): ("PELVIS", "PELVIC", "PROSTATE", "BLADDER", "UTERUS", "OVARY", "OVARIES", "RECTUM",
+                            "RECTAL", "SACRUM", "HIP", "HIPS"),
+    frozenset({"spine"}): ("SPINE", "SPINAL", "VERTEBRA", "VERTEBRAE", "VERTEBRAL", "CSPINE", "TSPINE", "LSPINE",
+                           "SSPINE", "LUMBAR", "COCCYX", "MYELOGRAM"),
+    frozenset({"abdomen", "pelvis"}): ("COLON", "COLONOGRAPHY"),
+    frozenset({"chest", "abdomen"}): ("AORTA", "AORTIC"),
+    frozenset({"neck", "spine"}): ("CERVICAL",),
+    frozenset({"chest", "spine"}): ("THORACIC",),
+    frozenset({"upper limb"}): ("SHOULDER", "SHOULDERS", "ARM", "HUMERUS", "ELBOW", "FOREARM", "WRIST", "HAND", "HANDS",
+                                "FINGER", "FINGERS", "CLAVICLE", "SCAPULA"),
+    frozenset({"lower limb"}): ("KNEE", "KNEES", "LEG", "LEGS", "FEMUR", "THIGH", "TIBIA", "FIBULA", "ANKLE",
+                                "ANKLES", "FOOT", "FEET", "TOE", "TOES", "CALF", "HEEL"),
+    frozenset({"upper limb", "lower limb"}): ("EXTREMITY", "EXTREMITIES", "LIMB", "LIMBS"),
+    frozenset(REGIONS): ("WB", "TOTALBODY"),
+}
+_LOOKUP: dict[str, frozenset[str]] = {w: regs for regs, words in _WORDS.items() for w in words}
+
+# regions a finding may also be seen on (the spine on every trunk image; the hip on a pelvis)
+_TOUCHES: dict[str, frozenset[str]] = {
+    "spine": frozenset({"neck", "chest", "abdomen", "pelvis"}),
+    "neck": frozenset({"head", "spine"}),
+    "chest": frozenset({"spine", "upper limb"}),  # the shoulder girdle is on every chest image
+    "abdomen": frozenset({"spine"}),
+    "pelvis": frozenset({"spine", "lower limb"}),
+    "upper limb": frozenset({"chest"}),
+    "lower limb": frozenset({"pelvis"}),
+    "head": frozenset({"neck"}),
+}
+
+_SPLIT = re.compile(r"[^A-Z0-9]+")
+
+
+def regions_of(*texts: str | None) -> frozenset[str]:
+    """The coarse regions the header words name (empty when none is named: unknown anatomy)."""
+    out: set[str] = set()
+    for text in texts:
+        words = [w for w in _SPLIT.split((text or "").upper()) if w]
+        for n, w in enumerate(words):
+            regs = _LOOKUP.get(w) or _COMPOUND.get(w)
+            if n + 1 < len(words) and w + words[n + 1] in _COMPOUND:  # "WHOLE BODY", "ABDOMEN PELVIS"
+                regs = (regs or frozenset()) | _COMPOUND[w + words[n + 1]]
+            elif w == "WHOLE":
+                regs = None  # "whole" alone says nothing
+            if regs:
+                out |= regs
+    return frozenset(out)
+
+
+def compatible(a: Iterable[str], b: Iterable[str]) -> bool:
+    """May a finding on anatomy ``a`` be matched on anatomy ``b``? Unknown (empty) matches anything."""
+    sa, sb = frozenset(a), frozenset(b)
+    if not sa or not sb:
+        return True
+    if sa & sb:
+        return True
+    near = frozenset().union(*(_TOUCHES.get(r, frozenset()) for r in sa))
+    return bool(near & sb)
+
+
+def describe(regions: Iterable[str]) -> str:
+    """"chest + abdomen", or "unknown anatomy"."""
+    regs = [r for r in REGIONS if r in set(regions)]
+    return " + ".join(regs) if regs else "unknown anatomy"
+
+
+__all__ = ["REGIONS", "compatible", "describe", "regions_of"]
