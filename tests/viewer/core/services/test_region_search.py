@@ -13,7 +13,8 @@ from casebook.index.case_store import CaseStore
 from casebook.index.errors import QueryError
 from casebook.viewer.core.demo.phantom import LesionSpec, PhantomOptions, plan_library, series_geometry, write_study
 from casebook.viewer.core.services.ingest import ingest
-from casebook.viewer.core.services.region_search import SIZE_PENALTY, RegionSearchService, size_penalty
+from casebook.viewer.core.services.region_search import (SIZE_PENALTY, TYPICAL_FREE, RegionSearchService, size_penalty,
+                                                          typical_penalty)
 from casebook.viewer.core.services.regions import embed_regions, register
 from casebook.viewer.core.services.search_types import SearchFilters
 
@@ -73,16 +74,30 @@ def test_box_on_a_lesion_returns_the_same_kind_first(library, query: str, want: 
     assert top.percentile > 90.0
     # fewer than k analogues exist: the response says which filter removed the rest
     assert len(resp.hits) == 3 and "same patient" in resp.reason
-    # every hit's matched region is within 2x of the box's finding in diameter, or pays for it in score
+    # every hit's matched region is within 2x of the box's finding in diameter, or pays for it in score,
+    # and one that most other patients also have (anatomy, not a finding) pays for its typicality
     qd = resp.query.regions[0].diameter_mm
+    typ = svc.typicality("CT")
     for h in resp.hits:
         raw = float(resp.query.vectors[0] @ region_vector(svc, h))
-        assert h.score == pytest.approx(raw - size_penalty(qd, h.matched_diameter_mm), abs=2e-3)
+        t = float(typ.of([region_label(svc, h)])[0])
+        assert h.score == pytest.approx(raw - size_penalty(qd, h.matched_diameter_mm) - typical_penalty(t), abs=2e-3)
+
+
+def region_label(svc: RegionSearchService, hit) -> int:
+    rows, _ = svc.regions.regions_of_series(svc.descriptor.id, hit.series_id)
+    return next(r.label for r in rows if r.box == hit.matched_box)
 
 
 def region_vector(svc: RegionSearchService, hit) -> np.ndarray:
     rows, vecs = svc.regions.regions_of_series(svc.descriptor.id, hit.series_id)
     return vecs[next(n for n, r in enumerate(rows) if r.box == hit.matched_box)]
+
+
+def test_typical_penalty_is_free_below_its_threshold_and_linear_above() -> None:
+    assert typical_penalty(0.2) == 0.0 and typical_penalty(TYPICAL_FREE) == 0.0
+    assert typical_penalty(1.0) == pytest.approx(typical_penalty(TYPICAL_FREE + 0.04) * 2)
+    assert typical_penalty(1.0) > 0.0
 
 
 def test_size_penalty_is_free_within_twice_the_diameter_and_grows_per_doubling_beyond() -> None:
