@@ -274,6 +274,7 @@ class MainWindow(QMainWindow):
                 self._show_report()
             self.similar.top_k.setValue(self.settings.search.top_k)
             self.similar.exclude_patient.setChecked(self.settings.search.exclude_same_patient)
+            self.similar.same_anatomy.setChecked(self.settings.search.same_anatomy)
             self.refresh_library()
 
     def refresh_icons(self) -> None:
@@ -507,6 +508,8 @@ class MainWindow(QMainWindow):
             log.warning("library not readable: %s", exc)
             self.browser.status.setText(f"Library not readable: {exc}")
         self.library_opened = True
+        if self.settings.database_path.exists():
+            self.similar_controller.warm_library()  # cheap once warm; after an import it warms again
 
     # -- drag and drop --------------------------------------------------------------------------
     def dragEnterEvent(self, event) -> None:  # noqa: N802

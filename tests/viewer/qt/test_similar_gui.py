@@ -36,6 +36,12 @@ def test_browse_find_similar_open_side_by_side(qtbot, gui_library, pixel_encoder
     qtbot.waitExposed(win)
     try:
         win.refresh_library()
+        # opening the library readied the finding search of every modality family it holds
+        ctl = win.similar_controller
+        qtbot.waitUntil(lambda: ctl.library_warming is not None and ctl.library_warming.done.is_set(),
+                        timeout=60000)
+        assert "CT" in (ctl.library_warmed or []), ctl.library_warmed
+        assert "CT" in ctl._service.regions()._indexes  # the region index is open before any study is
         assert win.browser.row_count() > 3  # studies (each expands to its series)
         win.browser.filter.setText("CT")
         assert 0 < win.browser.row_count()

@@ -223,6 +223,21 @@ class RegionSearchService:
         self.label_calibration(family)
         return family
 
+    def warm_up_families(self) -> list[str]:
+        """Open every modality family's region index, typicality and calibrations, largest first:
+        done when the library opens, so that even a box drawn the moment a study is on screen
+        does not wait for them. The families opened."""
+        counts = self.regions.families(self.descriptor.id)
+        out = []
+        for family in sorted((f for f, n in counts.items() if n), key=lambda f: -counts[f]):
+            if len(self.index(family)) == 0:
+                continue
+            self.typicality(family)
+            self.calibration(family)
+            self.label_calibration(family)
+            out.append(family)
+        return out
+
     # ---------------------------------------------------------------- queries
     def query_from_box(self, series_id: int, box: Sequence[int], image: Any = None) -> RegionQuery:
         """The finding inside a box (k0, k1, j0, j1, i0, i1, end-exclusive voxels) of a stored series.

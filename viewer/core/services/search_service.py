@@ -210,6 +210,13 @@ class SearchService:
             return None
         return self.regions().warm_up(int(series_id))
 
+    def warm_up_library(self) -> list[str]:
+        """Get ready for finding searches in every modality family of the library (see
+        :meth:`RegionSearchService.warm_up_families`); the families opened."""
+        if getattr(self.catalog, "store", None) is None:
+            return []
+        return self.regions().warm_up_families()
+
     def search_box(self, series_id: Hashable, box: Sequence[int], *, filters: SearchFilters | None = None,
                    k: int | None = None, image: Any = None) -> SearchResponse:
         # ``image``: the series' decoded Volume (or ImageInput) when the caller has it on screen

@@ -93,6 +93,8 @@ class SimilarController(QObject):
         self.worker: workers.FunctionWorker | None = None  # the running search, if any
         self.warming: workers.FunctionWorker | None = None  # the last warm-up (see _warm_up)
         self.warmed: tuple[int, str | None] | None = None  # (series, region family it opened)
+        self.library_warming: workers.FunctionWorker | None = None  # see warm_library
+        self.library_warmed: list[str] | None = None  # region families the library warm-up opened
         self.last_box: tuple[int, ...] | None = None  # the voxel box of the last box query
         panel.find_requested.connect(self.find)
         panel.open_requested.connect(self.open_hit)
@@ -147,9 +149,31 @@ class SimilarController(QObject):
 
         self.warming = workers.start(workers.FunctionWorker(task), self.pool)
 
+    def warm_library(self) -> None:
+        """When the library opens, ready every modality family's finding search on the service
+        thread (index, typicality, calibrations), so that a box drawn the moment the first study
+        is on screen answers as fast as later ones; once per opened service."""
+        if self.library_warming is not None and not self.library_warming.done.is_set():
+            return
+        if self.library_warmed is not None and self._service is not None \
+                and self._service_library == self._settings().library_dir:
+            return
+
+        def task(*, progress, cancel, signals):
+            check_cancel(cancel)
+            try:
+                self.library_warmed = self._get_service().warm_up_library()
+            except CasebookError as exc:
+                log.info("library search warm-up: %s", type(exc).__name__)
+                self.library_warmed = []
+            return self.library_warmed
+
+        self.library_warming = workers.start(workers.FunctionWorker(task), self.pool)
+
     def library_changed(self) -> None:
         """Series were added (an import): the next search reopens the index with their vectors."""
         self._service_library = None
+        self.library_warmed = None
 
     # -- service (worker thread only) -----------------------------------------------------------
     def _get_service(self, progress: Any = None, cancel: Any = None) -> Any:
