@@ -13,7 +13,9 @@ Prints, per lesion, the time from the box to the cards on screen and whether the
 study with the same lesion kind (same-patient exclusion as the settings have it), then the median,
 90th percentile and worst time against the 1 s target, the first query apart (opening a study
 starts a warm-up of the search: drawn at once, the first box waits for it; ``--settle`` first waits
-for it, as a reader looking at the study does), and the load average. ``--screenshot`` saves the Find-similar panel after
+for it, as a reader looking at the study does; opening the library warms every modality family,
+``--browse`` waits for that before the first study, as a reader choosing from the list does), and
+the load average. ``--screenshot`` saves the Find-similar panel after
 the last query so the cards can be looked at.
 """
 from __future__ import annotations
@@ -36,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--settle", action="store_true",
                     help="before the first box, wait for the search warm-up that opening a study starts (a "
                          "reader looks at the study before drawing); without it the box is drawn at once")
+    ap.add_argument("--browse", action="store_true",
+                    help="before opening the first study, wait for the warm-up that opening the library starts "
+                         "(a reader picks a study from the list first); without it the first study opens at once")
     args = ap.parse_args(argv)
     lib = args.library.resolve()
     manifest_path = lib.parent / "demo-dicom" / "phantom" / "manifest.json"
@@ -83,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     win = MainWindow(settings, with_3d=False)
     win.resize(1600, 1000)
     win.show()
+    win.open_library_when_shown()  # as `casebook` does: the study list is read after the first paint
     ctl = win.similar_controller
     done: list[float] = []
     ctl.results_shown.connect(lambda _r: done.append(time.perf_counter()))
@@ -96,6 +102,11 @@ def main(argv: list[str] | None = None) -> int:
         return bool(until())
 
     rows = []
+    if args.browse:
+        t_lib = time.perf_counter()
+        pump(lambda: ctl.library_warming is not None and ctl.library_warming.done.is_set(), 120)
+        print(f"library warm-up ({', '.join(ctl.library_warmed or []) or 'nothing'}) finished "
+              f"{time.perf_counter() - t_lib:.2f} s after the window was shown")
     for n, (sid, les, plan) in enumerate(queries):
         win.open_stored(sid)
         if not pump(lambda: win.current_series_id == sid and win.state.volume is not None
@@ -137,8 +148,9 @@ def main(argv: list[str] | None = None) -> int:
     t_all = np.array([r[0] for r in rows])
     rest = t_all[1:] if len(t_all) > 1 else t_all
     print(f"\n{len(rows)} box queries on {lib} ({opts.patients} phantom patients, {opts.size} px, seed {opts.seed})")
-    print(f"first query ({'after the warm-up' if args.settle else 'drawn at once: waits for the warm-up'}): "
-          f"{t_all[0]:.2f} s")
+    how = ("after the study's warm-up" if args.settle else "drawn the instant the study is on screen") + (
+        ", the library warmed while browsing" if args.browse else ", the study opened at window start")
+    print(f"first query ({how}): {t_all[0]:.2f} s")
     print(f"the others: median {np.median(rest):.2f} s, 90th percentile {np.percentile(rest, 90):.2f} s, "
           f"worst {rest.max():.2f} s (target <= 1 s) -> {'MET' if rest.max() <= 1.0 else 'MISSED'}")
     print(f"first card a study with the same lesion kind: {np.mean([r[1] for r in rows]):.2f}")
