@@ -154,7 +154,8 @@ def main() -> int:
                         "majority", "ECE"], rows)
         lines.append("")
     head = [f"# .venv/bin/python benchmarks/retrieval_quality.py ({platform.machine()}, {os.cpu_count()} cores, "
-            f"{datetime.date.today().isoformat()})",
+            f"{datetime.date.today().isoformat()}; load average at the end "
+            f"{' '.join(f'{x:.1f}' for x in os.getloadavg())})",
             f"# held-out test = {HOLDOUT_FRACTION:.0%} of each class of train, seed {HOLDOUT_SEED} (stratified_holdout); "
             "queries search the rest of train by cosine, hit = same label"]
     text = "\n".join(head + [""] + lines)
