@@ -19,7 +19,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Hashable, Sequence
+from typing import Any, Callable, Hashable, Sequence
 
 import numpy as np
 
@@ -223,13 +223,16 @@ class RegionSearchService:
         self.label_calibration(family)
         return family
 
-    def warm_up_families(self) -> list[str]:
+    def warm_up_families(self, keep_going: Callable[[], bool] | None = None) -> list[str]:
         """Open every modality family's region index, typicality and calibrations, largest first:
         done when the library opens, so that even a box drawn the moment a study is on screen
-        does not wait for them. The families opened."""
+        does not wait for them. ``keep_going`` is asked before each family (False once the reader
+        has opened a study: its own warm-up goes first). The families opened."""
         counts = self.regions.families(self.descriptor.id)
         out = []
         for family in sorted((f for f, n in counts.items() if n), key=lambda f: -counts[f]):
+            if keep_going is not None and not keep_going():
+                break
             if len(self.index(family)) == 0:
                 continue
             self.typicality(family)

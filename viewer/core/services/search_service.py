@@ -17,7 +17,7 @@ import logging
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Hashable, Sequence
+from typing import Any, Callable, Hashable, Sequence
 
 import numpy as np
 
@@ -210,12 +210,12 @@ class SearchService:
             return None
         return self.regions().warm_up(int(series_id))
 
-    def warm_up_library(self) -> list[str]:
+    def warm_up_library(self, keep_going: Callable[[], bool] | None = None) -> list[str]:
         """Get ready for finding searches in every modality family of the library (see
         :meth:`RegionSearchService.warm_up_families`); the families opened."""
         if getattr(self.catalog, "store", None) is None:
             return []
-        return self.regions().warm_up_families()
+        return self.regions().warm_up_families(keep_going)
 
     def search_box(self, series_id: Hashable, box: Sequence[int], *, filters: SearchFilters | None = None,
                    k: int | None = None, image: Any = None) -> SearchResponse:

@@ -162,7 +162,8 @@ class SimilarController(QObject):
         def task(*, progress, cancel, signals):
             check_cancel(cancel)
             try:
-                self.library_warmed = self._get_service().warm_up_library()
+                # a study opened meanwhile has its own warm-up queued: let it go first
+                self.library_warmed = self._get_service().warm_up_library(lambda: self._series_id is None)
             except CasebookError as exc:
                 log.info("library search warm-up: %s", type(exc).__name__)
                 self.library_warmed = []
