@@ -266,3 +266,14 @@ def test_anatomy_compatibility_is_symmetric_and_keeps_the_spine_with_the_trunk()
     assert compatible({"head"}, {"head", "neck"}) and not compatible({"head"}, {"abdomen"})
     assert all(compatible({"spine"}, {r}) for r in ("neck", "chest", "abdomen", "pelvis"))
     assert not compatible({"chest"}, {"lower limb"})
+
+
+def test_library_warm_up_opens_each_family_and_stops_when_a_study_opens(library) -> None:
+    store, svc, plans, ids = library
+    fresh = RegionSearchService(store, svc.index_dir)
+    try:
+        assert fresh.warm_up_families(lambda: False) == [] and not fresh._indexes  # a study opened: stop
+        assert fresh.warm_up_families() == ["CT"]
+        assert "CT" in fresh._indexes and "CT" in fresh._typical and "CT" in fresh._calibration
+    finally:
+        fresh.close()
