@@ -185,14 +185,6 @@ def _box_region(image: ImageInput, prep: PreparedImage, within: tuple[slice, sli
     flat = prep.values.shape[0] < 4
     smooth = prep.values
     sigma = float(max(min(half[1:].min() * g / math.sqrt(3.0), SCALES_MM[-1]), SCALES_MM[0]))
-    grids = np.meshgrid(*[np.arange(s.start, s.stop) for s in within], indexing="ij")
-    if flat:
-        ell = ((grids[1] - c[1]) / max(half[1], 0.5)) ** 2 + ((grids[2] - c[2]) / max(half[2], 0.5)) ** 2 <= 1
-    else:
-        ell = sum(((gg - cc) / max(h, 0.5)) ** 2 for gg, cc, h in zip(grids, c, half)) <= 1
-    vals = prep.values[within]
-    inside = vals[ell] if ell.any() else vals.ravel()
-    ring = vals[~ell] if (~ell).any() else inside
     # a reader draws the box with a margin, so the finding may be smaller than the box: segment at
     # the box's own scale and at two smaller ones, both polarities, and keep the blob that stands
     # out most from its context (at the box's scale alone a 35 mm nodule against the chest wall
@@ -205,6 +197,14 @@ def _box_region(image: ImageInput, prep: PreparedImage, within: tuple[slice, sli
                 got.append((abs(cand.core - cand.context) / (cand.spread + 5.0), -f, cand))
     if got:
         return _to_region(prep, max(got, key=lambda t: t[:2])[2], image)
+    grids = np.meshgrid(*[np.arange(s.start, s.stop) for s in within], indexing="ij")
+    if flat:
+        ell = ((grids[1] - c[1]) / max(half[1], 0.5)) ** 2 + ((grids[2] - c[2]) / max(half[2], 0.5)) ** 2 <= 1
+    else:
+        ell = sum(((gg - cc) / max(h, 0.5)) ** 2 for gg, cc, h in zip(grids, c, half)) <= 1
+    vals = prep.values[within]
+    inside = vals[ell] if ell.any() else vals.ravel()
+    ring = vals[~ell] if (~ell).any() else inside
     cand = Candidate(c, sigma, 1, 0.0, float(np.median(inside)), float(np.median(ring)), within,
                      ell if ell.any() else np.ones(vals.shape, bool), 0)
     reg = _to_region(prep, cand, image)

@@ -216,12 +216,16 @@ class RegionSearchService:
 
             info = self.catalog.series_info([int(series_id)]).get(int(series_id))
             family = modality_family(info.modality) if info is not None else None
-        if family is None or len(self.index(family)) == 0:
-            return None
+        return family if family is not None and self._warm(family) else None
+
+    def _warm(self, family: str) -> bool:
+        """Open a family's index, typicality and both calibrations; False when it has no regions."""
+        if len(self.index(family)) == 0:
+            return False
         self.typicality(family)
         self.calibration(family)
         self.label_calibration(family)
-        return family
+        return True
 
     def warm_up_families(self, keep_going: Callable[[], bool] | None = None) -> list[str]:
         """Open every modality family's region index, typicality and calibrations, largest first:
@@ -233,12 +237,8 @@ class RegionSearchService:
         for family in sorted((f for f, n in counts.items() if n), key=lambda f: -counts[f]):
             if keep_going is not None and not keep_going():
                 break
-            if len(self.index(family)) == 0:
-                continue
-            self.typicality(family)
-            self.calibration(family)
-            self.label_calibration(family)
-            out.append(family)
+            if self._warm(family):
+                out.append(family)
         return out
 
     # ---------------------------------------------------------------- queries
@@ -326,6 +326,7 @@ class RegionSearchService:
         where = self.anatomy_of([query.series_id])[query.series_id] if (
             filters.same_anatomy and query.series_id is not None) else frozenset()
         other_anatomy = f"the anatomy filter (not {anatomy.describe(where)})"
+        anatomy_seen: dict[Hashable, frozenset[str]] = {}
         weighted = query.weights is not None
         q = query.vectors if (weighted or not primary_only) else query.vectors[:1]
         per_k = max(8 * k, 64)
@@ -341,8 +342,10 @@ class RegionSearchService:
             rows = self.regions.resolve(self.descriptor.id, best)
             elsewhere = set()
             if where:  # a finding is matched in the same anatomy (a brain box never returns an abdomen)
-                got = self.anatomy_of({r.series_id for r in rows.values()})
-                elsewhere = {sid for sid, regs in got.items() if not anatomy.compatible(where, regs)}
+                new = {r.series_id for r in rows.values()} - anatomy_seen.keys()
+                if new:
+                    anatomy_seen.update(self.anatomy_of(new))
+                elsewhere = {sid for sid, regs in anatomy_seen.items() if not anatomy.compatible(where, regs)}
             per_series: dict[int, tuple[float, int, int]] = {}
             typical: dict[int, float] = {}
             if not weighted:  # a box: what every patient has is anatomy, not the finding drawn
