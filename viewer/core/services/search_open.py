@@ -33,9 +33,16 @@ def open_store_search(settings: Any, model: str | None = None, *, progress: Any 
         rec = store.get_model(want)
     except QueryError:
         known = ", ".join(m.key for m in store.list_models()) or "none"
-        store.close()
-        raise QueryError(f"model {want!r} has no embeddings in the library (registered: {known}); "
-                         "run `casebook embed`") from None
+        why = f"model {want!r} has no embeddings in the library (registered: {known}); run `casebook embed`"
+        if model is not None:  # the caller asked for this model by name
+            store.close()
+            raise QueryError(why) from None
+        # the settings' model is not embedded (yet): box and findings queries need no slice
+        # vectors (they search the region index), so they still work; slice and series queries
+        # say why they cannot
+        service = SearchService(StoreCatalog(store, -1), None, settings=settings.search,
+                                index_dir=settings.index_dir, missing_index=why)
+        return service
     index = VectorIndex.open(settings.index_dir, rec.key, rec.dim, store.embedding_source(rec.id),
                              progress=progress, cancel=cancel)
     if encoder is not None:

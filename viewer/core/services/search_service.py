@@ -39,16 +39,30 @@ class _NotInIndex(QueryError):
 class SearchService:
     """Similar-case search over one model's vector index and the case store."""
 
-    def __init__(self, catalog: SearchCatalog, index: VectorIndex, encoder: QueryEncoder | None = None,
-                 settings: SearchSettings | None = None, rrf_k: int = 60) -> None:
+    def __init__(self, catalog: SearchCatalog, index: VectorIndex | None, encoder: QueryEncoder | None = None,
+                 settings: SearchSettings | None = None, rrf_k: int = 60, *, index_dir: Path | None = None,
+                 missing_index: str | None = None) -> None:
+        """``index`` may be None when the library has no slice embeddings for the model: box and
+        findings queries (region index, under ``index_dir``) and text queries still work, and
+        every query that needs slice vectors raises ``missing_index`` as its reason."""
+        if index is None and index_dir is None:
+            raise ValueError("a search service without a vector index needs the index folder")
         self.catalog = catalog
         self.index = index
+        self.index_dir = Path(index_dir) if index_dir is not None else index.directory  # type: ignore[union-attr]
+        self.missing_index = missing_index or "the library has no slice embeddings; run `casebook embed`"
         self.encoder = encoder
         self.settings = settings or SearchSettings()
         self.rrf_k = rrf_k
         self._regions: Any = None  # RegionSearchService, opened on the first box query
-        if encoder is not None:
+        if encoder is not None and index is not None:
             check_encoder_matches(encoder, index.model_key, index.dim)
+
+    def _index(self) -> VectorIndex:
+        """The slice/series vector index, or the reason this library has none for the model."""
+        if self.index is None:
+            raise QueryError(self.missing_index)
+        return self.index
 
     def default_filters(self) -> SearchFilters:
         return SearchFilters(exclude_same_patient=self.settings.exclude_same_patient,
@@ -62,6 +76,7 @@ class SearchService:
         When the series was re-embedded after this index was opened (a concurrent ``casebook
         embed``), the index is caught up with the store and the query read again.
         """
+        self._index()
         for attempt in range(3):
             try:
                 return self._query_from_series(series_id, slices)
@@ -69,7 +84,7 @@ class SearchService:
                 source = getattr(self.catalog, "embedding_source", None)
                 if source is None or attempt == 2:
                     break
-                added, removed = self.index.sync(source())
+                added, removed = self._index().sync(source())
                 log.info("series query: index caught up with the store (%d added, %d removed)", added, removed)
         raise QueryError(f"series {series_id}: its embeddings are not in the index (deleted?)")
 
@@ -115,7 +130,7 @@ class SearchService:
 
     def query_from_vectors(self, vectors: np.ndarray, description: str = "vectors",
                            slice_indices: Sequence[int] | None = None) -> QueryVectors:
-        v = normalise(vectors, self.index.dim)
+        v = normalise(vectors, self._index().dim)
         return QueryVectors(v, list(slice_indices) if slice_indices is not None else list(range(len(v))),
                             description)
 
@@ -140,12 +155,13 @@ class SearchService:
 
         image_rank: list[SeriesMatch] = []
         if query is not None:
+            index = self._index()
             cand = self.catalog.labels_matching(filters)
             if cand is not None and len(cand) == 0:
                 resp.reason = f"no case in the library matches the filters ({filters.describe()})"
                 return self._finish(resp, start)
             image_rank, reason = rank_series(
-                self.index, query.vectors, self.catalog.resolve_labels, self.catalog.series_labels,
+                index, query.vectors, self.catalog.resolve_labels, self.catalog.series_labels,
                 k=max(k, 3 * k if text else k), candidates=cand, exclude_series=exclude,
                 exclude_labels=query.own_labels if (filters.exclude_same_patient or filters.exclude_same_study) else None)
             resp.method = image_rank[0].method if image_rank else ""
@@ -199,7 +215,7 @@ class SearchService:
             store = getattr(self.catalog, "store", None)
             if store is None:
                 raise QueryError("box search needs the case store's region index")
-            self._regions = RegionSearchService(store, self.index.directory)
+            self._regions = RegionSearchService(store, self.index_dir)
         return self._regions
 
     def warm_up(self, series_id: Hashable) -> str | None:
@@ -301,13 +317,14 @@ class SearchService:
         source = getattr(self.catalog, "embedding_source", None)
         if source is None:
             raise QueryError("this catalog cannot feed the index")
-        return self.index.sync(source(), save=save)
+        return self._index().sync(source(), save=save)
 
     def close(self) -> None:
         if self._regions is not None:
             self._regions.close()
             self._regions = None
-        self.index.close()
+        if self.index is not None:
+            self.index.close()
         closer = getattr(self.catalog, "close", None)
         if closer is not None:
             closer()
@@ -322,13 +339,14 @@ class SearchService:
             return self._region_feedback(response, more_like, not_like)
         if response.query is None:
             raise QueryError("relevance feedback needs an image query (text-only results cannot move)")
+        index = self._index()
         groups = self.catalog.series_labels(list(more_like) + list(not_like))
 
         def vectors(sids: Sequence[Hashable]) -> list[np.ndarray]:
             out = []
             for s in sids:
                 labels = np.asarray(groups.get(s, np.empty(0, np.int64)), dtype=np.int64)
-                labels, vecs = self.index.get_live_vectors(labels)
+                labels, vecs = index.get_live_vectors(labels)
                 if len(labels) == 0:
                     raise QueryError(f"series {s} has no indexed embeddings to learn from")
                 out.append(vecs)

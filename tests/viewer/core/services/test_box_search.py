@@ -135,6 +135,42 @@ def test_more_like_this_after_a_findings_search_keeps_every_finding(library) -> 
     assert after.index(liked) < before.index(liked)  # ahead of where it was
 
 
+def test_box_search_works_when_the_settings_model_was_never_embedded(library, capsys) -> None:
+    """An admin switches the default model before re-embedding millions of images: box and findings
+    queries (the region index) keep working; a series query says which model lacks embeddings.
+    (Every box search failed with "model ... has no embeddings" before.)"""
+    from casebook.index.errors import QueryError
+    from casebook.viewer.cli import main
+    from casebook.viewer.core.services.search import open_store_search
+
+    settings, plans, ids = library
+    other = replace(settings, model="casebook-cxr2d")
+    svc = open_store_search(other, auto_encoder=False)
+    try:
+        assert svc.index is None
+        resp = svc.search_box(ids["A"], box_around(plans["A"]), filters=SearchFilters(), k=10)
+        assert resp.method == "regions" and resp.hits[0].series_id == ids["B"]
+        assert svc.search_findings(ids["C"], filters=SearchFilters(), k=10).hits
+        with pytest.raises(QueryError, match="casebook-cxr2d.*no embeddings.*casebook embed"):
+            svc.search(svc.query_from_series(ids["A"]))
+    finally:
+        svc.close()
+    with pytest.raises(QueryError, match="no embeddings"):  # a model asked for by name still must exist
+        open_store_search(other, "casebook-cxr2d", auto_encoder=False)
+    roi = ",".join(str(v) for v in box_around(plans["A"]))
+    env = ["--library", str(settings.library_dir)]
+    import os
+    os.environ["CASEBOOK_MODEL"] = "casebook-cxr2d"
+    try:
+        capsys.readouterr()
+        assert main([*env, "search", "--series", str(ids["A"]), "--roi", roi]) == 0
+        assert "matched finding" in capsys.readouterr().out
+        assert main([*env, "search", "--series", str(ids["A"])]) == 2
+        assert "no embeddings" in capsys.readouterr().err
+    finally:
+        del os.environ["CASEBOOK_MODEL"]
+
+
 def test_cli_roi_search_prints_the_matched_finding_and_the_confidence(library, capsys) -> None:
     from casebook.viewer.cli import main
 
