@@ -359,6 +359,7 @@ class ReportDocument(Base):
     accession_number: Mapped[str] = mapped_column(String, default="")
     study_uid: Mapped[str] = mapped_column(String, default="", index=True)
     patient_id: Mapped[str] = mapped_column(String, default="")
+    patient_issuer: Mapped[str] = mapped_column(String, default="", server_default="")  # PID-3.4 / (0010,0021)
     study_date: Mapped[date | None] = mapped_column(Date, nullable=True)
     modality: Mapped[str] = mapped_column(String, default="")
     author: Mapped[str] = mapped_column(String, default="")

@@ -15,7 +15,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, or_, select, true
 from sqlalchemy.orm import Session
 
 from ..errors import QueryError
@@ -32,7 +32,16 @@ def _record(d: ReportDocument) -> ReportDocumentRecord:
         d.id, d.report_key, d.source_kind, d.source_path, d.source_ref, d.status, d.observed, d.accession_number,
         d.study_uid, d.patient_id, d.study_date, d.modality, d.author, d.history, d.technique, d.findings,
         d.impression, d.diagnosis, d.diagnosis_code, d.diagnosis_source, d.study_id, d.link_method, d.is_current,
-        d.superseded_by, d.imported)
+        d.superseded_by, d.imported, patient_issuer=d.patient_issuer)
+
+
+def _issuer_allows(issuer: str) -> Any:
+    """The patients a report naming ``issuer`` may belong to: that issuer's, or those whose header
+    named none (one hospital's MRN 100 is not another's); a report naming none matches any."""
+    issuer = (issuer or "").strip()
+    if not issuer:
+        return true()
+    return or_(Patient.issuer == issuer, Patient.issuer == "")
 
 
 def _newer(a: ReportDocument, b: ReportDocument) -> bool:
@@ -73,7 +82,7 @@ class ReportDocumentsMixin:
                 content_sha256=doc.content_sha256, report_key=key, source_kind=doc.source_kind,
                 source_path=doc.source_path, source_ref=doc.source_ref, status=doc.status, observed=doc.observed,
                 accession_number=doc.accession_number.strip(), study_uid=doc.study_uid.strip(),
-                patient_id=doc.patient_id.strip(), study_date=doc.study_date, modality=doc.modality.strip().upper(),
+                patient_id=doc.patient_id.strip(), patient_issuer=doc.patient_issuer.strip(), study_date=doc.study_date, modality=doc.modality.strip().upper(),
                 author=doc.author, history=doc.history, technique=doc.technique, findings=doc.findings,
                 impression=doc.impression, diagnosis=doc.diagnosis, diagnosis_code=doc.diagnosis_code,
                 diagnosis_source=doc.diagnosis_source, study_id=None, link_method="", is_current=True,
@@ -110,8 +119,9 @@ class ReportDocumentsMixin:
         """The study a report version belongs to, and by which key (see the module docstring)."""
         live = Study.deleted.is_(False)
         if d.accession_number:
-            cond = [Study.accession_number == d.accession_number, live]
-            ids = list(s.scalars(select(Study.id).where(*cond)))
+            # never another hospital's study that happens to share the accession
+            cond = [Study.accession_number == d.accession_number, live, _issuer_allows(d.patient_issuer)]
+            ids = list(s.scalars(select(Study.id).join(Patient, Patient.id == Study.patient_id).where(*cond)))
             if len(ids) > 1 and d.study_uid:
                 ids = [i for i in ids if s.get(Study, i).study_uid == d.study_uid]
             if len(ids) > 1 and d.patient_id:
@@ -125,7 +135,8 @@ class ReportDocumentsMixin:
                 return sid, "study_uid"
         if d.patient_id and d.study_date is not None:
             stmt = (select(Study.id).join(Patient, Patient.id == Study.patient_id)
-                    .where(Patient.patient_id == d.patient_id, Study.study_date == d.study_date, live))
+                    .where(Patient.patient_id == d.patient_id, _issuer_allows(d.patient_issuer),
+                           Study.study_date == d.study_date, live))
             if d.modality:
                 stmt = stmt.where(Study.id.in_(select(Series.study_id).where(Series.modality == d.modality)))
             ids = list(s.scalars(stmt.distinct()))

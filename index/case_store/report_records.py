@@ -34,6 +34,7 @@ class ReportDocumentIn:
     accession_number: str = ""
     study_uid: str = ""
     patient_id: str = ""
+    patient_issuer: str = ""  # who assigned the patient ID (HL7 PID-3.4, DICOM Issuer of Patient ID)
     study_date: date | None = None
     modality: str = ""
     author: str = ""
@@ -55,7 +56,8 @@ class ReportDocumentIn:
             return f"id:{self.report_id}"
         if self.study_uid:
             return f"uid:{self.study_uid}"
-        return f"pdm:{self.patient_id}|{self.study_date or ''}|{self.modality}"
+        pid = f"{self.patient_id}^{self.patient_issuer}" if self.patient_issuer else self.patient_id
+        return f"pdm:{pid}|{self.study_date or ''}|{self.modality}"
 
 
 @dataclass
@@ -87,6 +89,7 @@ class ReportDocumentRecord:
     is_current: bool
     superseded_by: int | None
     imported: datetime
+    patient_issuer: str = ""
 
     @property
     def link_strength(self) -> str:

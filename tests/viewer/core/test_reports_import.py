@@ -235,3 +235,40 @@ def test_bad_files_get_a_clear_error_each_and_the_rest_is_imported(lib: CaseStor
     assert import_reports(lib, [d / "latin1_undeclared.hl7"], encoding="latin-1").new == 1
     with pytest.raises(ReportImportError, match="no such file"):
         import_reports(lib, [tmp_path / "missing.hl7"])
+
+
+def _issued(files: list[Path], issuer: str) -> None:
+    for f in files:
+        ds = pydicom.dcmread(f)
+        ds.IssuerOfPatientID = issuer
+        ds.save_as(f)
+
+
+def test_a_report_never_links_to_another_hospitals_patient_with_the_same_mrn(tmp_path: Path) -> None:
+    """Hospital A's and hospital B's MRN100 are two patients: B's report (PID-3 assigning authority
+    HOSP_B) waits for B's study instead of attaching to A's study of that day and modality, and an
+    accession both hospitals used links only within the issuer."""
+    a = write_ct(tmp_path / "dicom" / "a", study_uid="1.2.826.0.1.3680043.10.31", accession="ACC55",
+                 patient_id="MRN100", study_date="20240305")
+    _issued(a, "HOSP_A")
+    store = CaseStore.open(tmp_path / "lib" / "casebook.sqlite")
+    try:
+        ingest([tmp_path / "dicom"], store)
+        by_patient_day = oru(pid="MRN100^^^HOSP_B^MR", accession="", control="B1")
+        by_accession = oru(pid="MRN100^^^HOSP_B^MR", accession="ACC55", control="B2",
+                           obx=["OBX|1|TX|&IMP^Impression||Renal cyst.||||||F"])
+        (tmp_path / "b.hl7").write_text(by_patient_day + by_accession)
+        out = import_reports(store, [tmp_path / "b.hl7"])
+        assert out.unmatched == 2, out
+        docs = store.report_documents(unmatched=True)
+        assert {d.patient_issuer for d in docs} == {"HOSP_B"}
+        assert store.get_report(study(store, "1.2.826.0.1.3680043.10.31")) is None
+        b = write_ct(tmp_path / "later" / "b", study_uid="1.2.826.0.1.3680043.10.32", accession="ACC55",
+                     patient_id="MRN100", study_date="20240305", seed=3)
+        _issued(b, "HOSP_B")
+        ingest([tmp_path / "later"], store)  # ingest links waiting reports
+        assert store.report_documents(unmatched=True) == []
+        linked = {d.study_id for d in store.report_documents()}
+        assert linked == {study(store, "1.2.826.0.1.3680043.10.32")}
+    finally:
+        store.close()

@@ -189,6 +189,7 @@ def _read_dicom_report(path: Path, ds: Any | None) -> ReportDocumentIn:
         source_kind=kind, content_sha256=digest, source_path=str(path), source_ref=sop, status=status,
         observed=observed, accession_number=accession, study_uid=study_uid,
         patient_id=str(getattr(ds, "PatientID", "") or "").strip(),
+        patient_issuer=str(getattr(ds, "IssuerOfPatientID", "") or "").strip(),
         study_date=study_dt.date() if study_dt else None, modality=modality, author=author,
         history=secs.history, technique=secs.technique, findings=secs.findings, impression=secs.impression,
         diagnosis=diagnosis, diagnosis_code=code, diagnosis_source=source)

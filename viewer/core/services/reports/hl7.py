@@ -5,7 +5,9 @@ radiology information systems send (IHE Radiology, and the common variants):
 
 - ``MSH-18`` character set (``ASCII``, ``8859/1``, ``8859/15``, ``UNICODE UTF-8``); without it a
   file must be UTF-8 (or the caller names its encoding); ``MSH-9`` must be ``ORU^R01``;
-- ``PID-3`` patient ID (first repetition, first component);
+- ``PID-3`` patient ID: the repetition whose identifier type (``CX.5``) is ``MR`` (else the first),
+  its ID (``CX.1``) and assigning authority (``CX.4``'s namespace ID, as DICOM's Issuer of Patient ID),
+  which must agree with the study's Issuer of Patient ID for a patient-keyed link;
 - ``OBR-18`` accession number, else ``OBR-3`` (filler order number, which many RIS set to the
   accession); ``OBR-3`` is also the report's own id; ``OBR-7`` study date/time; ``OBR-22`` report
   time (else ``MSH-7``); ``OBR-24`` modality when it is a DICOM modality code; ``OBR-25`` result
@@ -125,7 +127,7 @@ def parse_message(text: str, path: Path, number: int) -> ReportDocumentIn:
     if not segs["OBX"]:
         raise ReportFormatError(f"{where}: has no OBX segment (no report text)")
     obr = segs["OBR"][0]
-    pid = segs["PID"][0].extract_field(field_num=3) if segs["PID"] else ""
+    pid, issuer = _patient_id(segs["PID"][0]) if segs["PID"] else ("", "")
     filler = obr.extract_field(field_num=3)
     accession = obr.extract_field(field_num=18) or filler
     try:
@@ -186,9 +188,31 @@ def parse_message(text: str, path: Path, number: int) -> ReportDocumentIn:
     return ReportDocumentIn(
         source_kind="hl7", content_sha256=sha, source_path=str(path), source_ref=control or f"message {number}",
         report_id=filler, status=status, observed=observed, accession_number=accession, study_uid=study_uid,
-        patient_id=pid, study_date=study_dt.date() if study_dt else None, modality=modality, author=author,
+        patient_id=pid, patient_issuer=issuer, study_date=study_dt.date() if study_dt else None, modality=modality, author=author,
         history=secs.history, technique=secs.technique, findings=secs.findings, impression=secs.impression,
         diagnosis=diagnosis, diagnosis_code=dx_code, diagnosis_source=dx_source)
+
+
+def _cx(seg: object, rep: int, comp: int, sub: int | None = None) -> str:
+    """One (sub)component of PID-3, "" when the sender left it out (python-hl7 raises on a path
+    deeper than the value: "100" has no 5th component)."""
+    kw = {"field_num": 3, "repeat_num": rep, "component_num": comp}
+    for extra in ([{"subcomponent_num": sub}, {}] if sub is not None else [{}]):
+        try:
+            return str(seg.extract_field(**kw, **extra) or "").strip()  # type: ignore[attr-defined]
+        except IndexError:
+            continue
+    return ""
+
+
+def _patient_id(seg: object) -> tuple[str, str]:
+    """(ID, assigning authority) of PID-3: the medical record number when several IDs are sent."""
+    raw = str(seg[3]) if len(seg) > 3 else ""  # type: ignore[arg-type, index]
+    reps = range(1, raw.count("~") + 2)
+    pick = next((r for r in reps if _cx(seg, r, 5).upper() == "MR"), 1)
+    # the namespace ID is what DICOM's Issuer of Patient ID carries (IHE); a universal ID alone
+    # (an OID) cannot be compared with it, and is not used
+    return _cx(seg, pick, 1), _cx(seg, pick, 4, 1)
 
 
 def _has(msg: object, name: str) -> bool:
