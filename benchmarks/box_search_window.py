@@ -138,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
               f"first card {'same kind' if same else 'other'}")
     if args.screenshot is not None and rows:
         args.screenshot.parent.mkdir(parents=True, exist_ok=True)
+        pump(lambda: False, 0.5)  # what the reader sees a moment later: the new labels laid out
         win.similar.grab().save(str(args.screenshot))
         print(f"screenshot of the Find-similar panel: {args.screenshot}")
     win.close()

@@ -41,6 +41,9 @@ class Region:
     contrast: float  # lesion median minus context median (HU for CT, per-mille of tissue otherwise)
     saliency: float  # blob response over the image noise
     sigma_mm: float
+    #: how it was found: "detected" (a blob, as stored regions are), "segmented in the box" (no
+    #: blob detected: segmented at the box's scale), "the box's tissue" (nothing stands out)
+    source: str = "detected"
 
     @property
     def slice_range(self) -> tuple[int, int]:
@@ -196,7 +199,9 @@ def _box_region(image: ImageInput, prep: PreparedImage, within: tuple[slice, sli
             if cand is not None:
                 got.append((abs(cand.core - cand.context) / (cand.spread + 5.0), -f, cand))
     if got:
-        return _to_region(prep, max(got, key=lambda t: t[:2])[2], image)
+        reg = _to_region(prep, max(got, key=lambda t: t[:2])[2], image)
+        reg.source = "segmented in the box"
+        return reg
     grids = np.meshgrid(*[np.arange(s.start, s.stop) for s in within], indexing="ij")
     if flat:
         ell = ((grids[1] - c[1]) / max(half[1], 0.5)) ** 2 + ((grids[2] - c[2]) / max(half[2], 0.5)) ** 2 <= 1
@@ -209,6 +214,7 @@ def _box_region(image: ImageInput, prep: PreparedImage, within: tuple[slice, sli
                      ell if ell.any() else np.ones(vals.shape, bool), 0)
     reg = _to_region(prep, cand, image)
     reg.box = box
+    reg.source = "the box's tissue"
     return reg
 
 

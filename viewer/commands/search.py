@@ -122,6 +122,9 @@ def run(args: argparse.Namespace) -> int:
         what = f"{what} + text {resp.text!r}" if what else f"text {resp.text!r}"
     print(f"{len(resp.hits)} similar cases for {what} ({filters.describe()}; {resp.method or '-'}, "
           f"{resp.elapsed_ms:.0f} ms)")
+    said = getattr(resp.region_query, "searched_for", "")
+    if said:
+        print(f"searched for {said}")
     if not resp.hits:
         print(f"no results: {resp.reason}")
         return 0

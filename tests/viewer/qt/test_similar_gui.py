@@ -139,6 +139,13 @@ def test_browse_find_similar_open_side_by_side(qtbot, gui_library, pixel_encoder
         boxed = b3.args[0]
         assert boxed.method == "regions" and boxed.hits and all(h.info.modality == "CT" for h in boxed.hits)
         assert boxed.region_query.slice_index == k0 and boxed.calibration
+        # the panel says what the box was taken to hold, and every wrapped line of it is on screen
+        status = win.similar.status
+        assert "\nSearched for " in status.text() and " mm" in status.text().split("Searched for ")[1]
+        qtbot.wait(50)
+        lines = status.fontMetrics().boundingRect(0, 0, status.width(), 100000, int(Qt.TextFlag.TextWordWrap),
+                                                  status.text()).height()
+        assert status.height() >= lines and lines > status.fontMetrics().height()  # wraps, not clipped
         # each card says how sure the match is (no labels to fit on here: the archive percentile)
         assert all(c.confidence is not None and c.confidence.text() for c in win.similar.cards)
         assert win.viewer.controller.tool == "wl"

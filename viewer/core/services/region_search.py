@@ -68,6 +68,29 @@ TYPICAL_FREE = 0.92
 TYPICAL_PENALTY = 0.5
 
 
+def searched_for(region: Any, box: Sequence[int], spacing: Sequence[float]) -> str:
+    """What a box was taken to hold, said so the reader can check it against what they drew: the
+    finding's size, whether it is brighter or darker than around it (HU for CT, per cent of the
+    surrounding signal otherwise), and the box's own size. A finding much smaller than the box is
+    said to be (the analogues then match that part, not everything the box frames)."""
+    sj, si = float(spacing[1]), float(spacing[2])
+    bj, bi = (int(box[3]) - int(box[2])) * sj, (int(box[5]) - int(box[4])) * si
+    box_txt = f"in a {bi:.0f} x {bj:.0f} mm box"
+    if region.source == "the box's tissue":
+        return f"the tissue of the box ({bi:.0f} x {bj:.0f} mm): no distinct finding stands out in it"
+    side = "brighter" if region.polarity > 0 else "darker"
+    if region.family == "CT":
+        by = f"{region.contrast:+.0f} HU"
+    else:  # per-mille of the series' median tissue signal
+        by = f"{region.contrast / 10.0:+.0f} % of the tissue signal"
+    txt = f"a {region.diameter_mm:.0f} mm finding {side} than its surroundings ({by}), {box_txt}"
+    if region.source == "segmented in the box":
+        txt += ", segmented at the box's scale (no blob detected)"
+    if region.diameter_mm < 0.3 * min(bj, bi):
+        txt += "; much smaller than the box, and the analogues match this part"
+    return txt
+
+
 def typical_penalty(typicality: float) -> float:
     """Similarity lost by a box match on a region most patients have (0 below TYPICAL_FREE)."""
     return TYPICAL_PENALTY * max(0.0, float(typicality) - TYPICAL_FREE)
@@ -88,6 +111,9 @@ class RegionQuery:
     #: per-row weights for a series/slice query (its findings, least typical first): a series then
     #: ranks by the weighted mean of each finding's best match in it; None = a box (best match wins)
     weights: np.ndarray | None = None
+    #: for a box, what it was taken to hold, in the reader's words ("a 6 mm finding brighter than
+    #: its surroundings (+66 %), in a 74 x 66 mm box"): what the analogues are matched on
+    searched_for: str = ""
 
 
 @dataclass
@@ -263,7 +289,8 @@ class RegionSearchService:
         rows = rows_of(found)
         return RegionQuery(np.vstack([r.vector for r in found]), rows, found[0].family,
                            f"box {tuple(int(v) for v in box)} of series {series_id}", series_id, patient, study,
-                           int((int(box[0]) + int(box[1]) - 1) // 2))
+                           int((int(box[0]) + int(box[1]) - 1) // 2),
+                           searched_for=searched_for(found[0], box, image.spacing))
 
     def query_from_slice(self, series_id: int, slice_index: int, *, findings: int = FINDINGS) -> RegionQuery:
         """The stored findings that lie on one slice, least typical first: every slice is reachable,

@@ -42,6 +42,7 @@ def open_store_search(settings: Any, model: str | None = None, *, progress: Any 
         # say why they cannot
         service = SearchService(StoreCatalog(store, -1), None, settings=settings.search,
                                 index_dir=settings.index_dir, missing_index=why)
+        service.encoder = encoder  # a folder query then fails for the real reason (no index), not "no encoder"
         return service
     index = VectorIndex.open(settings.index_dir, rec.key, rec.dim, store.embedding_source(rec.id),
                              progress=progress, cancel=cancel)

@@ -379,6 +379,9 @@ class SimilarController(QObject):
             msg = f"No similar cases: {resp.reason}"
         elif resp.reason:  # fewer than asked: say which filter removed the rest
             msg += f" ({resp.reason})"
+        said = getattr(resp.region_query, "searched_for", "")
+        if said:  # what the box was taken to hold, to check against what was drawn
+            msg += f"\nSearched for {said}."
         self.panel.set_results(items, msg, results_for=self._results_for())
         self.results_shown.emit(resp)
 

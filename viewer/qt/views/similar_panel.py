@@ -7,7 +7,7 @@ import html
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import QEvent, QObject, QRectF, Qt, Signal
+from PySide6.QtCore import QEvent, QObject, QRect, QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QImage, QPainter, QPen, QPixmap
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QFrame, QGridLayout, QHBoxLayout, QLabel, QLineEdit,
                                QProgressBar, QPushButton, QScrollArea, QSizePolicy, QSpinBox, QToolButton,
@@ -236,6 +236,7 @@ class SimilarPanel(QWidget):
         self._show_filters(False)
         self.status = QLabel("", self)
         self.status.setWordWrap(True)
+        self.status.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
         lay.addWidget(self.status)
         busy = QHBoxLayout()
         self.progress = QProgressBar(self)
@@ -257,6 +258,7 @@ class SimilarPanel(QWidget):
         lay.addWidget(self.add_button)
         self.results_for = QLabel("", self)  # which study the cards below belong to
         self.results_for.setWordWrap(True)
+        self.results_for.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
         lay.addWidget(self.results_for)
         self.scroll = QScrollArea(self)
         self.scroll.setWidgetResizable(True)
@@ -316,6 +318,8 @@ class SimilarPanel(QWidget):
 
     def set_idle(self, message: str = "") -> None:
         self.status.setText(message)
+        self._fit_labels()
+        QTimer.singleShot(0, self._fit_labels)  # again once the new text is laid out at its width
         for b in self.buttons.values():
             b.setEnabled(True)
         self.progress.hide()
@@ -334,7 +338,7 @@ class SimilarPanel(QWidget):
         self._reflow()
         self.scroll.verticalScrollBar().setValue(0)
         self.results_for.setText(results_for)
-        self.set_idle(message or f"{len(items)} similar cases")
+        self.set_idle(message or f"{len(items)} similar cases")  # fits both labels
 
     def clear_results(self, message: str = "") -> None:
         """No cards (another study is open: its results would mislead)."""
@@ -381,4 +385,21 @@ class SimilarPanel(QWidget):
     def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt API
         if obj is self.scroll.viewport() and event.type() == QEvent.Type.Resize:
             self._reflow()
+            self._fit_labels()
         return super().eventFilter(obj, event)
+
+    def _fit_labels(self) -> None:
+        """Keep every wrapped line of the status and "Similar to" labels visible: in a short dock
+        the layout gave them the height of fewer lines than their text wraps to at this width, and
+        the reader saw half lines. Each label gets exactly the height its text needs at its width
+        (the cards' area is what gives way)."""
+        for label in (self.status, self.results_for):
+            width = label.width() if label.width() > 50 else max(self.width() - 4, 120)
+            text = label.text()
+            need = 0
+            if text:
+                rect = label.fontMetrics().boundingRect(QRect(0, 0, width, 100000),
+                                                        int(Qt.TextFlag.TextWordWrap), text)
+                need = rect.height() + 2 * label.margin() + 2
+            if label.height() != need or label.minimumHeight() != need:
+                label.setFixedHeight(need)

@@ -182,8 +182,33 @@ def test_cli_roi_search_prints_the_matched_finding_and_the_confidence(library, c
     assert code == 0, out
     assert "regions" in out and "matched finding" in out and "confidence:" in out
     assert "fewer than" in out and "same patient" in out
+    # what the box was taken to hold: a sclerotic lesion is brighter than the bone around it, in HU
+    said = next(line for line in out.splitlines() if line.startswith("searched for "))
+    assert "mm finding brighter than its surroundings (+" in said and " HU)" in said and "mm box" in said
     assert main(["--library", str(settings.library_dir), "search", "--series", str(ids["C"]), "--roi", roi,
                  "--text", "bone"]) == 2
+
+
+def test_searched_for_says_what_the_box_became() -> None:
+    """The reader checks what was searched against what they drew: size, brighter or darker and by
+    how much (HU for CT, per cent of the tissue signal for MR), the box's size; a finding far
+    smaller than the box and a box with nothing in it are said to be."""
+    from casebook.inference.regions.extract import Region
+    from casebook.viewer.core.services.region_search import searched_for
+
+    def region(family: str, d: float, pol: int, contrast: float, source: str = "detected") -> Region:
+        return Region(np.zeros(4, np.float32), (0, 1, 0, 1, 0, 1), (0.0, 0.0, 0.0), None, family, d, 1.0, pol,
+                      contrast, 5.0, 2.0, source)
+
+    box = (3, 4, 10, 40, 20, 60)  # 30 rows x 40 columns
+    ct = searched_for(region("CT", 18.0, 1, 812.0), box, (5.0, 0.8, 0.8))
+    assert ct == "a 18 mm finding brighter than its surroundings (+812 HU), in a 32 x 24 mm box"
+    mr = searched_for(region("MR", 6.0, -1, -420.0), box, (5.0, 1.0, 1.0))
+    assert "darker than its surroundings (-42 % of the tissue signal)" in mr and "much smaller than the box" in mr
+    assert "segmented at the box's scale" in searched_for(region("CT", 20.0, 1, 300.0, "segmented in the box"),
+                                                           box, (5.0, 0.8, 0.8))
+    assert searched_for(region("CT", 20.0, 1, 3.0, "the box's tissue"), box, (5.0, 0.8, 0.8)) == (
+        "the tissue of the box (32 x 24 mm): no distinct finding stands out in it")
 
 
 def test_isotonic_confidence_is_calibrated_on_patients_it_was_not_fitted_on() -> None:
