@@ -179,6 +179,17 @@ def regions_in_box(image: ImageInput, box: Sequence[int], *, reference: float | 
     return out
 
 
+def _centre_polarity(vals: np.ndarray, centre: np.ndarray, half: np.ndarray) -> int:
+    """+1 when the middle of a box (within 0.3 of its half-size, in plane) is brighter than its
+    border (beyond 0.8), else -1; ``centre`` and ``half`` in the box's own grid indices."""
+    grids = np.meshgrid(*[np.arange(n, dtype=np.float64) for n in vals.shape[1:]], indexing="ij")
+    rr = np.sqrt(sum(((gg - cc) / max(h, 0.5)) ** 2 for gg, cc, h in zip(grids, centre[1:], half[1:])))
+    rr = np.broadcast_to(rr, vals.shape)
+    mid = vals[rr <= 0.3] if (rr <= 0.3).any() else vals.ravel()
+    border = vals[rr >= 0.8] if (rr >= 0.8).any() else mid
+    return 1 if float(np.median(mid)) >= float(np.median(border)) else -1
+
+
 def _box_region(image: ImageInput, prep: PreparedImage, within: tuple[slice, slice, slice],
                 box: tuple[int, int, int, int, int, int]) -> Region:
     """The box itself as a region (an ellipsoid inscribed in it), when it holds no blob."""
@@ -189,15 +200,18 @@ def _box_region(image: ImageInput, prep: PreparedImage, within: tuple[slice, sli
     smooth = prep.values
     sigma = float(max(min(half[1:].min() * g / math.sqrt(3.0), SCALES_MM[-1]), SCALES_MM[0]))
     # a reader draws the box with a margin, so the finding may be smaller than the box: segment at
-    # the box's own scale and at two smaller ones, both polarities, and keep the blob that stands
-    # out most from its context (at the box's scale alone a 35 mm nodule against the chest wall
-    # was taken with the wall, contrast +137 HU instead of +880 against the lung)
+    # the box's own scale and at two smaller ones and keep the blob that stands out most from its
+    # context (at the box's scale alone a 35 mm nodule against the chest wall was taken with the
+    # wall, contrast +137 HU instead of +880 against the lung). The reader centres the box on the
+    # finding, so it is brighter or darker as the box's centre is against the box's border: a
+    # lytic lesion is darker than the bone around it, though the whole vertebra stands out more
+    # from its own context (chosen on seeds 1 / 4242, box P@1 0.78 -> 0.80 / 0.88 -> 0.88)
+    polarity = _centre_polarity(smooth[within], c - np.array([sl.start for sl in within]), half)
     got = []
     for f in (1.0, 0.75, 0.55):
-        for polarity in (1, -1):
-            cand = segment(smooth, g, c, float(max(sigma * f, SCALES_MM[0])), polarity, prep.family)
-            if cand is not None:
-                got.append((abs(cand.core - cand.context) / (cand.spread + 5.0), -f, cand))
+        cand = segment(smooth, g, c, float(max(sigma * f, SCALES_MM[0])), polarity, prep.family)
+        if cand is not None:
+            got.append((abs(cand.core - cand.context) / (cand.spread + 5.0), -f, cand))
     if got:
         reg = _to_region(prep, max(got, key=lambda t: t[:2])[2], image)
         reg.source = "segmented in the box"
