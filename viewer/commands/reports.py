@@ -126,9 +126,14 @@ def run_list(args: argparse.Namespace) -> int:
         return 0
     link_text = {"accession": "accession", "study_uid": "study UID", "patient_date_modality": "patient+date (weak)",
                  "manual": "by hand", "": "UNMATCHED"}
-    print_table(["report", "source", "status", "accession", "date", "modality", "study", "linked by", "diagnosis"],
-                [(d.id, d.source_kind, d.status, d.accession_number, d.study_date or "", d.modality,
-                  d.study_id or "", link_text.get(d.link_method, d.link_method), d.diagnosis[:50]) for d in docs])
+    # the issuer of the report's patient ID, when any report names one: a report waits for a study
+    # of its own hospital (an accession or MRN another issuer also uses is not its study)
+    issuers = any(d.patient_issuer for d in docs)
+    print_table(["report", "source", "status", "accession", *(["issuer"] if issuers else []), "date", "modality",
+                 "study", "linked by", "diagnosis"],
+                [(d.id, d.source_kind, d.status, d.accession_number, *([d.patient_issuer] if issuers else []),
+                  d.study_date or "", d.modality, d.study_id or "", link_text.get(d.link_method, d.link_method),
+                  d.diagnosis[:50]) for d in docs])
     return 0
 
 

@@ -38,6 +38,10 @@ def test_reports_import_list_show_and_vocabulary(library: Path, tmp_path: Path,
     assert main(["reports", "list", "--unmatched", "--json"]) == 0
     [waiting] = json.loads(capsys.readouterr().out)
     assert waiting["accession_number"] == "ACC3003" and waiting["link_strength"] == "none"
+    assert waiting["patient_issuer"] == "GENHOSP"  # PID-3's assigning authority
+    assert main(["reports", "list", "--unmatched"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert "issuer" in table[0].split() and "GENHOSP" in table[-1] and "UNMATCHED" in table[-1]
     assert main(["reports", "show", "ACC1001"]) == 0
     out = capsys.readouterr().out
     assert "History:\nCough for three weeks." in out and "finding: pulmonary nodule" in out
