@@ -70,8 +70,9 @@ TYPICAL_PENALTY = 0.5
 
 def searched_for(region: Any, box: Sequence[int], spacing: Sequence[float]) -> str:
     """What a box was taken to hold, said so the reader can check it against what they drew: the
-    finding's size, whether it is brighter or darker than around it (HU for CT, per cent of the
-    surrounding signal otherwise), and the box's own size. A finding much smaller than the box is
+    finding's size, whether it is brighter or darker than around it (HU for CT; otherwise per cent
+    of the series' median tissue signal, the unit its regions are compared in), and the box's own
+    size. A finding much smaller than the box is
     said to be (the analogues then match that part, not everything the box frames)."""
     sj, si = float(spacing[1]), float(spacing[2])
     bj, bi = (int(box[3]) - int(box[2])) * sj, (int(box[5]) - int(box[4])) * si
@@ -112,7 +113,7 @@ class RegionQuery:
     #: ranks by the weighted mean of each finding's best match in it; None = a box (best match wins)
     weights: np.ndarray | None = None
     #: for a box, what it was taken to hold, in the reader's words ("a 6 mm finding brighter than
-    #: its surroundings (+66 %), in a 74 x 66 mm box"): what the analogues are matched on
+    #: its surroundings (+66 % of the tissue signal), in a 74 x 66 mm box"): what analogues match
     searched_for: str = ""
 
 
