@@ -51,6 +51,20 @@ def default_data() -> Path:
     return root / "data" / "temporal" / "brain_tumor_progression"
 
 
+def _revision() -> str:
+    """The checkout's commit (``+dirty`` with uncommitted changes): which code the figures are of."""
+    import subprocess
+
+    try:
+        rev = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short=10", "HEAD"], capture_output=True,
+                             text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "at an unknown commit"
+    return f"at {rev}{'+dirty' if dirty else ''}" if rev else "at an unknown commit"
+
+
 def study_dates(data: Path) -> dict[str, tuple[date, date]]:
     """Patient folder -> (earlier, later) scan date, from ``supplementary.csv``."""
     out: dict[str, tuple[date, date]] = {}
@@ -409,7 +423,7 @@ def main(argv: list[str] | None = None) -> int:
     text = report(rows, timings, stored=stored, margin=args.margin, elapsed=time.perf_counter() - t0, load=os.getloadavg())
     head = (f"# benchmarks/brain_tumour_retrieval.py --patients {','.join(patients)} --margin {args.margin} "
             f"--k {args.k}\n# run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
-            f"code {hashlib.sha1(Path(__file__).read_bytes()).hexdigest()[:10]}\n")
+            f"casebook {_revision()}; this script sha1 {hashlib.sha1(Path(__file__).read_bytes()).hexdigest()[:10]}\n")
     print(text, end="")
     if str(args.out) != "-":
         args.out.parent.mkdir(parents=True, exist_ok=True)
