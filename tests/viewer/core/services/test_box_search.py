@@ -135,7 +135,7 @@ def test_more_like_this_after_a_findings_search_keeps_every_finding(library) -> 
     assert after.index(liked) < before.index(liked)  # ahead of where it was
 
 
-def test_box_search_works_when_the_settings_model_was_never_embedded(library, capsys) -> None:
+def test_box_search_works_when_the_settings_model_was_never_embedded(library, capsys, monkeypatch) -> None:
     """An admin switches the default model before re-embedding millions of images: box and findings
     queries (the region index) keep working; a series query says which model lacks embeddings.
     (Every box search failed with "model ... has no embeddings" before.)"""
@@ -159,16 +159,12 @@ def test_box_search_works_when_the_settings_model_was_never_embedded(library, ca
         open_store_search(other, "casebook-cxr2d", auto_encoder=False)
     roi = ",".join(str(v) for v in box_around(plans["A"]))
     env = ["--library", str(settings.library_dir)]
-    import os
-    os.environ["CASEBOOK_MODEL"] = "casebook-cxr2d"
-    try:
-        capsys.readouterr()
-        assert main([*env, "search", "--series", str(ids["A"]), "--roi", roi]) == 0
-        assert "matched finding" in capsys.readouterr().out
-        assert main([*env, "search", "--series", str(ids["A"])]) == 2
-        assert "no embeddings" in capsys.readouterr().err
-    finally:
-        del os.environ["CASEBOOK_MODEL"]
+    monkeypatch.setenv("CASEBOOK_MODEL", "casebook-cxr2d")
+    capsys.readouterr()
+    assert main([*env, "search", "--series", str(ids["A"]), "--roi", roi]) == 0
+    assert "matched finding" in capsys.readouterr().out
+    assert main([*env, "search", "--series", str(ids["A"])]) == 2
+    assert "no embeddings" in capsys.readouterr().err
 
 
 def test_cli_roi_search_prints_the_matched_finding_and_the_confidence(library, capsys) -> None:
