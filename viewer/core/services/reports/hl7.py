@@ -188,7 +188,8 @@ def parse_message(text: str, path: Path, number: int) -> ReportDocumentIn:
     return ReportDocumentIn(
         source_kind="hl7", content_sha256=sha, source_path=str(path), source_ref=control or f"message {number}",
         report_id=filler, status=status, observed=observed, accession_number=accession, study_uid=study_uid,
-        patient_id=pid, patient_issuer=issuer, study_date=study_dt.date() if study_dt else None, modality=modality, author=author,
+        patient_id=pid, patient_issuer=issuer, study_date=study_dt.date() if study_dt else None, modality=modality,
+        author=author,
         history=secs.history, technique=secs.technique, findings=secs.findings, impression=secs.impression,
         diagnosis=diagnosis, diagnosis_code=dx_code, diagnosis_source=dx_source)
 
