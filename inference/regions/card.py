@@ -32,13 +32,14 @@ class RegionDescriptorCard:
 
 REGION_CARD = RegionDescriptorCard(
     name="casebook-region",
-    version="2",
+    version="3",
     dim=DIM,
     kind="region (segmented finding), training-free",
     description=(
         "Candidate findings are scale-space blobs (scale-normalised LoG, 6 scales, 2.6-24 mm radius) on a 2 mm "
         "isotropic grid (never finer than the image), each segmented by a two-sided intensity band around its core "
-        "with holes filled; a lesion whose organ wall is thinner than the grid (a lytic lesion in the vertebral "
+        "with holes filled; a hollow blob (a cavitating nodule, a ring-enhancing tumour around necrosis) is "
+        "judged and segmented by its wall, not by the hole its centre falls in; a lesion whose organ wall is thinner than the grid (a lytic lesion in the vertebral "
         "cortex) is kept to its blob radius. Up to 96 per series, one of each coarse kind. The "
         "descriptor is a concatenation of soft histograms: lesion, inner and outer half, context shells at 0-3, "
         "3-8 and 8-16 mm (never thinner than one grid step) (Hounsfield bins for CT, log-ratio-to-median-tissue bins otherwise), signed contrast, "
