@@ -101,6 +101,16 @@ class RegionStore:
             raise UnknownItemError(f"region descriptor {key!r} has no regions in the library; run `casebook embed`")
         return DescriptorRecord(d.id, d.name, d.version, d.dim)
 
+    def other_versions(self, name: str, version: str) -> dict[str, int]:
+        """Other versions of a descriptor that have region sets in the library (key -> series): a
+        library embedded before an upgrade, whose findings the new version has yet to recompute."""
+        with self.store._read() as s:
+            rows = s.execute(select(RegionDescriptor.version, func.count(RegionSet.series_id))
+                             .join(RegionSet, RegionSet.descriptor_id == RegionDescriptor.id)
+                             .where(RegionDescriptor.name == name, RegionDescriptor.version != version)
+                             .group_by(RegionDescriptor.version)).all()
+        return {f"{name}@{v}": int(n) for v, n in rows if n}
+
     # ------------------------------------------------------------------ writing
     def put_regions(self, descriptor_id: int, series_id: int, rows: Sequence[RegionRow], vectors: np.ndarray,
                     *, family: str, body_part: str = "") -> np.ndarray:

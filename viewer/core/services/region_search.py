@@ -293,12 +293,20 @@ class RegionSearchService:
                            int((int(box[0]) + int(box[1]) - 1) // 2),
                            searched_for=searched_for(found[0], box, image.spacing))
 
+    def _upgrade_note(self) -> str:
+        """Why a library has no regions for this descriptor when it had them for an older one."""
+        old = self.regions.other_versions(self.descriptor.name, self.descriptor.version)
+        if not old:
+            return ""
+        was = ", ".join(f"{k} ({n} series)" for k, n in sorted(old.items()))
+        return f" for {self.descriptor.key} (its findings were computed with {was}, before an upgrade)"
+
     def query_from_slice(self, series_id: int, slice_index: int, *, findings: int = FINDINGS) -> RegionQuery:
         """The stored findings that lie on one slice, least typical first: every slice is reachable,
         none is substituted."""
         fam = self.regions.series_family(self.descriptor.id, int(series_id))
         if fam is None:
-            raise QueryError(f"series {series_id} has no regions yet; run `casebook embed`")
+            raise QueryError(f"series {series_id} has no regions yet{self._upgrade_note()}; run `casebook embed`")
         rows, vecs = self.regions.regions_of_series(self.descriptor.id, int(series_id))
         on = [n for n, r in enumerate(rows) if r.box[0] <= int(slice_index) < r.box[1]]
         if not on:
@@ -312,7 +320,7 @@ class RegionSearchService:
         most other patients do not have), not by the anatomy every case shares."""
         fam = self.regions.series_family(self.descriptor.id, int(series_id))
         if fam is None:
-            raise QueryError(f"series {series_id} has no regions yet; run `casebook embed`")
+            raise QueryError(f"series {series_id} has no regions yet{self._upgrade_note()}; run `casebook embed`")
         rows, vecs = self.regions.regions_of_series(self.descriptor.id, int(series_id))
         if not rows:
             raise QueryError(f"series {series_id} has no finding candidates (nothing blob-like was detected)")
@@ -345,7 +353,7 @@ class RegionSearchService:
         resp = RegionSearchResponse([], query=query, k=k)
         index = self.index(query.family)
         if len(index) == 0:
-            resp.reason = f"the library has no {query.family} regions: run `casebook embed`"
+            resp.reason = f"the library has no {query.family} regions{self._upgrade_note()}: run `casebook embed`"
             return self._finish(resp, start)
         excluded = self.catalog.series_to_exclude(query.patient_key, query.study_key, filters)
         if query.series_id is not None and (filters.exclude_same_patient or filters.exclude_same_study):

@@ -277,3 +277,34 @@ def test_library_warm_up_opens_each_family_and_stops_when_a_study_opens(library)
         assert "CT" in fresh._indexes and "CT" in fresh._typical and "CT" in fresh._calibration
     finally:
         fresh.close()
+
+
+def test_a_library_embedded_before_an_upgrade_says_so_and_embed_brings_it_back(tmp_path: Path) -> None:
+    """A library whose findings an older region descriptor computed (the previous release) is not
+    searched with the new one: the refusal names the old version, and `casebook embed` recomputes."""
+    import sqlite3
+
+    from casebook.inference.regions import REGION_CARD
+
+    plan = plan_library(PhantomOptions(patients=1, size=64, slices=16, big_slices=0, seed=9))[0]
+    plan = replace(plan, series=plan.series[:1])
+    write_study(plan, tmp_path / "dicom", seed=3)
+    db = tmp_path / "casebook.sqlite"
+    store = CaseStore.open(db, create=True)
+    ingest([tmp_path / "dicom"], store)
+    assert embed_regions(store).done == 1
+    store.close()
+    with sqlite3.connect(db) as con:  # what the previous release left: the same regions under its version
+        con.execute("UPDATE region_descriptor SET version = ? WHERE name = ?", ("2", REGION_CARD.name))
+    store = CaseStore.open(db)
+    svc = RegionSearchService(store, tmp_path / "vectors")
+    try:
+        sid = store.list_series()[0].id
+        with pytest.raises(QueryError, match=r"casebook-region@2 \(1 series\).*casebook embed"):
+            svc.query_from_series(sid)
+        rep = embed_regions(store)
+        assert rep.done == 1 and not rep.failed
+        assert svc.query_from_series(sid).regions
+    finally:
+        svc.close()
+        store.close()
