@@ -376,7 +376,7 @@ class SimilarController(QObject):
         self.last_elapsed_s = time.perf_counter() - self._t0
         msg = f"{len(resp.hits)} similar cases in {self.last_elapsed_s:.2f} s"
         if not resp.hits and resp.reason:
-            msg = f"No similar cases: {resp.reason}"
+            msg = f"No similar cases: {resp.reason.rstrip('.')}."
         elif resp.reason:  # fewer than asked: say which filter removed the rest
             msg += f" ({resp.reason})"
         said = getattr(resp.region_query, "searched_for", "")
