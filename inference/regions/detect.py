@@ -318,6 +318,12 @@ _AXES = _DIRS[np.count_nonzero(_DIRS, axis=1) == 1]  # the 6 axis directions
 _DIRS_2D = np.array([(0.0, np.cos(a), np.sin(a)) for a in np.linspace(0, 2 * np.pi, 12, endpoint=False)])
 
 
+def _sample(smooth: np.ndarray, pts: np.ndarray) -> np.ndarray:
+    """Values at points (seeds, directions, 3) of the grid, rounded to voxels, clipped to the image."""
+    hi = np.asarray(smooth.shape) - 1
+    return smooth[tuple(np.clip(np.round(pts).astype(int), 0, hi).transpose(2, 0, 1))]
+
+
 def _blob_like(smooth: np.ndarray, g: float, seeds: list[tuple[float, int, np.ndarray, int]],
                scales: Sequence[float], family: str) -> list[tuple[float, int, np.ndarray, int]]:
     """Seeds whose centre differs from a ring around it on nearly every side (a blob, not an edge
@@ -329,10 +335,9 @@ def _blob_like(smooth: np.ndarray, g: float, seeds: list[tuple[float, int, np.nd
     cen = np.array([sd[2] for sd in seeds])
     r = np.array([scales[sd[1]] * _SQRT3 / g for sd in seeds])
     pol = np.array([sd[3] for sd in seeds], float)
-    hi = np.asarray(smooth.shape) - 1
-    core = smooth[tuple(np.clip(np.round(cen).astype(int), 0, hi).T)]
+    core = _sample(smooth, cen[:, None, :])[:, 0]
     pts = cen[:, None, :] + dirs[None, :, :] * (1.6 * np.maximum(r, 1.0))[:, None, None]
-    ring = smooth[tuple(np.clip(np.round(pts).astype(int), 0, hi).transpose(2, 0, 1))]
+    ring = _sample(smooth, pts)
     ctx = np.median(ring, axis=1)
     # a hollow blob (a cavitating nodule, a ring-enhancing tumour around necrosis) has its centre
     # in the hole: judge it by its wall (the median of 6 axis points, 4 in 2D, at 0.7 of its
@@ -340,7 +345,7 @@ def _blob_like(smooth: np.ndarray, g: float, seeds: list[tuple[float, int, np.nd
     # a solid blob's centre is its extreme, so nothing changes for it
     axes = _DIRS_2D[::3] if flat else _AXES
     inner = cen[:, None, :] + axes[None, :, :] * (0.7 * np.maximum(r, 1.0))[:, None, None]
-    wall = np.median(smooth[tuple(np.clip(np.round(inner).astype(int), 0, hi).transpose(2, 0, 1))], axis=1)
+    wall = np.median(_sample(smooth, inner), axis=1)
     core = np.where((wall - ctx) * pol > 2.0 * np.maximum((core - ctx) * pol, 0.0), wall, core)
     d0 = (core - ctx) * pol
     side = ((core[:, None] - ring) * pol[:, None]) > 0.5 * d0[:, None]
