@@ -111,6 +111,24 @@ class RegionStore:
                              .group_by(RegionDescriptor.version)).all()
         return {f"{name}@{v}": int(n) for v, n in rows if n}
 
+    def drop_other_versions(self, name: str, version: str) -> list[tuple[DescriptorRecord, list[str], int]]:
+        """Delete every other version of a descriptor with its region sets and regions, in one
+        transaction: what an upgrade leaves behind (about 20 kB a series) once the new version
+        covers the library. Returns each dropped descriptor, the families it had and the regions
+        deleted, so the caller can remove its index files."""
+        out: list[tuple[DescriptorRecord, list[str], int]] = []
+        with self.store._write() as s:
+            olds = list(s.scalars(select(RegionDescriptor).where(RegionDescriptor.name == name,
+                                                                 RegionDescriptor.version != version)))
+            for d in olds:
+                fams = sorted(set(s.scalars(select(RegionSet.family).where(RegionSet.descriptor_id == d.id))))
+                n = int(s.scalar(select(func.count()).select_from(Region).where(Region.descriptor_id == d.id)) or 0)
+                s.execute(delete(Region).where(Region.descriptor_id == d.id))
+                s.execute(delete(RegionSet).where(RegionSet.descriptor_id == d.id))
+                out.append((DescriptorRecord(d.id, d.name, d.version, d.dim), fams, n))
+                s.delete(d)
+        return out
+
     # ------------------------------------------------------------------ writing
     def put_regions(self, descriptor_id: int, series_id: int, rows: Sequence[RegionRow], vectors: np.ndarray,
                     *, family: str, body_part: str = "") -> np.ndarray:

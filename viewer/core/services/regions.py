@@ -38,6 +38,7 @@ class RegionEmbedReport:
     unscaled: int = 0  # series without pixel spacing: no mm scale, so no findings (stored as none)
     indexed: dict[str, int] = field(default_factory=dict)  # family -> regions in its index afterwards
     problem: str = ""  # why box search will not find the new findings yet ("" when it will)
+    pruned: dict[str, int] = field(default_factory=dict)  # older descriptor version -> regions deleted
 
     def text(self) -> str:
         if self.problem:
@@ -50,6 +51,8 @@ class RegionEmbedReport:
             out += f"; {len(self.failed)} series failed"
         if self.remaining:
             out += f"; {self.remaining} series still to do (`casebook embed`)"
+        for key, n in sorted(self.pruned.items()):
+            out += f"; {n} regions of {key} removed (recomputed with {self.descriptor})"
         return out
 
 
@@ -116,7 +119,37 @@ def embed_and_index_regions(store: CaseStore, index_dir: Path, *, progress: Prog
     region index up to date, so the next box query opens it at once (embed, demo and import)."""
     rep = embed_regions(store, progress=progress, cancel=cancel, limit=limit)
     index_regions(store, index_dir, rep, cancel=cancel)
+    if rep.remaining == 0:
+        prune_old_versions(store, index_dir, rep)
     return rep
+
+
+def prune_old_versions(store: CaseStore, index_dir: Path, rep: RegionEmbedReport | None = None) -> dict[str, int]:
+    """Remove the regions and index files of older versions of the shipped descriptor.
+
+    Why only here and only then: until the current version covers every series, a box query on
+    a series it has not reached yet says why (its findings are of an older version) instead of
+    finding nothing; once it covers them all, the old rows are dead weight (they are never
+    searched: a query uses only the current version). The rows go in one transaction; the index
+    files after it, so a crash between leaves only files that nothing opens."""
+    from casebook.index.vector_index.files import model_file_stem
+
+    regions = RegionStore(store)
+    dropped = regions.drop_other_versions(REGION_CARD.name, REGION_CARD.version)
+    out: dict[str, int] = {}
+    for d, families, n in dropped:
+        out[d.key] = n
+        for family in families:
+            stem = model_file_stem(d.index_key(family))
+            for path in Path(index_dir).glob(f"{stem}.*"):
+                try:
+                    path.unlink()
+                except OSError as exc:  # a file another process holds open: harmless, never opened again
+                    log.warning("old region index file %s not removed: %s", path.name, type(exc).__name__)
+        log.info("removed %d regions of %s (the library is embedded with %s)", n, d.key, REGION_CARD.key)
+    if rep is not None:
+        rep.pruned.update(out)
+    return out
 
 
 def index_regions(store: CaseStore, index_dir: Path, rep: RegionEmbedReport, *,
@@ -143,4 +176,4 @@ def open_region_index(index_dir: Path, regions: RegionStore, desc: DescriptorRec
                             progress=progress, cancel=cancel)
 
 
-__all__ = ["RegionEmbedReport", "describe_volume", "embed_and_index_regions", "embed_regions", "index_regions", "open_region_index", "register", "rows_of"]
+__all__ = ["RegionEmbedReport", "describe_volume", "embed_and_index_regions", "embed_regions", "index_regions", "open_region_index", "prune_old_versions", "register", "rows_of"]

@@ -308,3 +308,59 @@ def test_a_library_embedded_before_an_upgrade_says_so_and_embed_brings_it_back(t
     finally:
         svc.close()
         store.close()
+
+
+def test_embed_removes_an_older_descriptor_once_the_new_one_covers_every_series(tmp_path: Path) -> None:
+    """After an upgrade the old version's regions and index files are dead weight, but only once
+    every series has the new ones: until then a query on a series not yet redone names the old
+    version (the test above), so the old rows stay while any series is left."""
+    import sqlite3
+
+    from casebook.inference.regions import REGION_CARD
+    from casebook.index.vector_index.files import model_file_stem
+    from casebook.viewer.core.services.regions import embed_and_index_regions, open_region_index
+
+    plan = plan_library(PhantomOptions(patients=1, size=64, slices=16, big_slices=0, seed=9))[0]
+    plan = replace(plan, series=plan.series[:2])
+    write_study(plan, tmp_path / "dicom", seed=3)
+    db, vectors = tmp_path / "casebook.sqlite", tmp_path / "vectors"
+    store = CaseStore.open(db, create=True)
+    ingest([tmp_path / "dicom"], store)
+    assert len(store.list_series()) == 2
+    assert embed_regions(store).done == 2
+    store.close()
+    with sqlite3.connect(db) as con:  # the previous release's findings, under its version
+        con.execute("UPDATE region_descriptor SET version = ? WHERE name = ?", ("2", REGION_CARD.name))
+        old_regions = con.execute("SELECT count(*) FROM region").fetchone()[0]
+    assert old_regions > 0
+    store = CaseStore.open(db)
+    try:
+        regions, _ = register(store)
+        old = regions.get_descriptor(f"{REGION_CARD.name}@2")
+        fams = sorted(regions.families(old.id))
+        for fam in fams:  # the old release's index files on disk
+            open_region_index(vectors, regions, old, fam).close()
+        old_files = [p for fam in fams for p in vectors.glob(f"{model_file_stem(old.index_key(fam))}.*")]
+        assert old_files
+
+        rep = embed_and_index_regions(store, vectors, limit=1)  # one series still to do: keep the old
+        assert rep.done == 1 and rep.remaining == 1 and not rep.pruned
+        assert all(p.exists() for p in old_files)
+        assert regions.other_versions(REGION_CARD.name, REGION_CARD.version) == {f"{REGION_CARD.name}@2": 2}
+
+        rep = embed_and_index_regions(store, vectors)
+        assert rep.done == 1 and rep.remaining == 0
+        assert rep.pruned == {f"{REGION_CARD.name}@2": old_regions}
+        assert f"{old_regions} regions of {REGION_CARD.name}@2 removed" in rep.text()
+        assert not any(p.exists() for p in old_files)
+        assert regions.other_versions(REGION_CARD.name, REGION_CARD.version) == {}
+        cur = regions.get_descriptor(REGION_CARD.key)
+        assert sum(regions.families(cur.id).values()) > 0  # the new findings are all there and indexed
+        assert sum(rep.indexed.values()) == sum(regions.families(cur.id).values())
+        assert any(vectors.glob(f"{model_file_stem(cur.index_key(fams[0]))}.*"))
+    finally:
+        store.close()
+    with sqlite3.connect(db) as con:
+        assert con.execute("SELECT count(*) FROM region_descriptor WHERE version = '2'").fetchone()[0] == 0
+        assert con.execute("SELECT count(*) FROM region_set WHERE descriptor_id NOT IN "
+                           "(SELECT id FROM region_descriptor)").fetchone()[0] == 0
