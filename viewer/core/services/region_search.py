@@ -301,30 +301,33 @@ class RegionSearchService:
         was = ", ".join(f"{k} ({n} series)" for k, n in sorted(old.items()))
         return f" for {self.descriptor.key} (its findings were computed with {was}, before an upgrade)"
 
-    def query_from_slice(self, series_id: int, slice_index: int, *, findings: int = FINDINGS) -> RegionQuery:
-        """The stored findings that lie on one slice, least typical first: every slice is reachable,
-        none is substituted."""
+    def _stored_family(self, series_id: int) -> str:
+        """The modality family of a series' stored findings, or why it has none (QueryError)."""
         fam = self.regions.series_family(self.descriptor.id, int(series_id))
         if fam is None:
             raise QueryError(f"series {series_id} has no regions yet{self._upgrade_note()}; run `casebook embed`")
+        return fam[0]
+
+    def query_from_slice(self, series_id: int, slice_index: int, *, findings: int = FINDINGS) -> RegionQuery:
+        """The stored findings that lie on one slice, least typical first: every slice is reachable,
+        none is substituted."""
+        family = self._stored_family(series_id)
         rows, vecs = self.regions.regions_of_series(self.descriptor.id, int(series_id))
         on = [n for n, r in enumerate(rows) if r.box[0] <= int(slice_index) < r.box[1]]
         if not on:
             raise QueryError(f"no finding candidate was detected on slice {slice_index} of series {series_id}: "
                              "draw a box to search for what it shows")
-        return self._findings_query(rows, vecs, on, fam[0], f"slice {slice_index} of series {series_id}",
+        return self._findings_query(rows, vecs, on, family, f"slice {slice_index} of series {series_id}",
                                     series_id, int(slice_index), findings)
 
     def query_from_series(self, series_id: int, *, findings: int = FINDINGS) -> RegionQuery:
         """A whole series described by its findings: its ``findings`` least typical regions (what
         most other patients do not have), not by the anatomy every case shares."""
-        fam = self.regions.series_family(self.descriptor.id, int(series_id))
-        if fam is None:
-            raise QueryError(f"series {series_id} has no regions yet{self._upgrade_note()}; run `casebook embed`")
+        family = self._stored_family(series_id)
         rows, vecs = self.regions.regions_of_series(self.descriptor.id, int(series_id))
         if not rows:
             raise QueryError(f"series {series_id} has no finding candidates (nothing blob-like was detected)")
-        return self._findings_query(rows, vecs, list(range(len(rows))), fam[0], f"findings of series {series_id}",
+        return self._findings_query(rows, vecs, list(range(len(rows))), family, f"findings of series {series_id}",
                                     series_id, None, findings)
 
     def _findings_query(self, rows: list[RegionRow], vecs: np.ndarray, on: list[int], family: str, description: str,
