@@ -32,7 +32,7 @@ class RegionDescriptorCard:
 
 REGION_CARD = RegionDescriptorCard(
     name="casebook-region",
-    version="4",
+    version="3",
     dim=DIM,
     kind="region (segmented finding), training-free",
     description=(
@@ -41,8 +41,7 @@ REGION_CARD = RegionDescriptorCard(
         "with holes filled; a hollow blob (a cavitating nodule, a ring-enhancing tumour around necrosis) is "
         "judged and segmented by its wall, not by the hole its centre falls in; a lesion whose organ wall is "
         "thinner than the grid (a lytic lesion in the vertebral cortex) is kept to its blob radius. Up to 96 per "
-        "series, one of each coarse kind, those within 10 mm of the body's outline on their slice (skin, "
-        "subcutaneous fat, scalp, skull marrow) ranked as if four times less salient. The "
+        "series, one of each coarse kind. The "
         "descriptor is a concatenation of soft histograms: lesion, inner and outer half, context shells at 0-3, "
         "3-8 and 8-16 mm (never thinner than one grid step) (Hounsfield bins for CT, log-ratio-to-median-tissue bins otherwise), signed contrast, "
         "equivalent diameter, elongation, enclosed-hole share and heterogeneity. Cosine similarity is the "

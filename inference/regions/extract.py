@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
-import SimpleITK as sitk
 
 from ..errors import Cancelled, PreprocessError
 from ..preprocess import ImageInput
@@ -87,50 +86,14 @@ def _kind_key(cand: Candidate, family: str) -> tuple[int, int, int, int]:
             int(round(t(cand.context) / 0.35)))
 
 
-#: a candidate centred within this distance of the body's outline on its slice (skin, subcutaneous
-#: fat, the scalp and the skull's marrow) is ranked as if SURFACE_FACTOR times less salient
-SURFACE_MM = 10.0
-SURFACE_FACTOR = 0.25
-
-
-def surface_depth(prep: PreparedImage) -> np.ndarray:
-    """In-plane distance (mm) of every grid voxel from the body's outline on its slice (0 outside).
-
-    In plane, not in 3D: a scan covers part of a body, and its first and last slices are not skin."""
-    v = prep.values
-    body = v > (-500.0 if prep.family == "CT" else 150.0)  # HU; per-mille of the median tissue signal
-    out = np.zeros(v.shape, np.float32)
-    for z in range(v.shape[0]):
-        if not body[z].any():
-            continue
-        img = sitk.BinaryFillhole(sitk.GetImageFromArray(body[z].astype(np.uint8)))  # lungs, bowel gas, skull
-        img.SetSpacing([prep.grid_mm] * 2)
-        d = sitk.SignedMaurerDistanceMap(img, insideIsPositive=True, squaredDistance=False, useImageSpacing=True)
-        out[z] = np.maximum(sitk.GetArrayFromImage(d), 0.0)
-    return out
-
-
 def select_candidates(cands: Sequence[Candidate], noise: float, family: str, limit: int,
-                      per_kind: int = 1, depth: np.ndarray | None = None) -> list[Candidate]:
+                      per_kind: int = 1) -> list[Candidate]:
     """The ``limit`` most salient candidates, at most ``per_kind`` of each coarse kind.
 
     Why: normal anatomy repeats (rib after rib, a vessel cut into pieces, vertebra after
     vertebra) while a finding is usually one of its kind in a series; capping each kind keeps
-    the distinct things a series shows, not forty copies of the same rib. With ``depth``
-    (:func:`surface_depth`), candidates at the body's surface rank after deeper ones of similar
-    saliency: in a T1 MR of the head the scalp's fat and the skull's marrow are the most salient
-    bright things, and they filled the cap before a glioblastoma's enhancing rim (seen on
-    Brain-Tumor-Progression patients 01-05: 7 of 10 scans had a stored region on the tumour, 9 with
-    this). Ranked later, never dropped: what the cap leaves room for is still stored."""
-    def rank(c: Candidate) -> float:
-        sal = c.saliency(noise)
-        if depth is not None:
-            q = np.clip(np.round(c.centre).astype(int), 0, np.asarray(depth.shape) - 1)
-            if float(depth[tuple(q)]) < SURFACE_MM:
-                sal *= SURFACE_FACTOR
-        return sal
-
-    order = sorted(cands, key=lambda c: -rank(c))
+    the distinct things a series shows, not forty copies of the same rib."""
+    order = sorted(cands, key=lambda c: -c.saliency(noise))
     seen: dict[tuple[int, int, int, int], int] = {}
     out: list[Candidate] = []
     for c in order:
@@ -153,11 +116,10 @@ def find_regions(image: ImageInput, *, max_regions: int = MAX_REGIONS, cancel: A
         if cancel is not None and cancel.is_set():
             raise Cancelled("region detection cancelled")
         cands = find_candidates(prep, max_seeds=600)
-        depth = surface_depth(prep) if cands else None
     except RuntimeError as exc:  # SimpleITK refuses an image it cannot filter (too small, odd)
         raise PreprocessError(f"no regions: {str(exc).splitlines()[-1][:200]}") from exc
     out: list[Region] = []
-    for cand in select_candidates(cands, prep.noise, prep.family, max_regions, depth=depth):
+    for cand in select_candidates(cands, prep.noise, prep.family, max_regions):
         if cancel is not None and cancel.is_set():
             raise Cancelled("region detection cancelled")
         out.append(_to_region(prep, cand, image))
