@@ -86,6 +86,30 @@ def test_lost_embedding_and_damaged_index_are_repaired(library, capsys):
     assert any("embedded 1 series" in r for r in rep["repaired"]) and any("index" in r for r in rep["repaired"])
 
 
+def test_free_pages_of_deleted_rows_are_named_and_given_back_by_repair(library, capsys):
+    """SQLite keeps the pages of deleted rows: the check says how much, --repair gives it back."""
+    lib, _src = library
+    db = lib / "casebook.sqlite"
+    con = sqlite3.connect(db)
+    con.execute("CREATE TABLE scratch (b BLOB)")  # rows written and deleted, as a large removal leaves them
+    con.executemany("INSERT INTO scratch VALUES (?)", [(os.urandom(4096),) for _ in range(2048)])
+    con.commit()
+    con.execute("DROP TABLE scratch")
+    con.commit()
+    con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    con.close()
+    before = db.stat().st_size
+    rc, rep = _check(capsys)
+    assert rc == 0 and rep["ok"]  # free pages are no fault
+    assert "free pages of deleted rows" in _finding(rep, "database")["detail"]
+    capsys.readouterr()
+    assert main(["check", "--repair"]) == 0
+    assert "compacted the database" in capsys.readouterr().out
+    assert db.stat().st_size < before - 6 * 2**20
+    rc, rep = _check(capsys)
+    assert rc == 0 and "free pages" not in _finding(rep, "database")["detail"]
+
+
 def test_damaged_database_is_restored_from_its_backup_and_reingested(library, capsys):
     lib, _src = library
     db = lib / "casebook.sqlite"

@@ -66,6 +66,41 @@ class StoreSessions:
     def __repr__(self) -> str:
         return f"CaseStore({str(self.path)!r})"
 
+    def free_space(self) -> tuple[int, int]:
+        """(bytes in free pages, bytes in the file's pages): what :meth:`compact` would give back.
+
+        Why: SQLite keeps the pages of deleted rows for reuse, so removing a large part of a
+        library (an old region version, many studies) leaves the file as large as before."""
+        with self._read() as s:
+            conn = s.connection()
+            size = int(conn.exec_driver_sql("PRAGMA page_size").scalar() or 0)
+            pages = int(conn.exec_driver_sql("PRAGMA page_count").scalar() or 0)
+            free = int(conn.exec_driver_sql("PRAGMA freelist_count").scalar() or 0)
+        return free * size, pages * size
+
+    def compact(self, *, min_free_fraction: float = 0.0) -> int:
+        """Rewrite the file without its free pages (``VACUUM``) when at least ``min_free_fraction``
+        of it is free; the bytes given back (0 when not worth it).
+
+        ``VACUUM`` is all-or-nothing: when it cannot finish (no disk space for the copy it writes,
+        another process writing) the file is as it was and :class:`StoreError` says why."""
+        free, total = self.free_space()
+        if free <= 0 or total <= 0 or free < min_free_fraction * total:
+            return 0
+        with self._write_lock:
+            raw = self._write_engine.raw_connection()
+            try:
+                cur = raw.cursor()
+                cur.execute("VACUUM")
+                cur.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # in WAL mode the file shrinks at the checkpoint
+                cur.close()
+            except Exception as exc:  # sqlite3.Error: the DBAPI's family, not SQLAlchemy's
+                raise StoreError(f"{self.path}: not compacted ({type(exc).__name__}: {exc}); "
+                                 "nothing was changed") from exc
+            finally:
+                raw.close()
+        return max(total - self.free_space()[1], 0)
+
     @contextmanager
     def _read(self) -> Iterator[Session]:
         s = self._read_sessions()

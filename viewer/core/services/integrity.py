@@ -158,10 +158,10 @@ def check_library(settings: Settings | None = None, *, files: bool = True, progr
                 repairable=backup is not None, count=len(problems))
         rep.seconds = time.monotonic() - t0
         return rep
-    rep.add("database", True, f"{db.name}: PRAGMA integrity_check ok")
     check_cancel(cancel)
     con = _ro(db)
     try:
+        rep.add("database", True, f"{db.name}: PRAGMA integrity_check ok{_free_note(con)}")
         _check_series(con, rep)
         models = con.execute("SELECT id, name, version, dim FROM model ORDER BY id").fetchall()
         for model_id, name, version, dim in models:
@@ -179,6 +179,45 @@ def check_library(settings: Settings | None = None, *, files: bool = True, progr
         rep.add("files", not bad, detail, repairable=bool(fc.changed), count=bad)
     rep.seconds = time.monotonic() - t0
     return rep
+
+
+#: free share of the database file that the check mentions and ``--repair`` gives back
+COMPACT_AT = 0.05
+
+
+def _free_fraction(con: sqlite3.Connection) -> tuple[int, float]:
+    """(bytes in free pages, their share of the file): pages of deleted rows SQLite keeps for reuse."""
+    size = int(con.execute("PRAGMA page_size").fetchone()[0])
+    pages = int(con.execute("PRAGMA page_count").fetchone()[0])
+    free = int(con.execute("PRAGMA freelist_count").fetchone()[0])
+    return free * size, free / pages if pages else 0.0
+
+
+def _free_note(con: sqlite3.Connection) -> str:
+    free, share = _free_fraction(con)
+    if share < COMPACT_AT:
+        return ""
+    return f"; {free / 2**20:.1f} MiB ({100 * share:.0f}%) of it is free pages of deleted rows (--repair compacts it)"
+
+
+def _compact(db: Path) -> str:
+    """Give the free pages of a sound database back to the disk (``VACUUM``), when worth it."""
+    from casebook.index.case_store import CaseStore
+    from casebook.index.errors import StoreError
+
+    con = _ro(db)
+    try:
+        if _free_fraction(con)[1] < COMPACT_AT:
+            return ""
+    finally:
+        con.close()
+    try:
+        with CaseStore.open(db, create=False, backup=False) as store:
+            saved = store.compact(min_free_fraction=COMPACT_AT)
+    except (StoreError, OSError) as exc:  # read-only, in use, or no room for VACUUM's copy: unchanged
+        log.warning("%s", exc)
+        return f"database not compacted: {exc}"
+    return f"compacted the database: {saved / 2**20:.1f} MiB given back" if saved else ""
 
 
 def _check_series(con: sqlite3.Connection, rep: CheckReport) -> None:
@@ -273,6 +312,7 @@ def repair_library(settings: Settings | None = None, *, progress: ProgressCallba
     if "database" in failed:
         done.append(_restore_database(settings, progress, cancel))
     else:
+        done.append(_compact(settings.database_path))
         done.append(_refresh_backup(settings.database_path))
     if "database" in failed:
         first = check_library(settings, progress=progress, cancel=cancel)

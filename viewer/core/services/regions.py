@@ -16,6 +16,7 @@ import numpy as np
 
 from casebook.index.case_store import CaseStore
 from casebook.index.case_store.regions import DescriptorRecord, RegionRow, RegionStore
+from casebook.index.errors import StoreError
 from casebook.index.vector_index import VectorIndex
 from casebook.inference.preprocess import ImageInput
 from casebook.inference.regions import REGION_CARD, find_regions, modality_family
@@ -39,6 +40,7 @@ class RegionEmbedReport:
     indexed: dict[str, int] = field(default_factory=dict)  # family -> regions in its index afterwards
     problem: str = ""  # why box search will not find the new findings yet ("" when it will)
     pruned: dict[str, int] = field(default_factory=dict)  # older descriptor version -> regions deleted
+    compacted: int = 0  # bytes the library file gave back after the prune (0: not compacted)
 
     def text(self) -> str:
         if self.problem:
@@ -53,6 +55,8 @@ class RegionEmbedReport:
             out += f"; {self.remaining} series still to do (`casebook embed`)"
         for key, n in sorted(self.pruned.items()):
             out += f"; {n} regions of {key} removed (recomputed with {self.descriptor})"
+        if self.compacted:
+            out += f"; library file {self.compacted / 2**20:.1f} MiB smaller"
         return out
 
 
@@ -124,6 +128,10 @@ def embed_and_index_regions(store: CaseStore, index_dir: Path, *, progress: Prog
     return rep
 
 
+#: free share of the library file at which removing old regions rewrites it without the free pages
+COMPACT_FREE_FRACTION = 0.25
+
+
 def prune_old_versions(store: CaseStore, index_dir: Path, rep: RegionEmbedReport | None = None) -> dict[str, int]:
     """Remove the regions and index files of older versions of the shipped descriptor.
 
@@ -131,7 +139,9 @@ def prune_old_versions(store: CaseStore, index_dir: Path, rep: RegionEmbedReport
     a series it has not reached yet says why (its findings are of an older version) instead of
     finding nothing; once it covers them all, the old rows are dead weight (they are never
     searched: a query uses only the current version). The rows go in one transaction; the index
-    files after it, so a crash between leaves only files that nothing opens."""
+    files after it, so a crash between leaves only files that nothing opens. When the freed pages
+    are a quarter of the library file or more, the file is rewritten without them (SQLite would
+    keep them: an upgrade would otherwise leave the file as large as both versions)."""
     from casebook.index.vector_index.files import model_file_stem
 
     regions = RegionStore(store)
@@ -147,8 +157,15 @@ def prune_old_versions(store: CaseStore, index_dir: Path, rep: RegionEmbedReport
                 except OSError as exc:  # a file another process holds open: harmless, never opened again
                     log.warning("old region index file %s not removed: %s", path.name, type(exc).__name__)
         log.info("removed %d regions of %s (the library is embedded with %s)", n, d.key, REGION_CARD.key)
+    compacted = 0
+    if out:  # SQLite keeps the freed pages: give them back once, when they are a large part of the file
+        try:
+            compacted = store.compact(min_free_fraction=COMPACT_FREE_FRACTION)
+        except StoreError as exc:  # the file is as it was; the next prune or `casebook check --repair` retries
+            log.warning("library file not compacted after removing old regions: %s", exc)
     if rep is not None:
         rep.pruned.update(out)
+        rep.compacted = compacted
     return out
 
 

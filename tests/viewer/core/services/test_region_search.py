@@ -310,7 +310,7 @@ def test_a_library_embedded_before_an_upgrade_says_so_and_embed_brings_it_back(t
         store.close()
 
 
-def test_embed_removes_an_older_descriptor_once_the_new_one_covers_every_series(tmp_path: Path) -> None:
+def test_embed_removes_an_older_descriptor_once_the_new_one_covers_every_series(tmp_path: Path, monkeypatch) -> None:
     """After an upgrade the old version's regions and index files are dead weight, but only once
     every series has the new ones: until then a query on a series not yet redone names the old
     version (the test above), so the old rows stay while any series is left."""
@@ -318,6 +318,7 @@ def test_embed_removes_an_older_descriptor_once_the_new_one_covers_every_series(
 
     from casebook.inference.regions import REGION_CARD
     from casebook.index.vector_index.files import model_file_stem
+    from casebook.viewer.core.services import regions as region_services
     from casebook.viewer.core.services.regions import embed_and_index_regions, open_region_index
 
     plan = plan_library(PhantomOptions(patients=1, size=64, slices=16, big_slices=0, seed=9))[0]
@@ -348,12 +349,17 @@ def test_embed_removes_an_older_descriptor_once_the_new_one_covers_every_series(
         assert all(p.exists() for p in old_files)
         assert regions.other_versions(REGION_CARD.name, REGION_CARD.version) == {f"{REGION_CARD.name}@2": 2}
 
+        # two small series free a few per cent of the file; an archive's old version is a large share
+        monkeypatch.setattr(region_services, "COMPACT_FREE_FRACTION", 0.02)
         rep = embed_and_index_regions(store, vectors)
         assert rep.done == 1 and rep.remaining == 0
         assert rep.pruned == {f"{REGION_CARD.name}@2": old_regions}
         assert f"{old_regions} regions of {REGION_CARD.name}@2 removed" in rep.text()
         assert not any(p.exists() for p in old_files)
         assert regions.other_versions(REGION_CARD.name, REGION_CARD.version) == {}
+        free, total = store.free_space()  # the freed pages were given back: this small library's were
+        assert rep.compacted > 0 and free < 0.02 * total  # above the (lowered) threshold
+        assert "MiB smaller" in rep.text()
         cur = regions.get_descriptor(REGION_CARD.key)
         assert sum(regions.families(cur.id).values()) > 0  # the new findings are all there and indexed
         assert sum(rep.indexed.values()) == sum(regions.families(cur.id).values())
