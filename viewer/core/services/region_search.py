@@ -87,6 +87,8 @@ def searched_for(region: Any, box: Sequence[int], spacing: Sequence[float]) -> s
     txt = f"a {region.diameter_mm:.0f} mm finding {side} than its surroundings ({by}), {box_txt}"
     if region.source == "segmented in the box":
         txt += ", segmented at the box's scale (no blob detected)"
+    elif region.source == "segmented at the box's scale":
+        txt += ", segmented at the box's scale (the blobs detected in it are much smaller than the box)"
     if region.diameter_mm < 0.3 * min(bj, bi):
         txt += "; much smaller than the box, and the analogues match this part"
     return txt
