@@ -46,6 +46,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 TARGET_FIRST, TARGET_OVERLAP, TARGET_P5 = 0.8, 0.8, 0.8
+LARGE_MM = 10.0  # regions this size or larger: what a box framing a tumour is matched with
 
 
 def default_data() -> Path:
@@ -280,7 +281,7 @@ def build_library(data: Path, lib: Path, patients: list[str], log=print, *, pixe
 
 
 def evaluate(lib: Path, scans: dict[str, list[Scan]], *, margin: int = 4,
-             k: int = 10) -> tuple[list[PatientRow], tuple[int, int, int, int]]:
+             k: int = 10) -> tuple[list[PatientRow], tuple[int, int, int, int, int, int]]:
     """Box on the later scan's tumour -> region search with the same-patient filter off and on.
 
     Also returns what the stored findings allow: (regions on a tumour, regions, series with a
@@ -303,14 +304,18 @@ def evaluate(lib: Path, scans: dict[str, list[Scan]], *, margin: int = 4,
     # chance of counting for P@5) and, per series, whether any stored region is on the tumour
     regions, desc = register(store)
     on_tumour: dict[int, bool] = {}
-    n_regions = n_on_tumour = 0
+    n_regions = n_on_tumour = n_large = n_large_on = 0
     for sid, sc in by_id.items():
         stored, _ = regions.regions_of_series(desc.id, sid)
         flags = [overlaps(sc.mask_kji, r.box) for r in stored]
         on_tumour[sid] = any(flags)
         n_regions += len(flags)
         n_on_tumour += sum(flags)
-    stored = (n_on_tumour, n_regions, sum(on_tumour.values()), len(on_tumour))
+        # a larger region is likelier to touch a tumour: the chance for hits of a box-scale query's size
+        large = [f for f, r in zip(flags, stored) if r.diameter_mm >= LARGE_MM]
+        n_large += len(large)
+        n_large_on += sum(large)
+    stored = (n_on_tumour, n_regions, sum(on_tumour.values()), len(on_tumour), n_large_on, n_large)
     try:
         for p, (earlier, later) in sorted(scans.items()):
             box = largest_slice_box(later.mask_kji, margin)
@@ -349,7 +354,7 @@ def evaluate(lib: Path, scans: dict[str, list[Scan]], *, margin: int = 4,
     return rows, stored
 
 
-def report(rows: list[PatientRow], timings: dict, *, stored: tuple[int, int, int, int] | None = None, margin: int,
+def report(rows: list[PatientRow], timings: dict, *, stored: tuple[int, int, int, int, int, int] | None = None, margin: int,
            elapsed: float, load: tuple) -> str:
     """The per-patient table and the three figures against their targets."""
     out = io.StringIO()
@@ -388,7 +393,8 @@ def report(rows: list[PatientRow], timings: dict, *, stored: tuple[int, int, int
         chance_first = 1.0 / max(2 * len(rows) - 1, 1)
         w(f"reference: chance of the earlier scan first = 1/{max(2 * len(rows) - 1, 1)} = {chance_first:.2f}; "
           f"stored regions on a tumour {st[0]}/{st[1]} = {st[0] / max(st[1], 1):.2f} (a random hit's chance for "
-          f"P@5); series with a stored region on their tumour {st[2]}/{st[3]}; box's own finding on the tumour "
+          f"P@5), of those {LARGE_MM:.0f} mm or larger {st[4]}/{st[5]} = {st[4] / max(st[5], 1):.2f} (the chance "
+          f"for hits of that size); series with a stored region on their tumour {st[2]}/{st[3]}; box's own finding on the tumour "
           f"{sum(r.query_on_tumour for r in rows)}/{len(rows)}\n")
     w(f"hit modalities: {', '.join(mods) or 'none'}; box margin {margin} voxels (1 mm NIfTI voxels)\n")
     w(f"timings: write {timings.get('write_s', 0):.0f} s, ingest {timings.get('ingest_s', 0):.0f} s, "
