@@ -7,6 +7,7 @@ lock upgrade. Every part of the store builds on this.
 """
 from __future__ import annotations
 
+import sqlite3
 import threading
 from contextlib import contextmanager
 from pathlib import Path
@@ -88,13 +89,16 @@ class StoreSessions:
         if free <= 0 or total <= 0 or free < min_free_fraction * total:
             return 0
         with self._write_lock:
-            raw = self._write_engine.raw_connection()
+            try:
+                raw = self._write_engine.raw_connection()
+            except SQLAlchemyError as exc:
+                raise StoreError(f"{self.path}: not compacted (cannot connect: {exc}); nothing was changed") from exc
             try:
                 cur = raw.cursor()
                 cur.execute("VACUUM")
                 cur.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # in WAL mode the file shrinks at the checkpoint
                 cur.close()
-            except Exception as exc:  # sqlite3.Error: the DBAPI's family, not SQLAlchemy's
+            except sqlite3.Error as exc:  # the DBAPI's own errors: SQLAlchemy does not wrap a raw connection's
                 raise StoreError(f"{self.path}: not compacted ({type(exc).__name__}: {exc}); "
                                  "nothing was changed") from exc
             finally:
