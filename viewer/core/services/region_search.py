@@ -28,6 +28,7 @@ from casebook.index.errors import QueryError
 from casebook.index.vector_index import VectorIndex
 from casebook.inference.preprocess import ImageInput
 from casebook.inference.regions import regions_in_box
+from casebook.inference.regions.extract import SMALL_IN_BOX
 from casebook.inference.regions.detect import family_reference
 
 from . import anatomy
@@ -85,11 +86,15 @@ def searched_for(region: Any, box: Sequence[int], spacing: Sequence[float]) -> s
     else:  # per-mille of the series' median tissue signal
         by = f"{region.contrast / 10.0:+.0f} % of the tissue signal"
     txt = f"a {region.diameter_mm:.0f} mm finding {side} than its surroundings ({by}), {box_txt}"
+    small = region.diameter_mm < SMALL_IN_BOX * min(bj, bi)
+    if region.source == "segmented at the box's scale" and small:  # one note, not two that contradict
+        return txt + (", the largest part segmented at the box's scale (the blobs detected in it are smaller "
+                      "still); much smaller than the box, and the analogues match this part")
     if region.source == "segmented in the box":
         txt += ", segmented at the box's scale (no blob detected)"
     elif region.source == "segmented at the box's scale":
         txt += ", segmented at the box's scale (the blobs detected in it are much smaller than the box)"
-    if region.diameter_mm < 0.3 * min(bj, bi):
+    if small:
         txt += "; much smaller than the box, and the analogues match this part"
     return txt
 

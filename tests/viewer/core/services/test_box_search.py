@@ -203,6 +203,12 @@ def test_searched_for_says_what_the_box_became() -> None:
     assert "darker than its surroundings (-42 % of the tissue signal)" in mr and "much smaller than the box" in mr
     assert "segmented at the box's scale" in searched_for(region("CT", 20.0, 1, 300.0, "segmented in the box"),
                                                            box, (5.0, 0.8, 0.8))
+    # segmented at the box's scale and still a small part of it: one note that says both, not two
+    part = searched_for(region("MR", 6.0, 1, 300.0, "segmented at the box's scale"), box, (5.0, 1.0, 1.0))
+    assert part.count("smaller") == 2 and "the largest part segmented at the box's scale" in part, part
+    assert "(the blobs detected in it are much smaller than the box); much smaller" not in part
+    whole = searched_for(region("MR", 25.0, 1, 300.0, "segmented at the box's scale"), box, (5.0, 1.0, 1.0))
+    assert whole.endswith("(the blobs detected in it are much smaller than the box)"), whole
     assert searched_for(region("CT", 20.0, 1, 3.0, "the box's tissue"), box, (5.0, 0.8, 0.8)) == (
         "the tissue of the box (32 x 24 mm): no distinct finding stands out in it")
 
