@@ -28,8 +28,8 @@ from casebook.index.errors import QueryError
 from casebook.index.vector_index import VectorIndex
 from casebook.inference.preprocess import ImageInput
 from casebook.inference.regions import regions_in_box
-from casebook.inference.regions.extract import SMALL_IN_BOX
 from casebook.inference.regions.detect import family_reference
+from casebook.inference.regions.extract import SMALL_IN_BOX
 
 from . import anatomy
 from . import label_calibration as lc

@@ -100,23 +100,32 @@ def associate(cfg: PacsConfig, node: Node, ae: Any, *, evt_handlers: list | None
     if not node.is_dimse:
         raise PacsError(node.name, "is a DICOMweb node; use `casebook web` or choose a DIMSE node")
     tls = (tls_context(node), node.host) if node.tls else None
-    t0 = time.monotonic()
-    try:
-        assoc = ae.associate(node.host, node.port, ae_title=node.ae_title, tls_args=tls, evt_handlers=evt_handlers,
-                             ext_neg=ext_neg)
-    except socket.gaierror as exc:
-        raise PacsError(node.name, f"unknown host {node.host!r}") from exc
-    except OSError as exc:
-        raise PacsError(node.name, _why_not_connected(node, cfg.timeout(node))) from exc
-    if not assoc.is_established:
-        if assoc.is_rejected:
+    for attempt in (1, 2):
+        t0 = time.monotonic()
+        try:
+            assoc = ae.associate(node.host, node.port, ae_title=node.ae_title, tls_args=tls,
+                                 evt_handlers=evt_handlers, ext_neg=ext_neg)
+        except socket.gaierror as exc:
+            raise PacsError(node.name, f"unknown host {node.host!r}") from exc
+        except OSError as exc:
+            raise PacsError(node.name, _why_not_connected(node, cfg.timeout(node))) from exc
+        if assoc.is_established:
+            break
+        answer = getattr(assoc.acceptor, "primitive", None)
+        if assoc.is_rejected or getattr(answer, "result", None) in (1, 2):  # 1, 2: rejected (permanent, transient)
             raise PacsError(node.name, _reject_reason(assoc))
         waited = time.monotonic() - t0
         why = _why_not_connected(node, cfg.timeout(node))
         if why.startswith("no answer") and waited < 0.9 * cfg.timeout(node):
-            answer = getattr(assoc.acceptor, "primitive", None)
-            why = ("the node accepted none of the requested services (presentation contexts)"
-                   if getattr(answer, "result", None) == 0 else "the node aborted the association")
+            if getattr(answer, "result", None) == 0:
+                why = "the node accepted none of the requested services (presentation contexts)"
+            elif attempt == 1:
+                # a node that rejects and closes at once can be read as an abort when the close arrives
+                # before the rejection (seen with Orthanc under load): ask once more for its reason
+                log.info("PACS node %r aborted the association request; asking once more", node.name)
+                continue
+            else:
+                why = "the node aborted the association"
         raise PacsError(node.name, why)
     try:
         yield assoc
