@@ -87,13 +87,14 @@ def searched_for(region: Any, box: Sequence[int], spacing: Sequence[float]) -> s
         by = f"{region.contrast / 10.0:+.0f} % of the tissue signal"
     txt = f"a {region.diameter_mm:.0f} mm finding {side} than its surroundings ({by}), {box_txt}"
     small = region.diameter_mm < SMALL_IN_BOX * min(bj, bi)
-    if region.source == "segmented at the box's scale" and small:  # one note, not two that contradict
-        return txt + (", the largest part segmented at the box's scale (the blobs detected in it are smaller "
-                      "still); much smaller than the box, and the analogues match this part")
-    if region.source == "segmented in the box":
-        txt += ", segmented at the box's scale (no blob detected)"
-    elif region.source == "segmented at the box's scale":
-        txt += ", segmented at the box's scale (the blobs detected in it are much smaller than the box)"
+    how = {"segmented in the box": "segmented at the box's scale (no blob detected)",
+           # still small at the box's scale: say so once, not "the blobs are much smaller" then "it is"
+           "segmented at the box's scale": "the largest part segmented at the box's scale (the blobs detected in "
+                                           "it are smaller still)" if small else
+                                           "segmented at the box's scale (the blobs detected in it are much "
+                                           "smaller than the box)"}.get(region.source)
+    if how:
+        txt += f", {how}"
     if small:
         txt += "; much smaller than the box, and the analogues match this part"
     return txt
