@@ -35,12 +35,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--library", type=Path, required=True, help="a library built by `casebook demo`")
     ap.add_argument("--max-queries", type=int, default=40)
     ap.add_argument("--screenshot", type=Path, default=None)
+    ap.add_argument("--window-screenshot", type=Path, default=None, help="also save the whole window after the last query")
     ap.add_argument("--settle", action="store_true",
                     help="before the first box, wait for the search warm-up that opening a study starts (a "
                          "reader looks at the study before drawing); without it the box is drawn at once")
     ap.add_argument("--browse", action="store_true",
                     help="before opening the first study, wait for the warm-up that opening the library starts "
                          "(a reader picks a study from the list first); without it the first study opens at once")
+    ap.add_argument("--include-same-patient", action="store_true",
+                    help="untick the panel's 'exclude same patient' first: a box on a follow-up then finds the "
+                         "patient's other scan at the same place first (counted: first card the patient's own scan, "
+                         "and its box on the same lesion)")
     args = ap.parse_args(argv)
     lib = args.library.resolve()
     manifest_path = lib.parent / "demo-dicom" / "phantom" / "manifest.json"
@@ -56,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from casebook.index.case_store import CaseStore
     from casebook.viewer.core.config import load_settings
-    from casebook.viewer.core.demo.phantom import PhantomOptions, plan_library
+    from casebook.viewer.core.demo.phantom import PhantomOptions, plan_library, series_geometry
     from casebook.viewer.core.viewstate import Measurement
     from casebook.viewer.qt.main_window import MainWindow
 
@@ -68,12 +73,14 @@ def main(argv: list[str] | None = None) -> int:
     series = {s.series_uid: s for s in store.list_series()}
     kinds_of_study: dict[object, set[str]] = {}
     queries = []  # (series id, lesion, plan)
+    where_is: dict[int, tuple] = {}  # series id -> (plan, its series plan): where a lesion lies in it
     for st in manifest["studies"]:
         plan = plans[(st["patient_id"], st["timepoint"])]
         for n, se in enumerate(st["series"]):
             rec = series.get(se["series_uid"])
             if rec is None:
                 continue
+            where_is[rec.id] = (plan, plan.series[n])
             kinds_of_study[rec.study_id] = set(st["lesion_kinds"])
             if plan.series[n].plane == "axial" and plan.series[n].slices == opts.slices:
                 queries += [(rec.id, les, plan) for les in plan.lesions]
@@ -90,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     win.show()
     win.open_library_when_shown()  # as `casebook` does: the study list is read after the first paint
     ctl = win.similar_controller
+    two_scans = {p.patient_id for p in plans.values() if p.timepoint == 1}
     done: list[float] = []
     ctl.results_shown.connect(lambda _r: done.append(time.perf_counter()))
     ctl.search_failed.connect(lambda _m: done.append(-1.0))
@@ -113,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
                     and win.state.loading_fraction >= 1.0, 120):
             print(f"series {sid}: did not open", file=sys.stderr)
             continue
+        if args.include_same_patient:  # opening a study resets the filters to the settings: untick it again
+            win.similar.exclude_patient.setChecked(False)
         if args.settle and n == 0:
             t_open = time.perf_counter()
             pump(lambda: ctl.warming is not None and ctl.warming.done.is_set(), 120)
@@ -133,14 +143,34 @@ def main(argv: list[str] | None = None) -> int:
         hits = ctl.response.hits if ctl.response is not None else []
         top = hits[0] if hits else None
         same = top is not None and les.kind in kinds_of_study.get(study_of.get(top.series_id), set())
-        rows.append((dt, same, len(hits)))
+        own = on_lesion = False
+        if top is not None and getattr(top, "same_place", False) and top.series_id in where_is:
+            hp, hsp = where_is[top.series_id]
+            own = hp.patient_id == plan.patient_id
+            # the same lesion on that scan (the follow-up keeps the lesion list, resized and moved)
+            idx = [x.centre for x in plan.lesions].index(les.centre)
+            rdir, cdir, normal, origin = series_geometry(hsp, hp.shift_mm)
+            q = np.asarray(hp.lesions[idx].centre) + np.asarray(hp.shift_mm) - origin
+            vk, vj, vi = q @ normal / hsp.slice_mm, q @ cdir / hsp.pixel_mm, q @ rdir / hsp.pixel_mm
+            b = top.matched_box
+            on_lesion = own and b[0] - 1 <= vk <= b[1] and b[2] <= vj <= b[3] and b[4] <= vi <= b[5]
+        rows.append((dt, same, len(hits), own, on_lesion, plan.patient_id in two_scans))
         print(f"{n + 1:3d} series {sid:4d} {les.kind:24s} {les.diameter_mm:5.1f} mm: {dt:5.2f} s to {len(hits)} cards, "
-              f"first card {'same kind' if same else 'other'}")
+              f"first card {'same kind' if same else 'other'}"
+              + (f"{', own scan at the same place' if own else ''}{' (on the lesion)' if on_lesion else ''}"
+                 if args.include_same_patient else ""))
     if args.screenshot is not None and rows:
         args.screenshot.parent.mkdir(parents=True, exist_ok=True)
         pump(lambda: False, 0.5)  # what the reader sees a moment later: the new labels laid out
         win.similar.grab().save(str(args.screenshot))
         print(f"screenshot of the Find-similar panel: {args.screenshot}")
+        if args.window_screenshot is not None:
+            win.grab().save(str(args.window_screenshot))
+            print(f"screenshot of the window: {args.window_screenshot}")
+            for n_card, card in enumerate(win.similar.cards[:2], start=1):  # the cards themselves, full size
+                path = args.window_screenshot.with_name(f"{args.window_screenshot.stem}-card{n_card}.png")
+                card.grab().save(str(path))
+                print(f"card {n_card}: {path}")
     win.close()
     for v in win.all_viewers():
         v.close_adapters()
@@ -155,6 +185,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"the others: median {np.median(rest):.2f} s, 90th percentile {np.percentile(rest, 90):.2f} s, "
           f"worst {rest.max():.2f} s (target <= 1 s) -> {'MET' if rest.max() <= 1.0 else 'MISSED'}")
     print(f"first card a study with the same lesion kind: {np.mean([r[1] for r in rows]):.2f}")
+    if args.include_same_patient:
+        n_f = sum(r[5] for r in rows)
+        print(f"same patient allowed: first card the patient's own other scan at the same place "
+              f"{sum(r[3] for r in rows)}/{len(rows)} (patients with two scans: {n_f} of the queries), "
+              f"its box on the same lesion {sum(r[4] for r in rows)}")
     print(f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs")
     return 0
 

@@ -204,6 +204,12 @@ class PatientRow:
     query_on_tumour: bool = False  # the box's own finding (query row 0) overlaps the later scan's mask
     earlier_has_tumour_region: bool = False  # some stored region of the earlier scan overlaps its mask
     modalities: set[str] = field(default_factory=set)
+    top_same_place: bool = False  # the top hit is a same-place hit (the box's surroundings found again)
+    # the box's context slid over EVERY other scan's map, no patient rule: rank of the earlier scan
+    # among the 21 by best agreement (1 = it beats every other patient's best place), and whether
+    # that best place is on its tumour (within 8 mm in-plane, 2 slices)
+    context_rank: int = 0
+    context_on_tumour: bool = False
     error: str = ""
 
 
@@ -337,6 +343,8 @@ def evaluate(lib: Path, scans: dict[str, list[Scan]], *, margin: int = 4,
                 row.top_patient = by_id[top.series_id].patient if top.series_id in by_id else "?"
                 row.top_is_earlier = top.series_id == earlier.series_id
                 row.top_score, row.top_confidence = float(top.score), top.confidence
+                row.top_same_place = bool(getattr(top, "same_place", False))
+            _context_check(svc, q, row, earlier, by_id)
             for h in off.hits:
                 if h.series_id == earlier.series_id:
                     row.earlier_rank = h.rank if h.rank else off.hits.index(h) + 1
@@ -354,22 +362,48 @@ def evaluate(lib: Path, scans: dict[str, list[Scan]], *, margin: int = 4,
     return rows, stored
 
 
+def _context_check(svc, q, row: PatientRow, earlier: Scan, by_id: dict) -> None:
+    """Without the same-patient rule: is the earlier scan the best place among all other scans?"""
+    from casebook.inference.regions import context as cx
+    from casebook.viewer.core.services.same_place import load_context_map
+
+    if q.context is None:
+        return
+    best = {}
+    for sid in by_id:
+        if sid == q.series_id:
+            continue
+        cmap = load_context_map(svc.maps, sid)
+        if cmap is not None:
+            best[sid] = cx.best_context(q.context.vector, cmap)
+    if earlier.series_id not in best:
+        return
+    order = sorted(best, key=lambda s: -best[s].score)
+    row.context_rank = order.index(earlier.series_id) + 1
+    k, j, i = (int(round(v)) for v in best[earlier.series_id].centre_kji)
+    m = earlier.mask_kji
+    row.context_on_tumour = bool(m[max(k - 2, 0):k + 3, max(j - 8, 0):j + 8, max(i - 8, 0):i + 8].any())
+
+
 def report(rows: list[PatientRow], timings: dict, *, stored: tuple[int, int, int, int, int, int] | None = None, margin: int,
            elapsed: float, load: tuple) -> str:
     """The per-patient table and the three figures against their targets."""
     out = io.StringIO()
     w = out.write
     w(f"{'pt':3s} {'box (k0,k1,j0,j1,i0,i1)':28s} {'top':4s} {'first':5s} {'rank':4s} {'ovl':4s} "
-      f"{'score':6s} {'confidence':14s} {'P@5':4s} {'on-hits':7s} {'q-on-t':6s} {'e-has-t':7s}\n")
+      f"{'score':6s} {'confidence':14s} {'P@5':4s} {'on-hits':7s} {'q-on-t':6s} {'e-has-t':7s} {'ctx':3s}\n")
     for r in rows:
         w(f"{r.patient:3s} {str(r.box):28s} {r.top_patient:4s} {'yes' if r.top_is_earlier else 'no':5s} "
           f"{r.earlier_rank or '-':>4} {'yes' if r.earlier_overlap else 'no':4s} {r.top_score:6.3f} "
           f"{r.top_confidence[:14]:14s} {r.p5:4.2f} {r.p5_hits:7s} {'yes' if r.query_on_tumour else 'no':6s} "
-          f"{'yes' if r.earlier_has_tumour_region else 'no':7s}{'  ' + r.error if r.error else ''}\n")
+          f"{'yes' if r.earlier_has_tumour_region else 'no':7s} {r.context_rank or '-':>3}"
+          f"{'' if r.context_on_tumour else '*'}{'  ' + r.error if r.error else ''}\n")
     w("columns: top = patient of the top hit (filter off); first = it is the same patient's earlier scan; rank = "
       "the earlier scan's rank (filter off); ovl = its matched region overlaps its tumour mask; on-hits = top 5 "
       "with the filter on, + when the matched region overlaps that series' tumour; q-on-t = the box's own finding "
-      "overlaps the later scan's tumour; e-has-t = some stored region of the earlier scan overlaps its tumour\n")
+      "overlaps the later scan's tumour; e-has-t = some stored region of the earlier scan overlaps its tumour; "
+      "ctx = the earlier scan's rank when the box's surroundings are slid over every other scan, no patient rule "
+      "(* = its best place is off the tumour)\n")
     n = max(len(rows), 1)
     first = sum(r.top_is_earlier for r in rows) / n
     ovl = sum(r.earlier_overlap for r in rows) / n
@@ -388,6 +422,13 @@ def report(rows: list[PatientRow], timings: dict, *, stored: tuple[int, int, int
       f"{verdict(ovl, TARGET_OVERLAP)}  (top hit AND overlap: {strict:.2f})\n")
     w(f"filter on (other patients): P@5, a hit = matched region overlaps that series' tumour mask: "
       f"{p5:.2f}, target >= {TARGET_P5} -> {verdict(p5, TARGET_P5)}\n")
+    from casebook.viewer.core.services.same_place import SAME_PLACE
+
+    ctx1 = sum(r.context_rank == 1 for r in rows)
+    w(f"how: the top hit is a same-place hit (the patient's own scan where the box's surroundings agree >= "
+      f"{SAME_PLACE:.2f}) for {sum(r.top_same_place for r in rows)}/{len(rows)}; without that rule, slid over every other "
+      f"scan, the earlier scan is the best place for {ctx1}/{len(rows)} and its best place is on its tumour "
+      f"for {sum(r.context_on_tumour for r in rows)}/{len(rows)}\n")
     st = stored
     if st:
         chance_first = 1.0 / max(2 * len(rows) - 1, 1)

@@ -479,6 +479,25 @@ class Registration(Base):
     updated: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
 
 
+# ---- migration 0009: context maps (where a box's finding sits, found again on the patient's other scans)
+
+
+class ContextMap(Base):
+    """A series at 4 mm (one byte a pixel, zlib): what a box's surroundings are slid over to find
+    the same place on the patient's other scans (``casebook.inference.regions.context``)."""
+
+    __tablename__ = "context_map"
+
+    series_id: Mapped[int] = mapped_column(ForeignKey("series.id", ondelete="CASCADE"), primary_key=True)
+    version: Mapped[str] = mapped_column(String)
+    family: Mapped[str] = mapped_column(String)
+    shape: Mapped[str] = mapped_column(String)  # "z,y,x"
+    scale: Mapped[str] = mapped_column(String)  # voxel index per map index, "k,j,i"
+    offset: Mapped[str] = mapped_column(String)  # voxel index of map index 0, "k,j,i"
+    data: Mapped[bytes] = mapped_column(LargeBinary)  # zlib of the uint8 pixels, row-major
+    created: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
 # ---- migration 0005: teaching cases, key images, quiz answers
 
 

@@ -295,6 +295,11 @@ class RayCluster:
                                body_part=job["body_part"])
             region_rep.done += 1
             region_rep.regions += len(out["rows"])
+            if out.get("context_map") is not None:
+                from casebook.index.case_store.context_maps import ContextMapStore
+
+                ContextMapStore(store).put(sid, *out["context_map"])
+                region_rep.context_maps += 1
 
 
 def ingest_on_ray(paths: Sequence[str | Path], store: CaseStore, settings: Settings, *, address: str | None = None,
@@ -352,6 +357,7 @@ def _encode_series_task(job: dict, model_path: str, device: str, limits: LimitSe
     from .embedding import content_hash, encode_volume
     from .library import stack_from_files
     from .regions import describe_volume
+    from .same_place import context_map_of
 
     _configure(limits)
     t0 = time.perf_counter()
@@ -375,6 +381,11 @@ def _encode_series_task(job: dict, model_path: str, device: str, limits: LimitSe
         if job["regions"]:
             t1 = time.perf_counter()
             out["family"], out["rows"], out["rvecs"] = describe_volume(vol, job["modality"])
+            try:  # the same place on the patient's later scans; its findings do not depend on it
+                out["context_map"] = context_map_of(vol, job["modality"])
+            except (CasebookError, ValueError) as exc:
+                out["context_map"] = None
+                out["context_error"] = str(exc)
             out["regions_s"] = time.perf_counter() - t1
         return out
     except (CasebookError, OSError, ValueError, MemoryError) as exc:

@@ -23,9 +23,11 @@ from typing import Any, Callable, Hashable, Sequence
 
 import numpy as np
 
+from casebook.index.case_store.context_maps import ContextMapStore
 from casebook.index.case_store.regions import RegionRow
 from casebook.index.errors import QueryError
 from casebook.index.vector_index import VectorIndex
+from casebook.inference.errors import PreprocessError
 from casebook.inference.preprocess import ImageInput
 from casebook.inference.regions import regions_in_box
 from casebook.inference.regions.detect import family_reference
@@ -34,6 +36,7 @@ from casebook.inference.regions.extract import SMALL_IN_BOX
 from . import anatomy
 from . import label_calibration as lc
 from . import region_rarity as rarity
+from . import same_place as sp
 from .calibration import NO_CLOSE_MATCH, SIMILAR, ArchiveCalibration
 from .regions import open_region_index, register, rows_of
 from .search_types import SearchFilters, SeriesInfo
@@ -123,6 +126,9 @@ class RegionQuery:
     #: for a box, what it was taken to hold, in the reader's words ("a 6 mm finding brighter than
     #: its surroundings (+66 % of the tissue signal), in a 74 x 66 mm box"): what analogues match
     searched_for: str = ""
+    #: for a box, its surroundings (128 mm), found again on the patient's other scans when the
+    #: same-patient filter is off (:mod:`.same_place`); None for a slice or series query
+    context: "sp.ContextQuery | None" = None
 
 
 @dataclass
@@ -141,6 +147,8 @@ class RegionHit:
     query_region: int  # which query row matched
     info: SeriesInfo | None = None
     probability: float | None = None  # P(same diagnosis) fitted on the library's labels; None without labels
+    #: the box's place found again on the patient's own scan (score = context agreement, not a finding cosine)
+    same_place: bool = False
 
 
 @dataclass
@@ -163,6 +171,8 @@ class RegionSearchService:
         self.regions, self.descriptor = register(store)
         self.index_dir = Path(index_dir)
         self.catalog = StoreCatalog(store, -1)  # series keys, exclusions and result details only
+        self.maps = ContextMapStore(store)
+        self.map_cache = sp.MapCache(self.maps)
         self._indexes: dict[str, VectorIndex] = {}
         self._calibration: dict[str, ArchiveCalibration] = {}
         self._labels: dict[str, tuple[lc.LabelCalibration | None, str]] = {}
@@ -246,6 +256,12 @@ class RegionSearchService:
         or None when the series' modality has no regions in the library."""
         fam = self.regions.series_family(self.descriptor.id, int(series_id))
         family = fam[0] if fam is not None else None
+        try:  # the patient's other scans, prepared for a same-place search from this study's boxes
+            patient, study = self.catalog.series_keys(int(series_id))
+            for se in self._patient_scans(int(series_id), patient, study, set(), None, frozenset()):
+                self.map_cache.get(int(se.id))
+        except QueryError as exc:
+            log.info("series %s: no same-place warm-up: %s", series_id, exc)
         if family is None:
             from casebook.inference.regions.detect import modality_family
 
@@ -296,10 +312,15 @@ class RegionSearchService:
         found = regions_in_box(image, tuple(int(v) for v in box), reference=ref)
         patient, study = self.catalog.series_keys(series_id)
         rows = rows_of(found)
+        try:
+            context = sp.box_context(self.maps, int(series_id), image, box)
+        except (PreprocessError, ValueError) as exc:  # the finding search goes on without it
+            log.info("series %s: no context for the box: %s", series_id, exc)
+            context = None
         return RegionQuery(np.vstack([r.vector for r in found]), rows, found[0].family,
                            f"box {tuple(int(v) for v in box)} of series {series_id}", series_id, patient, study,
                            int((int(box[0]) + int(box[1]) - 1) // 2),
-                           searched_for=searched_for(found[0], box, image.spacing))
+                           searched_for=searched_for(found[0], box, image.spacing), context=context)
 
     def _upgrade_note(self) -> str:
         """Why a library has no regions for this descriptor when it had them for an older one."""
@@ -421,13 +442,22 @@ class RegionSearchService:
             if len(per_series) >= k or per_k >= len(index):
                 break
             per_k *= 4
-        ranked = sorted(per_series.items(), key=lambda kv: -kv[1][0])[:k]
-        infos = self.catalog.series_info([s for s, _ in ranked])
+        ranked = sorted(per_series.items(), key=lambda kv: -kv[1][0])
+        places = self._same_places(query, filters, excluded, allowed, where) if (
+            query.context is not None and not filters.exclude_same_patient) else []
+        placed = {p.series_id for p in places}
+        ranked = [kv for kv in ranked if kv[0] not in placed][:max(k - len(places), 0)]
+        places = places[:k]
+        infos = self.catalog.series_info([p.series_id for p in places] + [s for s, _ in ranked])
         cal = self.calibration(query.family)
         fitted, why = self.label_calibration(query.family)
         resp.calibration = fitted.describe() if fitted is not None else f"{why}; {cal.describe()}"
         resp.calibrated = fitted is not None
-        for n, (sid, (sim, row, lab)) in enumerate(ranked, start=1):
+        for n, p in enumerate(places, start=1):
+            resp.hits.append(RegionHit(n, p.series_id, p.score, 100.0, f"same place, this patient; the 128 mm around "
+                                       f"the box agree {p.score:.2f} on this scan", p.box, int(round(p.centre_kji[0])),
+                                       None, p.diameter_mm, 0, infos.get(p.series_id), None, same_place=True))
+        for n, (sid, (sim, row, lab)) in enumerate(ranked, start=len(places) + 1):
             r = rows[lab]
             pct, conf = cal.read(q[row], sim)
             # the label fit is made on best-match scores; a weighted series score is another scale
@@ -442,6 +472,41 @@ class RegionSearchService:
             resp.reason = (f"only {len(resp.hits)} series with {query.family} regions pass"
                            + (f" ({why}; {filters.describe()})" if why else f" ({filters.describe()})"))
         return self._finish(resp, start)
+
+    def _same_places(self, query: RegionQuery, filters: SearchFilters, excluded: set, allowed: set | None,
+                     where: frozenset[str]) -> list[sp.SamePlace]:
+        """The patient's other scans (same family and plane, passing the filters) where the box's
+        surroundings are found again, best first."""
+        if query.series_id is None or query.patient_key is None:
+            return []
+        cands = self._patient_scans(int(query.series_id), query.patient_key, query.study_key, excluded, allowed, where)
+        return sp.find_same_place(self.map_cache, query.context, query.family, cands)
+
+    def _patient_scans(self, series_id: int, patient: Hashable, study: Hashable, excluded: set,
+                       allowed: set | None, where: frozenset[str]) -> list[Any]:
+        """The patient's other series in the query's plane, passing the filters, most recent first."""
+        from .search_types import SearchFilters as _F
+
+        mine = self.catalog.series_to_exclude(patient, study, _F(exclude_same_patient=True, exclude_same_study=False))
+        mine -= set(excluded) | {series_id}
+        if allowed is not None:
+            mine &= allowed
+        if not mine:
+            return []
+        here = self.store.get_series(int(series_id))
+        cands = []
+        for sid in mine:
+            try:
+                se = self.store.get_series(int(sid))
+            except QueryError:  # deleted meanwhile
+                continue
+            if se.deleted or not sp.same_plane(here.orientation, se.orientation):
+                continue
+            if where and not anatomy.compatible(where, self.anatomy_of([sid])[sid]):
+                continue
+            cands.append(se)
+        cands.sort(key=lambda se: (se.study_date is not None, se.study_date or 0, se.id), reverse=True)
+        return cands[:sp.MAX_SCANS]
 
     def anatomy_of(self, series_ids: Any) -> dict[Hashable, frozenset[str]]:
         """The coarse anatomy each series' headers name (empty: unknown, matched with anything)."""

@@ -15,16 +15,19 @@ from pathlib import Path
 import numpy as np
 
 from casebook.index.case_store import CaseStore
+from casebook.index.case_store.context_maps import ContextMapStore
 from casebook.index.case_store.regions import DescriptorRecord, RegionRow, RegionStore
 from casebook.index.errors import StoreError
 from casebook.index.vector_index import VectorIndex
 from casebook.inference.preprocess import ImageInput
 from casebook.inference.regions import REGION_CARD, find_regions, modality_family
+from casebook.inference.regions.context import CONTEXT_VERSION
 
 from ..errors import CasebookError
 from ..progress import ProgressCallback, SupportsCancel, check_cancel
 from ..dicom.volume import Volume
 from .library import load_stored_volume
+from .same_place import store_context_map
 
 log = logging.getLogger(__name__)
 
@@ -41,12 +44,15 @@ class RegionEmbedReport:
     problem: str = ""  # why box search will not find the new findings yet ("" when it will)
     pruned: dict[str, int] = field(default_factory=dict)  # older descriptor version -> regions deleted
     compacted: int = 0  # bytes the library file gave back after the prune (0: not compacted)
+    context_maps: int = 0  # series whose context map was computed (same place on the patient's other scans)
 
     def text(self) -> str:
         if self.problem:
             return f"findings not indexed: {self.problem}"
         fams = ", ".join(f"{f} {n}" for f, n in sorted(self.indexed.items())) or "none"
         out = f"findings of {self.done} series ({self.regions} regions); region index {fams}"
+        if self.context_maps:
+            out += f"; context maps of {self.context_maps} series"
         if self.unscaled:
             out += f"; {self.unscaled} without pixel spacing (no findings: no mm scale)"
         if self.failed:
@@ -88,24 +94,37 @@ def describe_volume(vol: Volume, modality: str = "", *, cancel: SupportsCancel |
 
 def embed_regions(store: CaseStore, *, progress: ProgressCallback | None = None,
                   cancel: SupportsCancel | None = None, limit: int | None = None) -> RegionEmbedReport:
-    """Detect, describe and store the regions of every series that has none yet."""
+    """Detect, describe and store the regions (and the context map) of every series that has none
+    yet; a library embedded before context maps existed gets its maps on the next run."""
     regions, desc = register(store)
+    maps = ContextMapStore(store)
     todo = regions.series_missing_regions(desc.id)
+    unmapped = set(maps.series_missing(CONTEXT_VERSION))
+    todo = todo + sorted(unmapped - set(todo))
     if limit is not None:
         todo = todo[:limit]
     rep = RegionEmbedReport(desc.key)
+    missing = set(regions.series_missing_regions(desc.id))
     for n, sid in enumerate(todo):
         check_cancel(cancel)
         try:
             se = store.get_series(sid)
             vol = load_stored_volume(store, sid, cancel=cancel)
-            family, rows, vecs = describe_volume(vol, se.modality, cancel=cancel)
-            if not vol.geometry.pixel_spacing_known:
-                rep.unscaled += 1
-                log.info("series %d: no pixel spacing, so no findings are stored for it", sid)
-            regions.put_regions(desc.id, sid, rows, vecs, family=family, body_part=se.body_part)
-            rep.done += 1
-            rep.regions += len(rows)
+            if sid in missing:
+                family, rows, vecs = describe_volume(vol, se.modality, cancel=cancel)
+                if not vol.geometry.pixel_spacing_known:
+                    rep.unscaled += 1
+                    log.info("series %d: no pixel spacing, so no findings are stored for it", sid)
+                regions.put_regions(desc.id, sid, rows, vecs, family=family, body_part=se.body_part)
+                rep.done += 1
+                rep.regions += len(rows)
+            if sid in unmapped:
+                try:
+                    store_context_map(maps, sid, vol, se.modality)
+                    rep.context_maps += 1
+                except (CasebookError, ValueError) as exc:  # its findings are stored all the same
+                    log.warning("series %d: no context map: %s", sid, exc)
+                    rep.failed.append((sid, f"context map: {exc}"))
         except (CasebookError, OSError, ValueError) as exc:
             if cancel is not None and cancel.is_set():
                 raise
@@ -115,6 +134,7 @@ def embed_regions(store: CaseStore, *, progress: ProgressCallback | None = None,
             progress(n + 1, len(todo), f"regions of series {sid}")
     rep.remaining = len(regions.series_missing_regions(desc.id))
     return rep
+
 
 
 def embed_and_index_regions(store: CaseStore, index_dir: Path, *, progress: ProgressCallback | None = None,

@@ -268,13 +268,16 @@ class SearchService:
             if drop and h.series_id in drop:
                 continue
             k0, k1, j0, j1, i0, i1 = (int(v) for v in h.matched_box)
-            pct = f"{h.percentile:.0f}th percentile of the archive"
+            # a same-place hit's score is the surroundings' agreement, not a finding cosine: no percentile
+            same = bool(getattr(h, "same_place", False))
+            pct = "" if same else f"; {h.percentile:.0f}th percentile of the archive"
             resp.hits.append(RegionSearchHit(
                 rank=len(resp.hits) + 1, series_id=h.series_id, score=float(h.score), query_slice=rq.slice_index,
-                matched_slice=int(h.matched_slice), via="region", info=h.info or SeriesInfo(series_id=h.series_id),
-                confidence=h.probability, confidence_text=f"{h.confidence}; {pct}", percentile=float(h.percentile),
+                matched_slice=int(h.matched_slice), via="same place" if same else "region", info=h.info or SeriesInfo(series_id=h.series_id),
+                confidence=h.probability, confidence_text=f"{h.confidence}{pct}", percentile=float(h.percentile),
                 region=(float(i0), float(j0), float(i1), float(j1)), matched_box=(k0, k1, j0, j1, i0, i1),
-                matched_centre_lps=h.matched_centre_lps, matched_diameter_mm=float(h.matched_diameter_mm)))
+                matched_centre_lps=h.matched_centre_lps, matched_diameter_mm=float(h.matched_diameter_mm),
+                same_place=same))
         log.info("box search: %d hits in %.1f ms%s", len(resp.hits), resp.elapsed_ms,
                  f"; {resp.reason}" if resp.reason else "")
         return resp
@@ -385,7 +388,9 @@ def hits_table(resp: SearchResponse) -> tuple[list[str], list[list[Any]]]:
         row = [h.rank, h.series_id, f"{h.score:.3f}", h.via, pair, i.modality, i.body_part,
                i.study_date or "", (i.diagnosis or "")[:40], "yes" if i.has_follow_up else "",
                snippet[:60] + ("…" if len(snippet) > 60 else "")]
-        if regions and isinstance(h, RegionSearchHit):
+        if regions and isinstance(h, RegionSearchHit) and h.same_place:
+            row[4:5] = [f"slice {h.matched_slice}, same place", f"surroundings {h.score:.2f}"]
+        elif regions and isinstance(h, RegionSearchHit):
             where = f"slice {h.matched_slice}, {h.matched_diameter_mm:.0f} mm"
             conf = (f"{100 * h.confidence:.0f}%" if h.confidence is not None else f"p{h.percentile:.0f}")
             row[4:5] = [where, conf if "no close match" not in h.confidence_text else f"{conf} (no close match)"]

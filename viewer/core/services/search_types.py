@@ -96,7 +96,7 @@ class SearchHit:
     score: float
     query_slice: int | None  # slice of the query that matched best
     matched_slice: int | None  # slice of the analogue that matched it
-    via: str  # "image" | "text" | "image+text" | "region"
+    via: str  # "image" | "text" | "image+text" | "region" | "same place"
     info: "SeriesInfo"
 
 
@@ -111,6 +111,9 @@ class RegionSearchHit(SearchHit):
     matched_box: tuple[int, int, int, int, int, int] | None = None  # k0, k1, j0, j1, i0, i1 (voxels)
     matched_centre_lps: tuple[float, float, float] | None = None
     matched_diameter_mm: float = 0.0
+    #: the box's place found again on the patient's own scan by its surroundings (score = their
+    #: agreement, not a finding similarity; no percentile)
+    same_place: bool = False
 
 
 @dataclass

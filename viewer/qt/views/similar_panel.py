@@ -105,7 +105,8 @@ class ResultCard(QFrame):
         elif info.get("confidence_text"):
             text = str(info["confidence_text"])
             self.confidence = _small(QLabel(text.split(";")[0], self))
-            self.confidence.setToolTip(text + " (no probability: too few labelled cases to fit one)")
+            same_place = text.startswith("same place")  # the patient's own scan: no probability applies
+            self.confidence.setToolTip(text if same_place else text + " (no probability: too few labelled cases to fit one)")
             lay.addWidget(self.confidence)
         self.badge = None
         if info.get("has_followup"):
