@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from casebook.index.case_store import CaseStore
     from casebook.viewer.core.config import load_settings
-    from casebook.viewer.core.demo.phantom import PhantomOptions, plan_library, series_geometry
+    from casebook.viewer.core.demo.phantom import PhantomOptions, lesion_voxel, plan_library
     from casebook.viewer.core.viewstate import Measurement
     from casebook.viewer.qt.main_window import MainWindow
 
@@ -149,9 +149,7 @@ def main(argv: list[str] | None = None) -> int:
             own = hp.patient_id == plan.patient_id
             # the same lesion on that scan (the follow-up keeps the lesion list, resized and moved)
             idx = [x.centre for x in plan.lesions].index(les.centre)
-            rdir, cdir, normal, origin = series_geometry(hsp, hp.shift_mm)
-            q = np.asarray(hp.lesions[idx].centre) + np.asarray(hp.shift_mm) - origin
-            vk, vj, vi = q @ normal / hsp.slice_mm, q @ cdir / hsp.pixel_mm, q @ rdir / hsp.pixel_mm
+            vk, vj, vi = lesion_voxel(hp, hp.lesions[idx].centre, list(hp.series).index(hsp))
             b = top.matched_box
             on_lesion = own and b[0] - 1 <= vk <= b[1] and b[2] <= vj <= b[3] and b[4] <= vi <= b[5]
         rows.append((dt, same, len(hits), own, on_lesion, plan.patient_id in two_scans))

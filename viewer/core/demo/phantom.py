@@ -371,6 +371,15 @@ def series_geometry(sp: SeriesPlan, shift: Sequence[float]) -> tuple[np.ndarray,
     return rdir, cdir, normal, origin
 
 
+def lesion_voxel(plan: StudyPlan, centre: Sequence[float], series: int = 0) -> tuple[float, float, float]:
+    """Continuous voxel index (k, j, i) of a patient-space point (a lesion centre, mm) in one of a
+    study's series, with the patient's shift on the table: where checks look for a lesion."""
+    sp = plan.series[series]
+    rdir, cdir, normal, origin = series_geometry(sp, plan.shift_mm)
+    p = np.asarray(centre, float) + np.asarray(plan.shift_mm, float) - origin
+    return float(p @ normal / sp.slice_mm), float(p @ cdir / sp.pixel_mm), float(p @ rdir / sp.pixel_mm)
+
+
 def render_slice(plan: StudyPlan, sp: SeriesPlan, k: int, rng: np.random.Generator | None = None
                  ) -> tuple[np.ndarray, np.ndarray]:
     """Values (CT HU or MR signal) of slice ``k`` and the union mask of lesion cores."""
@@ -608,4 +617,4 @@ def iter_lesion_masks(plan: StudyPlan, sp: SeriesPlan) -> Iterator[tuple[np.ndar
 
 __all__ = ["LESION_KINDS", "MANUFACTURER", "SYNTH", "GeneratedSeries", "GeneratedStudy", "LesionSpec",
            "PhantomOptions", "SeriesPlan", "StudyPlan", "generate_library", "iter_lesion_masks",
-           "lesion_volume_ml", "plan_library", "render_slice", "series_geometry", "write_study"]
+           "lesion_volume_ml", "lesion_voxel", "plan_library", "render_slice", "series_geometry", "write_study"]

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from casebook.viewer.core.config import Settings
-from casebook.viewer.core.demo.phantom import LesionSpec, PhantomOptions, plan_library, series_geometry, write_study
+from casebook.viewer.core.demo.phantom import LesionSpec, PhantomOptions, lesion_voxel, plan_library, write_study
 from casebook.viewer.core.services.import_pipeline import PHASE_REGIONS, import_paths
 from casebook.viewer.core.services.label_calibration import (JudgedPairs, fit_calibration, labelled_series,
                                                               normalise_diagnosis, shares_finding)
@@ -28,10 +28,8 @@ LESIONS = {  # patient -> (kind, centre mm, diameter mm, diagnosis as a report w
 
 
 def voxel(plan, les: LesionSpec) -> tuple[int, float, float]:
-    sp = plan.series[0]
-    rdir, cdir, normal, origin = series_geometry(sp, plan.shift_mm)
-    p = np.asarray(les.centre) + np.asarray(plan.shift_mm) - origin
-    return int(round(p @ normal / sp.slice_mm)), float(p @ cdir / sp.pixel_mm), float(p @ rdir / sp.pixel_mm)
+    k, j, i = lesion_voxel(plan, les.centre)
+    return int(round(k)), j, i
 
 
 def box_around(plan) -> tuple[int, int, int, int, int, int]:

@@ -11,7 +11,7 @@ import pytest
 
 from casebook.index.case_store import CaseStore
 from casebook.index.errors import QueryError
-from casebook.viewer.core.demo.phantom import LesionSpec, PhantomOptions, plan_library, series_geometry, write_study
+from casebook.viewer.core.demo.phantom import LesionSpec, PhantomOptions, lesion_voxel, plan_library, write_study
 from casebook.viewer.core.services.ingest import ingest
 from casebook.viewer.core.services.region_search import (SIZE_PENALTY, TYPICAL_FREE, RegionSearchService, size_penalty,
                                                           typical_penalty)
@@ -27,10 +27,8 @@ LESIONS = {  # patient -> (kind, centre mm, diameter mm)
 
 
 def voxel(plan, les: LesionSpec) -> tuple[int, float, float]:
-    sp = plan.series[0]
-    rdir, cdir, normal, origin = series_geometry(sp, plan.shift_mm)
-    p = np.asarray(les.centre) + np.asarray(plan.shift_mm) - origin
-    return int(round(p @ normal / sp.slice_mm)), float(p @ cdir / sp.pixel_mm), float(p @ rdir / sp.pixel_mm)
+    k, j, i = lesion_voxel(plan, les.centre)
+    return int(round(k)), j, i
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from sqlalchemy import text
 
 from casebook.index.case_store import CaseStore
 from casebook.index.case_store.context_maps import ContextMapStore
-from casebook.viewer.core.demo.phantom import LesionSpec, PhantomOptions, plan_library, series_geometry, write_study
+from casebook.viewer.core.demo.phantom import LesionSpec, PhantomOptions, lesion_voxel, plan_library, write_study
 from casebook.viewer.core.services.ingest import ingest
 from casebook.viewer.core.services.library import load_stored_volume
 from casebook.viewer.core.services.region_search import RegionSearchService
@@ -25,10 +25,8 @@ from casebook.viewer.core.services.search_types import SearchFilters
 
 
 def voxel(plan, les: LesionSpec) -> tuple[int, float, float]:
-    sp = plan.series[0]
-    rdir, cdir, normal, origin = series_geometry(sp, plan.shift_mm)
-    p = np.asarray(les.centre) + np.asarray(plan.shift_mm) - origin
-    return int(round(p @ normal / sp.slice_mm)), float(p @ cdir / sp.pixel_mm), float(p @ rdir / sp.pixel_mm)
+    k, j, i = lesion_voxel(plan, les.centre)
+    return int(round(k)), j, i
 
 
 @pytest.fixture(scope="module")
