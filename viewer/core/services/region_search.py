@@ -485,9 +485,8 @@ class RegionSearchService:
     def _patient_scans(self, series_id: int, patient: Hashable, study: Hashable, excluded: set,
                        allowed: set | None, where: frozenset[str]) -> list[Any]:
         """The patient's other series in the query's plane, passing the filters, most recent first."""
-        from .search_types import SearchFilters as _F
-
-        mine = self.catalog.series_to_exclude(patient, study, _F(exclude_same_patient=True, exclude_same_study=False))
+        mine = self.catalog.series_to_exclude(patient, study, SearchFilters(exclude_same_patient=True,
+                                                                           exclude_same_study=False))
         mine -= set(excluded) | {series_id}
         if allowed is not None:
             mine &= allowed
