@@ -300,6 +300,8 @@ class RayCluster:
 
                 ContextMapStore(store).put(sid, *out["context_map"])
                 region_rep.context_maps += 1
+            elif out.get("context_error"):  # its findings are stored; `casebook embed` retries the map
+                log.warning("series %d: no context map: %s", sid, out["context_error"])
 
 
 def ingest_on_ray(paths: Sequence[str | Path], store: CaseStore, settings: Settings, *, address: str | None = None,

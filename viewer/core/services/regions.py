@@ -99,12 +99,12 @@ def embed_regions(store: CaseStore, *, progress: ProgressCallback | None = None,
     regions, desc = register(store)
     maps = ContextMapStore(store)
     todo = regions.series_missing_regions(desc.id)
+    missing = set(todo)
     unmapped = set(maps.series_missing(CONTEXT_VERSION))
-    todo = todo + sorted(unmapped - set(todo))
+    todo = todo + sorted(unmapped - missing)
     if limit is not None:
         todo = todo[:limit]
     rep = RegionEmbedReport(desc.key)
-    missing = set(regions.series_missing_regions(desc.id))
     for n, sid in enumerate(todo):
         check_cancel(cancel)
         try:
