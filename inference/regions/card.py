@@ -32,7 +32,7 @@ class RegionDescriptorCard:
 
 REGION_CARD = RegionDescriptorCard(
     name="casebook-region",
-    version="3",
+    version="5",
     dim=DIM,
     kind="region (segmented finding), training-free",
     description=(
@@ -44,7 +44,9 @@ REGION_CARD = RegionDescriptorCard(
         "series, one of each coarse kind. The "
         "descriptor is a concatenation of soft histograms: lesion, inner and outer half, context shells at 0-3, "
         "3-8 and 8-16 mm (never thinner than one grid step) (Hounsfield bins for CT, log-ratio-to-median-tissue bins otherwise), signed contrast, "
-        "equivalent diameter, elongation, enclosed-hole share and heterogeneity. Cosine similarity is the "
+        "equivalent diameter, elongation, enclosed-hole share, heterogeneity and hollowness (how far the blob's "
+        "centre, or what its wall encloses in its own slice plane, falls back from the wall towards the context: "
+        "a cavitating nodule against a solid one at 3 mm pixels, where partial volume opens the cavity; CT only). Cosine similarity is the "
         "weighted mean of per-block Bhattacharyya coefficients."),
     blocks=BLOCKS,
     training_data="none: every constant is physical (mm, HU) and was set on one synthetic phantom seed",

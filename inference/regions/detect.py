@@ -97,6 +97,12 @@ class Candidate:
     mask: np.ndarray  # bool, shape of the crop
     filled: int  # voxels added by hole filling (cavity, necrosis)
     spread: float = 0.0  # robust spread (MAD) of the context shell
+    #: how far the blob's very centre falls back from its wall towards the context: 0 solid, 1 a
+    #: hole (a cavity, necrosis); 0 where it was not measured (a box taken as a whole)
+    hollow: float = 0.0
+    #: the wall's value (90th percentile within the blob radius on the side of its polarity; nan = not
+    #: measured): what a hole enclosed in the slice plane is compared with (:func:`in_plane_hollow`)
+    wall: float = float("nan")
 
     def saliency(self, noise: float) -> float:
         """How much the blob stands out from its context, in units of the context's own variation."""
@@ -109,6 +115,28 @@ class Candidate:
     @property
     def voxels(self) -> int:
         return int(self.mask.sum())
+
+
+def in_plane_hollow(values: np.ndarray, cand: Candidate) -> float:
+    """How far what the blob's mask encloses in its own slice planes falls back from its wall towards
+    the context (0 when it encloses nothing); ``values`` are the grid the candidate was cut from.
+
+    Why: a cavity that partial volume opens into the lung on the next slice is no closed hole in 3D,
+    but its wall still rings it in the slice through its middle. Made for the regions kept (not every
+    seed: one fill per candidate cost 60 % of the detection)."""
+    span = (cand.wall - cand.context) * cand.polarity
+    if cand.mask.shape[0] < 2 or not math.isfinite(cand.wall) or span <= 0:
+        return 0.0
+    # every slice in one call: the slices interleaved with solid layers, so no hole reaches the
+    # outside through a neighbouring slice
+    stack = np.ones((2 * cand.mask.shape[0] + 1, *cand.mask.shape[1:]), np.uint8)
+    stack[1::2] = cand.mask
+    filled = sitk.GetArrayFromImage(sitk.BinaryFillhole(sitk.GetImageFromArray(stack), fullyConnected=False))
+    hole = filled[1::2].astype(bool) & ~cand.mask
+    if hole.sum() < max(2, 0.03 * (hole.sum() + cand.mask.sum())):
+        return 0.0
+    inside = float(np.median(values[cand.crop][hole]))
+    return float(np.clip((cand.wall - inside) * cand.polarity / span, 0.0, 1.0))
 
 
 def family_reference(image: ImageInput) -> tuple[str, float]:
@@ -400,6 +428,11 @@ def segment(smooth: np.ndarray, g: float, centre: np.ndarray, sigma_mm: float, p
     # its core value, so nothing changes for it
     ball = dist <= max(0.9 * r_vox, 1.5)
     wall = float(np.percentile(vals[ball], 90 if polarity > 0 else 10))
+    # hollowness, read at the very centre (0.3 of the radius): at the blob's scale the core's median
+    # mixes a 10 mm cavity with its wall (-320 HU between -90 and -950); see also the in-plane hole below
+    centre_m = dist <= max(0.3 * r_vox, 0.75)
+    centre_value = float(np.median(vals[centre_m if centre_m.any() else core_m]))  # a centre between voxels
+    hollow = float(np.clip((wall - centre_value) / (wall - context), 0.0, 1.0)) if (wall - context) * polarity > 0 else 0.0
     if (wall - context) * polarity > 2.0 * max(d0 * polarity, 0.0):
         core, d0 = wall, wall - context
         core_m = ball & ((vals - context) * polarity > abs(d0) / 2.0)
@@ -451,8 +484,8 @@ def segment(smooth: np.ndarray, g: float, centre: np.ndarray, sigma_mm: float, p
             return None
         keep = part
     return Candidate(np.asarray(centre, float), float(sigma_mm), int(polarity), float(response), core, context,
-                     crop, mask, int(n - keep.sum()), spread)
+                     crop, mask, int(n - keep.sum()), spread, hollow, wall)
 
 
-__all__ = ["Candidate", "GRID_MM", "PreparedImage", "SCALES_MM", "family_reference", "find_candidates",
+__all__ = ["Candidate", "GRID_MM", "PreparedImage", "SCALES_MM", "family_reference", "in_plane_hollow", "find_candidates",
            "modality_family", "prepare", "segment"]
