@@ -46,8 +46,8 @@ REGION_CARD = RegionDescriptorCard(
         "3-8 and 8-16 mm (never thinner than one grid step) (Hounsfield bins for CT, log-ratio-to-median-tissue bins otherwise), signed contrast, "
         "equivalent diameter, elongation, enclosed-hole share, heterogeneity and hollowness (how far the blob's "
         "centre, or what its wall encloses in its own slice plane, falls back from the wall towards the context: "
-        "a cavitating nodule against a solid one at 3 mm pixels, where partial volume opens the cavity; CT only). Cosine similarity is the "
-        "weighted mean of per-block Bhattacharyya coefficients."),
+        "a cavitating nodule against a solid one at 3 mm pixels, where partial volume opens the cavity; CT only). "
+        "Cosine similarity is the weighted mean of per-block Bhattacharyya coefficients."),
     blocks=BLOCKS,
     training_data="none: every constant is physical (mm, HU) and was set on one synthetic phantom seed",
     licence="Apache-2.0",

@@ -123,7 +123,7 @@ def in_plane_hollow(values: np.ndarray, cand: Candidate) -> float:
 
     Why: a cavity that partial volume opens into the lung on the next slice is no closed hole in 3D,
     but its wall still rings it in the slice through its middle. Made for the regions kept (not every
-    seed: one fill per candidate cost 60 % of the detection)."""
+    seed: filling every candidate's slices cost 60 % more detection time)."""
     span = (cand.wall - cand.context) * cand.polarity
     if cand.mask.shape[0] < 2 or not math.isfinite(cand.wall) or span <= 0:
         return 0.0
@@ -429,10 +429,13 @@ def segment(smooth: np.ndarray, g: float, centre: np.ndarray, sigma_mm: float, p
     ball = dist <= max(0.9 * r_vox, 1.5)
     wall = float(np.percentile(vals[ball], 90 if polarity > 0 else 10))
     # hollowness, read at the very centre (0.3 of the radius): at the blob's scale the core's median
-    # mixes a 10 mm cavity with its wall (-320 HU between -90 and -950); see also the in-plane hole below
+    # mixes a 10 mm cavity with its wall (-320 HU between -90 and -950); the hole its wall encloses
+    # in the slice plane is read for the kept regions only (:func:`in_plane_hollow`)
     centre_m = dist <= max(0.3 * r_vox, 0.75)
     centre_value = float(np.median(vals[centre_m if centre_m.any() else core_m]))  # a centre between voxels
-    hollow = float(np.clip((wall - centre_value) / (wall - context), 0.0, 1.0)) if (wall - context) * polarity > 0 else 0.0
+    hollow = 0.0
+    if (wall - context) * polarity > 0:
+        hollow = float(np.clip((wall - centre_value) / (wall - context), 0.0, 1.0))
     if (wall - context) * polarity > 2.0 * max(d0 * polarity, 0.0):
         core, d0 = wall, wall - context
         core_m = ball & ((vals - context) * polarity > abs(d0) / 2.0)
@@ -487,5 +490,5 @@ def segment(smooth: np.ndarray, g: float, centre: np.ndarray, sigma_mm: float, p
                      crop, mask, int(n - keep.sum()), spread, hollow, wall)
 
 
-__all__ = ["Candidate", "GRID_MM", "PreparedImage", "SCALES_MM", "family_reference", "in_plane_hollow", "find_candidates",
-           "modality_family", "prepare", "segment"]
+__all__ = ["Candidate", "GRID_MM", "PreparedImage", "SCALES_MM", "family_reference", "find_candidates",
+           "in_plane_hollow", "modality_family", "prepare", "segment"]

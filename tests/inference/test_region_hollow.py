@@ -78,7 +78,8 @@ def _nodule(cavitating: bool, seed: int, radius: float) -> tuple[ImageInput, tup
     if cavitating:
         vol[d <= 0.55 * radius] = -950.0
     vol += rng.normal(0.0, 12.0, shape).astype(np.float32)
-    return ImageInput(vol, spacing, modality="CT"), tuple(float(v / s) for v, s in zip(c, spacing))  # type: ignore[return-value]
+    centre = tuple(float(v / s) for v, s in zip(c, spacing))
+    return ImageInput(vol, spacing, modality="CT"), centre  # type: ignore[return-value]
 
 
 def _box_finding(image: ImageInput, centre: tuple[float, float, float], radius: float):
