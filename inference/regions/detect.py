@@ -117,6 +117,16 @@ class Candidate:
         return int(self.mask.sum())
 
 
+def in_plane_holes(mask: np.ndarray) -> np.ndarray:
+    """What a (k, j, i) mask encloses within each of its own slices, not the mask itself."""
+    # every slice in one call: the slices interleaved with solid layers, so no hole reaches the
+    # outside through a neighbouring slice
+    stack = np.ones((2 * mask.shape[0] + 1, *mask.shape[1:]), np.uint8)
+    stack[1::2] = mask
+    filled = sitk.GetArrayFromImage(sitk.BinaryFillhole(sitk.GetImageFromArray(stack), fullyConnected=False))
+    return filled[1::2].astype(bool) & ~mask
+
+
 def in_plane_hollow(values: np.ndarray, cand: Candidate) -> float:
     """How far what the blob's mask encloses in its own slice planes falls back from its wall towards
     the context (0 when it encloses nothing); ``values`` are the grid the candidate was cut from.
@@ -127,12 +137,7 @@ def in_plane_hollow(values: np.ndarray, cand: Candidate) -> float:
     span = (cand.wall - cand.context) * cand.polarity
     if cand.mask.shape[0] < 2 or not math.isfinite(cand.wall) or span <= 0:
         return 0.0
-    # every slice in one call: the slices interleaved with solid layers, so no hole reaches the
-    # outside through a neighbouring slice
-    stack = np.ones((2 * cand.mask.shape[0] + 1, *cand.mask.shape[1:]), np.uint8)
-    stack[1::2] = cand.mask
-    filled = sitk.GetArrayFromImage(sitk.BinaryFillhole(sitk.GetImageFromArray(stack), fullyConnected=False))
-    hole = filled[1::2].astype(bool) & ~cand.mask
+    hole = in_plane_holes(cand.mask)
     if hole.sum() < max(2, 0.03 * (hole.sum() + cand.mask.sum())):
         return 0.0
     inside = float(np.median(values[cand.crop][hole]))

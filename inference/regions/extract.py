@@ -18,7 +18,7 @@ import numpy as np
 from ..errors import Cancelled, PreprocessError
 from ..preprocess import ImageInput
 from .describe import DIM, describe, region_geometry
-from .detect import SCALES_MM, Candidate, PreparedImage, find_candidates, prepare, segment
+from .detect import SCALES_MM, Candidate, PreparedImage, find_candidates, in_plane_holes, prepare, segment
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,8 @@ class Region:
     sigma_mm: float
     #: how it was found: "detected" (a blob, as stored regions are), "segmented in the box" (no
     #: blob detected: segmented at the box's scale), "segmented at the box's scale" (the blobs in
-    #: the box are much smaller than it), "the box's tissue" (nothing stands out)
+    #: the box are much smaller than it), "segmented at the box's centre" (the blobs in the box lie
+    #: beside its centre), "the box's tissue" (nothing stands out)
     source: str = "detected"
 
     @property
@@ -137,8 +138,10 @@ def regions_in_box(image: ImageInput, box: Sequence[int], *, reference: float | 
     in-plane extent fits the box best. When the best blob is much smaller than the box (under
     :data:`SMALL_IN_BOX` of its smaller side: a 6 mm piece of the enhancing rim of a 6 cm
     glioblastoma), the reader framed something larger, and the box is segmented at its own scale
-    first, the blobs following. Without any blob in the box, the box is described as one region
-    of the tissue it holds (an honest "this texture", never an empty answer).
+    first, the blobs following; so it is when the best blob neither holds the box's centre nor
+    rings it (the finding the box is centred on was not detected). Without any blob in the box, the
+    box is described as one region of the tissue it holds (an honest "this texture", never an
+    empty answer).
     """
     k0, k1, j0, j1, i0, i1 = (int(v) for v in box)
     shape = image.shape
@@ -161,6 +164,7 @@ def regions_in_box(image: ImageInput, box: Sequence[int], *, reference: float | 
     within = tuple(slice(int(a), int(b)) for a, b in zip(g_lo, g_hi))
     cands = find_candidates(prep, within=within, max_seeds=24)
     box_area = float((j1 - j0) * sp[1] * (i1 - i0) * sp[2])
+    side = min((j1 - j0) * sp[1], (i1 - i0) * sp[2])
     centre_grid = np.round((np.array([(k0 + k1 - 1) / 2.0, (j0 + j1 - 1) / 2.0, (i0 + i1 - 1) / 2.0])
                             - prep.offset) / prep.scale).astype(int)
     scored = []
@@ -174,21 +178,36 @@ def regions_in_box(image: ImageInput, box: Sequence[int], *, reference: float | 
         off = np.hypot((reg.centre[1] - (j0 + j1 - 1) / 2.0) / max((j1 - j0) / 2.0, 0.5),
                        (reg.centre[2] - (i0 + i1 - 1) / 2.0) / max((i1 - i0) / 2.0, 0.5))
         # the box's centre lies on the finding itself, not beside it (a vessel next to a nodule)
-        local = centre_grid - np.array([sl.start for sl in cand.crop])
-        inside = bool(np.all(local >= 0) and np.all(local < cand.mask.shape) and cand.mask[tuple(local)])
+        inside = _holds(cand.mask, centre_grid, cand)
+        # and the reader draws the box around the finding: a blob wider than the box is what holds
+        # it (the 37 mm vertebra around an 11 mm sclerotic lesion took the box; chosen on seeds 1 /
+        # 4242 / 98765, where it changed only that query; exponent 3 and 6 gave the same)
+        wider = min(1.0, side / max(reg.diameter_mm, 1e-6)) ** 3
         scored.append((cand.response * math.sqrt(fit) * math.exp(-2.0 * off ** 2) * (1.0 if covers else 0.3)
-                       * (1.0 if inside else 0.4), reg))
+                       * (1.0 if inside else 0.4) * wider, inside, reg, cand))
     scored.sort(key=lambda t: -t[0])
-    out = [r for _, r in scored[:limit]]
-    side = min((j1 - j0) * sp[1], (i1 - i0) * sp[2])
+    out = [t[2] for t in scored[:limit]]
+    # the best blob neither holds the box's centre nor rings it in its own slices (an enhancing rim
+    # does): the finding at the centre was not detected (a lytic lesion at the middle of a vertebra,
+    # beside pieces of its bright cortex), so the box is segmented first. Chosen on seeds 1 / 4242 /
+    # 98765: box P@1 0.83 / 0.88 / 0.81 -> 0.85 / 0.88 / 0.83, lytic 0.71 / 1.00 / 0.29 -> 0.86 /
+    # 1.00 / 0.43, nothing else lost (without the in-plane ring two brain-tumour boxes were lost)
+    beside = bool(scored) and not scored[0][1] and not _holds(in_plane_holes(scored[0][3].mask), centre_grid,
+                                                               scored[0][3])
     # chosen on Brain-Tumor-Progression patients 01-05 (P@5 0.16 -> 0.52) and phantom seeds 1 / 4242
     # (box P@1 0.80 -> 0.81 / 0.90 -> 0.88); 0.2 to 0.4 gave the same
-    if not out or out[0].diameter_mm < SMALL_IN_BOX * side:
+    if not out or beside or out[0].diameter_mm < SMALL_IN_BOX * side:
         framed = _box_region(image, prep, within, (k0, k1, j0, j1, i0, i1))
         if out and framed.source == "segmented in the box":
-            framed.source = "segmented at the box's scale"
+            framed.source = "segmented at the box's centre" if beside else "segmented at the box's scale"
         out = [framed, *out[:limit - 1]]
     return out
+
+
+def _holds(mask: np.ndarray, centre_grid: np.ndarray, cand: Candidate) -> bool:
+    """Whether ``mask`` (cut like ``cand.mask``) holds the grid voxel ``centre_grid``."""
+    local = centre_grid - np.array([sl.start for sl in cand.crop])
+    return bool(np.all(local >= 0) and np.all(local < mask.shape) and mask[tuple(local)])
 
 
 def _centre_polarity(vals: np.ndarray, centre: np.ndarray, half: np.ndarray) -> int:

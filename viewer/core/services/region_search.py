@@ -95,7 +95,9 @@ def searched_for(region: Any, box: Sequence[int], spacing: Sequence[float]) -> s
            "segmented at the box's scale": "the largest part segmented at the box's scale (the blobs detected in "
                                            "it are smaller still)" if small else
                                            "segmented at the box's scale (the blobs detected in it are much "
-                                           "smaller than the box)"}.get(region.source)
+                                           "smaller than the box)",
+           "segmented at the box's centre": "segmented at the box's scale (the blobs detected in it lie beside "
+                                            "its centre)"}.get(region.source)
     if how:
         txt += f", {how}"
     if small:

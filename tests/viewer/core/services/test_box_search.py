@@ -207,6 +207,9 @@ def test_searched_for_says_what_the_box_became() -> None:
     assert "(the blobs detected in it are much smaller than the box); much smaller" not in part
     whole = searched_for(region("MR", 25.0, 1, 300.0, "segmented at the box's scale"), box, (5.0, 1.0, 1.0))
     assert whole.endswith("(the blobs detected in it are much smaller than the box)"), whole
+    # the blobs lay beside the box's centre: said so, not "much smaller"
+    centred = searched_for(region("CT", 13.0, -1, -170.0, "segmented at the box's centre"), box, (5.0, 0.8, 0.8))
+    assert centred.endswith("segmented at the box's scale (the blobs detected in it lie beside its centre)"), centred
     assert searched_for(region("CT", 20.0, 1, 3.0, "the box's tissue"), box, (5.0, 0.8, 0.8)) == (
         "the tissue of the box (32 x 24 mm): no distinct finding stands out in it")
 
