@@ -127,6 +127,15 @@ def in_plane_holes(mask: np.ndarray) -> np.ndarray:
     return filled[1::2].astype(bool) & ~mask
 
 
+def fall_back(wall: float, value: float, context: float, polarity: int) -> float:
+    """How far ``value`` falls back from a blob's ``wall`` towards its ``context``: 0 at the wall
+    (solid), 1 at the context (hollow); 0 when the wall does not stand out on the blob's side."""
+    span = (wall - context) * polarity
+    if not (math.isfinite(span) and span > 0):
+        return 0.0
+    return float(np.clip((wall - value) * polarity / span, 0.0, 1.0))
+
+
 def in_plane_hollow(values: np.ndarray, cand: Candidate) -> float:
     """How far what the blob's mask encloses in its own slice planes falls back from its wall towards
     the context (0 when it encloses nothing); ``values`` are the grid the candidate was cut from.
@@ -134,14 +143,13 @@ def in_plane_hollow(values: np.ndarray, cand: Candidate) -> float:
     Why: a cavity that partial volume opens into the lung on the next slice is no closed hole in 3D,
     but its wall still rings it in the slice through its middle. Made for the regions kept (not every
     seed: filling every candidate's slices cost 60 % more detection time)."""
-    span = (cand.wall - cand.context) * cand.polarity
-    if cand.mask.shape[0] < 2 or not math.isfinite(cand.wall) or span <= 0:
-        return 0.0
+    if cand.mask.shape[0] < 2 or not (cand.wall - cand.context) * cand.polarity > 0:
+        return 0.0  # one slice, or no wall standing out (nan: not measured)
     hole = in_plane_holes(cand.mask)
     if hole.sum() < max(2, 0.03 * (hole.sum() + cand.mask.sum())):
         return 0.0
     inside = float(np.median(values[cand.crop][hole]))
-    return float(np.clip((cand.wall - inside) * cand.polarity / span, 0.0, 1.0))
+    return fall_back(cand.wall, inside, cand.context, cand.polarity)
 
 
 def family_reference(image: ImageInput) -> tuple[str, float]:
@@ -438,9 +446,7 @@ def segment(smooth: np.ndarray, g: float, centre: np.ndarray, sigma_mm: float, p
     # in the slice plane is read for the kept regions only (:func:`in_plane_hollow`)
     centre_m = dist <= max(0.3 * r_vox, 0.75)
     centre_value = float(np.median(vals[centre_m if centre_m.any() else core_m]))  # a centre between voxels
-    hollow = 0.0
-    if (wall - context) * polarity > 0:
-        hollow = float(np.clip((wall - centre_value) / (wall - context), 0.0, 1.0))
+    hollow = fall_back(wall, centre_value, context, polarity)
     if (wall - context) * polarity > 2.0 * max(d0 * polarity, 0.0):
         core, d0 = wall, wall - context
         core_m = ball & ((vals - context) * polarity > abs(d0) / 2.0)
@@ -495,5 +501,5 @@ def segment(smooth: np.ndarray, g: float, centre: np.ndarray, sigma_mm: float, p
                      crop, mask, int(n - keep.sum()), spread, hollow, wall)
 
 
-__all__ = ["Candidate", "GRID_MM", "PreparedImage", "SCALES_MM", "family_reference", "find_candidates",
-           "in_plane_hollow", "modality_family", "prepare", "segment"]
+__all__ = ["Candidate", "GRID_MM", "PreparedImage", "SCALES_MM", "fall_back", "family_reference", "find_candidates",
+           "in_plane_hollow", "in_plane_holes", "modality_family", "prepare", "segment"]
