@@ -13,8 +13,8 @@ from casebook.index.case_store import CaseStore
 from casebook.index.errors import QueryError
 from casebook.viewer.core.demo.phantom import LesionSpec, PhantomOptions, lesion_voxel, plan_library, write_study
 from casebook.viewer.core.services.ingest import ingest
-from casebook.viewer.core.services.region_search import (SIZE_PENALTY, TYPICAL_FREE, RegionSearchService, size_penalty,
-                                                          typical_penalty)
+from casebook.viewer.core.services.region_search import (SIZE_PENALTY, TYPICAL_FREE, RegionSearchService, finding_order,
+                                                          size_penalty, typical_penalty)
 from casebook.viewer.core.services.regions import embed_regions, register
 from casebook.viewer.core.services.search_types import SearchFilters
 
@@ -96,6 +96,16 @@ def test_typical_penalty_is_free_below_its_threshold_and_linear_above() -> None:
     assert typical_penalty(0.2) == 0.0 and typical_penalty(TYPICAL_FREE) == 0.0
     assert typical_penalty(1.0) == pytest.approx(typical_penalty(TYPICAL_FREE + 0.04) * 2)
     assert typical_penalty(1.0) > 0.0
+
+
+def test_findings_are_least_typical_first_and_near_ties_go_to_the_more_salient() -> None:
+    """A lesion is often about as common across patients as a vessel beside it (typicality a few
+    hundredths apart): the one standing out more from its context comes first. A clearly rarer
+    finding still leads, however faint."""
+    typ = [0.95, 0.953, 0.80, 0.99]
+    sal = [4.0, 300.0, 3.0, 500.0]
+    assert finding_order(typ, sal).tolist() == [2, 1, 0, 3]
+    assert finding_order(typ, [1.0] * 4).tolist() == [2, 0, 1, 3]  # equal saliency: typicality alone
 
 
 def test_size_penalty_is_free_within_twice_the_diameter_and_grows_per_doubling_beyond() -> None:
