@@ -58,8 +58,8 @@ def test_a_box_centred_on_a_lytic_lesion_is_the_lesion_not_the_cortex_beside_it(
     disc), while pieces of the bright cortex beside it are. The reader centred the box on the
     lesion, so a blob that neither holds the box's centre nor rings it is not the finding: the box
     is segmented first (it was the cortex, +526 to +577 HU and 17-19 mm, for 12-20 mm lesions, in
-    three of seven boxes of this cohort). Lesions smaller than the vertebra's marrow only: one of
-    29 mm leaves nothing but the cortex ring."""
+    three of the five boxes under 22 mm of this cohort). Lesions smaller than the vertebra's marrow
+    only: one of 29 mm leaves nothing but the cortex ring."""
     beside = 0
     for img, box, d in _lesion_boxes("bone_lytic", patients=24, seed=98765):
         if d > 22.0:
