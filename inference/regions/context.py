@@ -112,6 +112,41 @@ def context_map(image: ImageInput) -> ContextMap:
     return ContextMap(q, np.asarray(prep.scale, np.float64), np.asarray(prep.offset, np.float64), prep.family)
 
 
+@dataclass
+class SlabLayout:
+    """What one slab of a CT context map shows of the body: why a series whose headers name no
+    anatomy can still be told a head from a chest (see ``casebook.viewer.core.services.anatomy``)."""
+
+    body_mm2: float  # the body's cross-section, holes (lungs, bowel gas) filled
+    width_mm: float  # its extent along the map's rows
+    air: float  # share of the filled body that is air (< -500 HU): the lungs
+    shell_bone: float  # share of the body's outer 12 mm that is bone (> +300 HU): a skull
+
+
+def slab_layouts(cmap: ContextMap) -> list[SlabLayout]:
+    """The body layout of every slab of a CT map that holds a body (at least 25 cm^2); none for
+    other families, whose units say nothing of air or bone."""
+    if cmap.family != "CT":
+        return []
+    hu = (np.exp(cmap.log_values()) - np.float32(_EPS)) * np.float32(1000.0) - np.float32(1000.0)
+    px = PIXEL_MM * PIXEL_MM
+    rim_px = max(int(round(12.0 / PIXEL_MM)), 1)
+    out = []
+    for slab in hu:
+        body = slab > -400.0
+        if body.sum() * px < 2500.0:
+            continue
+        filled = sitk.GetArrayFromImage(sitk.BinaryFillhole(sitk.GetImageFromArray(body.astype(np.uint8)))).astype(bool)
+        inner = sitk.GetArrayFromImage(sitk.BinaryErode(sitk.GetImageFromArray(filled.astype(np.uint8)),
+                                                        [rim_px, rim_px])).astype(bool)
+        rim = filled & ~inner
+        cols = np.flatnonzero(filled.any(axis=0))
+        out.append(SlabLayout(float(filled.sum() * px), float((cols[-1] - cols[0] + 1) * PIXEL_MM),
+                              float((filled & (slab < -500.0)).sum() / filled.sum()),
+                              float((rim & (slab > 300.0)).sum() / max(int(rim.sum()), 1))))
+    return out
+
+
 def _highpassed(cmap: ContextMap) -> np.ndarray:
     """Per slab: 16 mm cell means at every map pixel, less their 3 x 3 cell neighbourhood, padded
     with background so a context near the edge is defined."""
@@ -254,5 +289,6 @@ def decode_map(blob: bytes, shape: Sequence[int], scale: Sequence[float], offset
                       np.asarray(offset, np.float64), family, version)
 
 
-__all__ = ["CELLS", "CONTEXT_VERSION", "PIXEL_MM", "ContextMap", "ContextMatch", "PreparedMap", "best_context",
-           "context_map", "context_vector", "decode_map", "encode_map", "layers_for", "prepare_map"]
+__all__ = ["CELLS", "CONTEXT_VERSION", "ContextMap", "ContextMatch", "PIXEL_MM", "PreparedMap", "SlabLayout",
+           "best_context", "context_map", "context_vector", "decode_map", "encode_map", "layers_for", "prepare_map",
+           "slab_layouts"]

@@ -7,11 +7,18 @@ series and study descriptions ("CT CHEST ABDOMEN", "MR BRAIN WO", "abdomen^liver
 are mapped onto a few coarse regions; a series whose words name none is *unknown* and is never
 removed (an unlabelled archive loses nothing), and two known series match when their regions
 overlap or touch (the spine is seen on chest, abdomen and pelvis images).
+
+Where the headers name nothing (a series from a de-identified teaching archive, a research export)
+a CT says where it is by itself: a skull rings the head, lungs fill the chest, and a trunk without
+lungs is abdomen or pelvis (:func:`regions_of_image`, read from the series' 4 mm context map).
+Only what is plain is named; anything else stays unknown.
 """
 from __future__ import annotations
 
 import re
-from typing import Iterable
+from typing import Iterable, Sequence
+
+from casebook.inference.regions.context import SlabLayout
 
 #: the coarse regions, head to foot
 REGIONS: tuple[str, ...] = ("head", "neck", "chest", "abdomen", "pelvis", "spine", "upper limb", "lower limb")
@@ -86,6 +93,38 @@ def regions_of(*texts: str | None) -> frozenset[str]:
     return frozenset(out)
 
 
+#: a slab is a head when bone takes this share of the body's outer 12 mm (a skull; measured 0.53 on a
+#: CQ500 head CT, at most 0.01 on the phantom trunks) and it holds next to no air
+SKULL_SHELL = 0.35
+#: a slab is a chest when air (lungs) is this share of the body (0.13-0.22 on the phantom chests,
+#: 0.02 on an abdominal CT)
+LUNG_AIR = 0.08
+#: a slab without lungs or skull this wide is a trunk (abdomen or pelvis), not a limb or a neck
+TRUNK_WIDTH_MM = 240.0
+#: a region is named when this share of the body slabs shows it
+SLAB_SHARE = 0.25
+
+
+def regions_of_image(layouts: Sequence[SlabLayout]) -> frozenset[str]:
+    """The coarse regions a CT's own slabs show (empty when none is plain: unknown anatomy)."""
+    votes: dict[str, int] = {}
+    for lay in layouts:
+        if lay.shell_bone >= SKULL_SHELL and lay.air < 0.05:
+            key = "head"
+        elif lay.air >= LUNG_AIR and lay.width_mm >= TRUNK_WIDTH_MM:
+            key = "chest"
+        elif lay.air < 0.05 and lay.width_mm >= TRUNK_WIDTH_MM and lay.shell_bone < 0.1:
+            key = "trunk"
+        else:
+            continue
+        votes[key] = votes.get(key, 0) + 1
+    out: set[str] = set()
+    for key, n in votes.items():
+        if n >= SLAB_SHARE * len(layouts):
+            out |= {"abdomen", "pelvis"} if key == "trunk" else {key}
+    return frozenset(out)
+
+
 def compatible(a: Iterable[str], b: Iterable[str]) -> bool:
     """May a finding on anatomy ``a`` be matched on anatomy ``b``? Unknown (empty) matches anything."""
     sa, sb = frozenset(a), frozenset(b)
@@ -103,4 +142,4 @@ def describe(regions: Iterable[str]) -> str:
     return " + ".join(regs) if regs else "unknown anatomy"
 
 
-__all__ = ["REGIONS", "compatible", "describe", "regions_of"]
+__all__ = ["REGIONS", "compatible", "describe", "regions_of", "regions_of_image"]

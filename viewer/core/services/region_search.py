@@ -29,6 +29,7 @@ from casebook.index.errors import QueryError
 from casebook.index.vector_index import VectorIndex
 from casebook.inference.errors import PreprocessError
 from casebook.inference.preprocess import ImageInput
+from casebook.inference.regions import context as cx
 from casebook.inference.regions import regions_in_box
 from casebook.inference.regions.detect import family_reference
 from casebook.inference.regions.extract import SMALL_IN_BOX
@@ -150,7 +151,9 @@ class RegionHit:
 
     rank: int
     series_id: Hashable
-    score: float  # cosine of the query finding and the matched region (1.0 = identical), less size_penalty and typical_penalty for a box
+    #: cosine of the query finding and the matched region (1.0 = identical), less size_penalty and
+    #: typical_penalty for a box
+    score: float
     percentile: float  # of the score among the query's similarities to the archive's regions (0-100)
     confidence: str  # "close match" | "similar" | calibration.NO_CLOSE_MATCH
     matched_box: tuple[int, int, int, int, int, int]  # k0, k1, j0, j1, i0, i1 in the analogue's voxels
@@ -190,6 +193,7 @@ class RegionSearchService:
         self._calibration: dict[str, ArchiveCalibration] = {}
         self._labels: dict[str, tuple[lc.LabelCalibration | None, str]] = {}
         self._typical: dict[str, rarity.Typicality] = {}
+        self._image_regions: dict[int, frozenset[str]] = {}  # series id -> what its image shows
         self._progress, self._cancel = progress, cancel
 
     def close(self) -> None:
@@ -242,8 +246,9 @@ class RegionSearchService:
         by_series = self.regions.labels_by_series(self.descriptor.id, family, self.store.series_ids_matching())
         with_regions = [sid for sid, labs in by_series.items() if len(labs)]
         labels = lc.labelled_series(self.catalog, with_regions)
-        sig = (lc.signature(family, labels, len(index)) + f"|findings-first{SALIENCY_TIEBREAK}|size{SIZE_PENALTY}/{SIZE_TOLERANCE_LOG2}"
-               f"|typical{TYPICAL_PENALTY}/{TYPICAL_FREE}")  # judged on each series' findings, scored as a box is
+        # judged on each series' findings, scored as a box is
+        sig = (lc.signature(family, labels, len(index)) + f"|findings-first{SALIENCY_TIEBREAK}"
+               f"|size{SIZE_PENALTY}/{SIZE_TOLERANCE_LOG2}|typical{TYPICAL_PENALTY}/{TYPICAL_FREE}")
         path = lc.cache_path(self.index_dir, self.descriptor.index_key(family))
         cal = lc.load_cached(path, sig)
         why = ""
@@ -522,9 +527,23 @@ class RegionSearchService:
         return cands[:sp.MAX_SCANS]
 
     def anatomy_of(self, series_ids: Any) -> dict[Hashable, frozenset[str]]:
-        """The coarse anatomy each series' headers name (empty: unknown, matched with anything)."""
+        """The coarse anatomy each series' headers name, or else what its CT image plainly shows
+        (empty: unknown, matched with anything)."""
         words = self.store.series_anatomy_words([int(s) for s in series_ids])
-        return {sid: anatomy.regions_of(*words.get(int(sid), ("", "", ""))) for sid in series_ids}
+        out: dict[Hashable, frozenset[str]] = {}
+        for sid in series_ids:
+            regs = anatomy.regions_of(*words.get(int(sid), ("", "", "")))
+            out[sid] = regs if regs else self._image_anatomy(int(sid))
+        return out
+
+    def _image_anatomy(self, series_id: int) -> frozenset[str]:
+        """What a series' own context map shows (a CT's skull, lungs, trunk), read once per series."""
+        if series_id in self._image_regions:  # a dict read and write: safe from the search thread
+            return self._image_regions[series_id]
+        cmap = sp.load_context_map(self.maps, series_id)
+        regs = anatomy.regions_of_image(cx.slab_layouts(cmap)) if cmap is not None else frozenset()
+        self._image_regions[series_id] = regs
+        return regs
 
     @staticmethod
     def _weighted(weights: np.ndarray, res: Any, rows: dict[int, RegionRow],

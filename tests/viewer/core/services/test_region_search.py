@@ -192,10 +192,14 @@ def test_a_series_without_pixel_spacing_gets_no_findings_and_a_box_on_it_is_refu
         store.close()
 
 
-def test_a_box_matches_findings_in_the_same_anatomy_unless_asked(tmp_path: Path) -> None:
+def test_a_box_matches_findings_in_the_same_anatomy_unless_asked(tmp_path: Path, sample_file) -> None:
     """Three patients with the same solid lung nodule; one study's headers say it is a head CT
     (Body Part Examined HEAD, "CT HEAD"). A box on a chest nodule leaves the head series out and
-    says so; with "any anatomy" it is back; a series whose headers name no anatomy is never removed."""
+    says so; with "any anatomy" it is back. A series whose headers name no anatomy is read from its
+    image: the phantom chest shows its lungs and is kept; a real head CT without Body Part Examined
+    (CQ500, pydicom-data) shows its skull; the headers, where they name a place, win."""
+    import shutil
+
     import pydicom
 
     template = plan_library(PhantomOptions(patients=1, size=80, slices=24, big_slices=0, seed=5))[0]
@@ -220,25 +224,31 @@ def test_a_box_matches_findings_in_the_same_anatomy_unless_asked(tmp_path: Path)
             ds.SeriesDescription = f"CT {where}" if where else "5/5mm Plain"
             ds.StudyDescription = ""
             ds.save_as(f)
+    head = sample_file("693_J2KR.dcm")
+    assert "BodyPartExamined" not in pydicom.dcmread(head, stop_before_pixels=True)
+    (tmp_path / "dicom" / "head").mkdir()
+    shutil.copy(head, tmp_path / "dicom" / "head" / head.name)
     store = CaseStore.open(tmp_path / "casebook.sqlite", create=True)
     svc = RegionSearchService(store, tmp_path / "vectors")
     try:
         ingest([tmp_path / "dicom"], store)
-        assert embed_regions(store).done == 3
+        assert embed_regions(store).done == 4
         ids = {s.patient_key: s.id for s in store.list_series()}
-        assert svc.anatomy_of([ids["ANATA"], ids["ANATB"], ids["ANATC"]]) == {
+        ids["HEAD"] = next(v for key, v in ids.items() if not key.startswith("ANAT"))
+        assert svc.anatomy_of([ids["ANATA"], ids["ANATB"], ids["ANATC"], ids["HEAD"]]) == {
             ids["ANATA"]: frozenset({"chest", "abdomen"}), ids["ANATB"]: frozenset({"head"}),
-            ids["ANATC"]: frozenset()}
+            ids["ANATC"]: frozenset({"chest", "abdomen", "pelvis"}), ids["HEAD"]: frozenset({"head"})}
         k, j, i = voxel(plans["A"], plans["A"].lesions[0])
         half = plans["A"].lesions[0].diameter_mm * 0.65 / plans["A"].series[0].pixel_mm + 2
         q = svc.query_from_box(ids["ANATA"], (k, k + 1, int(j - half), int(j + half) + 1, int(i - half),
                                               int(i + half) + 1))
         same = svc.search(q, filters=SearchFilters(), k=5)
-        assert [h.series_id for h in same.hits] == [ids["ANATC"]]  # unknown anatomy is kept
-        assert same.removed.get("the anatomy filter (not chest + abdomen)") == 1, same.removed
+        assert [h.series_id for h in same.hits] == [ids["ANATC"]]  # its image shows a chest
+        # the header's head CT and the skull of the real one
+        assert same.removed.get("the anatomy filter (not chest + abdomen)") == 2, same.removed
         assert "anatomy filter" in same.reason
         anyplace = svc.search(q, filters=SearchFilters(same_anatomy=False), k=5)
-        assert sorted(h.series_id for h in anyplace.hits) == sorted([ids["ANATB"], ids["ANATC"]])
+        assert sorted(h.series_id for h in anyplace.hits) == sorted([ids["ANATB"], ids["ANATC"], ids["HEAD"]])
         assert not any("anatomy" in name for name in anyplace.removed)
         # a findings (series) query is held to the same anatomy
         fs = svc.search(svc.query_from_series(ids["ANATA"]), filters=SearchFilters(), k=5)
@@ -263,6 +273,21 @@ def test_anatomy_from_header_words(words, want) -> None:
     assert regions_of(*words) == frozenset(want)
     if want:
         assert compatible(regions_of(*words), frozenset())  # unknown never excludes
+
+
+@pytest.mark.parametrize("slabs, want", [
+    ([(19000.0, 200.0, 0.0, 0.53)] * 3, {"head"}),  # a skull rings the body
+    ([(59000.0, 330.0, 0.20, 0.0)] * 6 + [(60000.0, 330.0, 0.01, 0.0)] * 4, {"chest", "abdomen", "pelvis"}),
+    ([(59000.0, 440.0, 0.02, 0.0)], {"abdomen", "pelvis"}),  # a trunk without lungs
+    ([(19000.0, 150.0, 0.0, 0.02)] * 2, set()),  # a neck or a limb: not plain, unknown
+    ([(59000.0, 330.0, 0.20, 0.0)] + [(19000.0, 150.0, 0.0, 0.02)] * 5, set()),  # one chest slab of six
+    ([], set()),  # no body (an MR, a blank frame)
+])
+def test_anatomy_from_the_image_names_only_what_is_plain(slabs, want) -> None:
+    from casebook.inference.regions.context import SlabLayout
+    from casebook.viewer.core.services.anatomy import regions_of_image
+
+    assert regions_of_image([SlabLayout(*s) for s in slabs]) == frozenset(want)
 
 
 def test_anatomy_compatibility_is_symmetric_and_keeps_the_spine_with_the_trunk() -> None:
