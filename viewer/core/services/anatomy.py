@@ -101,6 +101,9 @@ SKULL_SHELL = 0.35
 LUNG_AIR = 0.08
 #: a slab without lungs or skull this wide is a trunk (abdomen or pelvis), not a limb or a neck
 TRUNK_WIDTH_MM = 240.0
+#: nothing wider is a body: a dose report or a screen stored as CT (648 mm on dcm_qa_ct) is no trunk
+#: (a scanner's largest field of view is about 500 mm)
+BODY_MAX_MM = 520.0
 #: a region is named when this share of the body slabs shows it
 SLAB_SHARE = 0.25
 
@@ -109,6 +112,8 @@ def regions_of_image(layouts: Sequence[SlabLayout]) -> frozenset[str]:
     """The coarse regions a CT's own slabs show (empty when none is plain: unknown anatomy)."""
     votes: dict[str, int] = {}
     for lay in layouts:
+        if lay.width_mm > BODY_MAX_MM:
+            continue
         if lay.shell_bone >= SKULL_SHELL and lay.air < 0.05:
             key = "head"
         elif lay.air >= LUNG_AIR and lay.width_mm >= TRUNK_WIDTH_MM:

@@ -280,6 +280,7 @@ def test_anatomy_from_header_words(words, want) -> None:
     ([(59000.0, 330.0, 0.20, 0.0)] * 6 + [(60000.0, 330.0, 0.01, 0.0)] * 4, {"chest", "abdomen", "pelvis"}),
     ([(59000.0, 440.0, 0.02, 0.0)], {"abdomen", "pelvis"}),  # a trunk without lungs
     ([(19000.0, 150.0, 0.0, 0.02)] * 2, set()),  # a neck or a limb: not plain, unknown
+    ([(84000.0, 648.0, 0.0, 0.0)] * 2, set()),  # a dose report stored as CT (dcm_qa_ct): no body
     ([(59000.0, 330.0, 0.20, 0.0)] + [(19000.0, 150.0, 0.0, 0.02)] * 5, set()),  # one chest slab of six
     ([], set()),  # no body (an MR, a blank frame)
 ])
