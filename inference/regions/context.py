@@ -29,7 +29,7 @@ import SimpleITK as sitk
 
 from ..errors import PreprocessError
 from ..preprocess import ImageInput
-from .detect import family_reference, prepare
+from .detect import family_reference, in_plane_holes, prepare
 
 CONTEXT_VERSION = "1"
 PIXEL_MM = 4.0  # map pixel (and slab) size; also the step the context is slid by
@@ -131,18 +131,19 @@ def slab_layouts(cmap: ContextMap) -> list[SlabLayout]:
     hu = (np.exp(cmap.log_values()) - np.float32(_EPS)) * np.float32(1000.0) - np.float32(1000.0)
     px = PIXEL_MM * PIXEL_MM
     rim_px = max(int(round(12.0 / PIXEL_MM)), 1)
+    body = hu > -400.0
+    filled = body | in_plane_holes(body)
+    # the erosion stays in each slab's plane (no radius along k), as the outer rim is in-plane
+    inner = sitk.GetArrayFromImage(sitk.BinaryErode(sitk.GetImageFromArray(filled.astype(np.uint8)),
+                                                    [rim_px, rim_px, 0])).astype(bool)
     out = []
-    for slab in hu:
-        body = slab > -400.0
-        if body.sum() * px < 2500.0:
+    for slab, fill, core in zip(hu, filled, inner):
+        if (slab > -400.0).sum() * px < 2500.0:
             continue
-        filled = sitk.GetArrayFromImage(sitk.BinaryFillhole(sitk.GetImageFromArray(body.astype(np.uint8)))).astype(bool)
-        inner = sitk.GetArrayFromImage(sitk.BinaryErode(sitk.GetImageFromArray(filled.astype(np.uint8)),
-                                                        [rim_px, rim_px])).astype(bool)
-        rim = filled & ~inner
-        cols = np.flatnonzero(filled.any(axis=0))
-        out.append(SlabLayout(float(filled.sum() * px), float((cols[-1] - cols[0] + 1) * PIXEL_MM),
-                              float((filled & (slab < -500.0)).sum() / filled.sum()),
+        rim = fill & ~core
+        cols = np.flatnonzero(fill.any(axis=0))
+        out.append(SlabLayout(float(fill.sum() * px), float((cols[-1] - cols[0] + 1) * PIXEL_MM),
+                              float((fill & (slab < -500.0)).sum() / fill.sum()),
                               float((rim & (slab > 300.0)).sum() / max(int(rim.sum()), 1))))
     return out
 
