@@ -107,6 +107,16 @@ class ListingMixin:
                     out[int(sid)] = (bp or "", desc or "", sdesc or "")
         return out
 
+    def series_with_pixel_spacing(self, series_ids: Sequence[int]) -> set[int]:
+        """Those of the series whose files give a pixel spacing: only their images have a scale in
+        mm (a scanned page, a dose screen or a secondary capture has none)."""
+        out: set[int] = set()
+        with self._read() as s:
+            for part in chunks([int(v) for v in series_ids], 500):
+                stmt = select(Series.id).where(Series.id.in_(part), Series.pixel_spacing != "")
+                out.update(int(v) for v in s.scalars(stmt))
+        return out
+
     def find_series(self, key: str) -> SeriesSummary | None:
         """The visible series stored under a stack key (series UID, or UID#n for a split part)."""
         with self._read() as s:

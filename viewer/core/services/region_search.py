@@ -528,12 +528,19 @@ class RegionSearchService:
 
     def anatomy_of(self, series_ids: Any) -> dict[Hashable, frozenset[str]]:
         """The coarse anatomy each series' headers name, or else what its CT image plainly shows
-        (empty: unknown, matched with anything)."""
+        where the files give its scale (empty: unknown, matched with anything)."""
         words = self.store.series_anatomy_words([int(s) for s in series_ids])
-        out: dict[Hashable, frozenset[str]] = {}
-        for sid in series_ids:
-            regs = anatomy.regions_of(*words.get(int(sid), ("", "", "")))
-            out[sid] = regs if regs else self._image_anatomy(int(sid))
+        out: dict[Hashable, frozenset[str]] = {sid: anatomy.regions_of(*words.get(int(sid), ("", "", "")))
+                                               for sid in series_ids}
+        unnamed = [int(sid) for sid, regs in out.items() if not regs and int(sid) not in self._image_regions]
+        # an image with no pixel spacing has no scale: its "body width" would be a guess
+        scaled = self.store.series_with_pixel_spacing(unnamed) if unnamed else set()
+        for sid in unnamed:
+            if sid not in scaled:
+                self._image_regions[sid] = frozenset()
+        for sid, regs in out.items():
+            if not regs:
+                out[sid] = self._image_anatomy(int(sid))
         return out
 
     def _image_anatomy(self, series_id: int) -> frozenset[str]:

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from casebook.index.case_store import CaseStore
+from casebook.index.case_store.context_maps import ContextMapStore
 from casebook.index.errors import QueryError
 from casebook.viewer.core.demo.phantom import LesionSpec, PhantomOptions, lesion_voxel, plan_library, write_study
 from casebook.viewer.core.services.ingest import ingest
@@ -197,7 +198,8 @@ def test_a_box_matches_findings_in_the_same_anatomy_unless_asked(tmp_path: Path,
     (Body Part Examined HEAD, "CT HEAD"). A box on a chest nodule leaves the head series out and
     says so; with "any anatomy" it is back. A series whose headers name no anatomy is read from its
     image: the phantom chest shows its lungs and is kept; a real head CT without Body Part Examined
-    (CQ500, pydicom-data) shows its skull; the headers, where they name a place, win."""
+    (CQ500, pydicom-data) shows its skull, but not once its file loses Pixel Spacing (no scale);
+    the headers, where they name a place, win."""
     import shutil
 
     import pydicom
@@ -228,16 +230,30 @@ def test_a_box_matches_findings_in_the_same_anatomy_unless_asked(tmp_path: Path,
     assert "BodyPartExamined" not in pydicom.dcmread(head, stop_before_pixels=True)
     (tmp_path / "dicom" / "head").mkdir()
     shutil.copy(head, tmp_path / "dicom" / "head" / head.name)
+    # the same head, another patient, its file stripped of Pixel Spacing: no scale, no anatomy read
+    ds = pydicom.dcmread(head)
+    del ds.PixelSpacing
+    ds.PatientID, ds.StudyInstanceUID = "NOSCALE", pydicom.uid.generate_uid()
+    ds.SeriesInstanceUID, ds.SOPInstanceUID = pydicom.uid.generate_uid(), pydicom.uid.generate_uid()
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    (tmp_path / "dicom" / "noscale").mkdir()
+    ds.save_as(tmp_path / "dicom" / "noscale" / "head.dcm")
     store = CaseStore.open(tmp_path / "casebook.sqlite", create=True)
     svc = RegionSearchService(store, tmp_path / "vectors")
     try:
         ingest([tmp_path / "dicom"], store)
-        assert embed_regions(store).done == 4
+        assert embed_regions(store).done == 5
         ids = {s.patient_key: s.id for s in store.list_series()}
-        ids["HEAD"] = next(v for key, v in ids.items() if not key.startswith("ANAT"))
-        assert svc.anatomy_of([ids["ANATA"], ids["ANATB"], ids["ANATC"], ids["HEAD"]]) == {
+        noscale = store.find_series(ds.SeriesInstanceUID).id
+        ids["HEAD"] = next(v for key, v in ids.items() if not key.startswith("ANAT") and v != noscale)
+        # even a map that plainly shows a skull is not read when the files give no scale
+        maps = ContextMapStore(store)
+        got = maps.get(ids["HEAD"])
+        maps.put(noscale, got.version, got.family, got.shape, got.scale, got.offset, got.pixels)
+        assert svc.anatomy_of([ids["ANATA"], ids["ANATB"], ids["ANATC"], ids["HEAD"], noscale]) == {
             ids["ANATA"]: frozenset({"chest", "abdomen"}), ids["ANATB"]: frozenset({"head"}),
-            ids["ANATC"]: frozenset({"chest", "abdomen", "pelvis"}), ids["HEAD"]: frozenset({"head"})}
+            ids["ANATC"]: frozenset({"chest", "abdomen", "pelvis"}), ids["HEAD"]: frozenset({"head"}),
+            noscale: frozenset()}
         k, j, i = voxel(plans["A"], plans["A"].lesions[0])
         half = plans["A"].lesions[0].diameter_mm * 0.65 / plans["A"].series[0].pixel_mm + 2
         q = svc.query_from_box(ids["ANATA"], (k, k + 1, int(j - half), int(j + half) + 1, int(i - half),
