@@ -107,13 +107,15 @@ class ListingMixin:
                     out[int(sid)] = (bp or "", desc or "", sdesc or "")
         return out
 
-    def series_with_pixel_spacing(self, series_ids: Sequence[int]) -> set[int]:
-        """Those of the series whose files give a pixel spacing: only their images have a scale in
-        mm (a scanned page, a dose screen or a secondary capture has none)."""
+    def series_measured_in_mm(self, series_ids: Sequence[int]) -> set[int]:
+        """Those of the series that are cross-sections whose files give a pixel spacing: only their
+        images show a body's width and layout in mm (a scanned page, a dose screen or a secondary
+        capture has no scale; a localizer is a projection of the whole trunk)."""
         out: set[int] = set()
         with self._read() as s:
             for part in chunks([int(v) for v in series_ids], 500):
-                stmt = select(Series.id).where(Series.id.in_(part), Series.pixel_spacing != "")
+                stmt = select(Series.id).where(Series.id.in_(part), Series.pixel_spacing != "",
+                                               Series.is_localizer.is_(False))
                 out.update(int(v) for v in s.scalars(stmt))
         return out
 

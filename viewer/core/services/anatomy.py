@@ -9,9 +9,9 @@ removed (an unlabelled archive loses nothing), and two known series match when t
 overlap or touch (the spine is seen on chest, abdomen and pelvis images).
 
 Where the headers name nothing (a series from a de-identified teaching archive, a research export)
-a CT says where it is by itself: a skull rings the head, lungs fill the chest, and a trunk without
-lungs is abdomen or pelvis (:func:`regions_of_image`, read from the series' 4 mm context map).
-Only what is plain is named; anything else stays unknown.
+a CT says where it is by itself: a skull rings the head, lungs fill the chest (and lie over the
+upper abdomen), and a trunk without lungs is abdomen or pelvis (:func:`regions_of_image`, read
+from the series' 4 mm context map). Only what is plain is named; anything else stays unknown.
 """
 from __future__ import annotations
 
@@ -108,6 +108,13 @@ BODY_MAX_MM = 520.0
 SLAB_SHARE = 0.25
 
 
+# what each kind of slab shows. The lung bases lie over the upper abdomen (liver dome, spleen): an
+# abdominal CT's top slices and its coronal slices show lungs (covid19_ny_sbu: 4 of 14 ABD/PEL series
+# were read as "chest" alone), and every chest CT holds the upper abdomen
+_SHOWN: dict[str, frozenset[str]] = {"head": frozenset({"head"}), "chest": frozenset({"chest", "abdomen"}),
+                                     "trunk": frozenset({"abdomen", "pelvis"})}
+
+
 def regions_of_image(layouts: Sequence[SlabLayout]) -> frozenset[str]:
     """The coarse regions a CT's own slabs show (empty when none is plain: unknown anatomy)."""
     votes: dict[str, int] = {}
@@ -126,7 +133,7 @@ def regions_of_image(layouts: Sequence[SlabLayout]) -> frozenset[str]:
     out: set[str] = set()
     for key, n in votes.items():
         if n >= SLAB_SHARE * len(layouts):
-            out |= {"abdomen", "pelvis"} if key == "trunk" else {key}
+            out |= _SHOWN[key]
     return frozenset(out)
 
 

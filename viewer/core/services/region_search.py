@@ -527,14 +527,15 @@ class RegionSearchService:
         return cands[:sp.MAX_SCANS]
 
     def anatomy_of(self, series_ids: Any) -> dict[Hashable, frozenset[str]]:
-        """The coarse anatomy each series' headers name, or else what its CT image plainly shows
-        where the files give its scale (empty: unknown, matched with anything)."""
+        """The coarse anatomy each series' headers name, or else what its CT cross-sections plainly
+        show where the files give their scale (empty: unknown, matched with anything)."""
         words = self.store.series_anatomy_words([int(s) for s in series_ids])
         out: dict[Hashable, frozenset[str]] = {sid: anatomy.regions_of(*words.get(int(sid), ("", "", "")))
                                                for sid in series_ids}
         unnamed = [int(sid) for sid, regs in out.items() if not regs and int(sid) not in self._image_regions]
-        # an image with no pixel spacing has no scale: its "body width" would be a guess
-        scaled = self.store.series_with_pixel_spacing(unnamed) if unnamed else set()
+        # an image with no pixel spacing has no scale (its "body width" would be a guess), and a
+        # localizer is a projection: neither is read (a chest CT's scout read as abdomen + pelvis)
+        scaled = self.store.series_measured_in_mm(unnamed) if unnamed else set()
         for sid in unnamed:
             if sid not in scaled:
                 self._image_regions[sid] = frozenset()

@@ -198,8 +198,8 @@ def test_a_box_matches_findings_in_the_same_anatomy_unless_asked(tmp_path: Path,
     (Body Part Examined HEAD, "CT HEAD"). A box on a chest nodule leaves the head series out and
     says so; with "any anatomy" it is back. A series whose headers name no anatomy is read from its
     image: the phantom chest shows its lungs and is kept; a real head CT without Body Part Examined
-    (CQ500, pydicom-data) shows its skull, but not once its file loses Pixel Spacing (no scale);
-    the headers, where they name a place, win."""
+    (CQ500, pydicom-data) shows its skull, but not once its file loses Pixel Spacing (no scale) nor
+    as a localizer (a projection); the headers, where they name a place, win."""
     import shutil
 
     import pydicom
@@ -238,33 +238,44 @@ def test_a_box_matches_findings_in_the_same_anatomy_unless_asked(tmp_path: Path,
     ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
     (tmp_path / "dicom" / "noscale").mkdir()
     ds.save_as(tmp_path / "dicom" / "noscale" / "head.dcm")
+    # and once more as a localizer (a projection): its body layout is not a cross-section's
+    scout = pydicom.dcmread(head)
+    scout.ImageType = ["ORIGINAL", "PRIMARY", "LOCALIZER"]
+    scout.PatientID, scout.StudyInstanceUID = "SCOUT", pydicom.uid.generate_uid()
+    scout.SeriesInstanceUID, scout.SOPInstanceUID = pydicom.uid.generate_uid(), pydicom.uid.generate_uid()
+    scout.file_meta.MediaStorageSOPInstanceUID = scout.SOPInstanceUID
+    (tmp_path / "dicom" / "scout").mkdir()
+    scout.save_as(tmp_path / "dicom" / "scout" / "head.dcm")
     store = CaseStore.open(tmp_path / "casebook.sqlite", create=True)
     svc = RegionSearchService(store, tmp_path / "vectors")
     try:
         ingest([tmp_path / "dicom"], store)
-        assert embed_regions(store).done == 5
+        assert embed_regions(store).done == 6
         ids = {s.patient_key: s.id for s in store.list_series()}
         noscale = store.find_series(ds.SeriesInstanceUID).id
-        ids["HEAD"] = next(v for key, v in ids.items() if not key.startswith("ANAT") and v != noscale)
+        localizer = store.find_series(scout.SeriesInstanceUID).id
+        ids["HEAD"] = next(v for key, v in ids.items() if not key.startswith("ANAT") and v not in (noscale, localizer))
         # even a map that plainly shows a skull is not read when the files give no scale
         maps = ContextMapStore(store)
         got = maps.get(ids["HEAD"])
         maps.put(noscale, got.version, got.family, got.shape, got.scale, got.offset, got.pixels)
-        assert svc.anatomy_of([ids["ANATA"], ids["ANATB"], ids["ANATC"], ids["HEAD"], noscale]) == {
+        assert svc.anatomy_of([ids["ANATA"], ids["ANATB"], ids["ANATC"], ids["HEAD"], noscale, localizer]) == {
             ids["ANATA"]: frozenset({"chest", "abdomen"}), ids["ANATB"]: frozenset({"head"}),
             ids["ANATC"]: frozenset({"chest", "abdomen", "pelvis"}), ids["HEAD"]: frozenset({"head"}),
-            noscale: frozenset()}
+            noscale: frozenset(), localizer: frozenset()}
         k, j, i = voxel(plans["A"], plans["A"].lesions[0])
         half = plans["A"].lesions[0].diameter_mm * 0.65 / plans["A"].series[0].pixel_mm + 2
         q = svc.query_from_box(ids["ANATA"], (k, k + 1, int(j - half), int(j + half) + 1, int(i - half),
                                               int(i + half) + 1))
         same = svc.search(q, filters=SearchFilters(), k=5)
-        assert [h.series_id for h in same.hits] == [ids["ANATC"]]  # its image shows a chest
+        # its image shows a chest; the unread localizer is unknown anatomy, so it stays
+        assert sorted(h.series_id for h in same.hits) == sorted([ids["ANATC"], localizer])
         # the header's head CT and the skull of the real one
         assert same.removed.get("the anatomy filter (not chest + abdomen)") == 2, same.removed
         assert "anatomy filter" in same.reason
         anyplace = svc.search(q, filters=SearchFilters(same_anatomy=False), k=5)
-        assert sorted(h.series_id for h in anyplace.hits) == sorted([ids["ANATB"], ids["ANATC"], ids["HEAD"]])
+        assert sorted(h.series_id for h in anyplace.hits) == sorted([ids["ANATB"], ids["ANATC"], ids["HEAD"],
+                                                                      localizer])
         assert not any("anatomy" in name for name in anyplace.removed)
         # a findings (series) query is held to the same anatomy
         fs = svc.search(svc.query_from_series(ids["ANATA"]), filters=SearchFilters(), k=5)
@@ -295,6 +306,7 @@ def test_anatomy_from_header_words(words, want) -> None:
     ([(19000.0, 200.0, 0.0, 0.53)] * 3, {"head"}),  # a skull rings the body
     ([(59000.0, 330.0, 0.20, 0.0)] * 6 + [(60000.0, 330.0, 0.01, 0.0)] * 4, {"chest", "abdomen", "pelvis"}),
     ([(59000.0, 440.0, 0.02, 0.0)], {"abdomen", "pelvis"}),  # a trunk without lungs
+    ([(70000.0, 452.0, 0.09, 0.0)], {"chest", "abdomen"}),  # lung bases over the liver (a coronal abdomen slice)
     ([(19000.0, 150.0, 0.0, 0.02)] * 2, set()),  # a neck or a limb: not plain, unknown
     ([(84000.0, 648.0, 0.0, 0.0)] * 2, set()),  # a dose report stored as CT (dcm_qa_ct): no body
     ([(59000.0, 330.0, 0.20, 0.0)] + [(19000.0, 150.0, 0.0, 0.02)] * 5, set()),  # one chest slab of six
