@@ -15,6 +15,7 @@ from sqlalchemy import delete, exists, func, select
 
 from ..errors import QueryError, StoreError, UnknownItemError
 from .models import ContextMap, Series, Study, utcnow
+from .sessions import chunks
 from .store import CaseStore
 
 
@@ -42,8 +43,9 @@ class ContextMapStore:
         self.store = store
 
     def put(self, series_id: int, version: str, family: str, shape: Sequence[int], scale: Sequence[float],
-            offset: Sequence[float], pixels: bytes) -> None:
-        """Replace a series' map (one transaction); a size that does not fill ``shape`` is refused."""
+            offset: Sequence[float], pixels: bytes, *, anatomy: str | None = None, anatomy_version: str = "") -> None:
+        """Replace a series' map (one transaction), with what it shows of the body where read
+        (``anatomy``, see :meth:`set_anatomy`); a size that does not fill ``shape`` is refused."""
         shape = tuple(int(v) for v in shape)
         if len(shape) != 3 or min(shape) < 1 or shape[0] * shape[1] * shape[2] != len(pixels):
             raise QueryError(f"series {series_id}: a context map of {len(pixels)} bytes does not fill {shape}")
@@ -54,7 +56,39 @@ class ContextMapStore:
             s.add(ContextMap(series_id=int(series_id), version=str(version), family=str(family),
                              shape=",".join(map(str, shape)), scale=",".join(f"{float(v):.9g}" for v in scale),
                              offset=",".join(f"{float(v):.9g}" for v in offset), data=zlib.compress(pixels, 6),
-                             created=utcnow()))
+                             created=utcnow(), anatomy=anatomy,
+                             anatomy_version=str(anatomy_version) if anatomy is not None else ""))
+
+    def set_anatomy(self, readings: dict[int, str], version: str) -> int:
+        """Store what each series' map shows of the body ("chest,abdomen"; "" nothing plain), as read
+        by rule ``version``, in one transaction; series without a map are skipped. Returns the count."""
+        n = 0
+        with self.store._write() as s:
+            for sid, text in readings.items():
+                r = s.get(ContextMap, int(sid))
+                if r is not None:
+                    r.anatomy, r.anatomy_version = str(text), str(version)
+                    n += 1
+        return n
+
+    def anatomy(self, series_ids: Sequence[int], version: str) -> dict[int, str]:
+        """The stored readings of rule ``version`` for those of the series that have one (one
+        statement per chunk of ids); a series read by another rule, or never, is left out."""
+        out: dict[int, str] = {}
+        with self.store._read() as s:
+            for part in chunks([int(v) for v in series_ids], 500):
+                stmt = select(ContextMap.series_id, ContextMap.anatomy).where(
+                    ContextMap.series_id.in_(part), ContextMap.anatomy.is_not(None),
+                    ContextMap.anatomy_version == str(version))
+                out.update((int(sid), str(text)) for sid, text in s.execute(stmt))
+        return out
+
+    def series_unread(self, version: str) -> list[int]:
+        """Series whose map has no reading of rule ``version`` (never read, or by an older rule)."""
+        with self.store._read() as s:
+            return list(s.scalars(select(ContextMap.series_id).where(
+                (ContextMap.anatomy.is_(None)) | (ContextMap.anatomy_version != str(version)))
+                .order_by(ContextMap.series_id)))
 
     def get(self, series_id: int) -> StoredContextMap | None:
         """A series' map, or None when it has none; a damaged row raises StoreError naming the series."""

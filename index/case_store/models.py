@@ -496,6 +496,10 @@ class ContextMap(Base):
     offset: Mapped[str] = mapped_column(String)  # voxel index of map index 0, "k,j,i"
     data: Mapped[bytes] = mapped_column(LargeBinary)  # zlib of the uint8 pixels, row-major
     created: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    # what the map shows of the body, as read by the caller's rule of ``anatomy_version``: regions
+    # joined by commas ("" none plain); NULL not read (migration 0010)
+    anatomy: Mapped[str | None] = mapped_column(String, nullable=True)
+    anatomy_version: Mapped[str] = mapped_column(String, default="", server_default="")
 
 
 # ---- migration 0005: teaching cases, key images, quiz answers

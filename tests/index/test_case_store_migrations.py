@@ -37,7 +37,7 @@ def stack(key: str) -> StackRecord:
 def test_upgrade_from_empty_matches_the_models(tmp_path: Path) -> None:
     path = tmp_path / "s.sqlite"
     migrate.upgrade(path, "head")
-    assert migrate.current_revision(path) == migrate.head_revision() == "0009"
+    assert migrate.current_revision(path) == migrate.head_revision() == "0010"
     got = schema(path)
     want = {t.name: {c.name for c in t.columns} for t in Base.metadata.sorted_tables}
     assert got == want

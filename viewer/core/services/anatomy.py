@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from typing import Iterable, Sequence
 
-from casebook.inference.regions.context import SlabLayout
+from casebook.inference.regions.context import ContextMap, SlabLayout, slab_layouts
 
 #: the coarse regions, head to foot
 REGIONS: tuple[str, ...] = ("head", "neck", "chest", "abdomen", "pelvis", "spine", "upper limb", "lower limb")
@@ -137,6 +137,27 @@ def regions_of_image(layouts: Sequence[SlabLayout]) -> frozenset[str]:
     return frozenset(out)
 
 
+#: the version of the image reading (:func:`regions_of_image` and its constants): readings stored
+#: with the context maps at embed time under another version are read again
+IMAGE_RULE = "1"
+
+
+def read_map(cmap: ContextMap) -> frozenset[str]:
+    """What a series' context map plainly shows of the body (CT only; empty: unknown)."""
+    return regions_of_image(slab_layouts(cmap))
+
+
+def to_text(regions: Iterable[str]) -> str:
+    """Regions as stored, head to foot ("chest,abdomen"; "" for none)."""
+    got = set(regions)
+    return ",".join(r for r in REGIONS if r in got)
+
+
+def from_text(text: str) -> frozenset[str]:
+    """Stored regions back (unknown words dropped)."""
+    return frozenset(w for w in text.split(",") if w in REGIONS)
+
+
 def compatible(a: Iterable[str], b: Iterable[str]) -> bool:
     """May a finding on anatomy ``a`` be matched on anatomy ``b``? Unknown (empty) matches anything."""
     sa, sb = frozenset(a), frozenset(b)
@@ -154,4 +175,5 @@ def describe(regions: Iterable[str]) -> str:
     return " + ".join(regs) if regs else "unknown anatomy"
 
 
-__all__ = ["REGIONS", "compatible", "describe", "regions_of", "regions_of_image"]
+__all__ = ["IMAGE_RULE", "REGIONS", "compatible", "describe", "from_text", "read_map", "regions_of", "regions_of_image",
+           "to_text"]

@@ -298,7 +298,10 @@ class RayCluster:
             if out.get("context_map") is not None:
                 from casebook.index.case_store.context_maps import ContextMapStore
 
-                ContextMapStore(store).put(sid, *out["context_map"])
+                from .anatomy import IMAGE_RULE
+
+                ContextMapStore(store).put(sid, *out["context_map"], anatomy=out.get("anatomy"),
+                                           anatomy_version=IMAGE_RULE)
                 region_rep.context_maps += 1
             elif out.get("context_error"):  # its findings are stored; `casebook embed` retries the map
                 log.warning("series %d: no context map: %s", sid, out["context_error"])
@@ -359,7 +362,7 @@ def _encode_series_task(job: dict, model_path: str, device: str, limits: LimitSe
     from .embedding import content_hash, encode_volume
     from .library import stack_from_files
     from .regions import describe_volume
-    from .same_place import context_map_of
+    from .same_place import context_map_of, map_reading
 
     _configure(limits)
     t0 = time.perf_counter()
@@ -385,6 +388,7 @@ def _encode_series_task(job: dict, model_path: str, device: str, limits: LimitSe
             out["family"], out["rows"], out["rvecs"] = describe_volume(vol, job["modality"])
             try:  # the same place on the patient's later scans; its findings do not depend on it
                 out["context_map"] = context_map_of(vol, job["modality"])
+                out["anatomy"] = map_reading(out["context_map"])  # what it shows of the body (read once)
             except (CasebookError, ValueError) as exc:
                 out["context_map"] = None
                 out["context_error"] = str(exc)

@@ -29,7 +29,6 @@ from casebook.index.errors import QueryError
 from casebook.index.vector_index import VectorIndex
 from casebook.inference.errors import PreprocessError
 from casebook.inference.preprocess import ImageInput
-from casebook.inference.regions import context as cx
 from casebook.inference.regions import regions_in_box
 from casebook.inference.regions.detect import family_reference
 from casebook.inference.regions.extract import SMALL_IN_BOX
@@ -536,20 +535,24 @@ class RegionSearchService:
         # an image with no pixel spacing has no scale (its "body width" would be a guess), and a
         # localizer is a projection: neither is read (a chest CT's scout read as abdomen + pelvis)
         scaled = self.store.series_measured_in_mm(unnamed) if unnamed else set()
-        for sid in unnamed:
+        stored = self.maps.anatomy(sorted(scaled), anatomy.IMAGE_RULE) if scaled else {}
+        for sid in unnamed:  # a dict write: safe from the search thread
             if sid not in scaled:
                 self._image_regions[sid] = frozenset()
+            elif sid in stored:  # read at embed time
+                self._image_regions[sid] = anatomy.from_text(stored[sid])
         for sid, regs in out.items():
             if not regs:
                 out[sid] = self._image_anatomy(int(sid))
         return out
 
     def _image_anatomy(self, series_id: int) -> frozenset[str]:
-        """What a series' own context map shows (a CT's skull, lungs, trunk), read once per series."""
+        """What a series' own context map shows (a CT's skull, lungs, trunk), read once per series
+        where embed stored no reading (a library embedded before readings were stored)."""
         if series_id in self._image_regions:  # a dict read and write: safe from the search thread
             return self._image_regions[series_id]
         cmap = sp.load_context_map(self.maps, series_id)
-        regs = anatomy.regions_of_image(cx.slab_layouts(cmap)) if cmap is not None else frozenset()
+        regs = anatomy.read_map(cmap) if cmap is not None else frozenset()
         self._image_regions[series_id] = regs
         return regs
 

@@ -27,7 +27,8 @@ from ..errors import CasebookError
 from ..progress import ProgressCallback, SupportsCancel, check_cancel
 from ..dicom.volume import Volume
 from .library import load_stored_volume
-from .same_place import store_context_map
+from . import anatomy
+from .same_place import load_context_map, store_context_map
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,7 @@ class RegionEmbedReport:
     pruned: dict[str, int] = field(default_factory=dict)  # older descriptor version -> regions deleted
     compacted: int = 0  # bytes the library file gave back after the prune (0: not compacted)
     context_maps: int = 0  # series whose context map was computed (same place on the patient's other scans)
+    anatomy_read: int = 0  # older maps read for the anatomy they show (new maps are read as they are made)
 
     def text(self) -> str:
         if self.problem:
@@ -53,6 +55,8 @@ class RegionEmbedReport:
         out = f"findings of {self.done} series ({self.regions} regions); region index {fams}"
         if self.context_maps:
             out += f"; context maps of {self.context_maps} series"
+        if self.anatomy_read:
+            out += f"; anatomy read from the maps of {self.anatomy_read} older series"
         if self.unscaled:
             out += f"; {self.unscaled} without pixel spacing (no findings: no mm scale)"
         if self.failed:
@@ -132,8 +136,30 @@ def embed_regions(store: CaseStore, *, progress: ProgressCallback | None = None,
             rep.failed.append((sid, str(exc)))
         if progress:
             progress(n + 1, len(todo), f"regions of series {sid}")
+    rep.anatomy_read = read_map_anatomy(maps, progress=progress, cancel=cancel)
     rep.remaining = len(regions.series_missing_regions(desc.id))
     return rep
+
+
+def read_map_anatomy(maps: ContextMapStore, *, progress: ProgressCallback | None = None,
+                     cancel: SupportsCancel | None = None) -> int:
+    """Read what each stored map shows of the body where it has no reading of the current rule (a
+    map made before readings were stored, or under an older rule) from the map alone: no DICOM
+    file is read."""
+    unread = maps.series_unread(anatomy.IMAGE_RULE)
+    readings: dict[int, str] = {}
+    done = 0
+    for n, sid in enumerate(unread):
+        check_cancel(cancel)
+        cmap = load_context_map(maps, sid)
+        if cmap is not None:  # an older map's version: recomputed (and read) by the next embed
+            readings[sid] = anatomy.to_text(anatomy.read_map(cmap))
+        if len(readings) >= 200 or n + 1 == len(unread):
+            done += maps.set_anatomy(readings, anatomy.IMAGE_RULE)
+            readings = {}
+        if progress:
+            progress(n + 1, len(unread), f"anatomy of series {sid}")
+    return done
 
 
 

@@ -29,6 +29,8 @@ from casebook.inference.errors import PreprocessError
 from casebook.inference.preprocess import ImageInput
 from casebook.inference.regions import context as cx
 
+from . import anatomy
+
 log = logging.getLogger(__name__)
 
 #: a context that agrees this well is taken as the same place. Brain-Tumor-Progression patients
@@ -67,9 +69,17 @@ def context_map_of(image: Any, modality: str = "") -> tuple:
     return to_map(cx.context_map(img))
 
 
+def map_reading(stored: tuple) -> str:
+    """What a map (as :func:`to_map` gives it) shows of the body, as stored beside it: read from the
+    stored bytes, so a reading made later from the store gives the same."""
+    version, family, shape, scale, offset, pixels = stored
+    return anatomy.to_text(anatomy.read_map(cx.decode_map(pixels, shape, scale, offset, family, version)))
+
+
 def store_context_map(maps: ContextMapStore, series_id: int, image: Any, modality: str = "") -> None:
-    """Compute and store a series' context map (embed time)."""
-    maps.put(int(series_id), *context_map_of(image, modality))
+    """Compute and store a series' context map and what it shows of the body (embed time)."""
+    stored = context_map_of(image, modality)
+    maps.put(int(series_id), *stored, anatomy=map_reading(stored), anatomy_version=anatomy.IMAGE_RULE)
 
 
 def load_context_map(maps: ContextMapStore, series_id: int) -> cx.ContextMap | None:

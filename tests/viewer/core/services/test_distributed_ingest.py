@@ -12,8 +12,10 @@ import pytest
 
 ray = pytest.importorskip("ray", reason="ray is in the test extra (scripts/setup.sh --test)")
 
+from casebook.index.case_store.context_maps import ContextMapStore  # noqa: E402
 from casebook.viewer.core.config import Settings  # noqa: E402
 from casebook.viewer.core.demo.phantom import PhantomOptions, generate_library  # noqa: E402
+from casebook.viewer.core.services.anatomy import IMAGE_RULE  # noqa: E402
 from casebook.viewer.core.services.distributed import (  # noqa: E402
     RayCluster, RayUnavailable, ingest_on_ray, start_local_ray)
 from casebook.viewer.core.services.import_pipeline import embed_and_index  # noqa: E402
@@ -43,6 +45,7 @@ def _library(store, settings: Settings) -> dict:
     """Everything the comparison looks at, keyed by what does not depend on row ids."""
     model = store.list_models()[0]
     regions, desc = register(store)
+    readings = ContextMapStore(store).anatomy([se.id for se in store.list_series()], IMAGE_RULE)
     out = {}
     for se in store.list_series():
         emb = store.get_embeddings(model.id, [se.id])
@@ -51,7 +54,8 @@ def _library(store, settings: Settings) -> dict:
         out[se.key] = {"slices": se.slice_count, "modality": se.modality,
                        "files": sorted(f.path for f in store.series_files(se.id)),
                        "slice_indices": emb.slice_indices[order].tolist(), "vectors": emb.vectors[order],
-                       "regions": [(tuple(r.box), r.family, round(r.saliency, 6)) for r in rows], "rvecs": rvecs}
+                       "regions": [(tuple(r.box), r.family, round(r.saliency, 6)) for r in rows], "rvecs": rvecs,
+                       "anatomy": readings.get(se.id)}  # what its context map shows, read on the worker
     return out
 
 
@@ -88,6 +92,7 @@ def test_ray_ingest_equals_in_process_and_resumes(local_ray, corpus, tmp_path: P
         assert got["slice_indices"] == want["slice_indices"]
         np.testing.assert_allclose(got["vectors"], want["vectors"], atol=1e-5)
         assert got["regions"] == want["regions"]
+        assert got["anatomy"] == want["anatomy"] is not None
         np.testing.assert_allclose(got["rvecs"], want["rvecs"], atol=1e-6)
     assert sum(len(v["regions"]) for v in plain.values()) > 0  # findings were compared, not two empty lists
 

@@ -13,6 +13,7 @@ from casebook.index.case_store import CaseStore
 from casebook.index.case_store.context_maps import ContextMapStore
 from casebook.index.errors import QueryError
 from casebook.viewer.core.demo.phantom import LesionSpec, PhantomOptions, lesion_voxel, plan_library, write_study
+from casebook.viewer.core.services.anatomy import IMAGE_RULE
 from casebook.viewer.core.services.ingest import ingest
 from casebook.viewer.core.services.region_search import (SIZE_PENALTY, TYPICAL_FREE, RegionSearchService, finding_order,
                                                           size_penalty, typical_penalty)
@@ -280,6 +281,20 @@ def test_a_box_matches_findings_in_the_same_anatomy_unless_asked(tmp_path: Path,
         # a findings (series) query is held to the same anatomy
         fs = svc.search(svc.query_from_series(ids["ANATA"]), filters=SearchFilters(), k=5)
         assert ids["ANATB"] not in [h.series_id for h in fs.hits]
+        # the image was read once, at embed time, and stored with the map
+        assert maps.anatomy([ids["HEAD"], ids["ANATC"], noscale], IMAGE_RULE) == {
+            ids["HEAD"]: "head", ids["ANATC"]: "chest,abdomen,pelvis"}  # the swapped-in map was stored unread
+        maps.set_anatomy({ids["ANATC"]: "head"}, IMAGE_RULE)
+        fresh = RegionSearchService(store, tmp_path / "vectors")
+        try:  # a new session takes the stored reading, not the pixels
+            assert fresh.anatomy_of([ids["ANATC"]]) == {ids["ANATC"]: frozenset({"head"})}
+        finally:
+            fresh.close()
+        maps.set_anatomy({ids["ANATC"]: "head"}, "0")  # a reading by an older rule is read again
+        again = embed_regions(store)
+        assert again.anatomy_read == 2 and "anatomy read from the maps of 2 older series" in again.text()
+        assert maps.anatomy([ids["ANATC"], noscale], IMAGE_RULE) == {ids["ANATC"]: "chest,abdomen,pelvis",
+                                                                     noscale: "head"}
     finally:
         svc.close()
         store.close()
