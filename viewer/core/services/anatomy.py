@@ -109,7 +109,7 @@ SLAB_SHARE = 0.25
 
 
 # what each kind of slab shows. The lung bases lie over the upper abdomen (liver dome, spleen): an
-# abdominal CT's top slices and its coronal slices show lungs (covid19_ny_sbu: 4 of 14 ABD/PEL series
+# abdominal CT's top slices and its coronal slices show lungs (covid19_ny_sbu: 4 of 13 ABD/PEL series
 # were read as "chest" alone), and every chest CT holds the upper abdomen
 _SHOWN: dict[str, frozenset[str]] = {"head": frozenset({"head"}), "chest": frozenset({"chest", "abdomen"}),
                                      "trunk": frozenset({"abdomen", "pelvis"})}
