@@ -163,8 +163,9 @@ def main(argv: list[str] | None = None) -> int:
         win.similar.grab().save(str(args.screenshot))
         print(f"screenshot of the Find-similar panel: {args.screenshot}")
         if args.window_screenshot is not None:
-            win.grab().save(str(args.window_screenshot))
-            print(f"screenshot of the window: {args.window_screenshot}")
+            # from the X server: QWidget.grab() renders the VTK (OpenGL) viewports as noise
+            win.screen().grabWindow(int(win.winId())).save(str(args.window_screenshot))
+            print(f"screenshot of the window (from the X server): {args.window_screenshot}")
             for n_card, card in enumerate(win.similar.cards[:2], start=1):  # the cards themselves, full size
                 path = args.window_screenshot.with_name(f"{args.window_screenshot.stem}-card{n_card}.png")
                 card.grab().save(str(path))

