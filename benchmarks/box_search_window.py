@@ -135,7 +135,9 @@ def main(argv: list[str] | None = None) -> int:
         half = les.diameter_mm * 0.65 / geom.pixel_spacing("axial")[0] + 2
         done.clear()
         t = time.perf_counter()
-        win.viewer.box_drawn.emit(Measurement("box", "axial", int(round(k)), (r - half, c - half), (r + half, c + half)))
+        box = Measurement("box", "axial", int(round(k)), (r - half, c - half), (r + half, c + half))
+        win.state.set_search_box(box)  # as the Draw-box gesture does on release: the box stays on screen
+        win.viewer.box_drawn.emit(box)
         if not pump(lambda: bool(done), 60) or done[0] < 0:
             print(f"series {sid} {les.kind}: search failed: {win.similar.status.text()}", file=sys.stderr)
             continue

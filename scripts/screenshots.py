@@ -7,7 +7,7 @@ Opens the main window on a library (default: the configured one, e.g. the demo l
 
 * ``docs/main-window.png``: its longest CT series in the 2x2 MPR + 3D layout with the lesion of
   the demo phantom measured (an ellipse ROI with its HU mean/SD and area, and its diameter), and
-  *Find similar* run on it;
+  *Find similar* run on a box drawn around it (on the whole series where the lesion is not known);
 * ``docs/side-by-side.png``: the best analogue opened side by side (equal panes, linked by
   position and physical size);
 * ``docs/colour-ultrasound.png``: a colour (power Doppler) ultrasound of the library in 1x1.
@@ -75,19 +75,20 @@ def _demo_lesion(vol) -> tuple[np.ndarray, float] | None:
     return None
 
 
-def measure_lesion(win) -> bool:
-    """Go to the lesion, draw an ellipse ROI on it and its diameter, as a reader would."""
+def measure_lesion(win) -> tuple[int, float, float, float] | None:
+    """Go to the lesion, draw an ellipse ROI on it and its diameter, as a reader would; (axial
+    slice, row, column, diameter in pixels) of the lesion, or None where it is not known."""
     from casebook.viewer.core.viewstate import Measurement
 
     st = win.state
     found = _demo_lesion(st.volume)
     if found is None:
-        return False
+        return None
     centre, diameter = found
     g = st.geometry
     c = g.lps_to_canon(centre)
     if np.any(c < 0) or np.any(c > np.array(g.shape) - 1):
-        return False
+        return None
     st.set_crosshair_canon(np.round(c))
     st.set_active_view("axial")
     k, row, col = g.canon_to_image("axial", st.crosshair_canon)
@@ -100,7 +101,7 @@ def measure_lesion(win) -> bool:
     st.set_zoom("axial", 2.2)
     st.set_pan("axial", (-(col - g.image_shape("axial")[1] / 2.0) * col_mm * 0.6,
                          -(row - g.image_shape("axial")[0] / 2.0) * row_mm * 0.6))
-    return True
+    return int(k), float(row), float(col), diameter / col_mm
 
 
 def colour_ultrasound(series) -> int | None:
@@ -172,7 +173,16 @@ def main(argv: list[str] | None = None) -> int:
     ctl = win.similar_controller
     done: list[object] = []
     ctl.results_shown.connect(done.append)
-    win.similar.buttons["series"].click()
+    if measured is not None:  # a box drawn around the lesion, as the reader does, then Find similar
+        from casebook.viewer.core.viewstate import Measurement
+
+        k, row, col, diam_px = measured
+        half = diam_px * 0.65 + 2
+        box = Measurement("box", "axial", k, (row - half, col - half), (row + half, col + half))
+        win.state.set_search_box(box)  # what the Draw-box gesture does on release: the box stays shown
+        win.viewer.box_drawn.emit(box)
+    else:
+        win.similar.buttons["series"].click()
     wait(app, lambda: bool(done), 60, "Find similar")
     settle(app, 2.0)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -195,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
              and win.state.volume.is_color, 60, "the colour ultrasound")
         settle(app, 1.5)
         grab(win, args.out / "colour-ultrasound.png")
-    if not measured:
+    if measured is None:
         print("main-window.png shows no measurement (the lesion of the series is not known)", file=sys.stderr)
     win.close()
     for v in win.all_viewers():
