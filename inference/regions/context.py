@@ -137,8 +137,8 @@ def slab_layouts(cmap: ContextMap) -> list[SlabLayout]:
     inner = sitk.GetArrayFromImage(sitk.BinaryErode(sitk.GetImageFromArray(filled.astype(np.uint8)),
                                                     [rim_px, rim_px, 0])).astype(bool)
     out = []
-    for slab, fill, core in zip(hu, filled, inner):
-        if (slab > -400.0).sum() * px < 2500.0:
+    for slab, flesh, fill, core in zip(hu, body, filled, inner):
+        if flesh.sum() * px < 2500.0:
             continue
         rim = fill & ~core
         cols = np.flatnonzero(fill.any(axis=0))
